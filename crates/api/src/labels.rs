@@ -1,0 +1,10 @@
+//! Labels Berth puts on everything it creates. Pruning selects by these labels only.
+
+/// `app.kubernetes.io/managed-by`, always [`MANAGED_BY_VALUE`] on Berth's children.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY`] on Berth's children.
+pub const MANAGED_BY_VALUE: &str = "berth";
+/// The Project a child belongs to.
+pub const PROJECT: &str = "berth.dev/project";
+/// The MLModel a child belongs to.
+pub const MODEL: &str = "berth.dev/model";

@@ -1,0 +1,50 @@
+//! Berth's API: the custom resource types users apply, their schemas, and the helpers that
+//! every controller uses to read and write them. Nothing in this crate does IO.
+
+pub mod conditions;
+pub mod labels;
+pub mod project;
+
+pub use project::{Member, MemberKind, Project, ProjectSpec, ProjectStatus, Role};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::CustomResourceExt;
+
+/// The API group of every Berth kind.
+pub const GROUP: &str = "berth.dev";
+
+/// Every CustomResourceDefinition Berth ships, in the order they are installed.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Project::crd()]
+}
+
+/// The YAML of one CRD as written to `deploy/crds/<plural>.<group>.yaml`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(crd)
+}
+
+/// The file name a CRD is written to under `deploy/crds/`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `deploy/crds/` is what users apply: it must be exactly what the types generate.
+    #[test]
+    fn deploy_crds_match_the_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds");
+        for crd in crds() {
+            let path = dir.join(crd_file_name(&crd));
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                on_disk,
+                crd_yaml(&crd).unwrap(),
+                "{} is stale: run `cargo xtask crdgen`",
+                path.display()
+            );
+        }
+    }
+}
