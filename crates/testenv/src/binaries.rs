@@ -1,0 +1,78 @@
+//! Where the control-plane binaries are: built (or found in the cache) by `tools/build.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::Error;
+
+/// The directory of pinned control-plane binaries.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    dir: PathBuf,
+}
+
+/// Names every component binary the control plane needs.
+const REQUIRED: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "stages",
+];
+
+impl Binaries {
+    /// `BERTH_BIN_DIR` if set; otherwise whatever `tools/build.sh` builds or finds in its cache.
+    /// A cold build prints its progress on stderr.
+    pub fn locate() -> Result<Self, Error> {
+        if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
+            return Self::at(PathBuf::from(dir));
+        }
+        let script = repo_root().join("tools/build.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", script.display()), e))?;
+        if !output.status.success() {
+            return Err(Error::Build(format!(
+                "{} exited with {}",
+                script.display(),
+                output.status
+            )));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let Some(dir) = stdout.lines().last() else {
+            return Err(Error::Build("it printed no binary directory".into()));
+        };
+        Self::at(PathBuf::from(dir.trim()))
+    }
+
+    /// The binaries in `dir`, checked to be all there.
+    pub fn at(dir: PathBuf) -> Result<Self, Error> {
+        for name in REQUIRED {
+            if !dir.join(name).exists() {
+                return Err(Error::Build(format!(
+                    "{} has no {name}; run tools/build.sh",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// kwok's stage configs, taken from the pinned kwok module.
+    pub fn stages_dir(&self) -> PathBuf {
+        self.dir.join("stages")
+    }
+}
+
+/// The repository this crate was built from.
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}

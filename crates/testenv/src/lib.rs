@@ -1,0 +1,96 @@
+//! A real Kubernetes control plane on loopback, for Berth's tests, benchmarks and `cargo xtask dev`.
+//!
+//! [`ControlPlane::start`] runs etcd, kube-apiserver (RBAC, token authentication, service-account
+//! signing keys), kube-controller-manager, kube-scheduler and kwok with fake nodes, all built from
+//! their pinned Go modules by `tools/build.sh`, each on a free port. It returns once every component
+//! is healthy, the nodes are Ready and Berth's CRDs are established.
+//!
+//! Tests call [`shared`]: one control plane per test binary, shared by every test in it, or the
+//! cluster named by `BERTH_TEST_KUBECONFIG` when that is set. Each test makes its own clients with
+//! [`Cluster::client`] and [`Cluster::impersonate`], and uses names of its own so tests run in parallel.
+//! Every process dies with the process that started it, on a panic or Ctrl-C too.
+
+mod binaries;
+mod cluster;
+mod controlplane;
+mod error;
+mod health;
+mod kwok;
+mod pki;
+mod process;
+
+pub use binaries::Binaries;
+pub use cluster::Cluster;
+pub use controlplane::{ControlPlane, Options};
+pub use error::Error;
+pub use process::Process;
+
+use std::sync::{Mutex, OnceLock};
+
+/// The environment variable that points tests at an existing cluster instead of starting one.
+pub const KUBECONFIG_ENV: &str = "BERTH_TEST_KUBECONFIG";
+
+static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// The shared control plane, taken and killed when the process exits. Should that never run (a
+/// SIGKILL), the kernel still kills the children (see `process`) and the next start removes the
+/// data directory.
+static SHARED_CONTROL_PLANE: Mutex<Option<ControlPlane>> = Mutex::new(None);
+
+extern "C" fn kill_shared_control_plane() {
+    if let Ok(mut guard) = SHARED_CONTROL_PLANE.lock()
+        && let Some(control_plane) = guard.take()
+    {
+        control_plane.kill();
+    }
+}
+
+#[allow(unsafe_code)]
+fn kill_shared_control_plane_at_exit() {
+    // SAFETY: registers a plain function with no arguments; it only takes a lock and kills children.
+    unsafe {
+        libc::atexit(kill_shared_control_plane);
+    }
+}
+
+/// The cluster every test in this binary shares, started on first use.
+///
+/// With `BERTH_TEST_KUBECONFIG` set, that cluster is used as it is (Berth's CRDs are still applied).
+/// Otherwise a control plane is started once, on a thread of its own so no test's runtime owns it.
+pub fn shared() -> Result<&'static Cluster, Error> {
+    let shared = SHARED.get_or_init(|| {
+        let started = std::thread::spawn(|| -> Result<Cluster, Error> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("starting a runtime for the control plane", e))?;
+            runtime.block_on(async {
+                match std::env::var_os(KUBECONFIG_ENV) {
+                    Some(path) => {
+                        let cluster = Cluster::from_kubeconfig_file(path.as_ref()).await?;
+                        cluster.install_crds().await?;
+                        Ok(cluster)
+                    }
+                    None => {
+                        let control_plane = ControlPlane::start(Options::default()).await?;
+                        let cluster = control_plane.cluster().clone();
+                        if let Ok(mut guard) = SHARED_CONTROL_PLANE.lock() {
+                            *guard = Some(control_plane);
+                            kill_shared_control_plane_at_exit();
+                        }
+                        Ok(cluster)
+                    }
+                }
+            })
+        })
+        .join();
+        match started {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("the control plane's start-up thread panicked".to_owned()),
+        }
+    });
+    match shared {
+        Ok(cluster) => Ok(cluster),
+        Err(message) => Err(Error::SharedStartFailed(message.clone())),
+    }
+}
