@@ -1,0 +1,8 @@
+//! Tests against the real control plane. One binary, so one control plane serves them all; each test
+//! uses names of its own, so they run in parallel.
+
+mod apps;
+mod crd;
+mod lifecycle;
+mod rbac;
+mod support;
