@@ -1,0 +1,282 @@
+//! `cargo xtask dev`: the local platform. Starts the real control plane, runs the operator against
+//! it, applies the samples, and keeps everything running until Ctrl-C, then stops it all.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::{Discovery, Scope};
+use kube::{Client, ResourceExt};
+use serde::Deserialize;
+
+use crate::{build_control_plane, repo_root};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Start everything, apply the samples, check they are served, then stop (for CI).
+    #[arg(long)]
+    smoke: bool,
+    /// How many fake nodes kwok runs.
+    #[arg(long, default_value_t = 2)]
+    nodes: u32,
+}
+
+const FIELD_MANAGER: &str = "berth-dev";
+
+pub fn run(args: Args) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(dev(args))
+}
+
+fn step(n: u32, total: u32, what: &str) {
+    eprintln!("==> [{n}/{total}] {what}");
+}
+
+async fn dev(args: Args) -> Result<()> {
+    let root = repo_root();
+    let dev_dir = root.join(".dev");
+    std::fs::create_dir_all(&dev_dir)?;
+    let total = 5;
+    let begin = Instant::now();
+
+    step(
+        1,
+        total,
+        "control-plane binaries (tools/build.sh; a cold build takes about 20 minutes)",
+    );
+    let binaries = Binaries::at(build_control_plane()?)?;
+
+    step(
+        2,
+        total,
+        "building the operator (cargo build -p berth-operator)",
+    );
+    let operator_bin = build_operator(&root)?;
+
+    step(
+        3,
+        total,
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok",
+    );
+    let control_plane = ControlPlane::start(Options {
+        nodes: args.nodes,
+        binaries: Some(binaries),
+        ..Options::default()
+    })
+    .await?;
+    let kubeconfig = dev_dir.join("kubeconfig");
+    std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let cluster = control_plane.cluster().clone();
+    let client = cluster.client().await?;
+
+    step(4, total, "starting the operator");
+    let operator_log = dev_dir.join("operator.log");
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut operator = Process::spawn(
+        "berth-operator",
+        &operator_bin,
+        &[
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--health-addr=127.0.0.1:{health_port}"),
+        ],
+        &operator_log,
+    )?;
+    wait_operator_ready(&mut operator, health_port).await?;
+
+    step(5, total, "applying samples/");
+    let applied = apply_samples(&client, &root.join("samples")).await?;
+    for name in &applied {
+        eprintln!("    applied {name}");
+    }
+
+    let mut control_plane = control_plane;
+    eprintln!();
+    eprintln!(
+        "Berth is running ({:.1} s). Point kubectl at it:",
+        begin.elapsed().as_secs_f64()
+    );
+    eprintln!();
+    eprintln!("    export KUBECONFIG={}", kubeconfig.display());
+    eprintln!("    kubectl get projects");
+    eprintln!();
+    eprintln!("Operator log: {}", operator_log.display());
+    eprintln!("Control-plane logs: {}", control_plane.dir().display());
+
+    let outcome = if args.smoke {
+        smoke_check(&cluster, &applied).await
+    } else {
+        eprintln!("Press Ctrl-C to stop.");
+        watch_until_interrupted(&mut control_plane, &mut operator).await
+    };
+
+    eprintln!("==> stopping the operator and the control plane");
+    operator.stop(Duration::from_secs(10));
+    control_plane.stop();
+    let _ = std::fs::remove_file(&kubeconfig);
+    eprintln!("stopped.");
+    outcome
+}
+
+fn build_operator(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--package", "berth-operator"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the operator failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("debug/berth-operator"))
+}
+
+async fn wait_operator_ready(operator: &mut Process, port: u16) -> Result<()> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = operator.exited() {
+            bail!(
+                "the operator exited with {status}; the end of its log ({}):\n{}",
+                operator.log_path().display(),
+                operator.log_tail(4000)
+            );
+        }
+        if http_ok(&url).await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the operator was not ready after 30 s; see {}",
+                operator.log_path().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: true on a 200 answer.
+async fn http_ok(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return false;
+    };
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+/// Server-side applies every object in every YAML file under `dir`; returns `kind/name` of each.
+async fn apply_samples(client: &Client, dir: &Path) -> Result<Vec<String>> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(document)?;
+            if value.is_null() {
+                continue;
+            }
+            let object: DynamicObject = serde_json::from_value(value).with_context(|| {
+                format!(
+                    "{} holds an object that is not a Kubernetes object",
+                    file.display()
+                )
+            })?;
+            let types = object.types.clone().with_context(|| {
+                format!("an object in {} has no apiVersion or kind", file.display())
+            })?;
+            let gvk = kube::api::GroupVersionKind::try_from(&types)?;
+            let (resource, capabilities) = discovery.resolve_gvk(&gvk).with_context(|| {
+                format!(
+                    "the cluster does not serve {}/{}",
+                    types.api_version, types.kind
+                )
+            })?;
+            let name = object.name_any();
+            let api: Api<DynamicObject> = match capabilities.scope {
+                Scope::Cluster => Api::all_with(client.clone(), &resource),
+                Scope::Namespaced => Api::namespaced_with(
+                    client.clone(),
+                    object.namespace().as_deref().unwrap_or("default"),
+                    &resource,
+                ),
+            };
+            api.patch(&name, &params, &Patch::Apply(&object)).await?;
+            applied.push(format!("{}/{}", types.kind, name));
+        }
+    }
+    Ok(applied)
+}
+
+/// For `--smoke`: the samples are served back by the API server.
+async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
+    let client = cluster.client().await?;
+    let projects: Api<berth_api::Project> = Api::all(client);
+    let listed = projects.list(&Default::default()).await?;
+    let names: Vec<String> = listed
+        .items
+        .iter()
+        .map(|p| format!("Project/{}", p.name_any()))
+        .collect();
+    for sample in applied.iter().filter(|s| s.starts_with("Project/")) {
+        if !names.contains(sample) {
+            bail!("sample {sample} was applied but is not listed");
+        }
+    }
+    eprintln!(
+        "smoke check passed: {} sample objects served",
+        applied.len()
+    );
+    Ok(())
+}
+
+async fn watch_until_interrupted(
+    control_plane: &mut ControlPlane,
+    operator: &mut Process,
+) -> Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            _ = &mut interrupted => return Ok(()),
+            _ = tick.tick() => {
+                control_plane.check_running()?;
+                if let Some(status) = operator.exited() {
+                    bail!(
+                        "the operator exited with {status}; the end of its log ({}):\n{}",
+                        operator.log_path().display(),
+                        operator.log_tail(4000)
+                    );
+                }
+            }
+        }
+    }
+}

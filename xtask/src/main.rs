@@ -1,0 +1,92 @@
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `dev`: the local platform: a real control plane, the operator, and the samples.
+//! - `test`: every test in the workspace, against a real control plane.
+//! - `crdgen`: writes `deploy/crds/` from the API types (`--check` fails on drift).
+
+mod crdgen;
+mod dev;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Berth's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the local platform: control plane, operator and samples, until Ctrl-C.
+    Dev(dev::Args),
+    /// Build the control plane if needed, then run every test in the workspace.
+    Test {
+        /// Extra arguments for `cargo test`, after `--`.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Write the CRD YAML under deploy/crds/ from the API types.
+    Crdgen {
+        /// Fail instead of writing when the files differ from the types.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Dev(args) => dev::run(args),
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Crdgen { check } => crdgen::run(check),
+    }
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Builds (or finds in the cache) the pinned control-plane binaries; returns their directory.
+pub fn build_control_plane() -> Result<PathBuf> {
+    let script = repo_root().join("tools/build.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!("{} failed with {}", script.display(), output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout
+        .lines()
+        .last()
+        .context("tools/build.sh printed no binary directory")?;
+    Ok(PathBuf::from(dir.trim()))
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    eprintln!("==> control plane binaries (tools/build.sh)");
+    let bin_dir = build_control_plane()?;
+    eprintln!("==> cargo test --workspace");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(repo_root())
+        .args(["test", "--workspace"])
+        .args(cargo_args)
+        .env("BERTH_BIN_DIR", &bin_dir)
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
+    Ok(())
+}
