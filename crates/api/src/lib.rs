@@ -4,8 +4,13 @@
 pub mod conditions;
 pub mod labels;
 pub mod project;
+pub mod quantity;
+pub mod settings;
 
-pub use project::{Member, MemberKind, Project, ProjectSpec, ProjectStatus, Role};
+pub use project::{
+    DeletionPolicy, Member, MemberKind, PodSecurityLevel, Project, ProjectSpec, ProjectStatus, Role,
+};
+pub use settings::{PlatformSettings, PlatformSettingsSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::CustomResourceExt;
@@ -15,7 +20,7 @@ pub const GROUP: &str = "berth.dev";
 
 /// Every CustomResourceDefinition Berth ships, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Project::crd()]
+    vec![Project::crd(), PlatformSettings::crd()]
 }
 
 /// The YAML of one CRD as written to `deploy/crds/<plural>.<group>.yaml`.

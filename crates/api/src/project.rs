@@ -1,13 +1,19 @@
-//! `Project`: one object onboards a team into its own namespace.
+//! `Project`: one object onboards a team into its own isolated, governed namespace.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A team's isolated, provisioned home on the platform: its namespace, its members' access, and the
-/// resources that follow the members list.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The annotation that lets a Project take over a namespace that already exists. Only a platform
+/// admin may set it (the shipped ValidatingAdmissionPolicy enforces that).
+pub const ADOPT_NAMESPACE_ANNOTATION: &str = "berth.dev/adopt-namespace";
+
+/// A team's isolated, provisioned home on the platform.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "berth.dev",
     version = "v1alpha1",
@@ -16,30 +22,93 @@ use serde::{Deserialize, Serialize};
     shortname = "proj",
     status = "ProjectStatus",
     doc = "A team's isolated, provisioned home on the platform: one object gives it a namespace, access for its members, quota, limits, network isolation and pod security.",
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63").message("a project name must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".status.namespace"}"#,
+    printcolumn = r#"{"name":"Owners","type":"string","jsonPath":".status.owners"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.owners) && size(self.owners) > 0) || (has(self.members) && self.members.exists(m, m.role == 'owner'))").message("a project needs at least one owner: list one under spec.owners, or give a member role: owner"),
+    validation = Rule::new("has(self.namespace) == has(oldSelf.namespace)").message("spec.namespace cannot be added or removed once the project exists; create a new project for a new namespace")
+)]
 pub struct ProjectSpec {
-    /// The people, groups and service accounts that work in this project, each with a role.
-    /// At least one member must be an owner.
-    #[schemars(length(min = 1))]
+    /// Users who own the project, by e-mail address or user name. A shorthand for members with kind
+    /// User and role owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(o, size(o) > 0)").message("each owner must be a non-empty user name of at most 253 characters"))]
+    pub owners: Vec<String>,
+
+    /// The people, groups and service accounts that work in the project, each with a role. Together
+    /// with `owners` there must be at least one owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]), length(max = 256))]
     pub members: Vec<Member>,
 
-    /// The namespace the project lives in. Defaults to the project's name and cannot be changed.
+    /// The namespace the project lives in. Defaults to the project's name. It cannot change later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("spec.namespace must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
+        validation = Rule::new("self == oldSelf").message("spec.namespace cannot change once the project exists; create a new project for a new namespace")
+    )]
     pub namespace: Option<String>,
+
+    /// Extra labels for the namespace. Berth's own labels and the pod-security labels are set from
+    /// the spec and cannot be overridden here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('pod-security.kubernetes.io/') && !k.startsWith('berth.dev/') && k != 'app.kubernetes.io/managed-by' && !k.startsWith('istio') && k != 'kubernetes.io/metadata.name')").message("namespaceLabels cannot set pod-security.kubernetes.io/*, berth.dev/*, istio*, app.kubernetes.io/managed-by or kubernetes.io/metadata.name: Berth sets those from the spec"))]
+    pub namespace_labels: BTreeMap<String, String>,
+
+    /// Extra annotations for the namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('berth.dev/'))").message("namespaceAnnotations cannot set berth.dev/* annotations"))]
+    pub namespace_annotations: BTreeMap<String, String>,
+
+    /// The project's ResourceQuota. Each resource given here replaces the platform default for that
+    /// resource; the rest keep their defaults. Asking for more than the platform maximum needs a
+    /// platform admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota: Option<ResourceQuotaSpec>,
+
+    /// Container defaults for pods that do not set requests or limits. Each value given replaces
+    /// the platform default for that resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_range: Option<LimitRangeSpec>,
+
+    /// Extra network access on top of the default isolation (which allows traffic inside the
+    /// namespace, DNS, and ingress from the platform's gateway and monitoring namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+
+    /// The Pod Security Standard the namespace enforces, audits and warns on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecuritySpec>,
+
+    /// What happens to the namespace and its data when the project is deleted: Retain (the
+    /// platform default unless its settings say otherwise) keeps it, detached and labelled as
+    /// retained; Delete removes it with everything in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// The project's OIDC client, used when the platform has an identity provider enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<IdpSpec>,
 }
 
 /// One member of a project.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || self.name.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("a ServiceAccount member is named 'name' (in the project's namespace) or 'namespace/name'"))]
 pub struct Member {
     /// What kind of subject this is: User, Group or ServiceAccount.
     pub kind: MemberKind,
     /// The subject's name: an e-mail address or user name for a User, a group name for a Group,
-    /// `namespace/name` or a plain name in the project's namespace for a ServiceAccount.
+    /// `name` (in the project's namespace) or `namespace/name` for a ServiceAccount.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// What the member may do: owner manages the project and its members, editor works in it,
@@ -48,7 +117,9 @@ pub struct Member {
 }
 
 /// The kind of a member subject.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub enum MemberKind {
     User,
     Group,
@@ -57,7 +128,7 @@ pub enum MemberKind {
 
 /// A member's role in a project.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
@@ -66,8 +137,128 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// Quantities by resource name, such as `cpu: "16"` or `memory: 32Gi`.
+pub type ResourceList = BTreeMap<String, Quantity>;
+
+/// The schema of a [`ResourceList`]: bounded, so the API server can afford its CEL rules.
+pub(crate) fn resource_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 64,
+        },
+    })
+}
+
+/// The project's ResourceQuota.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceQuotaSpec {
+    /// Hard limits by resource name, as in a ResourceQuota: `cpu`, `memory`, `requests.nvidia.com/gpu`,
+    /// `persistentvolumeclaims`, `pods` and so on.
+    #[serde(default)]
+    #[schemars(schema_with = "resource_list_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, isQuantity(string(self[k])))").message("every quota value must be a quantity, such as 16, 500m or 32Gi"))]
+    pub hard: ResourceList,
+}
+
+/// Container defaults, as in a LimitRange of type Container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitRangeSpec {
+    /// Requests given to a container that sets none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "resource_list_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, isQuantity(string(self[k])))").message("every defaultRequest value must be a quantity, such as 100m or 256Mi"))]
+    pub default_request: ResourceList,
+    /// Limits given to a container that sets none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "resource_list_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, isQuantity(string(self[k])))").message("every default value must be a quantity, such as 1 or 1Gi"))]
+    pub default: ResourceList,
+}
+
+/// Extra network access for the project.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Namespaces whose pods may connect to this project's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("allowIngressFromNamespaces must list namespace names (DNS labels)"))]
+    pub allow_ingress_from_namespaces: Vec<String>,
+    /// Address ranges outside the cluster that the project's pods may connect to, in CIDR
+    /// notation, such as 10.20.0.0/16 or 203.0.113.7/32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("allowEgressTo must list CIDRs, such as 10.20.0.0/16 or 203.0.113.7/32"))]
+    pub allow_egress_to: Vec<String>,
+}
+
+/// The Pod Security Standard for the namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecuritySpec {
+    /// restricted (the default), baseline or privileged. Privileged needs a platform admin.
+    #[serde(default)]
+    pub level: PodSecurityLevel,
+}
+
+/// A Pod Security Standard level.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum PodSecurityLevel {
+    #[default]
+    Restricted,
+    Baseline,
+    Privileged,
+}
+
+impl PodSecurityLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Restricted => "restricted",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Privileged => "privileged",
+        }
+    }
+}
+
+/// What happens to the namespace when the project is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Keep the namespace and everything in it, detached from Berth and labelled as retained.
+    #[default]
+    Retain,
+    /// Delete the namespace and everything in it.
+    Delete,
+}
+
+/// The project's OIDC client.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IdpSpec {
+    /// Redirect URIs the client accepts after login.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(u, isURL(u))").message("each redirect URI must be an absolute URL, such as https://example.com/callback"))]
+    pub redirect_uris: Vec<String>,
+}
+
 /// What Berth observed about a project.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectStatus {
     /// The generation of the spec this status describes.
@@ -76,9 +267,29 @@ pub struct ProjectStatus {
     /// The namespace the project lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The state of each part of the project: Ready, NamespaceReady, AccessReady and so on.
+    /// The owners, comma-separated, for `kubectl get projects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owners: Option<String>,
+    /// Quota use: what the ResourceQuota allows and what is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaUsage>,
+    /// The state of each part of the project: Ready, NamespaceReady, AccessReady, QuotaReady and
+    /// NetworkReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Quota use as the ResourceQuota reports it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaUsage {
+    /// What the quota allows.
+    #[serde(default)]
+    pub hard: ResourceList,
+    /// What is in use.
+    #[serde(default)]
+    pub used: ResourceList,
 }
 
 impl Project {
