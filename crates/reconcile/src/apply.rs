@@ -1,0 +1,218 @@
+//! The one step every controller uses to make the cluster match: server-side apply what is desired
+//! and not already there, and delete by label what is no longer desired.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::children::{ChildCache, ChildKind};
+use crate::compare::contains;
+use crate::error::Error;
+
+/// The field manager every Berth write uses.
+pub const FIELD_MANAGER: &str = "berth-operator";
+
+/// One object a controller wants to exist.
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub kind: ChildKind,
+    pub object: DynamicObject,
+}
+
+impl Desired {
+    /// A desired object from a typed Kubernetes object (with its apiVersion and kind).
+    pub fn new<K: Resource<DynamicType = ()> + Serialize>(
+        kind: &ChildKind,
+        object: &K,
+    ) -> Result<Self, Error> {
+        let value = serde_json::to_value(object)
+            .map_err(|e| Error::internal(format!("encoding a {}: {e}", K::kind(&()))))?;
+        Self::from_value(kind, value)
+    }
+
+    /// A desired object from JSON (for kinds with no Rust type, such as Istio's).
+    pub fn from_value(kind: &ChildKind, mut value: serde_json::Value) -> Result<Self, Error> {
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "apiVersion".into(),
+                kind.resource.api_version.clone().into(),
+            );
+            map.insert("kind".into(), kind.resource.kind.clone().into());
+        }
+        let object: DynamicObject = serde_json::from_value(value)
+            .map_err(|e| Error::internal(format!("encoding a {}: {e}", kind.resource.kind)))?;
+        Ok(Self {
+            kind: kind.clone(),
+            object,
+        })
+    }
+
+    fn key(&self) -> (String, Option<String>, String) {
+        (
+            self.kind.resource.kind.clone(),
+            self.object.namespace(),
+            self.object.name_any(),
+        )
+    }
+}
+
+/// What one apply pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Objects written because they were missing or differed.
+    pub applied: Vec<String>,
+    /// Objects deleted because they are no longer desired.
+    pub pruned: Vec<String>,
+    /// Objects already as desired.
+    pub unchanged: usize,
+    /// Objects written moments ago whose change the cache has not seen yet: not written again.
+    /// The caller should look again shortly (see [`IN_FLIGHT`]).
+    pub in_flight: usize,
+}
+
+/// How long a write counts as in flight while the cache catches up.
+pub const IN_FLIGHT: Duration = Duration::from_secs(5);
+
+type Key = (String, Option<String>, String);
+
+/// A write: the hash of what was written, the resourceVersion it produced, and when.
+type Write = (u64, Option<String>, Instant);
+
+/// What was last written for each object, so a reconcile that runs before the watch has delivered
+/// our own write does not write the same content again.
+#[derive(Default)]
+pub struct Written {
+    entries: Mutex<HashMap<Key, Write>>,
+}
+
+impl Written {
+    fn in_flight(&self, key: &Key, hash: u64, live_version: Option<&str>) -> bool {
+        let Ok(entries) = self.entries.lock() else {
+            return false;
+        };
+        entries.get(key).is_some_and(|(h, version, at)| {
+            *h == hash && at.elapsed() < IN_FLIGHT && version.as_deref() != live_version
+        })
+    }
+
+    fn record(&self, key: Key, hash: u64, version: Option<String>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (_, _, at)| at.elapsed() < IN_FLIGHT);
+            entries.insert(key, (hash, version, Instant::now()));
+        }
+    }
+}
+
+fn hash_of(value: &serde_json::Value) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Report {
+    pub fn wrote(&self) -> bool {
+        !self.applied.is_empty() || !self.pruned.is_empty()
+    }
+}
+
+fn describe(kind: &ChildKind, object: &DynamicObject) -> String {
+    match object.namespace() {
+        Some(ns) => format!("{}/{}/{}", kind.resource.kind, ns, object.name_any()),
+        None => format!("{}/{}", kind.resource.kind, object.name_any()),
+    }
+}
+
+/// Whose children an apply pass manages: those labelled `label=value` and controlled by `uid`.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    pub label: &'a str,
+    pub value: &'a str,
+    pub uid: &'a str,
+}
+
+/// Applies `desired` in order, skipping objects the cache shows are already as desired, then deletes
+/// the owner's cached children that are not desired (for kinds that allow pruning). Objects that
+/// carry the label but another controller (an earlier owner of the same name) are never touched.
+pub async fn apply(
+    client: &Client,
+    cache: &ChildCache,
+    written: &Written,
+    desired: &[Desired],
+    owner: Owner<'_>,
+) -> Result<Report, Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut report = Report::default();
+    let mut wanted = HashSet::new();
+    for item in desired {
+        wanted.insert(item.key());
+        let namespace = item.object.namespace();
+        let name = item.object.name_any();
+        let live = cache.get(&item.kind.resource, namespace.as_deref(), &name);
+        let want = serde_json::to_value(&item.object).unwrap_or_default();
+        let up_to_date = live.as_ref().is_some_and(|live| {
+            let live = serde_json::to_value(live.as_ref()).unwrap_or_default();
+            contains(&live, &want)
+        });
+        if up_to_date {
+            report.unchanged += 1;
+            continue;
+        }
+        let key = item.key();
+        let hash = hash_of(&want);
+        let live_version = live.as_ref().and_then(|l| l.resource_version());
+        if written.in_flight(&key, hash, live_version.as_deref()) {
+            report.in_flight += 1;
+            continue;
+        }
+        let api = item.kind.api(client, namespace.as_deref());
+        let answer = api
+            .patch(&name, &params, &Patch::Apply(&item.object))
+            .await?;
+        written.record(key, hash, answer.resource_version());
+        let what = describe(&item.kind, &item.object);
+        debug!(object = %what, "applied");
+        report.applied.push(what);
+    }
+
+    for (kind, object) in cache.labelled(owner.label, owner.value) {
+        if !kind.prune || object.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let controlled = object
+            .owner_references()
+            .iter()
+            .any(|r| r.uid == owner.uid && r.controller == Some(true));
+        if !controlled {
+            continue;
+        }
+        let key = (
+            kind.resource.kind.clone(),
+            object.namespace(),
+            object.name_any(),
+        );
+        if wanted.contains(&key) {
+            continue;
+        }
+        let api = kind.api(client, object.namespace().as_deref());
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&object.name_any(), &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let what = describe(&kind, &object);
+        info!(object = %what, "pruned: no longer desired");
+        report.pruned.push(what);
+    }
+    Ok(report)
+}

@@ -1,0 +1,20 @@
+//! What every Berth controller shares. A controller brings a pure function from its object and the
+//! platform settings to the desired children; this crate applies them with server-side apply,
+//! prunes by label what is no longer desired, writes status only when it changed, turns condition
+//! flips into Events, and maps errors to categories, backoff and metrics.
+
+pub mod apply;
+pub mod backoff;
+pub mod children;
+pub mod compare;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod status;
+
+pub use apply::{Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply};
+pub use backoff::Backoffs;
+pub use children::{ChildCache, ChildKind, ChildStream};
+pub use error::{Category, Error};
+pub use events::Announcer;
+pub use metrics::Metrics;
