@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::{Discovery, Scope};
-use kube::{Client, ResourceExt};
-use serde::Deserialize;
+use kube::api::Api;
 
 use crate::{build_control_plane, repo_root};
 
@@ -23,8 +20,6 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     nodes: u32,
 }
-
-const FIELD_MANAGER: &str = "berth-dev";
 
 pub fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -76,7 +71,13 @@ async fn dev(args: Args) -> Result<()> {
     let cluster = control_plane.cluster().clone();
     let client = cluster.client().await?;
 
-    step(4, total, "starting the operator");
+    step(
+        4,
+        total,
+        "starting the operator under its own service account (deploy/rbac)",
+    );
+    let operator_kubeconfig = dev_dir.join("operator.kubeconfig");
+    cluster.operator_kubeconfig(&operator_kubeconfig).await?;
     let operator_log = dev_dir.join("operator.log");
     let health_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -85,15 +86,16 @@ async fn dev(args: Args) -> Result<()> {
         "berth-operator",
         &operator_bin,
         &[
-            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--kubeconfig={}", operator_kubeconfig.display()),
             format!("--health-addr=127.0.0.1:{health_port}"),
         ],
         &operator_log,
     )?;
     wait_operator_ready(&mut operator, health_port).await?;
 
-    step(5, total, "applying samples/");
-    let applied = apply_samples(&client, &root.join("samples")).await?;
+    step(5, total, "applying deploy/samples/");
+    let applied =
+        berth_testenv::manifests::apply_dirs(&client, &[root.join("deploy/samples")]).await?;
     for name in &applied {
         eprintln!("    applied {name}");
     }
@@ -122,6 +124,7 @@ async fn dev(args: Args) -> Result<()> {
     operator.stop(Duration::from_secs(10));
     control_plane.stop();
     let _ = std::fs::remove_file(&kubeconfig);
+    let _ = std::fs::remove_file(&operator_kubeconfig);
     eprintln!("stopped.");
     outcome
 }
@@ -185,73 +188,27 @@ async fn http_ok(url: &str) -> bool {
     response.starts_with(b"HTTP/1.1 200")
 }
 
-/// Server-side applies every object in every YAML file under `dir`; returns `kind/name` of each.
-async fn apply_samples(client: &Client, dir: &Path) -> Result<Vec<String>> {
-    let discovery = Discovery::new(client.clone()).run().await?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut applied = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)?;
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::Value::deserialize(document)?;
-            if value.is_null() {
-                continue;
-            }
-            let object: DynamicObject = serde_json::from_value(value).with_context(|| {
-                format!(
-                    "{} holds an object that is not a Kubernetes object",
-                    file.display()
-                )
-            })?;
-            let types = object.types.clone().with_context(|| {
-                format!("an object in {} has no apiVersion or kind", file.display())
-            })?;
-            let gvk = kube::api::GroupVersionKind::try_from(&types)?;
-            let (resource, capabilities) = discovery.resolve_gvk(&gvk).with_context(|| {
-                format!(
-                    "the cluster does not serve {}/{}",
-                    types.api_version, types.kind
-                )
-            })?;
-            let name = object.name_any();
-            let api: Api<DynamicObject> = match capabilities.scope {
-                Scope::Cluster => Api::all_with(client.clone(), &resource),
-                Scope::Namespaced => Api::namespaced_with(
-                    client.clone(),
-                    object.namespace().as_deref().unwrap_or("default"),
-                    &resource,
-                ),
-            };
-            api.patch(&name, &params, &Patch::Apply(&object)).await?;
-            applied.push(format!("{}/{}", types.kind, name));
-        }
-    }
-    Ok(applied)
-}
-
-/// For `--smoke`: the samples are served back by the API server.
+/// For `--smoke`: every sample Project becomes Ready under the operator.
 async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
     let client = cluster.client().await?;
     let projects: Api<berth_api::Project> = Api::all(client);
-    let listed = projects.list(&Default::default()).await?;
-    let names: Vec<String> = listed
-        .items
-        .iter()
-        .map(|p| format!("Project/{}", p.name_any()))
-        .collect();
-    for sample in applied.iter().filter(|s| s.starts_with("Project/")) {
-        if !names.contains(sample) {
-            bail!("sample {sample} was applied but is not listed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for sample in applied.iter().filter_map(|s| s.strip_prefix("Project/")) {
+        loop {
+            let project = projects.get(sample).await?;
+            let conditions = project.status.map(|s| s.conditions).unwrap_or_default();
+            if berth_api::conditions::is_true(&conditions, "Ready") {
+                eprintln!("    Project/{sample} is Ready");
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!("sample Project/{sample} was not Ready after 60 s: {conditions:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     eprintln!(
-        "smoke check passed: {} sample objects served",
+        "smoke check passed: {} sample objects applied and ready",
         applied.len()
     );
     Ok(())

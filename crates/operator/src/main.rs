@@ -1,8 +1,7 @@
-//! The Berth operator.
-//!
-//! It connects to the cluster, checks that Berth's CRDs are served, and reports its health on
-//! `/healthz` (the process is up) and `/readyz` (the cluster answers and the CRDs are there). The
-//! controllers run inside it as they are added.
+//! The Berth operator: runs the controllers, with health, readiness and metrics endpoints and
+//! leader election so that two replicas are safe.
+
+mod lease;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,13 +11,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Parser;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
-use tracing::{info, warn};
+use kube::{Client, Config};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use berth_reconcile::Metrics;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,9 +33,24 @@ struct Flags {
     /// A kubeconfig to use; otherwise the in-cluster service account, or $KUBECONFIG.
     #[arg(long, env = "BERTH_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Where /healthz and /readyz are served.
+    /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "BERTH_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: SocketAddr,
+    /// Run controllers only while holding the leader Lease.
+    #[arg(long, env = "BERTH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// The namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system")]
+    lease_namespace: String,
+    /// How many Projects are reconciled at once.
+    #[arg(long, env = "BERTH_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+}
+
+#[derive(Clone)]
+struct Health {
+    ready: Arc<AtomicBool>,
+    registry: Arc<Registry>,
 }
 
 #[tokio::main]
@@ -43,19 +62,74 @@ async fn main() -> Result<()> {
         )
         .init();
     let flags = Flags::parse();
-
     let client = client(&flags).await?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let health = tokio::net::TcpListener::bind(flags.health_addr)
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let health = Health {
+        ready: Arc::new(AtomicBool::new(false)),
+        registry: Arc::new(registry),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let listener = tokio::net::TcpListener::bind(flags.health_addr)
         .await
         .with_context(|| format!("binding the health endpoint on {}", flags.health_addr))?;
-    info!(addr = %flags.health_addr, "serving /healthz and /readyz");
-    let server =
-        axum::serve(health, health_router(ready.clone())).with_graceful_shutdown(shutdown_signal());
-    let checker = tokio::spawn(keep_checking_crds(client, ready));
+    info!(addr = %flags.health_addr, "serving /healthz, /readyz and /metrics");
+    let serve = axum::serve(listener, router(health.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let server = tokio::spawn(async move { serve.await });
 
-    server.await.context("serving health endpoints")?;
-    checker.abort();
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let elector = lease::Elector::new(
+        client.clone(),
+        &flags.lease_namespace,
+        "berth-operator",
+        &identity,
+        Duration::from_secs(15),
+    );
+    if flags.leader_elect {
+        // A standby replica is healthy and ready: it serves probes and waits its turn.
+        health.ready.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = stopped(stop_rx.clone()) => {
+                info!("stopped before becoming the leader");
+                return Ok(());
+            }
+        }
+    }
+    health.ready.store(true, Ordering::Relaxed);
+
+    let controllers = berth_controllers::project::run(
+        client.clone(),
+        metrics,
+        flags.concurrency,
+        stopped(stop_rx.clone()),
+    );
+    let lost_lease = async {
+        if flags.leader_elect {
+            elector.hold().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = controllers => {}
+        _ = lost_lease => {
+            error!("lost the leader lease: exiting so that only one replica acts");
+            std::process::exit(1);
+        }
+    }
+    if flags.leader_elect {
+        elector.release().await;
+    }
+    let _ = server.await;
     info!("stopped");
     Ok(())
 }
@@ -74,62 +148,58 @@ async fn client(flags: &Flags) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-fn health_router(ready: Arc<AtomicBool>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { StatusCode::OK }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(Ordering::Relaxed) {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                }
-            }),
-        )
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "berth-operator".to_owned())
 }
 
-/// Ready means: the API server answers and serves every Berth CRD as established.
-async fn keep_checking_crds(client: Client, ready: Arc<AtomicBool>) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client);
-    loop {
-        let mut missing = Vec::new();
-        for expected in berth_api::crds() {
-            let name = expected.metadata.name.unwrap_or_default();
-            match crds.get_opt(&name).await {
-                Ok(Some(crd)) if is_established(&crd) => {}
-                Ok(_) => missing.push(name),
-                Err(e) => missing.push(format!("{name} ({e})")),
-            }
-        }
-        let now_ready = missing.is_empty();
-        if ready.swap(now_ready, Ordering::Relaxed) != now_ready {
-            if now_ready {
-                info!("ready: Berth's CRDs are established");
-            } else {
-                warn!(missing = ?missing, "not ready: Berth's CRDs are missing or not established");
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(if now_ready { 30 } else { 2 })).await;
+fn router(health: Health) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(health)
+}
+
+async fn readyz(State(health): State<Health>) -> StatusCode {
+    if health.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     }
 }
 
-fn is_established(crd: &CustomResourceDefinition) -> bool {
-    crd.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
+async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &health.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "encoding metrics failed".to_owned(),
+        ),
+    }
+}
+
+/// Completes once a stop was asked for.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

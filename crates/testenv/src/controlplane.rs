@@ -118,8 +118,8 @@ fn progress(enabled: bool, message: &str) {
 
 impl ControlPlane {
     /// Builds what is missing, starts every component on free loopback ports, and returns once all
-    /// are healthy, the fake nodes are Ready, the `default` service account exists and Berth's CRDs
-    /// are established.
+    /// are healthy, the fake nodes are Ready, the `default` service account exists and Berth is
+    /// installed (CRDs established, RBAC, admission policies and platform settings applied).
     pub async fn start(options: Options) -> Result<Self, Error> {
         let binaries = match options.binaries.clone() {
             Some(binaries) => binaries,
@@ -394,7 +394,7 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        plane.cluster.install_crds().await?;
+        plane.cluster.install_berth().await?;
         plane.started_in = begin.elapsed();
         progress(
             show,

@@ -35,6 +35,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("encoding YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("{origin}: {message}")]
+    Manifest { origin: String, message: String },
     #[error("waiting for {what}: {message}")]
     Wait { what: String, message: String },
     #[error("the shared control plane failed to start: {0}")]

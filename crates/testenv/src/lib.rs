@@ -16,6 +16,7 @@ mod controlplane;
 mod error;
 mod health;
 mod kwok;
+pub mod manifests;
 mod pki;
 mod process;
 
@@ -68,7 +69,7 @@ pub fn shared() -> Result<&'static Cluster, Error> {
                 match std::env::var_os(KUBECONFIG_ENV) {
                     Some(path) => {
                         let cluster = Cluster::from_kubeconfig_file(path.as_ref()).await?;
-                        cluster.install_crds().await?;
+                        cluster.install_berth().await?;
                         Ok(cluster)
                     }
                     None => {

@@ -1,0 +1,6 @@
+//! Berth's controllers. Each module holds only what is special to its kind; the shared machinery
+//! (apply, prune, status, events, metrics) is in `berth-reconcile`.
+
+pub mod kinds;
+pub mod names;
+pub mod project;

@@ -1,0 +1,220 @@
+//! The Project's status, from what the reconcile found and did. Pure.
+
+use k8s_openapi::api::core::v1::ResourceQuotaStatus;
+use k8s_openapi::jiff::Timestamp;
+
+use berth_api::conditions::{self, Status};
+use berth_api::project::QuotaUsage;
+use berth_api::{Project, ProjectStatus, Role};
+use berth_reconcile::Error;
+
+use super::members::{Subject, owners_summary};
+
+pub const READY: &str = "Ready";
+pub const NAMESPACE_READY: &str = "NamespaceReady";
+pub const ACCESS_READY: &str = "AccessReady";
+pub const QUOTA_READY: &str = "QuotaReady";
+pub const NETWORK_READY: &str = "NetworkReady";
+
+/// What one reconcile came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The spec cannot be built; nothing was applied.
+    Invalid(Error),
+    /// The namespace exists and is not this project's; nothing was applied.
+    NamespaceConflict(String),
+    /// The namespace is being deleted; nothing was applied.
+    NamespaceTerminating,
+    /// Applying failed part-way; the next reconcile retries.
+    ApplyFailed(Error),
+    /// Everything was applied.
+    Applied {
+        quota: Option<ResourceQuotaStatus>,
+        /// Istio is enabled in the settings but its CRDs are not installed.
+        istio_missing: bool,
+        network_policies: usize,
+    },
+}
+
+/// The status for `project` after `outcome`, keeping transition times of unchanged conditions.
+pub fn status(
+    project: &Project,
+    namespace: &str,
+    subjects: &[Subject],
+    outcome: &Outcome,
+    now: Timestamp,
+) -> ProjectStatus {
+    let previous = project.status.clone().unwrap_or_default();
+    let generation = project.metadata.generation;
+    let mut cs = previous.conditions.clone();
+    let put = |cs: &mut Vec<_>, type_: &str, status: Status, reason: &str, message: &str| {
+        conditions::set(cs, type_, status, reason, message, generation, now);
+    };
+    let count = |role: Role| subjects.iter().filter(|s| s.role == role).count();
+    let access_message = format!(
+        "{} owner(s), {} editor(s) and {} viewer(s) have access to namespace {namespace}",
+        count(Role::Owner),
+        count(Role::Editor),
+        count(Role::Viewer)
+    );
+    let mut quota_usage = previous.quota.clone();
+    match outcome {
+        Outcome::Invalid(e) => {
+            for t in [NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY] {
+                put(
+                    &mut cs,
+                    t,
+                    Status::False,
+                    "InvalidSpec",
+                    "nothing was changed: the spec is invalid (see Ready)",
+                );
+            }
+            put(&mut cs, READY, Status::False, "InvalidSpec", &e.message);
+        }
+        Outcome::NamespaceConflict(message) => {
+            put(
+                &mut cs,
+                NAMESPACE_READY,
+                Status::False,
+                "NamespaceConflict",
+                message,
+            );
+            for t in [ACCESS_READY, QUOTA_READY, NETWORK_READY] {
+                put(
+                    &mut cs,
+                    t,
+                    Status::False,
+                    "NamespaceConflict",
+                    "waiting for the namespace conflict to be resolved",
+                );
+            }
+            put(&mut cs, READY, Status::False, "NamespaceConflict", message);
+        }
+        Outcome::NamespaceTerminating => {
+            let message = format!(
+                "namespace {namespace} is being deleted; Berth recreates it once it is gone"
+            );
+            put(
+                &mut cs,
+                NAMESPACE_READY,
+                Status::False,
+                "NamespaceTerminating",
+                &message,
+            );
+            put(
+                &mut cs,
+                READY,
+                Status::False,
+                "NamespaceTerminating",
+                &message,
+            );
+        }
+        Outcome::ApplyFailed(e) => {
+            let reason = e.category.reason();
+            put(
+                &mut cs,
+                READY,
+                Status::False,
+                reason,
+                &format!(
+                    "applying the project's objects failed and will be retried: {}",
+                    e.message
+                ),
+            );
+        }
+        Outcome::Applied {
+            quota,
+            istio_missing,
+            network_policies,
+        } => {
+            put(
+                &mut cs,
+                NAMESPACE_READY,
+                Status::True,
+                "NamespaceActive",
+                &format!("namespace {namespace} is active"),
+            );
+            put(
+                &mut cs,
+                ACCESS_READY,
+                Status::True,
+                "RoleBindingsApplied",
+                &access_message,
+            );
+            match quota.as_ref().and_then(|q| q.hard.as_ref()) {
+                Some(hard) if !hard.is_empty() => {
+                    put(
+                        &mut cs,
+                        QUOTA_READY,
+                        Status::True,
+                        "QuotaEnforced",
+                        "the ResourceQuota and LimitRange are in force",
+                    );
+                    quota_usage = quota.as_ref().map(|q| QuotaUsage {
+                        hard: q.hard.clone().unwrap_or_default(),
+                        used: q.used.clone().unwrap_or_default(),
+                    });
+                }
+                _ => put(
+                    &mut cs,
+                    QUOTA_READY,
+                    Status::False,
+                    "QuotaPending",
+                    "the ResourceQuota is applied; waiting for the quota controller to report usage",
+                ),
+            }
+            if *istio_missing {
+                put(
+                    &mut cs,
+                    NETWORK_READY,
+                    Status::False,
+                    "IstioNotInstalled",
+                    "the platform settings enable Istio but its CRDs are not installed: install Istio or set istio.enabled to false",
+                );
+            } else {
+                put(
+                    &mut cs,
+                    NETWORK_READY,
+                    Status::True,
+                    "NetworkPoliciesApplied",
+                    &format!(
+                        "default deny with {} allow rule(s)",
+                        network_policies.saturating_sub(1)
+                    ),
+                );
+            }
+            let parts = [NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY];
+            let not_ready: Vec<&str> = parts
+                .into_iter()
+                .filter(|t| !conditions::is_true(&cs, t))
+                .collect();
+            if not_ready.is_empty() {
+                put(
+                    &mut cs,
+                    READY,
+                    Status::True,
+                    "ProjectReady",
+                    &format!("namespace {namespace} is ready for its members"),
+                );
+            } else {
+                let first = conditions::get(&cs, not_ready[0])
+                    .map(|c| (c.reason.clone(), c.message.clone()));
+                let (reason, message) = first.unwrap_or_else(|| ("NotReady".into(), String::new()));
+                put(
+                    &mut cs,
+                    READY,
+                    Status::False,
+                    &reason,
+                    &format!("{} not ready: {message}", not_ready.join(", ")),
+                );
+            }
+        }
+    }
+    ProjectStatus {
+        observed_generation: generation,
+        namespace: Some(namespace.to_owned()),
+        owners: Some(owners_summary(subjects)).filter(|s| !s.is_empty()),
+        quota: quota_usage,
+        conditions: cs,
+    }
+}

@@ -1,0 +1,216 @@
+//! Unit and property tests of the pure build step.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use proptest::prelude::*;
+
+use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, PROJECT};
+use berth_api::project::{NetworkSpec, PodSecuritySpec, ResourceQuotaSpec};
+use berth_api::{
+    Member, MemberKind, PlatformSettingsSpec, PodSecurityLevel, Project, ProjectSpec, Role,
+};
+
+use super::build::{Environment, build, quota_hard};
+
+fn with_uid(mut project: Project) -> Project {
+    project.metadata.uid = Some("3f1c0a7e-0000-4000-8000-000000000001".into());
+    project
+}
+
+fn seed_project() -> Project {
+    with_uid(Project::new(
+        "example-project",
+        ProjectSpec {
+            owners: vec![
+                "data.scientist@example.com".into(),
+                "mle@example.com".into(),
+            ],
+            resource_quota: Some(ResourceQuotaSpec {
+                hard: BTreeMap::from([
+                    ("cpu".to_owned(), Quantity("16".into())),
+                    ("memory".to_owned(), Quantity("32Gi".into())),
+                ]),
+            }),
+            ..Default::default()
+        },
+    ))
+}
+
+fn kinds_of(
+    project: &Project,
+    settings: &PlatformSettingsSpec,
+    env: Environment,
+) -> Vec<(String, String)> {
+    build(project, settings, env)
+        .unwrap()
+        .children
+        .iter()
+        .map(|d| {
+            (
+                d.kind.resource.kind.clone(),
+                d.object.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_project_gets_everything_it_needs() {
+    let built = build(
+        &seed_project(),
+        &PlatformSettingsSpec::default(),
+        Environment::default(),
+    )
+    .unwrap();
+    assert_eq!(built.namespace, "example-project");
+    let names = kinds_of(
+        &seed_project(),
+        &PlatformSettingsSpec::default(),
+        Environment::default(),
+    );
+    assert_eq!(names[0], ("Namespace".into(), "example-project".into()));
+    let count = |kind: &str| names.iter().filter(|(k, _)| k == kind).count();
+    // Two owners plus the automation account.
+    assert_eq!(count("RoleBinding"), 3);
+    assert_eq!(count("ServiceAccount"), 1);
+    assert_eq!(count("ResourceQuota"), 1);
+    assert_eq!(count("LimitRange"), 1);
+    assert_eq!(count("NetworkPolicy"), 3);
+    // Owners may manage the Project itself; there are no other members to read it.
+    assert_eq!(count("ClusterRole"), 2);
+    assert_eq!(count("ClusterRoleBinding"), 1);
+    assert_eq!(count("AuthorizationPolicy"), 0);
+}
+
+#[test]
+fn namespace_carries_pod_security_and_user_labels() {
+    let mut project = seed_project();
+    project.spec.pod_security = Some(PodSecuritySpec {
+        level: PodSecurityLevel::Baseline,
+    });
+    project.spec.namespace_labels = BTreeMap::from([("team".to_owned(), "risk".to_owned())]);
+    let built = build(
+        &project,
+        &PlatformSettingsSpec::default(),
+        Environment::default(),
+    )
+    .unwrap();
+    let labels = built.children[0].object.metadata.labels.clone().unwrap();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+    assert_eq!(labels["pod-security.kubernetes.io/warn"], "baseline");
+    assert_eq!(labels["team"], "risk");
+    assert_eq!(labels[PROJECT], "example-project");
+}
+
+#[test]
+fn project_quota_replaces_the_defaults_it_names() {
+    let hard = quota_hard(&PlatformSettingsSpec::default(), &seed_project());
+    assert_eq!(hard["cpu"], Quantity("16".into()));
+    assert_eq!(hard["memory"], Quantity("32Gi".into()));
+    // `cpu` and `requests.cpu` are one resource: the default must not cap the project's ask.
+    assert!(!hard.contains_key("requests.cpu"));
+    assert!(!hard.contains_key("requests.memory"));
+    assert!(hard.contains_key("limits.cpu"));
+}
+
+#[test]
+fn settings_switch_on_istio_and_kubeflow() {
+    let mut settings = PlatformSettingsSpec::default();
+    settings.istio.enabled = true;
+    settings.kubeflow.enabled = true;
+    let env = Environment {
+        istio_installed: true,
+    };
+    let built = build(&seed_project(), &settings, env).unwrap();
+    let labels = built.children[0].object.metadata.labels.clone().unwrap();
+    assert_eq!(labels["istio-injection"], "enabled");
+    assert_eq!(labels["app.kubernetes.io/part-of"], "kubeflow-profile");
+    let names = kinds_of(&seed_project(), &settings, env);
+    assert!(names.contains(&("ServiceAccount".into(), "default-editor".into())));
+    assert!(names.contains(&("ServiceAccount".into(), "default-viewer".into())));
+    assert!(names.contains(&("AuthorizationPolicy".into(), "berth-members".into())));
+    // Istio enabled but not installed: no AuthorizationPolicy is attempted.
+    let names = kinds_of(&seed_project(), &settings, Environment::default());
+    assert!(!names.iter().any(|(k, _)| k == "AuthorizationPolicy"));
+}
+
+#[test]
+fn extra_network_rules_become_policies() {
+    let mut project = seed_project();
+    project.spec.network = Some(NetworkSpec {
+        allow_ingress_from_namespaces: vec!["ingress-team".into()],
+        allow_egress_to: vec!["10.20.0.0/16".into()],
+    });
+    let settings = PlatformSettingsSpec {
+        gateway_namespaces: vec!["istio-system".into()],
+        ..Default::default()
+    };
+    let names = kinds_of(&project, &settings, Environment::default());
+    for policy in [
+        "berth-default-deny",
+        "berth-allow-same-namespace",
+        "berth-allow-dns",
+        "berth-allow-platform",
+        "berth-allow-extra-ingress",
+        "berth-allow-extra-egress",
+    ] {
+        assert!(
+            names.contains(&("NetworkPolicy".into(), policy.into())),
+            "{policy} missing"
+        );
+    }
+}
+
+fn member_strategy() -> impl Strategy<Value = Member> {
+    (
+        prop_oneof![
+            Just(MemberKind::User),
+            Just(MemberKind::Group),
+            Just(MemberKind::ServiceAccount)
+        ],
+        "[ -~]{1,80}",
+        prop_oneof![Just(Role::Owner), Just(Role::Editor), Just(Role::Viewer)],
+    )
+        .prop_map(|(kind, name, role)| Member { kind, name, role })
+}
+
+proptest! {
+    #[test]
+    fn every_child_is_labelled_and_owned(
+        owners in proptest::collection::vec("[ -~]{1,60}", 0..4),
+        members in proptest::collection::vec(member_strategy(), 0..12),
+        ingress in proptest::collection::vec("[a-z][a-z0-9-]{0,20}", 0..3),
+        istio in any::<bool>(),
+        kubeflow in any::<bool>(),
+        namespace in proptest::option::of("[a-z][a-z0-9-]{0,30}"),
+    ) {
+        let project = with_uid(Project::new("p", ProjectSpec {
+            owners,
+            members,
+            namespace,
+            network: Some(NetworkSpec { allow_ingress_from_namespaces: ingress, allow_egress_to: vec![] }),
+            ..Default::default()
+        }));
+        let mut settings = PlatformSettingsSpec::default();
+        settings.istio.enabled = istio;
+        settings.kubeflow.enabled = kubeflow;
+        let built = build(&project, &settings, Environment { istio_installed: istio }).unwrap();
+        let mut names = std::collections::HashSet::new();
+        for child in &built.children {
+            let meta = &child.object.metadata;
+            let labels = meta.labels.clone().unwrap_or_default();
+            prop_assert_eq!(labels.get(MANAGED_BY).map(String::as_str), Some(MANAGED_BY_VALUE));
+            prop_assert_eq!(labels.get(PROJECT).map(String::as_str), Some("p"));
+            let owner = meta.owner_references.clone().unwrap_or_default();
+            prop_assert_eq!(owner.len(), 1);
+            prop_assert_eq!(owner[0].controller, Some(true));
+            prop_assert_eq!(owner[0].kind.as_str(), "Project");
+            let name = meta.name.clone().unwrap_or_default();
+            prop_assert!(!name.is_empty() && name.len() <= 253, "bad name {}", name);
+            prop_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'), "bad name {}", name);
+            // Deterministic and unique: never two objects of a kind with one name.
+            prop_assert!(names.insert((child.kind.resource.kind.clone(), meta.namespace.clone(), name.clone())), "duplicate {}", name);
+        }
+    }
+}

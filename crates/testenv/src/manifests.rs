@@ -1,0 +1,150 @@
+//! Applying YAML manifests (what users `kubectl apply`) with server-side apply, and installing
+//! Berth the way a platform team does: CRDs, RBAC, admission policies and the platform settings.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::{Discovery, Scope};
+use kube::{Client, ResourceExt};
+use serde::Deserialize;
+
+use crate::binaries::repo_root;
+use crate::{Cluster, Error};
+
+const FIELD_MANAGER: &str = "berth-install";
+
+/// The namespace and service account the operator runs as.
+pub const OPERATOR_NAMESPACE: &str = "berth-system";
+pub const OPERATOR_ACCOUNT: &str = "berth-operator";
+
+/// The YAML files under `dir`, sorted by name.
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Every object in a multi-document YAML text.
+pub fn parse_objects(text: &str, origin: &str) -> Result<Vec<DynamicObject>, Error> {
+    let mut objects = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(document)?;
+        if value.is_null() {
+            continue;
+        }
+        let object: DynamicObject = serde_json::from_value(value).map_err(|e| Error::Manifest {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// Server-side applies every object in every YAML file of `dirs`, in order; returns `Kind/name` of each.
+pub async fn apply_dirs(client: &Client, dirs: &[PathBuf]) -> Result<Vec<String>, Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::new();
+    for dir in dirs {
+        for file in yaml_files(dir)? {
+            let origin = file.display().to_string();
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::io(format!("reading {origin}"), e))?;
+            for object in parse_objects(&text, &origin)? {
+                let types = object.types.clone().ok_or_else(|| Error::Manifest {
+                    origin: origin.clone(),
+                    message: "an object has no apiVersion or kind".into(),
+                })?;
+                let gvk =
+                    kube::api::GroupVersionKind::try_from(&types).map_err(|e| Error::Manifest {
+                        origin: origin.clone(),
+                        message: e.to_string(),
+                    })?;
+                let (resource, capabilities) =
+                    discovery.resolve_gvk(&gvk).ok_or_else(|| Error::Manifest {
+                        origin: origin.clone(),
+                        message: format!(
+                            "the cluster does not serve {}/{}",
+                            types.api_version, types.kind
+                        ),
+                    })?;
+                let name = object.name_any();
+                let api: Api<DynamicObject> = match capabilities.scope {
+                    Scope::Cluster => Api::all_with(client.clone(), &resource),
+                    Scope::Namespaced => Api::namespaced_with(
+                        client.clone(),
+                        object.namespace().as_deref().unwrap_or("default"),
+                        &resource,
+                    ),
+                };
+                api.patch(&name, &params, &Patch::Apply(&object)).await?;
+                applied.push(format!("{}/{}", types.kind, name));
+            }
+        }
+    }
+    Ok(applied)
+}
+
+impl Cluster {
+    /// Installs Berth as a platform team would: CRDs, then `deploy/rbac` (the operator's identity and
+    /// rights, the project roles, the admission policies) and `deploy/settings`.
+    pub async fn install_berth(&self) -> Result<(), Error> {
+        self.install_crds().await?;
+        let client = self.client().await?;
+        let deploy = repo_root().join("deploy");
+        apply_dirs(&client, &[deploy.join("rbac"), deploy.join("settings")]).await?;
+        Ok(())
+    }
+
+    /// Writes a kubeconfig that authenticates as the operator's service account, with a token the
+    /// API server issues for it, so the operator runs with exactly the RBAC Berth ships.
+    pub async fn operator_kubeconfig(&self, path: &Path) -> Result<(), Error> {
+        self.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path)
+            .await
+    }
+
+    /// A kubeconfig for any service account, with a 24-hour token.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        account: &str,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let client = self.client().await?;
+        let accounts: Api<ServiceAccount> = Api::namespaced(client, namespace);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: None,
+                expiration_seconds: Some(24 * 3600),
+                bound_object_ref: None,
+            }),
+            ..Default::default()
+        };
+        let answer = accounts
+            .create_token_request(account, &PostParams::default(), &request)
+            .await?;
+        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        let mut kubeconfig: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(self.kubeconfig_path()).map_err(
+                |e| Error::io(format!("reading {}", self.kubeconfig_path().display()), e),
+            )?)?;
+        let user = format!("system:serviceaccount:{namespace}:{account}");
+        kubeconfig["users"] = serde_yaml::to_value(vec![
+            serde_json::json!({"name": user, "user": {"token": token}}),
+        ])?;
+        if let Some(contexts) = kubeconfig["contexts"].as_sequence_mut() {
+            for context in contexts {
+                context["context"]["user"] = serde_yaml::Value::String(user.clone());
+            }
+        }
+        let text = serde_yaml::to_string(&kubeconfig)?;
+        std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+}
