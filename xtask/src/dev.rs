@@ -129,7 +129,7 @@ async fn dev(args: Args) -> Result<()> {
     outcome
 }
 
-fn build_operator(root: &Path) -> Result<PathBuf> {
+pub fn build_operator(root: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)

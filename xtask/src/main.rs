@@ -75,14 +75,17 @@ pub fn build_control_plane() -> Result<PathBuf> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    eprintln!("==> control plane binaries (tools/build.sh)");
+    eprintln!("==> [1/3] control plane binaries (tools/build.sh)");
     let bin_dir = build_control_plane()?;
-    eprintln!("==> cargo test --workspace");
+    eprintln!("==> [2/3] the operator binary the cluster tests run");
+    let operator = dev::build_operator(&repo_root())?;
+    eprintln!("==> [3/3] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
         .args(["test", "--workspace"])
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
+        .env("BERTH_OPERATOR_BIN", &operator)
         .status()
         .context("running cargo test")?;
     if !status.success() {

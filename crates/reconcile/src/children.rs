@@ -79,7 +79,8 @@ impl ChildCache {
                     o.managed_fields_mut().clear();
                 })
                 .reflect(writer)
-                .applied_objects()
+                // Deletions too: a child deleted by hand must wake its owner to restore it.
+                .touched_objects()
                 .boxed();
             streams.push((stream as ChildStream, kind.resource.clone()));
             caches.push((kind, store));

@@ -26,7 +26,7 @@ fn project(name: &str) -> Project {
                     role: Role::Viewer,
                 },
             ],
-            namespace: None,
+            ..Default::default()
         },
     )
 }
@@ -73,7 +73,7 @@ async fn project_round_trips_with_its_status_subresource() -> Result<()> {
         Some(ProjectStatus {
             observed_generation: Some(1),
             namespace: Some(name.clone()),
-            conditions: vec![],
+            ..Default::default()
         })
     );
     assert_eq!(read.metadata.generation, Some(1));

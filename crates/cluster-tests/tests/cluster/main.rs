@@ -1,8 +1,10 @@
 //! Tests against the real control plane. One binary, so one control plane serves them all; each test
 //! uses names of its own, so they run in parallel.
 
+mod access;
 mod apps;
 mod crd;
 mod lifecycle;
+mod project;
 mod rbac;
 mod support;

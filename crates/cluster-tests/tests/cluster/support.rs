@@ -64,3 +64,91 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The operator, started once per test binary under its own service account and the RBAC Berth
+/// ships, so a missing permission fails a test.
+pub fn operator() -> Result<()> {
+    static STARTED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    static PROCESS: std::sync::Mutex<Option<berth_testenv::Process>> = std::sync::Mutex::new(None);
+    let started = STARTED.get_or_init(|| {
+        let run = || -> Result<berth_testenv::Process> {
+            let cluster = berth_testenv::shared()?;
+            let binary = operator_binary()?;
+            let dir = std::env::temp_dir().join(format!("berth-operator-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let kubeconfig = dir.join("operator.kubeconfig");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(cluster.operator_kubeconfig(&kubeconfig))?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut process = berth_testenv::Process::spawn(
+                "berth-operator",
+                &binary,
+                &[
+                    format!("--kubeconfig={}", kubeconfig.display()),
+                    format!("--health-addr=127.0.0.1:{port}"),
+                ],
+                &dir.join("operator.log"),
+            )?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = process.exited() {
+                    bail!(
+                        "the operator exited with {status}:\n{}",
+                        process.log_tail(4000)
+                    );
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(process);
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "the operator did not start; see {}",
+                        process.log_path().display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        match std::thread::spawn(run).join() {
+            Ok(Ok(process)) => {
+                if let Ok(mut slot) = PROCESS.lock() {
+                    *slot = Some(process);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err("starting the operator panicked".into()),
+        }
+    });
+    started.clone().map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `BERTH_OPERATOR_BIN` (set by `cargo xtask test`), or the debug build, built now if missing.
+fn operator_binary() -> Result<std::path::PathBuf> {
+    if let Some(bin) = std::env::var_os("BERTH_OPERATOR_BIN") {
+        return Ok(bin.into());
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--package", "berth-operator"])
+            .status()?;
+    if !status.success() {
+        bail!("building the operator failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("debug/berth-operator"))
+}
+
+/// Admin client with the operator running.
+pub async fn with_operator() -> Result<(&'static Cluster, Client)> {
+    operator()?;
+    admin().await
+}
