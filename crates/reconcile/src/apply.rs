@@ -102,6 +102,13 @@ impl Written {
         })
     }
 
+    /// Records a write of `desired` made outside [`apply`] (a plain create), so the next apply does
+    /// not repeat it before the cache has seen it.
+    pub fn record_write(&self, desired: &Desired, resource_version: Option<String>) {
+        let want = serde_json::to_value(&desired.object).unwrap_or_default();
+        self.record(desired.key(), hash_of(&want), resource_version);
+    }
+
     fn record(&self, key: Key, hash: u64, version: Option<String>) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, (_, _, at)| at.elapsed() < IN_FLIGHT);
@@ -129,11 +136,11 @@ fn describe(kind: &ChildKind, object: &DynamicObject) -> String {
     }
 }
 
-/// Whose children an apply pass manages: those labelled `label=value` and controlled by `uid`.
+/// Whose children an apply pass manages: those labelled `berth.dev/project=<name>` and controlled
+/// by `uid`.
 #[derive(Clone, Copy, Debug)]
 pub struct Owner<'a> {
-    pub label: &'a str,
-    pub value: &'a str,
+    pub name: &'a str,
     pub uid: &'a str,
 }
 
@@ -156,17 +163,16 @@ pub async fn apply(
         let name = item.object.name_any();
         let live = cache.get(&item.kind.resource, namespace.as_deref(), &name);
         let want = serde_json::to_value(&item.object).unwrap_or_default();
-        let up_to_date = live.as_ref().is_some_and(|live| {
-            let live = serde_json::to_value(live.as_ref()).unwrap_or_default();
-            contains(&live, &want)
-        });
+        let up_to_date = live
+            .as_ref()
+            .is_some_and(|live| contains(&live.value(), &want));
         if up_to_date {
             report.unchanged += 1;
             continue;
         }
         let key = item.key();
         let hash = hash_of(&want);
-        let live_version = live.as_ref().and_then(|l| l.resource_version());
+        let live_version = live.as_ref().and_then(|l| l.resource_version.clone());
         if written.in_flight(&key, hash, live_version.as_deref()) {
             report.in_flight += 1;
             continue;
@@ -177,40 +183,36 @@ pub async fn apply(
             .await?;
         written.record(key, hash, answer.resource_version());
         let what = describe(&item.kind, &item.object);
-        debug!(object = %what, "applied");
+        debug!(object = %what, existed = live.is_some(), "applied");
         report.applied.push(what);
     }
 
-    for (kind, object) in cache.labelled(owner.label, owner.value) {
-        if !kind.prune || object.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let controlled = object
-            .owner_references()
-            .iter()
-            .any(|r| r.uid == owner.uid && r.controller == Some(true));
-        if !controlled {
+    for (kind, object) in cache.owned_by(owner.name) {
+        if !kind.prune || object.deleting || !object.controlled_by(owner.uid) {
             continue;
         }
         let key = (
             kind.resource.kind.clone(),
-            object.namespace(),
-            object.name_any(),
+            object.namespace.clone(),
+            object.name.clone(),
         );
         if wanted.contains(&key) {
             continue;
         }
-        let api = kind.api(client, object.namespace().as_deref());
+        let api = kind.api(client, object.namespace.as_deref());
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match api.delete(&object.name_any(), &params).await {
+        match api.delete(&object.name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
-        let what = describe(&kind, &object);
+        let what = match &object.namespace {
+            Some(ns) => format!("{}/{ns}/{}", kind.resource.kind, object.name),
+            None => format!("{}/{}", kind.resource.kind, object.name),
+        };
         info!(object = %what, "pruned: no longer desired");
         report.pruned.push(what);
     }

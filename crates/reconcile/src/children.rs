@@ -1,16 +1,21 @@
-//! The kinds of object Berth's controllers create, and caches of the live ones.
+//! The kinds of object Berth's controllers create, and compact caches of the live ones.
 //!
 //! Every child carries `app.kubernetes.io/managed-by=berth`, so one label-selected watch per kind
 //! keeps a cache of all of them. Controllers compare desired objects with the cache instead of
 //! reading from the API server, and the same watches wake the owner's reconcile on any change.
+//! The cache keeps each object as compact JSON text plus the few fields looked up often, not as a
+//! tree of values: at thousands of Projects that is most of the operator's memory.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ApiResource, DynamicObject};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 
@@ -47,10 +52,142 @@ impl ChildKind {
     }
 }
 
+/// One live child as the cache keeps it.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner_references: Vec<OwnerReference>,
+    pub resource_version: Option<String>,
+    pub deleting: bool,
+    /// The object as JSON, without `metadata.managedFields`.
+    json: Box<str>,
+}
+
+impl CachedObject {
+    /// The cached form of `object`, whose managed fields the watch has already dropped.
+    fn from_object(object: &DynamicObject) -> Option<Self> {
+        let json = serde_json::to_string(object).ok()?;
+        Some(Self {
+            namespace: object.namespace(),
+            name: object.name_any(),
+            labels: object.labels().clone(),
+            owner_references: object.owner_references().to_vec(),
+            resource_version: object.resource_version(),
+            deleting: object.metadata.deletion_timestamp.is_some(),
+            json: json.into_boxed_str(),
+        })
+    }
+
+    /// The object as a JSON value.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    /// The object as a typed Kubernetes object.
+    pub fn parse<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.json).ok()
+    }
+
+    /// Whether `uid` is this object's controller.
+    pub fn controlled_by(&self, uid: &str) -> bool {
+        self.owner_references
+            .iter()
+            .any(|r| r.uid == uid && r.controller == Some(true))
+    }
+}
+
+type Key = (Option<String>, String);
+
+/// The label children are indexed by: the owner's name.
+const INDEX_LABEL: &str = berth_api::labels::PROJECT;
+
+/// The objects of one kind, by key and by owner label.
+#[derive(Default)]
+struct Objects {
+    by_key: HashMap<Key, Arc<CachedObject>>,
+    by_owner: HashMap<String, std::collections::HashSet<Key>>,
+}
+
+impl Objects {
+    fn insert(&mut self, key: Key, object: Arc<CachedObject>) {
+        self.remove(&key);
+        if let Some(owner) = object.labels.get(INDEX_LABEL) {
+            self.by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.by_key.insert(key, object);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.by_key.remove(key)
+            && let Some(owner) = old.labels.get(INDEX_LABEL)
+            && let Some(keys) = self.by_owner.get_mut(owner)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_owner.remove(owner);
+            }
+        }
+    }
+}
+
+/// The cache of one kind, filled by its watch.
+struct KindCache {
+    kind: ChildKind,
+    objects: RwLock<Objects>,
+    /// Objects of a relist in progress, swapped in when it completes.
+    relisting: RwLock<Objects>,
+    ready: watch::Sender<bool>,
+}
+
+impl KindCache {
+    fn apply(&self, event: &watcher::Event<DynamicObject>) {
+        let key = |o: &DynamicObject| (o.namespace(), o.name_any());
+        match event {
+            watcher::Event::Apply(o) => {
+                if let (Some(cached), Ok(mut objects)) =
+                    (CachedObject::from_object(o), self.objects.write())
+                {
+                    objects.insert(key(o), Arc::new(cached));
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Ok(mut objects) = self.objects.write() {
+                    objects.remove(&key(o));
+                }
+            }
+            watcher::Event::Init => {
+                if let Ok(mut relisting) = self.relisting.write() {
+                    *relisting = Objects::default();
+                }
+            }
+            watcher::Event::InitApply(o) => {
+                if let (Some(cached), Ok(mut relisting)) =
+                    (CachedObject::from_object(o), self.relisting.write())
+                {
+                    relisting.insert(key(o), Arc::new(cached));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let (Ok(mut relisting), Ok(mut objects)) =
+                    (self.relisting.write(), self.objects.write())
+                {
+                    *objects = std::mem::take(&mut *relisting);
+                }
+                self.ready.send_replace(true);
+            }
+        }
+    }
+}
+
 /// Caches of every Berth-managed object of each child kind.
 #[derive(Clone)]
 pub struct ChildCache {
-    kinds: Vec<(ChildKind, Store<DynamicObject>)>,
+    kinds: Arc<Vec<KindCache>>,
 }
 
 /// A watch stream that fills one kind's cache; hand it to the controller so changes wake owners.
@@ -59,41 +196,50 @@ pub type ChildStream =
 
 impl ChildCache {
     /// Starts a label-selected watch per kind. Returns the cache and, per kind, the stream that
-    /// drives it (it must be polled, normally by `Controller::owns_stream_with`).
+    /// drives it (it must be polled, normally by the controller it triggers).
     pub fn watch(
         client: &Client,
         kinds: Vec<ChildKind>,
     ) -> (Self, Vec<(ChildStream, ApiResource)>) {
         let selector = format!("{MANAGED_BY}={MANAGED_BY_VALUE}");
-        let mut caches = Vec::with_capacity(kinds.len());
-        let mut streams = Vec::with_capacity(kinds.len());
-        for kind in kinds {
-            let writer = reflector::store::Writer::new(kind.resource.clone());
-            let store = writer.as_reader();
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+        let caches: Arc<Vec<KindCache>> = Arc::new(
+            kinds
+                .into_iter()
+                .map(|kind| KindCache {
+                    kind,
+                    objects: RwLock::new(Objects::default()),
+                    relisting: RwLock::new(Objects::default()),
+                    ready: watch::channel(false).0,
+                })
+                .collect(),
+        );
+        let mut streams = Vec::with_capacity(caches.len());
+        for (index, cache) in caches.iter().enumerate() {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &cache.kind.resource);
             let config = watcher::Config::default().labels(&selector).any_semantic();
+            let filler = caches.clone();
             let stream = watcher(api, config)
                 .default_backoff()
-                .modify(|o: &mut DynamicObject| {
-                    // The cache needs no managed-fields bookkeeping: drop it to save memory.
-                    o.managed_fields_mut().clear();
-                })
-                .reflect(writer)
+                .modify(|o| o.managed_fields_mut().clear())
+                .inspect_ok(move |event| filler[index].apply(event))
                 // Deletions too: a child deleted by hand must wake its owner to restore it.
                 .touched_objects()
                 .boxed();
-            streams.push((stream as ChildStream, kind.resource.clone()));
-            caches.push((kind, store));
+            streams.push((stream as ChildStream, cache.kind.resource.clone()));
         }
         (Self { kinds: caches }, streams)
     }
 
     /// Waits until every kind's cache has its first full list.
-    pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        for (_, store) in &self.kinds {
-            store.wait_until_ready().await?;
+    pub async fn ready(&self) {
+        for cache in self.kinds.iter() {
+            let mut ready = cache.ready.subscribe();
+            let _ = ready.wait_for(|r| *r).await;
         }
-        Ok(())
+    }
+
+    fn kind(&self, resource: &ApiResource) -> Option<&KindCache> {
+        self.kinds.iter().find(|c| c.kind.same(resource))
     }
 
     /// The live object, if Berth manages one by that kind, namespace and name.
@@ -102,31 +248,44 @@ impl ChildCache {
         resource: &ApiResource,
         namespace: Option<&str>,
         name: &str,
-    ) -> Option<Arc<DynamicObject>> {
-        let (kind, store) = self.kinds.iter().find(|(k, _)| k.same(resource))?;
-        let reference = reflector::ObjectRef::new_with(name, kind.resource.clone());
-        let reference = match (kind.namespaced, namespace) {
-            (true, Some(ns)) => reference.within(ns),
-            _ => reference,
+    ) -> Option<Arc<CachedObject>> {
+        let cache = self.kind(resource)?;
+        let namespace = if cache.kind.namespaced {
+            namespace.map(str::to_owned)
+        } else {
+            None
         };
-        store.get(&reference)
+        cache
+            .objects
+            .read()
+            .ok()?
+            .by_key
+            .get(&(namespace, name.to_owned()))
+            .cloned()
     }
 
-    /// Every cached child whose `label` equals `value`, with its kind.
-    pub fn labelled(&self, label: &str, value: &str) -> Vec<(ChildKind, Arc<DynamicObject>)> {
+    /// Every cached child labelled `berth.dev/project=<owner>`, with its kind.
+    pub fn owned_by(&self, owner: &str) -> Vec<(ChildKind, Arc<CachedObject>)> {
         let mut found = Vec::new();
-        for (kind, store) in &self.kinds {
-            for object in store.state_filter(|o| o.labels().get(label).is_some_and(|v| v == value))
-            {
-                found.push((kind.clone(), object));
+        for cache in self.kinds.iter() {
+            let Ok(objects) = cache.objects.read() else {
+                continue;
+            };
+            for key in objects.by_owner.get(owner).into_iter().flatten() {
+                if let Some(object) = objects.by_key.get(key) {
+                    found.push((cache.kind.clone(), object.clone()));
+                }
             }
         }
         found
     }
 
-    /// How many objects the caches hold (for metrics and tests).
+    /// How many objects the caches hold.
     pub fn len(&self) -> usize {
-        self.kinds.iter().map(|(_, s)| s.len()).sum()
+        self.kinds
+            .iter()
+            .map(|c| c.objects.read().map(|o| o.by_key.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

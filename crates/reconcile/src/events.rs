@@ -23,35 +23,46 @@ impl Announcer {
         }
     }
 
-    /// An Event for every condition whose status differs between `before` and `after` (a new
-    /// condition counts as a change unless it is Unknown).
+    /// One Event for the conditions whose status differs between `before` and `after` (a new
+    /// condition counts as a change unless it is Unknown), naming each. Its reason is the Ready
+    /// condition's when that changed, else the first changed condition's.
     pub async fn transitions(
         &self,
         reference: &ObjectReference,
         before: &[Condition],
         after: &[Condition],
     ) {
-        for condition in after {
-            let previous = before.iter().find(|c| c.type_ == condition.type_);
-            let changed = match previous {
-                Some(p) => p.status != condition.status,
-                None => condition.status != "Unknown",
-            };
-            if !changed {
-                continue;
-            }
-            let type_ = if condition.status == "True" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            let note = format!(
-                "{} is {}: {}",
-                condition.type_, condition.status, condition.message
-            );
-            self.publish(reference, type_, &condition.reason, &note)
-                .await;
+        let changed: Vec<&Condition> = after
+            .iter()
+            .filter(
+                |condition| match before.iter().find(|c| c.type_ == condition.type_) {
+                    Some(p) => p.status != condition.status,
+                    None => condition.status != "Unknown",
+                },
+            )
+            .collect();
+        let Some(lead) = changed
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .or(changed.first())
+        else {
+            return;
+        };
+        let type_ = if changed.iter().all(|c| c.status == "True") {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let mut note = format!("{} is {}: {}", lead.type_, lead.status, lead.message);
+        let others: Vec<String> = changed
+            .iter()
+            .filter(|c| c.type_ != lead.type_)
+            .map(|c| format!("{}={} ({})", c.type_, c.status, c.reason))
+            .collect();
+        if !others.is_empty() {
+            note.push_str(&format!("; {}", others.join(", ")));
         }
+        self.publish(reference, type_, &lead.reason, &note).await;
     }
 
     /// One Event. Failing to publish is logged, never fatal.

@@ -14,7 +14,7 @@ pub mod status;
 
 pub use apply::{Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply};
 pub use backoff::Backoffs;
-pub use children::{ChildCache, ChildKind, ChildStream};
+pub use children::{CachedObject, ChildCache, ChildKind, ChildStream};
 pub use error::{Category, Error};
 pub use events::Announcer;
 pub use metrics::Metrics;

@@ -101,15 +101,26 @@ pub async fn run(
         written: Written::default(),
     });
 
-    let mut controller = Controller::new(
-        Api::<Project>::all(client),
+    // The Projects' own cache, without managed fields (they are most of each object's size).
+    let projects_writer = reflector::store::Writer::<Project>::default();
+    let projects = projects_writer.as_reader();
+    let project_stream = watcher(
+        Api::<Project>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-    .reconcile_all_on(settings_changes)
-    .graceful_shutdown_on(shutdown);
+    .default_backoff()
+    .modify(|p| p.managed_fields_mut().clear())
+    .reflect(projects_writer)
+    .applied_objects();
+    let mut controller = Controller::for_stream(project_stream, projects)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .reconcile_all_on(settings_changes)
+        .graceful_shutdown_on(shutdown);
+    // Children map to their Project by label, not by owner reference: kube-runtime would give a
+    // cluster-scoped owner the child's namespace, and the same Project would then be reconciled
+    // twice at once under two names.
     for (stream, resource) in streams {
-        controller = controller.owns_stream_with(stream, resource);
+        controller = controller.watches_stream_with(stream, owning_project, resource);
     }
     info!(istio_installed, "project controller started");
     controller
@@ -156,6 +167,11 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Err(e) => measurement.failed(e.category),
     }
     result
+}
+
+/// The Project a child belongs to, from its `berth.dev/project` label.
+fn owning_project(child: kube::api::DynamicObject) -> Option<ObjectRef<Project>> {
+    child.labels().get(PROJECT).map(|name| ObjectRef::new(name))
 }
 
 fn error_policy(project: Arc<Project>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -254,9 +270,7 @@ fn quota_status(
         Some(namespace),
         "berth-quota",
     )?;
-    let quota: ResourceQuota =
-        serde_json::from_value(serde_json::to_value(live.as_ref()).ok()?).ok()?;
-    quota.status
+    live.parse::<ResourceQuota>()?.status
 }
 
 /// Applies the built children; returns the writes made and whether some writes are still in flight.
@@ -273,8 +287,7 @@ async fn apply_children(
         &ctx.written,
         &built.children,
         Owner {
-            label: PROJECT,
-            value: &name,
+            name: &name,
             uid: &uid,
         },
     )

@@ -53,9 +53,9 @@ pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Cl
     let uid = project.uid().unwrap_or_default();
     let name = &built.namespace;
     if let Some(live) = ctx.children.get(&kinds::namespace().resource, None, name)
-        && controlled_by(live.as_ref(), &uid)
+        && live.controlled_by(&uid)
     {
-        return Ok(if live.metadata.deletion_timestamp.is_some() {
+        return Ok(if live.deleting {
             Claim::Terminating
         } else {
             Claim::Ours { created: false }
@@ -63,28 +63,38 @@ pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Cl
     }
 
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    match namespaces.get_metadata_opt(name).await? {
-        None => {
-            let desired = built
-                .children
-                .iter()
-                .find(|d| d.kind.resource.kind == "Namespace")
-                .ok_or_else(|| Error::internal("no namespace was built"))?;
-            let api: Api<DynamicObject> = kinds::namespace().api(&ctx.client, None);
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..Default::default()
-            };
-            match api.create(&params, &desired.object).await {
-                Ok(_) => Ok(Claim::Ours { created: true }),
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    Ok(Claim::Conflict(format!(
-                        "namespace {name} was created by someone else just now; Berth does not take over namespaces it did not create"
-                    )))
-                }
-                Err(e) => Err(e.into()),
+    // A new project's namespace usually does not exist yet: try to create it first, and look only
+    // when that fails. A project already in conflict looks first, to spare the failing create.
+    let in_conflict = project
+        .status
+        .as_ref()
+        .and_then(|s| berth_api::conditions::get(&s.conditions, super::status::NAMESPACE_READY))
+        .is_some_and(|c| c.reason == "NamespaceConflict");
+    if !in_conflict {
+        let desired = built
+            .children
+            .iter()
+            .find(|d| d.kind.resource.kind == "Namespace")
+            .ok_or_else(|| Error::internal("no namespace was built"))?;
+        let api: Api<DynamicObject> = kinds::namespace().api(&ctx.client, None);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        match api.create(&params, &desired.object).await {
+            Ok(created) => {
+                ctx.written
+                    .record_write(desired, created.resource_version());
+                return Ok(Claim::Ours { created: true });
             }
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(e.into()),
         }
+    }
+    match namespaces.get_metadata_opt(name).await? {
+        None => Ok(Claim::Conflict(format!(
+            "namespace {name} existed a moment ago and is gone now; Berth will create it"
+        ))),
         Some(meta) if controlled_by(&meta, &uid) => {
             Ok(if meta.metadata.deletion_timestamp.is_some() {
                 Claim::Terminating
@@ -125,7 +135,7 @@ pub fn is_ours(ctx: &Context, project: &Project, namespace: &str) -> bool {
     let uid = project.uid().unwrap_or_default();
     ctx.children
         .get(&kinds::namespace().resource, None, namespace)
-        .is_some_and(|live| controlled_by(live.as_ref(), &uid))
+        .is_some_and(|live| live.controlled_by(&uid))
 }
 
 /// The Retain policy: the namespace, its network policies, quota, limits and service accounts lose
@@ -143,14 +153,14 @@ pub async fn retain(ctx: &Context, project: &Project, namespace: &str) -> Result
         kinds::service_account(),
     ];
     let mut changed = 0;
-    for (kind, object) in ctx.children.labelled(PROJECT, &name) {
+    for (kind, object) in ctx.children.owned_by(&name) {
         if !kept.iter().any(|k| k.resource.kind == kind.resource.kind)
-            || !controlled_by(object.as_ref(), &uid)
+            || !object.controlled_by(&uid)
         {
             continue;
         }
         let others: Vec<_> = object
-            .owner_references()
+            .owner_references
             .iter()
             .filter(|r| r.uid != uid)
             .cloned()
@@ -163,16 +173,9 @@ pub async fn retain(ctx: &Context, project: &Project, namespace: &str) -> Result
                 "berth.dev/retained-from-uid": uid,
             });
         }
-        let api = kind.api(
-            &ctx.client,
-            object.namespace().as_deref().or(Some(namespace)),
-        );
+        let api = kind.api(&ctx.client, object.namespace.as_deref().or(Some(namespace)));
         match api
-            .patch(
-                &object.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => changed += 1,
