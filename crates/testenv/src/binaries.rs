@@ -76,3 +76,26 @@ impl Binaries {
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
+
+/// The operator binary tests run: `BERTH_OPERATOR_BIN` (set by `cargo xtask test`), or the debug
+/// build, built now with cargo.
+pub fn operator_binary() -> Result<PathBuf, Error> {
+    if let Some(bin) = std::env::var_os("BERTH_OPERATOR_BIN") {
+        return Ok(bin.into());
+    }
+    let root = repo_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["build", "--package", "berth-operator"])
+        .status()
+        .map_err(|e| Error::io("running cargo build --package berth-operator", e))?;
+    if !status.success() {
+        return Err(Error::Build(format!(
+            "cargo build --package berth-operator exited with {status}"
+        )));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("debug/berth-operator"))
+}

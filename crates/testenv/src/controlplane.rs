@@ -26,6 +26,8 @@ pub struct Options {
     pub progress: bool,
     /// The control-plane binaries; found or built by `tools/build.sh` when `None`.
     pub binaries: Option<Binaries>,
+    /// Write an audit log of every request (metadata only), for benchmarks that count requests.
+    pub audit: bool,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             dir: None,
             progress: std::env::var_os("BERTH_QUIET").is_none(),
             binaries: None,
+            audit: false,
         }
     }
 }
@@ -222,6 +225,20 @@ impl ControlPlane {
         kwok::write_config(&binaries.stages_dir(), &kwok_config)?;
 
         let d = |name: &str| dir.join(name).display().to_string();
+        let mut audit_args = Vec::new();
+        if options.audit {
+            let policy = dir.join("audit-policy.yaml");
+            write(
+                &policy,
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n",
+            )?;
+            audit_args = vec![
+                format!("--audit-policy-file={}", policy.display()),
+                format!("--audit-log-path={}", d("audit.log")),
+                "--audit-log-format=json".to_owned(),
+                "--audit-log-maxsize=0".to_owned(),
+            ];
+        }
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
         let components: Vec<(&str, Vec<String>, Probe)> = vec![
@@ -264,7 +281,10 @@ impl ControlPlane {
                     "--service-cluster-ip-range=10.96.0.0/16".into(),
                     "--allow-privileged=true".into(),
                     "--profiling=false".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(audit_args)
+                .collect(),
                 Probe::ApiServer {
                     url: format!("{server}/readyz"),
                     token: admin_token.clone(),
@@ -414,6 +434,11 @@ impl ControlPlane {
     /// The admin kubeconfig.
     pub fn kubeconfig_path(&self) -> &Path {
         self.cluster.kubeconfig_path()
+    }
+
+    /// The audit log, when started with [`Options::audit`].
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
     }
 
     /// Where data and logs live.

@@ -20,7 +20,7 @@ pub mod manifests;
 mod pki;
 mod process;
 
-pub use binaries::Binaries;
+pub use binaries::{Binaries, operator_binary};
 pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, Options};
 pub use error::Error;
