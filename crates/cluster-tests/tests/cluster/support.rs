@@ -73,7 +73,7 @@ pub fn operator() -> Result<()> {
     let started = STARTED.get_or_init(|| {
         let run = || -> Result<berth_testenv::Process> {
             let cluster = berth_testenv::shared()?;
-            let binary = operator_binary()?;
+            let binary = berth_testenv::operator_binary()?;
             let dir = std::env::temp_dir().join(format!("berth-operator-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let kubeconfig = dir.join("operator.kubeconfig");
@@ -125,26 +125,6 @@ pub fn operator() -> Result<()> {
         }
     });
     started.clone().map_err(|e| anyhow::anyhow!(e))
-}
-
-/// `BERTH_OPERATOR_BIN` (set by `cargo xtask test`), or the debug build, built now if missing.
-fn operator_binary() -> Result<std::path::PathBuf> {
-    if let Some(bin) = std::env::var_os("BERTH_OPERATOR_BIN") {
-        return Ok(bin.into());
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args(["build", "--package", "berth-operator"])
-            .status()?;
-    if !status.success() {
-        bail!("building the operator failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("debug/berth-operator"))
 }
 
 /// Admin client with the operator running.
