@@ -1,0 +1,91 @@
+//! Command-line flags and their environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Serves one ONNX model over the KServe Open Inference Protocol (V2) REST API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "berth-model-server", version)]
+pub struct Config {
+    /// The model: an .onnx file, or a directory holding `model.onnx`.
+    #[arg(long, env = "BERTH_MODEL_PATH")]
+    pub model_path: PathBuf,
+
+    /// The name the model is served under [default: the directory's name, or
+    /// the file's name without .onnx].
+    #[arg(long, env = "BERTH_MODEL_NAME")]
+    pub model_name: Option<String>,
+
+    /// The model's version. When set, it is the only version served at
+    /// `/v2/models/{name}/versions/{version}` and is reported in responses.
+    #[arg(long, env = "BERTH_MODEL_VERSION")]
+    pub model_version: Option<String>,
+
+    /// The address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "BERTH_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "BERTH_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// How many inference requests run at once [default: the number of CPUs].
+    #[arg(long, env = "BERTH_INFERENCE_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub inference_threads: Option<u16>,
+
+    /// Seconds to wait for in-flight requests after SIGTERM/SIGINT before
+    /// giving up (and exiting non-zero).
+    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Config {
+    /// The number of inference requests to run at once.
+    pub fn inference_concurrency(&self) -> usize {
+        match self.inference_threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Checks a model name or version: it becomes one URL path segment.
+pub fn check_path_segment(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("the {what} must not be empty"));
+    }
+    if value.contains('/') || value.chars().any(char::is_control) {
+        return Err(format!(
+            "the {what} '{value}' must not contain '/' or control characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::try_parse_from(["berth-model-server", "--model-path", "/m"]).unwrap();
+        assert_eq!(c.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.model_name, None);
+        assert_eq!(c.model_version, None);
+        assert!(c.inference_concurrency() >= 1);
+    }
+
+    #[test]
+    fn model_path_is_required() {
+        assert!(Config::try_parse_from(["berth-model-server"]).is_err());
+    }
+
+    #[test]
+    fn path_segments() {
+        assert!(check_path_segment("model name", "iris").is_ok());
+        assert!(check_path_segment("model name", "").is_err());
+        assert!(check_path_segment("model name", "a/b").is_err());
+    }
+}

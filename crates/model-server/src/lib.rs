@@ -1,0 +1,16 @@
+//! `berth-model-server`: Berth's ONNX runtime.
+//!
+//! Serves one ONNX model, run by tract, over the KServe Open Inference
+//! Protocol (V2) REST API: health, server and model metadata, and inference
+//! with JSON tensors; plus Prometheus metrics on `/metrics`.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod server;
+pub mod tensor;
+
+pub use config::Config;
+pub use server::{RunError, run};

@@ -1,0 +1,208 @@
+//! JSON objects of the Open Inference Protocol (KServe "V2") REST API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::tensor::EncodedTensor;
+
+/// `$parameters`: name/value pairs whose values are strings, numbers or booleans.
+pub type Parameters = Map<String, Value>;
+
+/// `$metadata_server_response`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+/// `$metadata_tensor`: a shape uses -1 for a dimension of variable size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// `$metadata_model_response`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelMetadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<String>>,
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// `$inference_request`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InferenceRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+    pub inputs: Vec<RequestInput>,
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+/// `$request_input`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestInput {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub datatype: String,
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+    pub data: Value,
+}
+
+/// `$request_output`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestOutput {
+    pub name: String,
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+}
+
+/// `$inference_response`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceResponse {
+    pub model_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+    pub outputs: Vec<EncodedTensor>,
+}
+
+impl InferenceRequest {
+    /// Parses a request body, mapping every JSON or schema error to a 400.
+    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let req: InferenceRequest = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed inference request: {e}")))?;
+        req.check_parameters()?;
+        Ok(req)
+    }
+
+    /// Checks every `$parameters` object holds only strings, numbers and
+    /// booleans, and refuses the binary tensor data extension, which this
+    /// server does not implement.
+    fn check_parameters(&self) -> Result<(), ApiError> {
+        check_parameter_values("request", self.parameters.as_ref())?;
+        for input in &self.inputs {
+            let what = format!("input '{}'", input.name);
+            check_parameter_values(&what, input.parameters.as_ref())?;
+            if input
+                .parameters
+                .as_ref()
+                .is_some_and(|p| p.contains_key("binary_data_size"))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{what}: the binary tensor data extension is not supported; send the data as JSON"
+                )));
+            }
+        }
+        for output in self.outputs.iter().flatten() {
+            let what = format!("output '{}'", output.name);
+            check_parameter_values(&what, output.parameters.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+fn check_parameter_values(what: &str, params: Option<&Parameters>) -> Result<(), ApiError> {
+    for (key, value) in params.into_iter().flatten() {
+        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+            return Err(ApiError::bad_request(format!(
+                "{what}: parameter '{key}' must be a string, number or boolean"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match InferenceRequest::from_json(body.as_bytes()) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let body = r#"{
+          "id" : "42",
+          "inputs" : [
+            { "name" : "input0", "shape" : [ 2, 2 ], "datatype" : "UINT32", "data" : [ 1, 2, 3, 4 ] },
+            { "name" : "input1", "shape" : [ 3 ], "datatype" : "BOOL", "data" : [ true ] }
+          ],
+          "outputs" : [ { "name" : "output0" } ]
+        }"#;
+        let req = InferenceRequest::from_json(body.as_bytes()).unwrap();
+        assert_eq!(req.id.as_deref(), Some("42"));
+        assert_eq!(req.inputs.len(), 2);
+        assert_eq!(req.inputs[0].shape, vec![2, 2]);
+        assert_eq!(req.outputs.unwrap()[0].name, "output0");
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        assert!(err("{").starts_with("malformed inference request"));
+        assert!(err("[]").starts_with("malformed inference request"));
+        assert!(err(r#"{"id": "1"}"#).contains("missing field `inputs`"));
+        assert!(
+            err(r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#)
+                .contains("-1")
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#)
+                .contains("missing field `data`")
+        );
+        // Unknown fields are ignored, so clients that send extras keep working.
+        assert!(InferenceRequest::from_json(br#"{"inputs":[], "bogus": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn parameters_must_be_scalars() {
+        let m = err(r#"{"parameters": {"a": [1]}, "inputs": []}"#);
+        assert!(m.contains("parameter 'a'"), "{m}");
+        let m = err(
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"p":{}}}]}"#,
+        );
+        assert!(m.contains("input 'x': parameter 'p'"), "{m}");
+        let ok = r#"{"parameters": {"a": 1, "b": "s", "c": true}, "inputs": []}"#;
+        assert!(InferenceRequest::from_json(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn binary_data_extension_is_refused() {
+        let m = err(
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[],"parameters":{"binary_data_size":4}}]}"#,
+        );
+        assert!(m.contains("binary tensor data extension"), "{m}");
+    }
+
+    #[test]
+    fn response_omits_absent_optional_fields() {
+        let resp = InferenceResponse {
+            model_name: "m".into(),
+            model_version: None,
+            id: None,
+            parameters: None,
+            outputs: vec![],
+        };
+        assert_eq!(
+            serde_json::to_value(&resp).unwrap(),
+            serde_json::json!({"model_name": "m", "outputs": []})
+        );
+    }
+}

@@ -1,0 +1,668 @@
+//! The HTTP server: routes of the V2 REST API, metrics, and the process's
+//! life: bind, load the model, serve, and drain on SIGTERM/SIGINT.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::{Config, check_path_segment};
+use crate::error::{ApiError, one_line};
+use crate::metrics::{self, EndpointLabels, Metrics, RequestLabels};
+use crate::model::{self, LoadError, LoadedModel};
+use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata};
+
+/// The server's name in `GET /v2`.
+pub const SERVER_NAME: &str = "berth-model-server";
+
+/// The platform reported in model metadata: the protocol's name for an ONNX
+/// model ("<project>_<format>", see "Platforms" in the V2 spec).
+pub const PLATFORM: &str = "onnx_onnxv1";
+
+/// Shared state of every request handler.
+pub struct AppState {
+    model_name: String,
+    model_version: Option<String>,
+    model: OnceLock<Arc<LoadedModel>>,
+    metrics: Metrics,
+    inference_permits: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// State for a server of `model_name` (and `model_version`, if any) that
+    /// runs at most `inference_concurrency` inferences at once. The model is
+    /// not ready until [`AppState::set_model`].
+    pub fn new(
+        model_name: String,
+        model_version: Option<String>,
+        inference_concurrency: usize,
+    ) -> Self {
+        Self {
+            model_name,
+            model_version,
+            model: OnceLock::new(),
+            metrics: Metrics::new(),
+            inference_permits: Arc::new(Semaphore::new(inference_concurrency.max(1))),
+        }
+    }
+
+    /// Makes the model ready. Only the first call has an effect.
+    pub fn set_model(&self, model: Arc<LoadedModel>) {
+        if self.model.set(model).is_ok() {
+            self.metrics.model_ready.set(1);
+        }
+    }
+
+    pub fn model(&self) -> Option<&Arc<LoadedModel>> {
+        self.model.get()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Checks a model name and optional version from a URL against the
+    /// served model: 404 if either is unknown.
+    fn check_model(&self, name: &str, version: Option<&str>) -> Result<(), ApiError> {
+        if name != self.model_name {
+            return Err(ApiError::not_found(format!("unknown model '{name}'")));
+        }
+        match (version, &self.model_version) {
+            (None, _) => Ok(()),
+            (Some(v), Some(served)) if v == served => Ok(()),
+            (Some(v), _) => Err(ApiError::not_found(format!(
+                "unknown version '{v}' of model '{name}'"
+            ))),
+        }
+    }
+
+    fn ready_model(&self) -> Result<Arc<LoadedModel>, ApiError> {
+        self.model().cloned().ok_or_else(|| {
+            ApiError::NotReady(format!("model '{}' is not ready yet", self.model_name))
+        })
+    }
+}
+
+/// The router of the whole HTTP API.
+pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_versioned),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_versioned),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_versioned),
+        )
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// The metrics label of a route.
+fn endpoint_of(path: Option<&MatchedPath>) -> &'static str {
+    match path.map(MatchedPath::as_str) {
+        Some("/v2/health/live") => "live",
+        Some("/v2/health/ready") => "ready",
+        Some("/v2") => "server_metadata",
+        Some("/v2/models/{name}" | "/v2/models/{name}/versions/{version}") => "model_metadata",
+        Some("/v2/models/{name}/ready" | "/v2/models/{name}/versions/{version}/ready") => {
+            "model_ready"
+        }
+        Some("/v2/models/{name}/infer" | "/v2/models/{name}/versions/{version}/infer") => "infer",
+        Some("/metrics") => "metrics",
+        _ => "unmatched",
+    }
+}
+
+/// Decrements the in-flight gauge when dropped, even if the request's future
+/// is cancelled.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts every request by endpoint and status code, and times it.
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let endpoint = endpoint_of(req.extensions().get::<MatchedPath>());
+    let metrics = state.metrics();
+    metrics.in_flight.inc();
+    let _in_flight = InFlight(metrics.in_flight.clone());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics
+        .request_duration
+        .get_or_create(&EndpointLabels { endpoint })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn server_ready(State(state): State<Arc<AppState>>) -> StatusCode {
+    if state.model().is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn server_metadata() -> axum::Json<ServerMetadata> {
+    axum::Json(ServerMetadata {
+        name: SERVER_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        extensions: vec![],
+    })
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("invalid path: {}", rejection.body_text()))
+}
+
+async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<ModelMetadata>, ApiError> {
+    let Path(name) = path.map_err(path_error)?;
+    metadata_of(&state, &name, None)
+}
+
+async fn model_metadata_versioned(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<axum::Json<ModelMetadata>, ApiError> {
+    let Path((name, version)) = path.map_err(path_error)?;
+    metadata_of(&state, &name, Some(&version))
+}
+
+fn metadata_of(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<axum::Json<ModelMetadata>, ApiError> {
+    state.check_model(name, version)?;
+    let model = state.ready_model()?;
+    Ok(axum::Json(ModelMetadata {
+        name: state.model_name.clone(),
+        versions: state.model_version.clone().map(|v| vec![v]),
+        platform: PLATFORM.to_owned(),
+        inputs: model.inputs.iter().map(|s| s.metadata()).collect(),
+        outputs: model.outputs.iter().map(|s| s.metadata()).collect(),
+    }))
+}
+
+async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> StatusCode {
+    match path {
+        Ok(Path(name)) => ready_of(&state, &name, None),
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn model_ready_versioned(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> StatusCode {
+    match path {
+        Ok(Path((name, version))) => ready_of(&state, &name, Some(&version)),
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Health answers carry their result in the status code alone.
+fn ready_of(state: &AppState, name: &str, version: Option<&str>) -> StatusCode {
+    match state.check_model(name, version) {
+        Err(e) => e.status(),
+        Ok(()) if state.model().is_some() => StatusCode::OK,
+        Ok(()) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match path {
+        Ok(Path(name)) => infer_with(state, &name, None, body).await,
+        Err(e) => path_error(e).into_response(),
+    }
+}
+
+async fn infer_versioned(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match path {
+        Ok(Path((name, version))) => infer_with(state, &name, Some(&version), body).await,
+        Err(e) => path_error(e).into_response(),
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    let text = rejection.body_text();
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!("request body too large: {text}"))
+    } else {
+        ApiError::bad_request(format!("cannot read request body: {text}"))
+    }
+}
+
+async fn infer_with(
+    state: Arc<AppState>,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match run_inference(state, name, version, body).await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Parses, runs and encodes one inference on a blocking thread, at most as
+/// many at once as the server has inference permits.
+async fn run_inference(
+    state: Arc<AppState>,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    state.check_model(name, version)?;
+    let model = state.ready_model()?;
+    let body = body.map_err(body_error)?;
+    let permit = state
+        .inference_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("the server is shutting down"))?;
+    let task_state = state.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let req = InferenceRequest::from_json(&body)?;
+        let inference = model.infer(&req)?;
+        task_state
+            .metrics
+            .inference_duration
+            .observe(inference.run_time.as_secs_f64());
+        let response = InferenceResponse {
+            model_name: task_state.model_name.clone(),
+            model_version: task_state.model_version.clone(),
+            id: req.id,
+            parameters: None,
+            outputs: inference.outputs,
+        };
+        serde_json::to_vec(&response)
+            .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+    })
+    .await;
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(ApiError::internal(format!(
+            "inference failed unexpectedly: {}",
+            panic_message(e.into_panic().as_ref())
+        ))),
+        Err(_) => Err(ApiError::internal("inference was cancelled")),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics().encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => ApiError::internal("cannot encode metrics").into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let err = ApiError::bad_request(format!(
+        "method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ));
+    let mut response = err.into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// Why the server stopped with an error. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(String),
+    #[error("HTTP server failed: {0}")]
+    Serve(String),
+    #[error("in-flight requests did not finish within {0:?} of the shutdown signal")]
+    ShutdownTimeout(Duration),
+}
+
+/// Why serving stopped.
+enum Stop {
+    Signal(&'static str),
+    LoadFailed(LoadError),
+}
+
+/// SIGTERM and SIGINT, installed before the server says it is listening so
+/// that no signal is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| signal(kind).map_err(|e| RunError::Signals(one_line(&e)));
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT (then `Ok` once in-flight requests
+/// are done) or until the model fails to load (then `Err`).
+///
+/// The server listens before the model is loaded: liveness answers 200 at
+/// once, readiness 503 until the model is ready.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let file = model::resolve_model_file(&config.model_path)?;
+    let model_name = match &config.model_name {
+        Some(name) => name.clone(),
+        None => model::default_model_name(&config.model_path).ok_or_else(|| {
+            RunError::Config(format!(
+                "cannot derive a model name from {}; pass --model-name",
+                config.model_path.display()
+            ))
+        })?,
+    };
+    check_path_segment("model name", &model_name).map_err(RunError::Config)?;
+    if let Some(version) = &config.model_version {
+        check_path_segment("model version", version).map_err(RunError::Config)?;
+    }
+
+    let signals = Signals::install()?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| RunError::Bind {
+            addr: config.http_addr,
+            reason: one_line(&e),
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| RunError::Bind {
+        addr: config.http_addr,
+        reason: one_line(&e),
+    })?;
+
+    let state = Arc::new(AppState::new(
+        model_name.clone(),
+        config.model_version.clone(),
+        config.inference_concurrency(),
+    ));
+    let app = router(state.clone(), config.max_request_bytes);
+    tracing::info!(
+        model = %model_name,
+        file = %file.display(),
+        "listening on http://{local_addr}"
+    );
+
+    let (stop_tx, mut stop_rx) = mpsc::channel::<Stop>(2);
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        let name = signals.recv().await;
+        let _ = signal_tx.send(Stop::Signal(name)).await;
+    });
+    tokio::spawn(load_model(state.clone(), file, stop_tx));
+
+    let stop_reason: Arc<Mutex<Option<Stop>>> = Arc::new(Mutex::new(None));
+    let (draining_tx, mut draining_rx) = watch::channel(false);
+    let reason_slot = stop_reason.clone();
+    let graceful = async move {
+        let reason = stop_rx.recv().await;
+        match &reason {
+            Some(Stop::Signal(name)) => {
+                tracing::info!("{name} received: finishing in-flight requests, then exiting");
+            }
+            Some(Stop::LoadFailed(_)) | None => {}
+        }
+        if let Ok(mut slot) = reason_slot.lock() {
+            *slot = reason;
+        }
+        let _ = draining_tx.send(true);
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    let timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    let deadline = async move {
+        let _ = draining_rx.wait_for(|draining| *draining).await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| RunError::Serve(one_line(&e)))?,
+        () = deadline => return Err(RunError::ShutdownTimeout(timeout)),
+    }
+
+    let reason = stop_reason.lock().ok().and_then(|mut slot| slot.take());
+    match reason {
+        Some(Stop::LoadFailed(e)) => Err(RunError::Load(e)),
+        Some(Stop::Signal(_)) | None => {
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// `name DATATYPE[dims], ...` for a log line.
+fn describe(specs: &[model::TensorSpec]) -> String {
+    let parts: Vec<String> = specs
+        .iter()
+        .map(|s| {
+            let m = s.metadata();
+            format!("{} {}{:?}", m.name, m.datatype, m.shape)
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Loads the model on a blocking thread; makes it ready, or asks the server
+/// to stop if it cannot be loaded.
+async fn load_model(state: Arc<AppState>, file: std::path::PathBuf, stop: mpsc::Sender<Stop>) {
+    let started = Instant::now();
+    let path = file.clone();
+    let loaded = tokio::task::spawn_blocking(move || model::load(&path)).await;
+    let result = match loaded {
+        Ok(result) => result,
+        Err(e) => Err(LoadError {
+            path: file.clone(),
+            reason: if e.is_panic() {
+                format!(
+                    "the ONNX loader failed unexpectedly: {}",
+                    panic_message(e.into_panic().as_ref())
+                )
+            } else {
+                "loading was cancelled".to_owned()
+            },
+        }),
+    };
+    match result {
+        Ok(model) => {
+            let seconds = started.elapsed().as_secs_f64();
+            state.metrics().model_load_seconds.set(seconds);
+            tracing::info!(
+                seconds,
+                inputs = %describe(&model.inputs),
+                outputs = %describe(&model.outputs),
+                "model ready"
+            );
+            state.set_model(Arc::new(model));
+        }
+        Err(e) => {
+            let _ = stop.send(Stop::LoadFailed(e)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    fn app(version: Option<&str>) -> (Arc<AppState>, Router) {
+        let state = Arc::new(AppState::new("m".into(), version.map(str::to_owned), 1));
+        let router = router(state.clone(), 1024);
+        (state, router)
+    }
+
+    async fn call(router: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+        let req = HttpRequest::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn before_the_model_is_loaded() {
+        let (_, router) = app(None);
+        assert_eq!(
+            call(&router, "GET", "/v2/health/live", "").await.0,
+            StatusCode::OK
+        );
+        let (status, body) = call(&router, "GET", "/v2/health/ready", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "");
+        assert_eq!(
+            call(&router, "GET", "/v2/models/m/ready", "").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, body) = call(&router, "GET", "/v2/models/m", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, r#"{"error":"model 'm' is not ready yet"}"#);
+        let (status, body) = call(&router, "POST", "/v2/models/m/infer", "{}").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("not ready"));
+        // Unknown models are 404 whether or not the model is loaded.
+        let (status, body) = call(&router, "POST", "/v2/models/other/infer", "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"unknown model 'other'"}"#);
+        let (_, metrics) = call(&router, "GET", "/metrics", "").await;
+        assert!(
+            metrics.contains("berth_model_server_model_ready 0"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"berth_model_server_requests_total{endpoint="ready",code="503"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn versions_and_unknown_paths() {
+        let (_, router) = app(Some("3"));
+        let (status, _) = call(&router, "GET", "/v2/models/m/versions/3/ready", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, body) = call(&router, "GET", "/v2/models/m/versions/4", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"unknown version '4' of model 'm'"}"#);
+        let (status, body) = call(&router, "GET", "/v2/models/m/versions/4/ready", "").await;
+        assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, ""));
+        let (status, body) = call(&router, "GET", "/v2/nope", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"no such endpoint: /v2/nope"}"#);
+        let (status, body) = call(&router, "GET", "/v2/models/m/infer", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(body.contains("method GET is not allowed"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn server_metadata_names_the_server() {
+        let (_, router) = app(None);
+        let (status, body) = call(&router, "GET", "/v2", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let meta: ServerMetadata = serde_json::from_str(&body).unwrap();
+        assert_eq!(meta.name, SERVER_NAME);
+        assert_eq!(meta.version, env!("CARGO_PKG_VERSION"));
+        assert!(meta.extensions.is_empty());
+    }
+
+    #[test]
+    fn panic_messages() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+        assert_eq!(panic_message(&3u8), "unknown panic");
+    }
+}
