@@ -34,14 +34,14 @@ go_build() {
 }
 
 step=0
-total_steps=3
+total_steps=4
 # build_component DIR "BIN..." FUNCTION: runs FUNCTION OUTDIR in tools/DIR unless all BINs are cached.
 build_component() {
   local dir=$1 bins=$2 fn=$3
   step=$((step + 1))
   local out="$cache/$dir-$(key_of "$dir")"
   local missing=0
-  for b in $bins; do [ -x "$out/$b" ] || missing=1; done
+  for b in $bins; do [ -e "$out/$b" ] || missing=1; done
   if [ $missing = 0 ]; then
     log "[$step/$total_steps] $dir: cached in $out"
   else
@@ -89,8 +89,16 @@ build_kube() {
   done
 }
 
+# Istio's CRDs, from the pinned istio.io/api module: tests install them to exercise Berth's Istio path.
+build_istio() {
+  mkdir -p "$1/istio-crds"
+  cp "$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds/istio.yaml"
+  chmod u+w "$1/istio-crds/istio.yaml"
+}
+
 build_component etcd "etcd" build_etcd
 build_component kwok "kwok stages" build_kwok
 build_component kube "kube-apiserver kube-controller-manager kube-scheduler" build_kube
+build_component istio "istio-crds" build_istio
 
 echo "$cache/bin"

@@ -43,7 +43,7 @@ async fn dev(args: Args) -> Result<()> {
     step(
         1,
         total,
-        "control-plane binaries (tools/build.sh; a cold build takes about 20 minutes)",
+        "control-plane binaries (tools/build.sh; a cold build takes about 10 minutes)",
     );
     let binaries = Binaries::at(build_control_plane()?)?;
 

@@ -19,6 +19,7 @@ const REQUIRED: &[&str] = &[
     "kube-scheduler",
     "kwok",
     "stages",
+    "istio-crds",
 ];
 
 impl Binaries {
@@ -64,6 +65,11 @@ impl Binaries {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Istio's CRDs, from the pinned istio.io/api module.
+    pub fn istio_crds_dir(&self) -> PathBuf {
+        self.dir.join("istio-crds")
     }
 
     /// kwok's stage configs, taken from the pinned kwok module.
