@@ -1,7 +1,9 @@
 //! Where the control-plane binaries are: built (or found in the cache) by `tools/build.sh`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util::repo_root;
 
 use crate::Error;
 
@@ -26,28 +28,10 @@ impl Binaries {
     /// `BERTH_BIN_DIR` if set; otherwise whatever `tools/build.sh` builds or finds in its cache.
     /// A cold build prints its progress on stderr.
     pub fn locate() -> Result<Self, Error> {
-        if let Some(dir) = std::env::var_os("BERTH_BIN_DIR") {
-            return Self::at(PathBuf::from(dir));
-        }
-        let script = repo_root().join("tools/build.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| Error::io(format!("running {}", script.display()), e))?;
-        if !output.status.success() {
-            return Err(Error::Build(format!(
-                "{} exited with {}",
-                script.display(),
-                output.status
-            )));
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let Some(dir) = stdout.lines().last() else {
-            return Err(Error::Build("it printed no binary directory".into()));
-        };
-        Self::at(PathBuf::from(dir.trim()))
+        Self::at(crate::util::locate_build(
+            "tools/build.sh",
+            "BERTH_BIN_DIR",
+        )?)
     }
 
     /// The binaries in `dir`, checked to be all there.
@@ -76,11 +60,6 @@ impl Binaries {
     pub fn stages_dir(&self) -> PathBuf {
         self.dir.join("stages")
     }
-}
-
-/// The repository this crate was built from.
-pub fn repo_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 /// The operator binary tests run: `BERTH_OPERATOR_BIN` (set by `cargo xtask test`), or the debug

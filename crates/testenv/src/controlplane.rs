@@ -1,7 +1,6 @@
 //! Starting and stopping the whole control plane.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use kube::Api;
 use crate::health::{Probe, Prober};
 use crate::pki::{Pki, random_token};
 use crate::process::Process;
+use crate::util::{free_ports, fresh_run_dir};
 use crate::{Binaries, Cluster, Error, kwok};
 
 /// How to start a control plane.
@@ -54,22 +54,6 @@ pub struct ControlPlane {
     started_in: Duration,
 }
 
-/// Free loopback ports, all distinct: every listener is held until all are chosen.
-fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
-    let mut listeners = Vec::with_capacity(N);
-    let mut ports = [0u16; N];
-    for port in &mut ports {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| Error::io("finding a free loopback port", e))?;
-        *port = listener
-            .local_addr()
-            .map_err(|e| Error::io("finding a free loopback port", e))?
-            .port();
-        listeners.push(listener);
-    }
-    Ok(ports)
-}
-
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
     std::fs::write(path, contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
@@ -89,27 +73,6 @@ fn kubeconfig(server: &str, ca_pem: &str, user: &str, token: &str) -> Result<Str
         "current-context": "berth-dev",
     });
     Ok(serde_yaml::to_string(&config)?)
-}
-
-/// Removes the data directories of earlier runs whose process is gone (for example one killed
-/// with SIGKILL, which leaves no chance to clean up).
-fn sweep_stale_runs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("run-"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 fn progress(enabled: bool, message: &str) {
@@ -133,18 +96,7 @@ impl ControlPlane {
 
         let (dir, remove_dir) = match &options.dir {
             Some(dir) => (dir.clone(), false),
-            None => {
-                let root = std::env::temp_dir().join("berth-testenv");
-                sweep_stale_runs(&root);
-                let mut n = 0;
-                loop {
-                    let dir = root.join(format!("run-{}-{n}", std::process::id()));
-                    if !dir.exists() {
-                        break (dir, true);
-                    }
-                    n += 1;
-                }
-            }
+            None => (fresh_run_dir("berth-testenv", "k8s")?, true),
         };
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;

@@ -19,6 +19,7 @@ mod kwok;
 pub mod manifests;
 mod pki;
 mod process;
+pub mod util;
 
 pub use binaries::{Binaries, operator_binary};
 pub use cluster::Cluster;

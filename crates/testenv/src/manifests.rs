@@ -10,7 +10,7 @@ use kube::discovery::{Discovery, Scope};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 
-use crate::binaries::repo_root;
+use crate::util::repo_root;
 use crate::{Cluster, Error};
 
 const FIELD_MANAGER: &str = "berth-install";

@@ -1,9 +1,6 @@
 //! The certificates and keys a control plane needs: a CA, the apiserver's serving certificate, the
 //! service-account signing key, and random bearer tokens for the admin and the components.
 
-use std::fs::File;
-use std::io::Read;
-
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -66,9 +63,5 @@ impl Pki {
 
 /// A random bearer token: 32 hex characters from the kernel's random source.
 pub fn random_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::util::random_hex(16)
 }
