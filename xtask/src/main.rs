@@ -57,7 +57,12 @@ pub fn repo_root() -> PathBuf {
 
 /// Builds (or finds in the cache) the pinned control-plane binaries; returns their directory.
 pub fn build_control_plane() -> Result<PathBuf> {
-    let script = repo_root().join("tools/build.sh");
+    run_build_script("tools/build.sh")
+}
+
+/// Runs one of the pinned build scripts under `tools/`; returns the directory it prints last.
+pub fn run_build_script(relative: &str) -> Result<PathBuf> {
+    let script = repo_root().join(relative);
     let output = Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
@@ -75,17 +80,24 @@ pub fn build_control_plane() -> Result<PathBuf> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    eprintln!("==> [1/3] control plane binaries (tools/build.sh)");
+    eprintln!("==> [1/4] control plane binaries (tools/build.sh)");
     let bin_dir = build_control_plane()?;
-    eprintln!("==> [2/3] the operator binary the cluster tests run");
+    eprintln!("==> [2/4] MinIO, Garage and Keycloak (tools/minio, tools/garage, tools/keycloak)");
+    let minio = run_build_script("tools/minio/build.sh")?;
+    let garage = run_build_script("tools/garage/build.sh")?;
+    let keycloak = run_build_script("tools/keycloak/build.sh")?;
+    eprintln!("==> [3/4] the operator binary the cluster tests run");
     let operator = dev::build_operator(&repo_root())?;
-    eprintln!("==> [3/3] cargo test --workspace");
+    eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
         .args(["test", "--workspace"])
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
         .env("BERTH_OPERATOR_BIN", &operator)
+        .env("BERTH_MINIO_DIR", &minio)
+        .env("BERTH_GARAGE_DIR", &garage)
+        .env("BERTH_KEYCLOAK_DIR", &keycloak)
         .status()
         .context("running cargo test")?;
     if !status.success() {
