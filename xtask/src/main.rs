@@ -91,7 +91,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
         .env("BERTH_OPERATOR_BIN", &operator)
