@@ -75,18 +75,23 @@ pub fn locate_build(script: &str, override_env: &str) -> Result<PathBuf, Error> 
 pub fn fresh_run_dir(area: &str, label: &str) -> Result<PathBuf, Error> {
     let root = std::env::temp_dir().join(area);
     sweep_stale_runs(&root);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
     let pid = std::process::id();
-    let mut n = 0;
-    let path = loop {
+    // create_dir fails if the directory exists, so two servers started at once in one process
+    // can never share a directory.
+    for n in 0u32.. {
         let path = root.join(format!("run-{pid}-{label}-{n}"));
-        if !path.exists() {
-            break path;
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
         }
-        n += 1;
-    };
-    std::fs::create_dir_all(&path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    Ok(path)
+    }
+    Err(Error::io(
+        "choosing a run directory",
+        std::io::Error::other("no free name"),
+    ))
 }
 
 fn sweep_stale_runs(root: &Path) {
