@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-model-fetch}"
 CACHE="$HOME/.cache/berth"
 MINIO_BIN="${BERTH_MINIO_BIN:-$CACHE/minio-fetch-tests/bin/minio}"
 VENV="$CACHE/model-fetch-bench/venv"
-WORK="$(mktemp -d /tmp/berth-model-fetch-bench.XXXXXX)"
+WORK="$(mktemp -d)"
 PIDS=()
 
 cleanup() {
