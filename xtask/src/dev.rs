@@ -76,21 +76,10 @@ async fn dev(args: Args) -> Result<()> {
         total,
         "starting the operator under its own service account (deploy/rbac)",
     );
-    let operator_kubeconfig = dev_dir.join("operator.kubeconfig");
-    cluster.operator_kubeconfig(&operator_kubeconfig).await?;
-    let operator_log = dev_dir.join("operator.log");
-    let health_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut operator = Process::spawn(
-        "berth-operator",
-        &operator_bin,
-        &[
-            format!("--kubeconfig={}", operator_kubeconfig.display()),
-            format!("--health-addr=127.0.0.1:{health_port}"),
-        ],
-        &operator_log,
-    )?;
+    let (mut operator, health_port) = cluster
+        .start_operator(&operator_bin, &dev_dir, "operator.log", &[])
+        .await?;
+    let operator_log = operator.log_path().to_path_buf();
     wait_operator_ready(&mut operator, health_port).await?;
 
     step(5, total, "applying deploy/samples/");
@@ -124,7 +113,7 @@ async fn dev(args: Args) -> Result<()> {
     operator.stop(Duration::from_secs(10));
     control_plane.stop();
     let _ = std::fs::remove_file(&kubeconfig);
-    let _ = std::fs::remove_file(&operator_kubeconfig);
+    let _ = std::fs::remove_file(dev_dir.join("operator.kubeconfig"));
     eprintln!("stopped.");
     outcome
 }

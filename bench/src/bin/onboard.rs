@@ -21,7 +21,7 @@ use serde_json::json;
 
 use berth_api::{PlatformSettingsSpec, Project};
 use berth_controllers::project::build::{Environment, build};
-use berth_testenv::{ControlPlane, Options, Process};
+use berth_testenv::{ControlPlane, Options};
 
 #[derive(Parser)]
 struct Args {
@@ -195,17 +195,16 @@ async fn fresh_cluster() -> Result<(ControlPlane, Client, PathBuf)> {
 }
 
 async fn berth(n: usize, args: &Args) -> Result<Figures> {
-    let (plane, admin, operator_kubeconfig) = fresh_cluster().await?;
-    let mut operator = Process::spawn(
-        "berth-operator",
-        &args.operator,
-        &[
-            format!("--kubeconfig={}", operator_kubeconfig.display()),
-            "--health-addr=127.0.0.1:0".to_owned(),
-            format!("--concurrency={}", args.concurrency),
-        ],
-        &plane.dir().join("operator.log"),
-    )?;
+    let (plane, admin, _) = fresh_cluster().await?;
+    let (mut operator, _) = plane
+        .cluster()
+        .start_operator(
+            &args.operator,
+            plane.dir(),
+            "operator.log",
+            &[format!("--concurrency={}", args.concurrency)],
+        )
+        .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let names: Vec<String> = (0..n).map(|i| format!("bench-{i}")).collect();
     let from = now_rfc3339();

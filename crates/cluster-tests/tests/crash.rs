@@ -20,16 +20,17 @@ use berth_testenv::{ControlPlane, Options, Process};
 
 const PROJECTS: usize = 50;
 
-fn start_operator(plane: &ControlPlane, kubeconfig: &std::path::Path, run: u32) -> Result<Process> {
-    Ok(Process::spawn(
-        "berth-operator",
-        &berth_testenv::operator_binary()?,
-        &[
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--health-addr=127.0.0.1:0".into(),
-        ],
-        &plane.dir().join(format!("operator-{run}.log")),
-    )?)
+async fn start_operator(plane: &ControlPlane, run: u32) -> Result<Process> {
+    let (process, _) = plane
+        .cluster()
+        .start_operator(
+            &berth_testenv::operator_binary()?,
+            plane.dir(),
+            &format!("operator-{run}.log"),
+            &[],
+        )
+        .await?;
+    Ok(process)
 }
 
 async fn ready_count(client: &Client) -> Result<usize> {
@@ -51,13 +52,11 @@ async fn ready_count(client: &Client) -> Result<usize> {
 async fn killed_mid_onboarding_the_operator_converges_without_duplicates() -> Result<()> {
     let plane = ControlPlane::start(Options::default()).await?;
     let client = plane.cluster().client().await?;
-    let kubeconfig = plane.dir().join("operator.kubeconfig");
-    plane.cluster().operator_kubeconfig(&kubeconfig).await?;
 
-    let mut leader = start_operator(&plane, &kubeconfig, 1)?;
+    let mut leader = start_operator(&plane, 1).await?;
     // Let the first replica take the lease, then start a second one: it must stand by.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let standby = start_operator(&plane, &kubeconfig, 2)?;
+    let standby = start_operator(&plane, 2).await?;
     let api: Api<Project> = Api::all(client.clone());
     let names: Vec<String> = (0..PROJECTS).map(|i| format!("crash-{i}")).collect();
     futures::stream::iter(names.iter().cloned())

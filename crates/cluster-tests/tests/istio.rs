@@ -13,7 +13,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use berth_api::{PlatformSettings, Project};
-use berth_testenv::{Binaries, ControlPlane, Options, Process};
+use berth_testenv::{Binaries, ControlPlane, Options};
 
 #[tokio::test]
 async fn istio_and_kubeflow_compatibility() -> Result<()> {
@@ -31,20 +31,15 @@ async fn istio_and_kubeflow_compatibility() -> Result<()> {
         .patch("default", &PatchParams::default(), &Patch::Merge(&on))
         .await?;
 
-    let kubeconfig = plane.dir().join("operator.kubeconfig");
-    plane.cluster().operator_kubeconfig(&kubeconfig).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut operator = Process::spawn(
-        "berth-operator",
-        &berth_testenv::operator_binary()?,
-        &[
-            format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--health-addr=127.0.0.1:{port}"),
-        ],
-        &plane.dir().join("operator.log"),
-    )?;
+    let (mut operator, port) = plane
+        .cluster()
+        .start_operator(
+            &berth_testenv::operator_binary()?,
+            plane.dir(),
+            "operator.log",
+            &[],
+        )
+        .await?;
 
     let project: Project = serde_json::from_value(json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "Project", "metadata": {"name": "mesh"},

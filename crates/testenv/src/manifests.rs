@@ -10,8 +10,8 @@ use kube::discovery::{Discovery, Scope};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 
-use crate::util::repo_root;
-use crate::{Cluster, Error};
+use crate::util::{free_ports, repo_root};
+use crate::{Cluster, Error, Process};
 
 const FIELD_MANAGER: &str = "berth-install";
 
@@ -108,6 +108,28 @@ impl Cluster {
     pub async fn operator_kubeconfig(&self, path: &Path) -> Result<(), Error> {
         self.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path)
             .await
+    }
+
+    /// Starts `binary` as the operator, a real process under its own service account (kubeconfig
+    /// written to `dir/operator.kubeconfig`), logging to `dir/<log>` and serving health and metrics
+    /// on a free loopback port. Returns the process and that port.
+    pub async fn start_operator(
+        &self,
+        binary: &Path,
+        dir: &Path,
+        log: &str,
+        extra_args: &[String],
+    ) -> Result<(Process, u16), Error> {
+        let kubeconfig = dir.join("operator.kubeconfig");
+        self.operator_kubeconfig(&kubeconfig).await?;
+        let [port] = free_ports()?;
+        let mut args = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--health-addr=127.0.0.1:{port}"),
+        ];
+        args.extend_from_slice(extra_args);
+        let process = Process::spawn("berth-operator", binary, &args, &dir.join(log))?;
+        Ok((process, port))
     }
 
     /// A kubeconfig for any service account, with a 24-hour token.

@@ -76,23 +76,11 @@ pub fn operator() -> Result<()> {
             let binary = berth_testenv::operator_binary()?;
             let dir = std::env::temp_dir().join(format!("berth-operator-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
-            let kubeconfig = dir.join("operator.kubeconfig");
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(cluster.operator_kubeconfig(&kubeconfig))?;
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let mut process = berth_testenv::Process::spawn(
-                "berth-operator",
-                &binary,
-                &[
-                    format!("--kubeconfig={}", kubeconfig.display()),
-                    format!("--health-addr=127.0.0.1:{port}"),
-                ],
-                &dir.join("operator.log"),
-            )?;
+            let (mut process, port) =
+                runtime.block_on(cluster.start_operator(&binary, &dir, "operator.log", &[]))?;
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(status) = process.exited() {
