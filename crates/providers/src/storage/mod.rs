@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Credential, IssuedCredential, Result, Secret};
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
 
 /// How to reach an object store's admin side. The admin credentials come from a Secret in the
 /// operator's namespace; the caller reads it and passes them here.
@@ -73,4 +73,157 @@ pub trait ObjectStore: Send + Sync {
 
 pub mod aws;
 pub mod garage;
+mod madmin;
 pub mod minio;
+mod s3;
+mod sigv4;
+
+pub use aws::AwsStore;
+pub use garage::GarageStore;
+pub use minio::MinioStore;
+
+/// The store of `kind` (`garage`, `minio` or `aws`, as in the platform settings), reached with
+/// `config`. Builds the clients only: call [`ObjectStore::check`] to find out whether the endpoint
+/// answers and takes the admin credentials.
+pub fn connect(kind: &str, config: StoreConfig) -> Result<Box<dyn ObjectStore>> {
+    match kind {
+        "garage" => Ok(Box::new(GarageStore::new(config)?)),
+        "minio" => Ok(Box::new(MinioStore::new(config)?)),
+        "aws" => Ok(Box::new(AwsStore::new(config)?)),
+        other => Err(Error::new(
+            ErrorKind::NotConfigured,
+            format!("unknown object store kind {other:?}: expected garage, minio or aws"),
+        )),
+    }
+}
+
+/// The longest key name every backend accepts (MinIO user access keys are 3 to 20 characters).
+pub const MAX_KEY_NAME: usize = 20;
+
+/// Refuses a key name that some backend would not take: 3 to [`MAX_KEY_NAME`] characters of
+/// `[a-z0-9-]`.
+pub(crate) fn check_key_name(name: &str) -> Result<()> {
+    let ok = (3..=MAX_KEY_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Rejected,
+            format!(
+                "key name {name:?} is not 3 to {MAX_KEY_NAME} characters of lowercase letters, digits and '-'"
+            ),
+        ))
+    }
+}
+
+/// The IAM policy (MinIO and AWS speak the same language) that lets a key list `bucket` and read,
+/// write and delete its objects, and nothing else: no other bucket, no bucket creation, no
+/// change to the bucket's own settings or policy.
+pub(crate) fn bucket_policy(bucket: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetBucketLocation",
+                    "s3:ListBucket",
+                    "s3:ListBucketVersions",
+                    "s3:ListBucketMultipartUploads",
+                ],
+                "Resource": [format!("arn:aws:s3:::{bucket}")],
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:GetObjectVersion",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:DeleteObjectVersion",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+            },
+        ],
+    })
+}
+
+/// A fresh secret access key: 40 characters of base64url from 30 random bytes.
+pub(crate) fn random_secret() -> Result<Secret> {
+    use base64::Engine;
+    let mut bytes = [0u8; 30];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Backend,
+            format!("no randomness for a secret key: {e}"),
+        )
+    })?;
+    Ok(Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    ))
+}
+
+/// The HTTP client for admin APIs: bounded connect and request times, so an outage is an
+/// [`ErrorKind::Unreachable`] error and not a hang.
+pub(crate) fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Backend, format!("building an HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names() {
+        assert!(check_key_name("p-team-a-0").is_ok());
+        assert!(check_key_name("ab").is_err());
+        assert!(check_key_name("a-name-that-is-far-too-long").is_err());
+        assert!(check_key_name("Upper").is_err());
+        assert!(check_key_name("under_score").is_err());
+    }
+
+    #[test]
+    fn policy_reaches_its_bucket_only() {
+        let p = bucket_policy("team-a").to_string();
+        assert!(p.contains("\"arn:aws:s3:::team-a\""));
+        assert!(p.contains("\"arn:aws:s3:::team-a/*\""));
+        assert!(!p.contains("s3:*"));
+        assert!(!p.contains("CreateBucket"));
+        assert!(!p.contains("ListAllMyBuckets"));
+    }
+
+    #[test]
+    fn secrets_are_fresh() -> Result<()> {
+        let (a, b) = (random_secret()?, random_secret()?);
+        assert_eq!(a.expose().len(), 40);
+        assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_kind() {
+        let config = StoreConfig {
+            endpoint: String::new(),
+            admin_endpoint: String::new(),
+            region: "r".into(),
+            admin_id: String::new(),
+            admin_secret: Secret::new(""),
+        };
+        assert!(matches!(
+            connect("ceph", config),
+            Err(Error {
+                kind: ErrorKind::NotConfigured,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,512 @@
+//! The object stores against real servers on loopback: Garage and MinIO, started by
+//! berth-services, each put through the same test body through the `ObjectStore` trait, with a
+//! real S3 client (aws-sdk-s3) in the role of the project's workloads.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use berth_providers::storage::{self, BucketSpec, ObjectStore, StoreConfig};
+use berth_providers::{ErrorKind, IssuedCredential, Secret};
+use berth_services::{Garage, Minio};
+
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+const QUOTA: u64 = 1024 * 1024;
+
+/// What differs between the backends, for the shared test body.
+struct Backend {
+    kind: &'static str,
+    config: StoreConfig,
+    /// Whether a write that would take the bucket over its quota, counting what it already
+    /// holds, is refused at once (Garage keeps exact counters; MinIO compares with a usage
+    /// figure its background scanner updates).
+    cumulative_quota_at_once: bool,
+    /// An admin S3 client, where the backend has one, to count buckets.
+    admin_s3: Option<Client>,
+}
+
+fn s3_client(endpoint: &str, region: &str, id: &str, secret: &str) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn key_client(store: &dyn ObjectStore, key: &IssuedCredential) -> Client {
+    s3_client(
+        store.endpoint(),
+        store.region(),
+        &key.login,
+        key.secret.expose(),
+    )
+}
+
+/// The S3 error code of a failed call, or what went wrong if the call succeeded.
+fn denied<T, E: ProvideErrorMetadata>(r: Result<T, E>) -> Result<String, String> {
+    match r {
+        Ok(_) => Err("the call succeeded".to_owned()),
+        Err(e) => Ok(e.code().unwrap_or("<no code>").to_owned()),
+    }
+}
+
+async fn put(client: &Client, bucket: &str, key: &str, len: usize) -> TestResult {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(vec![7u8; len]))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Waits until `f` stops succeeding, for a store that applies a deletion a moment later.
+async fn until_refused<F, Fut, T, E>(mut f: F) -> Option<String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: ProvideErrorMetadata,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(code) = denied(f().await) {
+            return Some(code);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn the_same_body(backend: &Backend) -> TestResult {
+    let started = Instant::now();
+    let store = storage::connect(backend.kind, backend.config.clone())?;
+    let store = store.as_ref();
+    assert_eq!(store.kind(), backend.kind);
+    store.check().await?;
+    let mut messages = Vec::new();
+
+    // Two projects, a and b. Ensuring twice makes one bucket.
+    let (a, b) = ("berth-proj-a", "berth-proj-b");
+    let quota = store.supports_quota().then_some(QUOTA);
+    let spec_a = BucketSpec {
+        name: a.to_owned(),
+        quota_bytes: quota,
+    };
+    store.ensure_bucket(&spec_a).await?;
+    store.ensure_bucket(&spec_a).await?;
+    store
+        .ensure_bucket(&BucketSpec {
+            name: b.to_owned(),
+            quota_bytes: None,
+        })
+        .await?;
+    assert!(store.bucket_exists(a).await?);
+    assert!(!store.bucket_exists("berth-no-such-bucket").await?);
+    if let Some(admin) = &backend.admin_s3 {
+        let all = admin.list_buckets().send().await?;
+        let named_a = all.buckets().iter().filter(|x| x.name() == Some(a)).count();
+        assert_eq!(named_a, 1, "one bucket for project a");
+    }
+
+    let key_a = store.create_key("berth-a-0", a).await?;
+    let key_b = store.create_key("berth-b-0", b).await?;
+    assert!(!format!("{key_a:?}").contains(key_a.secret.expose()));
+    let client_a = key_client(store, &key_a);
+    let client_b = key_client(store, &key_b);
+
+    // Project a's key reads, writes and lists its bucket.
+    client_a
+        .put_object()
+        .bucket(a)
+        .key("hello.txt")
+        .body(ByteStream::from_static(b"hello, project a"))
+        .send()
+        .await?;
+    let got = client_a
+        .get_object()
+        .bucket(a)
+        .key("hello.txt")
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    assert_eq!(&got[..], b"hello, project a");
+    let listed = client_a.list_objects_v2().bucket(a).send().await?;
+    assert!(
+        listed
+            .contents()
+            .iter()
+            .any(|o| o.key() == Some("hello.txt"))
+    );
+
+    // The quota, where there is one: a write that alone is over it is refused, and (where the
+    // backend counts at once) so is one that takes the bucket over it.
+    if store.supports_quota() {
+        let over = denied(
+            client_a
+                .put_object()
+                .bucket(a)
+                .key("too-big")
+                .body(ByteStream::from(vec![
+                    0u8;
+                    QUOTA as usize + QUOTA as usize / 2
+                ]))
+                .send()
+                .await,
+        );
+        assert!(over.is_ok(), "an object over the quota was stored");
+        eprintln!(
+            "{}: an object over the quota: refused with {over:?}",
+            backend.kind
+        );
+        put(&client_a, a, "part-1", 600 * 1024).await?;
+        let second = denied(
+            client_a
+                .put_object()
+                .bucket(a)
+                .key("part-2")
+                .body(ByteStream::from(vec![0u8; 600 * 1024]))
+                .send()
+                .await,
+        );
+        if backend.cumulative_quota_at_once {
+            assert!(second.is_ok(), "a write over the quota was accepted");
+        }
+        eprintln!(
+            "{}: 600 KiB + 600 KiB into a 1 MiB quota: {}",
+            backend.kind,
+            match &second {
+                Ok(code) => format!("the second refused ({code})"),
+                Err(_) => "both accepted (the usage the backend compares with lags)".to_owned(),
+            }
+        );
+    }
+
+    // Project b's key cannot reach project a's bucket in any way.
+    let list = denied(client_b.list_objects_v2().bucket(a).send().await);
+    let read = denied(
+        client_b
+            .get_object()
+            .bucket(a)
+            .key("hello.txt")
+            .send()
+            .await,
+    );
+    let write = denied(
+        client_b
+            .put_object()
+            .bucket(a)
+            .key("intruder.txt")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    let delete = denied(
+        client_b
+            .delete_object()
+            .bucket(a)
+            .key("hello.txt")
+            .send()
+            .await,
+    );
+    for (what, r) in [
+        ("list", &list),
+        ("read", &read),
+        ("write", &write),
+        ("delete", &delete),
+    ] {
+        assert!(
+            r.as_deref() == Ok("AccessDenied"),
+            "{}: b's key may {what} a's bucket: {r:?}",
+            backend.kind
+        );
+    }
+    // Nor list every bucket (at most its own), nor create one.
+    match client_b.list_buckets().send().await {
+        Ok(all) => {
+            let names: Vec<_> = all.buckets().iter().filter_map(|x| x.name()).collect();
+            assert!(
+                names.iter().all(|n| *n == b),
+                "{}: b's key lists {names:?}",
+                backend.kind
+            );
+        }
+        Err(e) => assert_eq!(e.code(), Some("AccessDenied")),
+    }
+    let create = denied(
+        client_b
+            .create_bucket()
+            .bucket("berth-proj-b-extra")
+            .send()
+            .await,
+    );
+    assert!(create.is_ok(), "{}: b's key created a bucket", backend.kind);
+    assert!(!store.bucket_exists("berth-proj-b-extra").await?);
+    // And project a's object is still there.
+    client_a
+        .head_object()
+        .bucket(a)
+        .key("hello.txt")
+        .send()
+        .await?;
+
+    // Listing by prefix finds the keys, to pick up after a crash.
+    let found = store.list_keys("berth-a-").await?;
+    assert_eq!(found, vec![key_a.credential.clone()]);
+    assert!(store.list_keys("berth-zz").await?.is_empty());
+
+    // Recovering a key gives a secret that works.
+    let recovered = store.recover_key(&key_a.credential, a).await?;
+    assert_eq!(recovered.credential, key_a.credential);
+    let client_a = key_client(store, &recovered);
+    let ok = until_ok(|| client_a.head_object().bucket(a).key("hello.txt").send()).await;
+    assert!(ok, "{}: the recovered secret does not work", backend.kind);
+    store.ensure_grant(&key_b.credential, b).await?;
+    store.ensure_grant(&key_a.credential, a).await?;
+    client_a
+        .head_object()
+        .bucket(a)
+        .key("hello.txt")
+        .send()
+        .await?;
+
+    // A deleted key stops working; deleting it again is no error.
+    store.delete_key(&key_a.credential).await?;
+    store.delete_key(&key_a.credential).await?;
+    let gone = until_refused(|| client_a.list_objects_v2().bucket(a).send()).await;
+    assert!(
+        gone.is_some(),
+        "{}: a deleted key still works",
+        backend.kind
+    );
+    eprintln!("{}: a deleted key is refused with {gone:?}", backend.kind);
+    assert!(store.list_keys("berth-a-").await?.is_empty());
+
+    // Deleting buckets with objects in them, and an unfinished multipart upload.
+    put(&client_b, b, "dir/one", 10).await?;
+    put(&client_b, b, "dir/two", 10).await?;
+    let upload = client_b
+        .create_multipart_upload()
+        .bucket(b)
+        .key("big")
+        .send()
+        .await?;
+    client_b
+        .upload_part()
+        .bucket(b)
+        .key("big")
+        .upload_id(upload.upload_id().unwrap_or_default())
+        .part_number(1)
+        .body(ByteStream::from(vec![1u8; 1024]))
+        .send()
+        .await?;
+    store.delete_bucket(a).await?;
+    store.delete_bucket(b).await?;
+    store.delete_bucket(b).await?;
+    assert!(!store.bucket_exists(a).await?);
+    assert!(!store.bucket_exists(b).await?);
+    store.delete_key(&key_b.credential).await?;
+
+    // Bad names never reach the server.
+    let bad = store.create_key("Not_A_Key_Name", b).await;
+    assert!(matches!(bad, Err(ref e) if e.kind == ErrorKind::Rejected));
+    if let Err(e) = bad {
+        messages.push(e.to_string());
+    }
+    // A missing key to recover.
+    let ghost = berth_providers::Credential {
+        id: "GKffffffffffffffffffffffff".into(),
+        name: "berth-ghost".into(),
+    };
+    store
+        .ensure_bucket(&BucketSpec {
+            name: b.to_owned(),
+            quota_bytes: None,
+        })
+        .await?;
+    if let Err(e) = store.recover_key(&ghost, b).await {
+        messages.push(e.to_string());
+    }
+    store.delete_bucket(b).await?;
+
+    // Wrong admin credentials, and nobody listening.
+    let mut wrong = backend.config.clone();
+    if backend.kind == "garage" {
+        wrong.admin_id = "0".repeat(64);
+    } else {
+        wrong.admin_secret = Secret::new("wrong-secret-0123456789");
+    }
+    let wrong_secret = format!("{}{}", wrong.admin_id, wrong.admin_secret.expose());
+    let wrong_store = storage::connect(backend.kind, wrong)?;
+    for r in [
+        wrong_store.check().await,
+        wrong_store
+            .ensure_bucket(&BucketSpec {
+                name: "berth-proj-c".into(),
+                quota_bytes: None,
+            })
+            .await,
+        wrong_store.list_keys("").await.map(|_| ()),
+    ] {
+        match r {
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Unauthorized, "{}: {e}", backend.kind);
+                messages.push(e.to_string());
+            }
+            Ok(()) => {
+                return Err(format!("{}: wrong admin credentials worked", backend.kind).into());
+            }
+        }
+    }
+    let mut closed = backend.config.clone();
+    let port = closed_port()?;
+    closed.endpoint = format!("http://127.0.0.1:{port}");
+    closed.admin_endpoint = format!("http://127.0.0.1:{port}");
+    match storage::connect(backend.kind, closed)?.check().await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Unreachable, "{}: {e}", backend.kind);
+            messages.push(e.to_string());
+        }
+        Ok(()) => return Err("a closed port answered".into()),
+    }
+
+    // No message carries a secret: the admin's, the wrong one tried, or a key's.
+    let secrets = [
+        backend.config.admin_secret.expose(),
+        if backend.kind == "garage" {
+            backend.config.admin_id.as_str()
+        } else {
+            ""
+        },
+        &wrong_secret,
+        "wrong-secret-0123456789",
+        key_a.secret.expose(),
+        key_b.secret.expose(),
+        recovered.secret.expose(),
+    ];
+    for m in &messages {
+        eprintln!("{}: error message: {m}", backend.kind);
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            assert!(
+                !m.contains(s),
+                "{}: a message carries a secret",
+                backend.kind
+            );
+        }
+    }
+    eprintln!(
+        "{}: the test body took {:.1} s",
+        backend.kind,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn until_ok<F, Fut, T, E>(mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if f().await.is_ok() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn closed_port() -> TestResult<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garage_gives_each_project_its_own_bucket_and_key() -> TestResult {
+    let garage = Garage::start().await?;
+    let backend = Backend {
+        kind: "garage",
+        config: StoreConfig {
+            endpoint: garage.s3_endpoint().to_owned(),
+            admin_endpoint: garage.admin_endpoint().to_owned(),
+            region: garage.region().to_owned(),
+            admin_id: garage.admin_token().to_owned(),
+            admin_secret: Secret::new(""),
+        },
+        cumulative_quota_at_once: true,
+        admin_s3: None,
+    };
+    the_same_body(&backend).await?;
+
+    // Ensuring twice made one bucket: Garage lists buckets by their aliases.
+    let store = storage::connect("garage", backend.config.clone())?;
+    let spec = BucketSpec {
+        name: "berth-proj-d".into(),
+        quota_bytes: None,
+    };
+    store.ensure_bucket(&spec).await?;
+    store.ensure_bucket(&spec).await?;
+    let all: serde_json::Value = garage.admin_get("ListBuckets").await?;
+    let named = all
+        .as_array()
+        .map(|buckets| {
+            buckets
+                .iter()
+                .filter(|b| {
+                    b["globalAliases"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|n| n == "berth-proj-d"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(named, 1, "one bucket for project d");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minio_gives_each_project_its_own_bucket_and_key() -> TestResult {
+    let minio = Minio::start().await?;
+    let backend = Backend {
+        kind: "minio",
+        config: StoreConfig {
+            endpoint: minio.endpoint().to_owned(),
+            admin_endpoint: String::new(),
+            region: minio.region().to_owned(),
+            admin_id: minio.access_key().to_owned(),
+            admin_secret: Secret::new(minio.secret_key()),
+        },
+        cumulative_quota_at_once: false,
+        admin_s3: Some(s3_client(
+            minio.endpoint(),
+            minio.region(),
+            minio.access_key(),
+            minio.secret_key(),
+        )),
+    };
+    the_same_body(&backend).await
+}
