@@ -345,8 +345,11 @@ async fn the_same_body(backend: &Backend) -> TestResult {
             quota_bytes: None,
         })
         .await?;
-    if let Err(e) = store.recover_key(&ghost, b).await {
-        messages.push(e.to_string());
+    // Garage has no such key to read back; MinIO, which sets a new secret anyway, creates the
+    // user.
+    match store.recover_key(&ghost, b).await {
+        Err(e) => messages.push(e.to_string()),
+        Ok(_) => store.delete_key(&ghost).await?,
     }
     store.delete_bucket(b).await?;
 

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BucketSpec, ObjectStore, StoreConfig, check_key_name, s3};
+use super::{BucketSpec, ObjectStore, StoreConfig, check_key_name, error_chain, s3};
 use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
 
 /// The name of the short-lived key that empties a bucket before its deletion.
@@ -332,17 +332,6 @@ impl GarageStore {
         let deleted = self.delete_key_id(&key.access_key_id).await;
         emptied.and(deleted)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 #[async_trait]

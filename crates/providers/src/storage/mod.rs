@@ -178,6 +178,18 @@ pub(crate) fn http_client() -> Result<reqwest::Client> {
         .map_err(|e| Error::new(ErrorKind::Backend, format!("building an HTTP client: {e}")))
 }
 
+/// An error and its sources, for a transport failure ("connection refused" is in a source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
