@@ -79,3 +79,8 @@ pub trait Registry: Send + Sync {
 }
 
 pub mod harbor;
+
+/// The registry client for these settings: Harbor, the one registry Berth supports.
+pub fn connect(config: RegistryConfig) -> Result<std::sync::Arc<dyn Registry>> {
+    Ok(std::sync::Arc::new(harbor::Harbor::new(config)?))
+}
