@@ -123,6 +123,11 @@ pub(crate) fn check_key_name(name: &str) -> Result<()> {
 /// write and delete its objects, and nothing else: no other bucket, no bucket creation, no
 /// change to the bucket's own settings or policy.
 pub(crate) fn bucket_policy(bucket: &str) -> serde_json::Value {
+    bucket_policy_in("aws", bucket)
+}
+
+/// [`bucket_policy`] with the ARNs of an AWS partition (`aws`, `aws-cn`, `aws-us-gov`).
+pub(crate) fn bucket_policy_in(partition: &str, bucket: &str) -> serde_json::Value {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -134,7 +139,7 @@ pub(crate) fn bucket_policy(bucket: &str) -> serde_json::Value {
                     "s3:ListBucketVersions",
                     "s3:ListBucketMultipartUploads",
                 ],
-                "Resource": [format!("arn:aws:s3:::{bucket}")],
+                "Resource": [format!("arn:{partition}:s3:::{bucket}")],
             },
             {
                 "Effect": "Allow",
@@ -147,7 +152,7 @@ pub(crate) fn bucket_policy(bucket: &str) -> serde_json::Value {
                     "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts",
                 ],
-                "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+                "Resource": [format!("arn:{partition}:s3:::{bucket}/*")],
             },
         ],
     })
