@@ -75,3 +75,8 @@ pub trait IdentityProvider: Send + Sync {
 }
 
 pub mod keycloak;
+
+/// The identity provider client for these settings: Keycloak, the one Berth supports.
+pub fn connect(config: IdentityConfig) -> Result<std::sync::Arc<dyn IdentityProvider>> {
+    Ok(std::sync::Arc::new(keycloak::Keycloak::new(config)?))
+}

@@ -1,0 +1,449 @@
+//! The Keycloak client against a real Keycloak (`berth_services::Keycloak`, dev mode on
+//! loopback). Keycloak takes tens of seconds to start, so one test shares one server.
+//!
+//! Rotation: Keycloak keeps an old client secret valid only with its preview feature
+//! `client-secret-rotation`. The test checks whichever behaviour the server has; to run it against
+//! a server with the feature, start it with `KC_FEATURES=client-secret-rotation` from a copy of
+//! the distribution (`BERTH_KEYCLOAK_DIR`), since the feature is a build option that re-augments
+//! the distribution it runs from.
+
+use std::sync::Arc;
+
+use berth_providers::identity::keycloak::Keycloak;
+use berth_providers::identity::{ClientSpec, IdentityConfig, IdentityProvider};
+use berth_providers::{ErrorKind, Secret};
+use serde_json::{Value, json};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
+
+const REALM: &str = "berth";
+
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Fallible<u16> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/admin/realms{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Ok(request.send().await?.status().as_u16())
+    }
+
+    async fn get(&self, path: &str) -> Fallible<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/admin/realms{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn clients(&self, client_id: &str) -> Fallible<Vec<Value>> {
+        let clients = self
+            .get(&format!("/{REALM}/clients?clientId={client_id}"))
+            .await?;
+        Ok(clients.as_array().cloned().unwrap_or_default())
+    }
+
+    async fn group_members(&self, group: &str) -> Fallible<Vec<String>> {
+        let groups = self
+            .get(&format!("/{REALM}/groups?search={group}&exact=true"))
+            .await?;
+        let Some(id) = groups
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == group))
+            .and_then(|g| g["id"].as_str())
+        else {
+            return Ok(Vec::new());
+        };
+        let members = self.get(&format!("/{REALM}/groups/{id}/members")).await?;
+        let mut names: Vec<String> = members
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|u| u["username"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The status of a `client_credentials` grant with this secret.
+async fn client_credentials(
+    http: &reqwest::Client,
+    token_endpoint: &str,
+    client_id: &str,
+    secret: &str,
+) -> Fallible<u16> {
+    Ok(http
+        .post(token_endpoint)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+fn config(url: &str, realm: &str, admin_password: &str) -> IdentityConfig {
+    IdentityConfig {
+        url: url.to_owned(),
+        realm: realm.to_owned(),
+        admin_realm: "master".to_owned(),
+        admin_username: "admin".to_owned(),
+        admin_password: Secret::new(admin_password),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
+    let kc = berth_services::Keycloak::start().await?;
+    let http = reqwest::Client::new();
+    let admin = Admin {
+        http: http.clone(),
+        base: kc.base_url().to_owned(),
+        token: kc.admin_token().await?,
+    };
+    assert_eq!(
+        admin
+            .send(
+                reqwest::Method::POST,
+                "",
+                Some(json!({"realm": REALM, "enabled": true}))
+            )
+            .await?,
+        201
+    );
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(
+            admin
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/{REALM}/users"),
+                    Some(json!({"username": user, "enabled": true}))
+                )
+                .await?,
+            201
+        );
+    }
+
+    let provider = Arc::new(Keycloak::new(config(
+        kc.base_url(),
+        REALM,
+        kc.admin_password(),
+    ))?);
+    provider.check().await?;
+    assert_eq!(provider.kind(), "keycloak");
+    assert_eq!(provider.issuer(), kc.issuer(REALM));
+    let token_endpoint = kc.token_endpoint(REALM);
+    let mut secrets: Vec<String> = vec![kc.admin_password().to_owned()];
+
+    // --- The client: made once, updated in place. ---
+    let spec = ClientSpec {
+        client_id: "berth-team-a".into(),
+        description: "Berth project team-a".into(),
+        redirect_uris: vec!["https://team-a.example.com/callback".into()],
+    };
+    let first = provider.ensure_client(&spec).await?;
+    let second = provider.ensure_client(&spec).await?;
+    assert_eq!(first.id, second.id);
+    assert_eq!(first.secret, second.secret);
+    secrets.push(first.secret.expose().to_owned());
+    let clients = admin.clients("berth-team-a").await?;
+    assert_eq!(clients.len(), 1);
+    let client = clients.first().ok_or("no client")?;
+    assert_eq!(client["publicClient"], false);
+    assert_eq!(client["serviceAccountsEnabled"], true);
+    assert_eq!(client["standardFlowEnabled"], true);
+    assert_eq!(client["directAccessGrantsEnabled"], false);
+    assert_eq!(client["implicitFlowEnabled"], false);
+    assert_eq!(
+        client["redirectUris"],
+        json!(["https://team-a.example.com/callback"])
+    );
+    assert_eq!(client["attributes"]["berth.managed"], "true");
+
+    // Its secret works for client_credentials; a wrong one does not.
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            first.secret.expose()
+        )
+        .await?,
+        200
+    );
+    assert_eq!(
+        client_credentials(&http, &token_endpoint, "berth-team-a", "not-the-secret").await?,
+        401
+    );
+
+    // New redirect URIs reach Keycloak; the secret stays.
+    let moved = ClientSpec {
+        redirect_uris: vec![
+            "https://team-a.example.com/callback".into(),
+            "https://team-a.example.org/oauth2/callback".into(),
+        ],
+        ..spec.clone()
+    };
+    let updated = provider.ensure_client(&moved).await?;
+    assert_eq!(updated.id, first.id);
+    assert_eq!(updated.secret, first.secret);
+    let clients = admin.clients("berth-team-a").await?;
+    let uris = clients
+        .first()
+        .map(|c| c["redirectUris"].clone())
+        .unwrap_or_default();
+    let mut uris: Vec<String> = uris
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    uris.sort();
+    assert_eq!(
+        uris,
+        vec![
+            "https://team-a.example.com/callback".to_owned(),
+            "https://team-a.example.org/oauth2/callback".to_owned()
+        ]
+    );
+
+    // Reconciles racing on a new client: still one client.
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let provider = provider.clone();
+        let spec = ClientSpec {
+            client_id: "berth-team-race".into(),
+            description: "race".into(),
+            redirect_uris: vec![],
+        };
+        handles.push(tokio::spawn(
+            async move { provider.ensure_client(&spec).await },
+        ));
+    }
+    let mut ids = Vec::new();
+    for handle in handles {
+        ids.push(handle.await??.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(admin.clients("berth-team-race").await?.len(), 1);
+
+    // --- Rotation. ---
+    let keeps_old = provider.rotation_keeps_old_secret().await?;
+    let rotated = provider.rotate_secret("berth-team-a").await?;
+    secrets.push(rotated.secret.expose().to_owned());
+    assert_eq!(rotated.id, first.id);
+    assert_ne!(rotated.secret, first.secret);
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            rotated.secret.expose()
+        )
+        .await?,
+        200
+    );
+    let old_status = client_credentials(
+        &http,
+        &token_endpoint,
+        "berth-team-a",
+        first.secret.expose(),
+    )
+    .await?;
+    if keeps_old {
+        eprintln!("rotation: Keycloak keeps the old secret until it is revoked");
+        assert_eq!(
+            old_status, 200,
+            "the old secret ended before it was revoked"
+        );
+    } else {
+        eprintln!(
+            "rotation: this Keycloak has no client-secret-rotation feature: the old secret ends at once"
+        );
+        assert_eq!(old_status, 401);
+    }
+    provider.revoke_old_secret("berth-team-a").await?;
+    provider.revoke_old_secret("berth-team-a").await?;
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            first.secret.expose()
+        )
+        .await?,
+        401
+    );
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            rotated.secret.expose()
+        )
+        .await?,
+        200
+    );
+    // ensure_client now returns the new secret.
+    assert_eq!(provider.ensure_client(&moved).await?.secret, rotated.secret);
+
+    // --- The group. ---
+    let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let sync = provider
+        .sync_group("team-a", &names(&["alice", "bob", "ghost"]))
+        .await?;
+    assert_eq!((sync.added, sync.removed), (2, 0));
+    assert_eq!(sync.missing_users, names(&["ghost"]));
+    assert_eq!(
+        admin.group_members("team-a").await?,
+        names(&["alice", "bob"])
+    );
+
+    let sync = provider
+        .sync_group("team-a", &names(&["bob", "Carol"]))
+        .await?;
+    assert_eq!((sync.added, sync.removed), (1, 1));
+    assert!(sync.missing_users.is_empty());
+    assert_eq!(
+        admin.group_members("team-a").await?,
+        names(&["bob", "carol"])
+    );
+
+    let sync = provider
+        .sync_group("team-a", &names(&["bob", "carol"]))
+        .await?;
+    assert_eq!((sync.added, sync.removed), (0, 0));
+
+    let sync = provider.sync_group("team-a", &[]).await?;
+    assert_eq!(sync.removed, 2);
+    assert!(admin.group_members("team-a").await?.is_empty());
+
+    // --- Deletion, twice each. ---
+    provider.delete_client("berth-team-a").await?;
+    provider.delete_client("berth-team-a").await?;
+    assert!(admin.clients("berth-team-a").await?.is_empty());
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            rotated.secret.expose()
+        )
+        .await?,
+        401
+    );
+    provider.delete_group("team-a").await?;
+    provider.delete_group("team-a").await?;
+    let groups = admin
+        .get(&format!("/{REALM}/groups?search=team-a&exact=true"))
+        .await?;
+    assert_eq!(groups.as_array().map(Vec::len), Some(0));
+
+    // --- Errors: each says which setting is wrong, none carries a secret. ---
+    let mut messages = Vec::new();
+
+    let no_realm = Keycloak::new(config(kc.base_url(), "no-such-realm", kc.admin_password()))?;
+    let e = no_realm
+        .check()
+        .await
+        .err()
+        .ok_or("unknown realm accepted")?;
+    assert_eq!(e.kind, ErrorKind::NotConfigured);
+    assert!(e.message.contains("no-such-realm"), "{}", e.message);
+    messages.push(e.message);
+    let e = no_realm
+        .ensure_client(&spec)
+        .await
+        .err()
+        .ok_or("client made in an unknown realm")?;
+    assert_eq!(e.kind, ErrorKind::NotConfigured);
+    messages.push(e.message);
+    let e = no_realm
+        .sync_group("team-a", &names(&["alice"]))
+        .await
+        .err()
+        .ok_or("group made in an unknown realm")?;
+    assert_eq!(e.kind, ErrorKind::NotConfigured);
+    messages.push(e.message);
+
+    let wrong_password = "Wrong-password-77";
+    secrets.push(wrong_password.to_owned());
+    let wrong = Keycloak::new(config(kc.base_url(), REALM, wrong_password))?;
+    let e = wrong.check().await.err().ok_or("wrong password accepted")?;
+    assert_eq!(e.kind, ErrorKind::Unauthorized);
+    messages.push(e.message);
+    let e = wrong
+        .ensure_client(&spec)
+        .await
+        .err()
+        .ok_or("wrong password accepted")?;
+    assert_eq!(e.kind, ErrorKind::Unauthorized);
+    messages.push(e.message);
+
+    let no_admin_realm = Keycloak::new(IdentityConfig {
+        admin_realm: "no-such-admin-realm".into(),
+        ..config(kc.base_url(), REALM, kc.admin_password())
+    })?;
+    let e = no_admin_realm
+        .check()
+        .await
+        .err()
+        .ok_or("unknown admin realm accepted")?;
+    assert_eq!(e.kind, ErrorKind::NotConfigured);
+    assert!(e.message.contains("no-such-admin-realm"), "{}", e.message);
+    messages.push(e.message);
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.port()
+    };
+    let nowhere = Keycloak::new(config(
+        &format!("http://127.0.0.1:{closed}"),
+        REALM,
+        kc.admin_password(),
+    ))?;
+    let e = nowhere.check().await.err().ok_or("closed port answered")?;
+    assert_eq!(e.kind, ErrorKind::Unreachable);
+    messages.push(e.message);
+
+    for message in &messages {
+        for secret in &secrets {
+            assert!(
+                !message.contains(secret.as_str()),
+                "a secret in {message:?}"
+            );
+        }
+    }
+    let debug = format!("{provider:?} {rotated:?}");
+    for secret in &secrets {
+        assert!(!debug.contains(secret.as_str()), "a secret in {debug}");
+    }
+    Ok(())
+}
