@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::providers::{ExternalStatus, RegistrySpec, StorageSpec};
+
 /// The annotation that lets a Project take over a namespace that already exists. Only a platform
 /// admin may set it (the shipped ValidatingAdmissionPolicy enforces that).
 pub const ADOPT_NAMESPACE_ANNOTATION: &str = "berth.dev/adopt-namespace";
@@ -21,7 +23,7 @@ pub const ADOPT_NAMESPACE_ANNOTATION: &str = "berth.dev/adopt-namespace";
     plural = "projects",
     shortname = "proj",
     status = "ProjectStatus",
-    doc = "A team's isolated, provisioned home on the platform: one object gives it a namespace, access for its members, quota, limits, network isolation and pod security.",
+    doc = "A team's isolated, provisioned home on the platform: one object gives it a namespace, access for its members, quota, limits, network isolation, pod security, and where the platform enables them a bucket with its own keys, an OIDC client and a registry project.",
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63").message("a project name must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".status.namespace"}"#,
@@ -95,9 +97,17 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 
-    /// The project's OIDC client, used when the platform has an identity provider enabled.
+    /// The project's bucket and access key, when the platform has object storage enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// The project's OIDC client, when the platform has an identity provider enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp: Option<IdpSpec>,
+
+    /// The project's registry project and robot, when the platform has a registry enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySpec>,
 }
 
 /// One member of a project.
@@ -250,6 +260,9 @@ pub enum DeletionPolicy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct IdpSpec {
+    /// false opts the project out of an OIDC client and realm group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Redirect URIs the client accepts after login.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 2048)))]
@@ -273,8 +286,11 @@ pub struct ProjectStatus {
     /// Quota use: what the ResourceQuota allows and what is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaUsage>,
-    /// The state of each part of the project: Ready, NamespaceReady, AccessReady, QuotaReady and
-    /// NetworkReady.
+    /// What the project has outside the cluster: its bucket, OIDC client and registry project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalStatus>,
+    /// The state of each part of the project: Ready, NamespaceReady, AccessReady, QuotaReady,
+    /// NetworkReady, and StorageReady, IdentityReady and RegistryReady where enabled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

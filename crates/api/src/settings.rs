@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::providers::{IdentitySettings, RegistrySettings, StorageSettings};
 use crate::project::{DeletionPolicy, LimitRangeSpec, ResourceList, resource_list_schema};
 
 /// The name of the one PlatformSettings object Berth reads.
@@ -48,6 +49,15 @@ pub struct PlatformSettingsSpec {
     /// The deletion policy of projects that do not set one.
     #[serde(default)]
     pub default_deletion_policy: DeletionPolicy,
+    /// The object store every Project gets a bucket and an access key in. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSettings>,
+    /// The OIDC provider every Project gets a confidential client and a group in. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySettings>,
+    /// The image registry every Project gets a project and a robot in. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySettings>,
 }
 
 /// Default and maximum quota.
@@ -118,6 +128,9 @@ impl Default for PlatformSettingsSpec {
             istio: IstioSettings::default(),
             kubeflow: KubeflowSettings::default(),
             default_deletion_policy: DeletionPolicy::Retain,
+            storage: None,
+            identity: None,
+            registry: None,
         }
     }
 }

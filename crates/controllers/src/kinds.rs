@@ -1,6 +1,6 @@
 //! The kinds of children Berth's controllers create.
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::ApiResource;
@@ -34,6 +34,10 @@ pub fn network_policy() -> ChildKind {
 pub fn service_account() -> ChildKind {
     ChildKind::of::<ServiceAccount>(true, true)
 }
+/// The Secrets with a project's credentials for its bucket, OIDC client and registry robot.
+pub fn secret() -> ChildKind {
+    ChildKind::of::<Secret>(true, true)
+}
 /// Istio's AuthorizationPolicy, which has no Rust type here.
 pub fn authorization_policy() -> ChildKind {
     ChildKind {
@@ -60,9 +64,11 @@ pub fn project_children(istio_installed: bool) -> Vec<ChildKind> {
         limit_range(),
         network_policy(),
         service_account(),
+        secret(),
     ];
     if istio_installed {
         kinds.push(authorization_policy());
     }
     kinds
 }
+

@@ -39,7 +39,8 @@ struct Flags {
     /// Run controllers only while holding the leader Lease.
     #[arg(long, env = "BERTH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
-    /// The namespace of the leader Lease (the operator's own).
+    /// The operator's own namespace: the leader Lease is there, and the providers' admin
+    /// credentials are read from Secrets there and nowhere else.
     #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system")]
     lease_namespace: String,
     /// How many Projects are reconciled at once.
@@ -111,6 +112,7 @@ async fn main() -> Result<()> {
         client.clone(),
         metrics,
         flags.concurrency,
+        flags.lease_namespace.clone(),
         stopped(stop_rx.clone()),
     );
     let lost_lease = async {

@@ -27,6 +27,8 @@ pub struct Garage {
     admin_token: String,
     node_id: String,
     client: reqwest::Client,
+    /// The binary and its arguments, to start it again after [`Garage::stop`].
+    command: (std::path::PathBuf, Vec<String>),
 }
 
 /// An S3 access key made through Garage's admin API.
@@ -144,6 +146,7 @@ metrics_token = "{metrics_token}"
             admin_token,
             node_id: String::new(),
             client,
+            command: (bin.clone(), args.clone()),
         };
         let status: ClusterStatus = garage.admin_get("GetClusterStatus").await?;
         let [node] = status.nodes.as_slice() else {
@@ -189,6 +192,43 @@ metrics_token = "{metrics_token}"
             &format!("healthy after {:.1} s", begin.elapsed().as_secs_f64()),
         );
         Ok(garage)
+    }
+
+    /// Stops the server, as an outage would: its ports refuse connections until
+    /// [`Garage::restart`]. Its data stays.
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
+        progress("garage", "stopped");
+    }
+
+    /// Starts the server again after [`Garage::stop`], on the same ports with the same data, and
+    /// returns once `/health` answers 200.
+    pub async fn restart(&mut self) -> Result<()> {
+        let begin = Instant::now();
+        let (bin, args) = &self.command;
+        let env = [("RUST_LOG", "garage=info".to_owned())];
+        self.process = spawn(
+            "garage",
+            bin,
+            args,
+            &env,
+            &self.dir.join("garage-restarted.log"),
+        )?;
+        let health = format!("{}/health", self.admin_endpoint);
+        let client = self.client.clone();
+        wait_until(
+            &mut self.process,
+            "/health",
+            Duration::from_secs(60),
+            begin,
+            || answers_ok(&client, &health),
+        )
+        .await?;
+        progress(
+            "garage",
+            &format!("restarted, healthy after {:.1} s", begin.elapsed().as_secs_f64()),
+        );
+        Ok(())
     }
 
     /// `GET /v2/<endpoint>` on the admin API with the admin token, decoded from JSON.

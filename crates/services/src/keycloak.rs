@@ -79,6 +79,9 @@ impl Keycloak {
             format!("--http-port={port}"),
             format!("--http-management-port={management_port}"),
             "--health-enabled=true".to_owned(),
+            // Client secret rotation keeps the old secret valid until it is revoked, so Berth
+            // can store a new secret before the old one stops working.
+            "--features=client-secret-rotation".to_owned(),
             format!(
                 "-Dquarkus.transaction-manager.object-store.directory={}",
                 dir.join("transaction-logs").display()
@@ -158,6 +161,42 @@ impl Keycloak {
             });
         }
         Ok(answer.access_token)
+    }
+
+    /// Creates a realm (the admin API's `POST /admin/realms`), enabled.
+    pub async fn create_realm(&self, realm: &str) -> Result<()> {
+        let token = self.admin_token().await?;
+        expect_success(
+            &format!("creating realm {realm}"),
+            self.client
+                .post(format!("{}/admin/realms", self.base_url))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"realm": realm, "enabled": true}))
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an enabled user in `realm`, with a verified e-mail address and a name, so that the
+    /// account is complete and can log in.
+    pub async fn create_user(&self, realm: &str, username: &str, email: &str) -> Result<()> {
+        let token = self.admin_token().await?;
+        expect_success(
+            &format!("creating user {username} in realm {realm}"),
+            self.client
+                .post(format!("{}/admin/realms/{realm}/users", self.base_url))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({
+                    "username": username, "email": email, "emailVerified": true,
+                    "firstName": username, "lastName": "Berth", "enabled": true,
+                }))
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(())
     }
 
     /// `http://127.0.0.1:<port>`, the root of every realm and of the admin API.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec as K8sLimitRangeSpec, Namespace, ResourceQuota,
-    ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
+    LocalObjectReference, ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -223,11 +223,20 @@ pub fn build(
         accounts.push(("default-editor", EDITOR_ROLE));
         accounts.push(("default-viewer", VIEWER_ROLE));
     }
+    // With a registry, every service account pulls with the project's robot.
+    let pull_secrets = super::external::Part::Registry
+        .enabled(project, settings)
+        .then(|| {
+            vec![LocalObjectReference {
+                name: berth_api::providers::REGISTRY_SECRET.to_owned(),
+            }]
+        });
     for (account, role) in accounts {
         children.push(Desired::new(
             &kinds::service_account(),
             &ServiceAccount {
                 metadata: meta(account, ns),
+                image_pull_secrets: pull_secrets.clone(),
                 ..Default::default()
             },
         )?);

@@ -2,6 +2,7 @@
 //! with it in `validate`, and what its status says in `status`.
 
 pub mod build;
+pub mod external;
 pub mod members;
 pub mod namespace;
 pub mod status;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{ResourceQuota, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -31,7 +32,7 @@ use berth_reconcile::{
     Announcer, Backoffs, Category, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply,
 };
 
-use self::build::{Built, Environment, build};
+use self::build::{Environment, build};
 use self::namespace::Claim;
 use self::status::Outcome;
 use crate::kinds;
@@ -52,6 +53,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub backoffs: Backoffs,
     pub written: Written,
+    /// The bucket, OIDC client and registry project of each Project.
+    pub external: external::External,
 }
 
 impl Context {
@@ -69,6 +72,7 @@ pub async fn run(
     client: Client,
     metrics: Metrics,
     concurrency: u16,
+    operator_namespace: String,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let istio_installed = Api::<CustomResourceDefinition>::all(client.clone())
@@ -90,6 +94,19 @@ pub async fn run(
     .applied_objects()
     .filter_map(|r| async move { r.ok().map(|_| ()) });
 
+    // The providers' admin credentials: Secrets in the operator's own namespace, and nowhere else.
+    let admin_writer = reflector::store::Writer::<Secret>::default();
+    let admin_secrets = admin_writer.as_reader();
+    let admin_changes = watcher(
+        Api::<Secret>::namespaced(client.clone(), &operator_namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(admin_writer)
+    .applied_objects()
+    .filter_map(|r| async move { r.ok().map(|_| ()) });
+    let settings_changes = futures::stream::select(settings_changes, admin_changes);
+
     let context = Arc::new(Context {
         client: client.clone(),
         children,
@@ -99,6 +116,10 @@ pub async fn run(
         metrics,
         backoffs: Backoffs::default(),
         written: Written::default(),
+        external: external::External::new(external::connect::Connections::new(
+            admin_secrets,
+            operator_namespace,
+        )),
     });
 
     // The Projects' own cache, without managed fields (they are most of each object's size).
@@ -206,7 +227,21 @@ async fn apply_project(project: &Project, ctx: &Context) -> Result<(Action, usiz
                 ),
                 Claim::Ours { created } => {
                     writes += usize::from(created);
-                    match apply_children(ctx, project, &built).await {
+                    // The outside parts first, so their Secrets go out with the rest; a failing
+                    // provider keeps its Secret as it is and never holds up the in-cluster parts.
+                    let prepared = ctx
+                        .external
+                        .prepare(
+                            project,
+                            &built.namespace,
+                            &built.subjects,
+                            &settings,
+                            &ctx.children,
+                        )
+                        .await;
+                    let mut children = built.children.clone();
+                    children.extend(prepared.secrets().cloned());
+                    match apply_children(ctx, project, &children).await {
                         Ok((n, in_flight)) => {
                             writes += n;
                             let outcome = Outcome::Applied {
@@ -217,12 +252,18 @@ async fn apply_project(project: &Project, ctx: &Context) -> Result<(Action, usiz
                                     .iter()
                                     .filter(|d| d.kind.resource.kind == "NetworkPolicy")
                                     .count(),
+                                parts: prepared.states(),
+                                external: prepared.external_status(
+                                    project.status.as_ref().and_then(|s| s.external.as_ref()),
+                                ),
                             };
-                            // Writes in flight are checked again once the cache has caught up.
-                            (
-                                outcome,
-                                Action::requeue(if in_flight { IN_FLIGHT } else { RESYNC }),
-                            )
+                            let mut next = if in_flight { IN_FLIGHT } else { RESYNC };
+                            if let Some(retry) = prepared.retry_in() {
+                                next = next.min(retry);
+                            }
+                            // The Secrets hold the new credentials: the old ones may go.
+                            ctx.external.finish(&name, prepared).await;
+                            (outcome, Action::requeue(next))
                         }
                         Err(e) => (
                             Outcome::ApplyFailed(e),
@@ -277,7 +318,7 @@ fn quota_status(
 async fn apply_children(
     ctx: &Context,
     project: &Project,
-    built: &Built,
+    children: &[berth_reconcile::Desired],
 ) -> Result<(usize, bool), Error> {
     let name = project.name_any();
     let uid = project.uid().unwrap_or_default();
@@ -285,7 +326,7 @@ async fn apply_children(
         &ctx.client,
         &ctx.children,
         &ctx.written,
-        &built.children,
+        children,
         Owner {
             name: &name,
             uid: &uid,
@@ -324,13 +365,19 @@ async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize), Er
     let writes = match policy {
         DeletionPolicy::Retain => {
             let detached = namespace::retain(ctx, project, &namespace).await?;
+            let outside = ctx.external.retained(project, &settings);
+            let outside = if outside.is_empty() {
+                String::new()
+            } else {
+                format!("; also kept outside the cluster: {}", outside.join("; "))
+            };
             ctx.announcer
                 .publish(
                     &reference,
                     EventType::Normal,
                     "Retained",
                     &format!(
-                        "deletionPolicy Retain: kept namespace {namespace} and its data, detached from Berth and labelled {}=true; its network isolation and quota stay, member access was removed",
+                        "deletionPolicy Retain: kept namespace {namespace} and its data, detached from Berth and labelled {}=true; its network isolation and quota stay, member access was removed{outside}",
                         build::RETAINED_LABEL
                     ),
                 )
@@ -338,14 +385,22 @@ async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize), Er
             detached
         }
         DeletionPolicy::Delete => {
+            // Outside the cluster first: if a provider is down, the finalizer keeps the Project
+            // (and its status says why) rather than leave a bucket nobody tracks.
+            let removed = ctx.external.delete(project, &settings).await?;
             namespace::delete(ctx, &namespace).await?;
+            let outside = if removed.is_empty() {
+                String::new()
+            } else {
+                format!("; deleted outside the cluster: {}", removed.join("; "))
+            };
             ctx.announcer
                 .publish(
                     &reference,
                     EventType::Normal,
                     "Deleted",
                     &format!(
-                        "deletionPolicy Delete: deleting namespace {namespace} and everything in it"
+                        "deletionPolicy Delete: deleting namespace {namespace} and everything in it{outside}"
                     ),
                 )
                 .await;

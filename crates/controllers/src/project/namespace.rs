@@ -151,6 +151,7 @@ pub async fn retain(ctx: &Context, project: &Project, namespace: &str) -> Result
         kinds::resource_quota(),
         kinds::limit_range(),
         kinds::service_account(),
+        kinds::secret(),
     ];
     let mut changed = 0;
     for (kind, object) in ctx.children.owned_by(&name) {

@@ -5,9 +5,11 @@ use k8s_openapi::jiff::Timestamp;
 
 use berth_api::conditions::{self, Status};
 use berth_api::project::QuotaUsage;
+use berth_api::providers::ExternalStatus;
 use berth_api::{Project, ProjectStatus, Role};
 use berth_reconcile::Error;
 
+use super::external::{Part, PartState};
 use super::members::{Subject, owners_summary};
 
 pub const READY: &str = "Ready";
@@ -33,6 +35,9 @@ pub enum Outcome {
         /// Istio is enabled in the settings but its CRDs are not installed.
         istio_missing: bool,
         network_policies: usize,
+        /// The outside parts: bucket, OIDC client, registry project.
+        parts: Vec<(Part, PartState)>,
+        external: Option<ExternalStatus>,
     },
 }
 
@@ -58,6 +63,7 @@ pub fn status(
         count(Role::Viewer)
     );
     let mut quota_usage = previous.quota.clone();
+    let mut external = previous.external.clone();
     match outcome {
         Outcome::Invalid(e) => {
             for t in [NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY] {
@@ -126,7 +132,10 @@ pub fn status(
             quota,
             istio_missing,
             network_policies,
+            parts,
+            external: now_external,
         } => {
+            external = now_external.clone();
             put(
                 &mut cs,
                 NAMESPACE_READY,
@@ -183,8 +192,29 @@ pub fn status(
                     ),
                 );
             }
-            let parts = [NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY];
-            let not_ready: Vec<&str> = parts
+            let mut required = vec![NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY];
+            for (part, state) in parts {
+                match state {
+                    PartState::Disabled => cs.retain(|c| c.type_ != part.condition()),
+                    PartState::Unchanged => {}
+                    PartState::Set(status, reason, message) => {
+                        put(&mut cs, part.condition(), *status, reason, message)
+                    }
+                }
+                if *state != PartState::Disabled {
+                    if conditions::get(&cs, part.condition()).is_none() {
+                        put(
+                            &mut cs,
+                            part.condition(),
+                            Status::Unknown,
+                            "Pending",
+                            "not provisioned yet",
+                        );
+                    }
+                    required.push(part.condition());
+                }
+            }
+            let not_ready: Vec<&str> = required
                 .into_iter()
                 .filter(|t| !conditions::is_true(&cs, t))
                 .collect();
@@ -215,6 +245,7 @@ pub fn status(
         namespace: Some(namespace.to_owned()),
         owners: Some(owners_summary(subjects)).filter(|s| !s.is_empty()),
         quota: quota_usage,
+        external,
         conditions: cs,
     }
 }

@@ -214,3 +214,177 @@ proptest! {
         }
     }
 }
+
+mod outside {
+    use k8s_openapi::api::core::v1::ResourceQuotaStatus;
+    use k8s_openapi::jiff::Timestamp;
+
+    use berth_api::conditions::{self, Status};
+    use berth_api::providers::{AdminSecretRef, RegistrySpec, StorageProvider, StorageSettings};
+
+    use super::super::external::{Part, PartState};
+    use super::super::members::effective;
+    use super::super::status::{Outcome, status};
+    use super::*;
+
+    fn applied(parts: Vec<(Part, PartState)>) -> Outcome {
+        Outcome::Applied {
+            quota: Some(ResourceQuotaStatus {
+                hard: Some(BTreeMap::from([("pods".into(), Quantity("10".into()))])),
+                used: None,
+            }),
+            istio_missing: false,
+            network_policies: 4,
+            parts,
+            external: None,
+        }
+    }
+
+    fn storage_settings() -> PlatformSettingsSpec {
+        PlatformSettingsSpec {
+            storage: Some(StorageSettings {
+                provider: StorageProvider::Garage,
+                endpoint: "http://127.0.0.1:3900".into(),
+                admin_endpoint: "http://127.0.0.1:3903".into(),
+                region: "garage".into(),
+                admin_secret_ref: AdminSecretRef {
+                    name: "garage-admin".into(),
+                },
+                bucket_template: "{project}".into(),
+                default_quota: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_covers_only_the_enabled_parts() {
+        let project = seed_project();
+        let subjects = effective(&project);
+        let s = status(
+            &project,
+            "example-project",
+            &subjects,
+            &applied(vec![
+                (Part::Storage, PartState::Disabled),
+                (Part::Identity, PartState::Disabled),
+                (Part::Registry, PartState::Disabled),
+            ]),
+            Timestamp::now(),
+        );
+        assert!(conditions::is_true(&s.conditions, "Ready"));
+        assert!(conditions::get(&s.conditions, "StorageReady").is_none());
+    }
+
+    #[test]
+    fn a_failing_provider_holds_ready_but_not_the_cluster_side() {
+        let project = seed_project();
+        let subjects = effective(&project);
+        let s = status(
+            &project,
+            "example-project",
+            &subjects,
+            &applied(vec![
+                (
+                    Part::Storage,
+                    PartState::Set(
+                        Status::False,
+                        "StorageUnreachable".into(),
+                        "connection refused".into(),
+                    ),
+                ),
+                (Part::Identity, PartState::Disabled),
+                (
+                    Part::Registry,
+                    PartState::Set(Status::True, "RegistryProvisioned".into(), "ok".into()),
+                ),
+            ]),
+            Timestamp::now(),
+        );
+        for t in ["NamespaceReady", "AccessReady", "NetworkReady", "RegistryReady"] {
+            assert!(conditions::is_true(&s.conditions, t), "{t}");
+        }
+        let ready = conditions::get(&s.conditions, "Ready");
+        assert_eq!(ready.map(|c| c.status.as_str()), Some("False"));
+        assert_eq!(
+            ready.map(|c| c.reason.as_str()),
+            Some("StorageUnreachable")
+        );
+    }
+
+    #[test]
+    fn a_part_waiting_out_its_backoff_keeps_its_condition() {
+        let mut project = seed_project();
+        let subjects = effective(&project);
+        let first = status(
+            &project,
+            "example-project",
+            &subjects,
+            &applied(vec![(
+                Part::Storage,
+                PartState::Set(Status::False, "StorageUnreachable".into(), "down".into()),
+            )]),
+            Timestamp::now(),
+        );
+        project.status = Some(first.clone());
+        let second = status(
+            &project,
+            "example-project",
+            &subjects,
+            &applied(vec![(Part::Storage, PartState::Unchanged)]),
+            Timestamp::now(),
+        );
+        assert_eq!(
+            conditions::get(&second.conditions, "StorageReady"),
+            conditions::get(&first.conditions, "StorageReady")
+        );
+        assert!(!conditions::is_true(&second.conditions, "Ready"));
+    }
+
+    #[test]
+    fn projects_opt_out_and_service_accounts_pull_with_the_robot() {
+        let mut settings = storage_settings();
+        let mut project = seed_project();
+        assert!(Part::Storage.enabled(&project, &settings));
+        project.spec.storage = Some(berth_api::providers::StorageSpec {
+            enabled: Some(false),
+            quota: None,
+        });
+        assert!(!Part::Storage.enabled(&project, &settings));
+        assert!(!Part::Registry.enabled(&project, &settings));
+
+        settings.registry = Some(
+            serde_json::from_value(serde_json::json!({
+                "provider": "harbor", "url": "https://harbor.example.com",
+                "adminSecretRef": {"name": "harbor-admin"},
+            }))
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        let built = build(&project, &settings, Environment::default());
+        let Ok(built) = built else {
+            unreachable!("the seed project builds")
+        };
+        let sa = built
+            .children
+            .iter()
+            .find(|d| d.kind.resource.kind == "ServiceAccount")
+            .map(|d| d.object.data["imagePullSecrets"].clone());
+        assert_eq!(
+            sa,
+            Some(serde_json::json!([{"name": "berth-registry"}]))
+        );
+        project.spec.registry = Some(RegistrySpec {
+            enabled: Some(false),
+        });
+        let Ok(built) = build(&project, &settings, Environment::default()) else {
+            unreachable!("the seed project builds")
+        };
+        assert!(
+            built
+                .children
+                .iter()
+                .filter(|d| d.kind.resource.kind == "ServiceAccount")
+                .all(|d| d.object.data.get("imagePullSecrets").is_none())
+        );
+    }
+}

@@ -14,7 +14,7 @@ pub struct RegistryConfig {
 }
 
 /// A member's role in the registry project.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RegistryRole {
     /// Harbor's projectAdmin (role id 1): a Project owner.
     Admin,
@@ -25,7 +25,7 @@ pub enum RegistryRole {
 }
 
 /// What a registry project should be.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RegistryProjectSpec {
     pub name: String,
     /// Scan images when they are pushed.

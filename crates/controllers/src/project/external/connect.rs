@@ -1,0 +1,243 @@
+//! The providers the platform settings enable, connected with the admin credentials from Secrets
+//! in the operator's namespace. Reconnects only when the settings or those Secrets change.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use berth_api::PlatformSettingsSpec;
+use berth_api::providers::{AdminSecretRef, StorageProvider};
+use berth_providers::identity::keycloak::Keycloak;
+use berth_providers::identity::{IdentityConfig, IdentityProvider};
+use berth_providers::registry::harbor::Harbor;
+use berth_providers::registry::{Registry, RegistryConfig};
+use berth_providers::storage::{ObjectStore, StoreConfig};
+use berth_providers::{Error as ProviderError, Secret};
+
+/// Why a provider cannot be used at all: its condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A provider error, as the condition for `part` ("Storage", "Identity", "Registry") says it,
+    /// with what to fix.
+    pub fn from_error(part: &str, what_to_fix: &str, e: &ProviderError) -> Self {
+        use berth_providers::ErrorKind::*;
+        let hint = match e.kind {
+            Unreachable => format!("check {what_to_fix}'s URL in PlatformSettings and that the service is up; Berth retries"),
+            Unauthorized => format!("the admin credentials in the Secret named by {what_to_fix}.adminSecretRef were rejected: update that Secret"),
+            Forbidden => format!("the admin identity in {what_to_fix}.adminSecretRef lacks a right Berth needs: grant it"),
+            NotConfigured => format!("fix {what_to_fix} in PlatformSettings"),
+            Rejected => "the request was refused as invalid".to_owned(),
+            Backend => "the service answered with an error; Berth retries".to_owned(),
+        };
+        Self::new(e.kind.reason(part), format!("{}: {hint}", e.message))
+    }
+}
+
+/// A provider, or why it cannot be used.
+pub type Connection<T> = Option<Result<Arc<T>, Problem>>;
+
+/// Every provider the settings enable (None: not enabled on this platform).
+#[derive(Clone, Default)]
+pub struct Connected {
+    pub storage: Connection<dyn ObjectStore>,
+    pub identity: Connection<dyn IdentityProvider>,
+    pub registry: Connection<dyn Registry>,
+    /// Changes whenever any connection's settings or credentials change.
+    pub fingerprint: u64,
+}
+
+/// Connects providers from the settings, and remembers the connections until the settings or the
+/// admin Secrets change.
+pub struct Connections {
+    secrets: Store<KubeSecret>,
+    namespace: String,
+    current: Mutex<Option<Arc<Connected>>>,
+}
+
+impl Connections {
+    /// `secrets` is a reflector of the Secrets in `namespace`, the operator's own namespace: admin
+    /// credentials are read from nowhere else.
+    pub fn new(secrets: Store<KubeSecret>, namespace: String) -> Self {
+        Self {
+            secrets,
+            namespace,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The operator's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The providers for these settings.
+    pub fn get(&self, settings: &PlatformSettingsSpec) -> Arc<Connected> {
+        let fingerprint = self.fingerprint(settings);
+        if let Ok(current) = self.current.lock()
+            && let Some(c) = current.as_ref()
+            && c.fingerprint == fingerprint
+        {
+            return c.clone();
+        }
+        let connected = Arc::new(self.connect(settings, fingerprint));
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(connected.clone());
+        }
+        connected
+    }
+
+    fn secret(&self, reference: &AdminSecretRef) -> Option<Arc<KubeSecret>> {
+        self.secrets
+            .get(&ObjectRef::new(&reference.name).within(&self.namespace))
+    }
+
+    fn fingerprint(&self, settings: &PlatformSettingsSpec) -> u64 {
+        let mut h = DefaultHasher::new();
+        let refs = [
+            settings.storage.as_ref().map(|s| &s.admin_secret_ref),
+            settings.identity.as_ref().map(|s| &s.admin_secret_ref),
+            settings.registry.as_ref().map(|s| &s.admin_secret_ref),
+        ];
+        for r in refs.into_iter().flatten() {
+            r.name.hash(&mut h);
+            self.secret(r)
+                .and_then(|s| s.metadata.resource_version.clone())
+                .hash(&mut h);
+        }
+        serde_json::to_string(&(&settings.storage, &settings.identity, &settings.registry))
+            .unwrap_or_default()
+            .hash(&mut h);
+        h.finish()
+    }
+
+    /// The values of `keys` in the admin Secret, or a problem naming what is missing.
+    fn read(
+        &self,
+        part: &str,
+        field: &str,
+        reference: &AdminSecretRef,
+        keys: &[&str],
+    ) -> Result<Vec<Secret>, Problem> {
+        let missing = |what: String| {
+            Problem::new(
+                format!("{part}AdminSecretMissing"),
+                format!(
+                    "{what}: create it in namespace {} with the key(s) {} (PlatformSettings {field}.adminSecretRef)",
+                    self.namespace,
+                    keys.join(", ")
+                ),
+            )
+        };
+        let Some(secret) = self.secret(reference) else {
+            return Err(missing(format!(
+                "Secret {}/{} not found",
+                self.namespace, reference.name
+            )));
+        };
+        let data = secret.data.clone().unwrap_or_default();
+        let strings = secret.string_data.clone().unwrap_or_default();
+        keys.iter()
+            .map(|k| {
+                data.get(*k)
+                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                    .or_else(|| strings.get(*k).cloned())
+                    .filter(|v| !v.is_empty())
+                    .map(Secret::new)
+                    .ok_or_else(|| {
+                        missing(format!(
+                            "Secret {}/{} has no key {k}",
+                            self.namespace, reference.name
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    fn connect(&self, settings: &PlatformSettingsSpec, fingerprint: u64) -> Connected {
+        let storage = settings.storage.as_ref().map(|s| {
+            let keys: &[&str] = match s.provider {
+                StorageProvider::Garage => &["adminToken"],
+                StorageProvider::Minio | StorageProvider::Aws => {
+                    &["accessKeyId", "secretAccessKey"]
+                }
+            };
+            let values = self.read("Storage", "storage", &s.admin_secret_ref, keys)?;
+            let (id, secret) = match values.as_slice() {
+                [token] => (token.expose().to_owned(), Secret::new("")),
+                [id, secret] => (id.expose().to_owned(), secret.clone()),
+                _ => return Err(Problem::new("StorageAdminSecretMissing", "unreachable")),
+            };
+            let config = StoreConfig {
+                endpoint: s.endpoint.clone(),
+                admin_endpoint: s.admin_endpoint.clone(),
+                region: s.region.clone(),
+                admin_id: id,
+                admin_secret: secret,
+            };
+            berth_providers::storage::connect(s.provider.as_str(), config)
+                .map(Arc::from)
+                .map_err(|e| Problem::from_error("Storage", "storage", &e))
+        });
+        let identity = settings.identity.as_ref().map(|s| {
+            let values = self.read(
+                "Identity",
+                "identity",
+                &s.admin_secret_ref,
+                &["username", "password"],
+            )?;
+            let [username, password] = values.as_slice() else {
+                return Err(Problem::new("IdentityAdminSecretMissing", "unreachable"));
+            };
+            let config = IdentityConfig {
+                url: s.url.clone(),
+                realm: s.realm.clone(),
+                admin_realm: s.admin_realm.clone(),
+                admin_username: username.expose().to_owned(),
+                admin_password: password.clone(),
+            };
+            Keycloak::new(config)
+                .map(|k| Arc::new(k) as Arc<dyn IdentityProvider>)
+                .map_err(|e| Problem::from_error("Identity", "identity", &e))
+        });
+        let registry = settings.registry.as_ref().map(|s| {
+            let values = self.read(
+                "Registry",
+                "registry",
+                &s.admin_secret_ref,
+                &["username", "password"],
+            )?;
+            let [username, password] = values.as_slice() else {
+                return Err(Problem::new("RegistryAdminSecretMissing", "unreachable"));
+            };
+            let config = RegistryConfig {
+                url: s.url.clone(),
+                admin_username: username.expose().to_owned(),
+                admin_password: password.clone(),
+            };
+            Harbor::new(config)
+                .map(|h| Arc::new(h) as Arc<dyn Registry>)
+                .map_err(|e| Problem::from_error("Registry", "registry", &e))
+        });
+        Connected {
+            storage,
+            identity,
+            registry,
+            fingerprint,
+        }
+    }
+}
