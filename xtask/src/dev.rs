@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process};
 use kube::api::Api;
 
-use crate::{build_control_plane, repo_root};
+use crate::{build_control_plane, providers, repo_root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 5;
+    let total = 6;
     let begin = Instant::now();
 
     step(
@@ -57,14 +57,20 @@ async fn dev(args: Args) -> Result<()> {
     step(
         3,
         total,
-        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok",
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage and Keycloak beside them (a cold Garage build takes about 15 minutes)",
     );
-    let control_plane = ControlPlane::start(Options {
-        nodes: args.nodes,
-        binaries: Some(binaries),
-        ..Options::default()
-    })
-    .await?;
+    let (control_plane, garage, keycloak) = tokio::join!(
+        ControlPlane::start(Options {
+            nodes: args.nodes,
+            binaries: Some(binaries),
+            ..Options::default()
+        }),
+        berth_services::Garage::start(),
+        berth_services::Keycloak::start(),
+    );
+    let control_plane = control_plane?;
+    let garage = garage.context("starting Garage")?;
+    let keycloak = keycloak.context("starting Keycloak")?;
     let kubeconfig = dev_dir.join("kubeconfig");
     std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
@@ -82,7 +88,14 @@ async fn dev(args: Args) -> Result<()> {
     let operator_log = operator.log_path().to_path_buf();
     wait_operator_ready(&mut operator, health_port).await?;
 
-    step(5, total, "applying deploy/samples/");
+    step(
+        5,
+        total,
+        "configuring Garage (object storage) and Keycloak (realm berth) as the platform's providers",
+    );
+    providers::configure(&client, &garage, &keycloak, &root.join("deploy/samples")).await?;
+
+    step(6, total, "applying deploy/samples/");
     let applied =
         berth_testenv::manifests::apply_dirs(&client, &[root.join("deploy/samples")]).await?;
     for name in &applied {
@@ -99,6 +112,7 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!("    export KUBECONFIG={}", kubeconfig.display());
     eprintln!("    kubectl get projects");
     eprintln!();
+    providers::explain(&garage, &keycloak);
     eprintln!("Operator log: {}", operator_log.display());
     eprintln!("Control-plane logs: {}", control_plane.dir().display());
 
@@ -112,6 +126,8 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!("==> stopping the operator and the control plane");
     operator.stop(Duration::from_secs(10));
     control_plane.stop();
+    drop(garage);
+    drop(keycloak);
     let _ = std::fs::remove_file(&kubeconfig);
     let _ = std::fs::remove_file(dev_dir.join("operator.kubeconfig"));
     eprintln!("stopped.");
@@ -180,18 +196,19 @@ async fn http_ok(url: &str) -> bool {
 /// For `--smoke`: every sample Project becomes Ready under the operator.
 async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
     let client = cluster.client().await?;
-    let projects: Api<berth_api::Project> = Api::all(client);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let projects: Api<berth_api::Project> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
     for sample in applied.iter().filter_map(|s| s.strip_prefix("Project/")) {
         loop {
             let project = projects.get(sample).await?;
             let conditions = project.status.map(|s| s.conditions).unwrap_or_default();
             if berth_api::conditions::is_true(&conditions, "Ready") {
                 eprintln!("    Project/{sample} is Ready");
+                providers::smoke_check(&client, sample, &conditions).await?;
                 break;
             }
             if Instant::now() >= deadline {
-                bail!("sample Project/{sample} was not Ready after 60 s: {conditions:?}");
+                bail!("sample Project/{sample} was not Ready after 90 s: {conditions:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

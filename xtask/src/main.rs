@@ -6,6 +6,7 @@
 
 mod crdgen;
 mod dev;
+mod providers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
