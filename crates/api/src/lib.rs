@@ -3,11 +3,13 @@
 
 pub mod conditions;
 pub mod labels;
+pub mod mlmodel;
 pub mod project;
 pub mod providers;
 pub mod quantity;
 pub mod settings;
 
+pub use mlmodel::{MLModel, MLModelSpec, MLModelStatus, ModelSettings};
 pub use project::{
     DeletionPolicy, Member, MemberKind, PodSecurityLevel, Project, ProjectSpec, ProjectStatus, Role,
 };
@@ -21,7 +23,7 @@ pub const GROUP: &str = "berth.dev";
 
 /// Every CustomResourceDefinition Berth ships, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Project::crd(), PlatformSettings::crd()]
+    vec![Project::crd(), PlatformSettings::crd(), MLModel::crd()]
 }
 
 /// The YAML of one CRD as written to `deploy/crds/<plural>.<group>.yaml`.

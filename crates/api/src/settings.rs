@@ -5,8 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::providers::{IdentitySettings, RegistrySettings, StorageSettings};
 use crate::project::{DeletionPolicy, LimitRangeSpec, ResourceList, resource_list_schema};
+use crate::providers::{IdentitySettings, RegistrySettings, StorageSettings};
 
 /// The name of the one PlatformSettings object Berth reads.
 pub const SETTINGS_NAME: &str = "default";
@@ -58,6 +58,9 @@ pub struct PlatformSettingsSpec {
     /// The image registry every Project gets a project and a robot in. Unset: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<RegistrySettings>,
+    /// How MLModels are downloaded, served and exposed.
+    #[serde(default)]
+    pub models: crate::mlmodel::ModelSettings,
 }
 
 /// Default and maximum quota.
@@ -131,6 +134,7 @@ impl Default for PlatformSettingsSpec {
             storage: None,
             identity: None,
             registry: None,
+            models: crate::mlmodel::ModelSettings::default(),
         }
     }
 }

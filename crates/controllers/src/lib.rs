@@ -2,5 +2,6 @@
 //! (apply, prune, status, events, metrics) is in `berth-reconcile`.
 
 pub mod kinds;
+pub mod mlmodel;
 pub mod names;
 pub mod project;

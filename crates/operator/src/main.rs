@@ -43,7 +43,7 @@ struct Flags {
     /// credentials are read from Secrets there and nowhere else.
     #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system")]
     lease_namespace: String,
-    /// How many Projects are reconciled at once.
+    /// How many Projects, and how many MLModels, are reconciled at once.
     #[arg(long, env = "BERTH_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
 }
@@ -108,13 +108,22 @@ async fn main() -> Result<()> {
     }
     health.ready.store(true, Ordering::Relaxed);
 
-    let controllers = berth_controllers::project::run(
+    let projects = berth_controllers::project::run(
         client.clone(),
-        metrics,
+        metrics.clone(),
         flags.concurrency,
         flags.lease_namespace.clone(),
         stopped(stop_rx.clone()),
     );
+    let models = berth_controllers::mlmodel::run(
+        client.clone(),
+        metrics,
+        flags.concurrency,
+        stopped(stop_rx.clone()),
+    );
+    let controllers = async {
+        tokio::join!(projects, models);
+    };
     let lost_lease = async {
         if flags.leader_elect {
             elector.hold().await;

@@ -136,8 +136,8 @@ fn describe(kind: &ChildKind, object: &DynamicObject) -> String {
     }
 }
 
-/// Whose children an apply pass manages: those labelled `berth.dev/project=<name>` and controlled
-/// by `uid`.
+/// Whose children an apply pass manages: those whose cache index label (`berth.dev/project`, or
+/// the label the cache was made with) is `<name>` and that are controlled by `uid`.
 #[derive(Clone, Copy, Debug)]
 pub struct Owner<'a> {
     pub name: &'a str,

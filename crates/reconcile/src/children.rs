@@ -100,20 +100,29 @@ impl CachedObject {
 
 type Key = (Option<String>, String);
 
-/// The label children are indexed by: the owner's name.
-const INDEX_LABEL: &str = berth_api::labels::PROJECT;
+/// The label children are indexed by unless a controller names another: the owning Project.
+const DEFAULT_INDEX_LABEL: &str = berth_api::labels::PROJECT;
 
 /// The objects of one kind, by key and by owner label.
-#[derive(Default)]
 struct Objects {
+    /// The label whose value names a child's owner.
+    index: &'static str,
     by_key: HashMap<Key, Arc<CachedObject>>,
     by_owner: HashMap<String, std::collections::HashSet<Key>>,
 }
 
 impl Objects {
+    fn new(index: &'static str) -> Self {
+        Self {
+            index,
+            by_key: HashMap::new(),
+            by_owner: HashMap::new(),
+        }
+    }
+
     fn insert(&mut self, key: Key, object: Arc<CachedObject>) {
         self.remove(&key);
-        if let Some(owner) = object.labels.get(INDEX_LABEL) {
+        if let Some(owner) = object.labels.get(self.index) {
             self.by_owner
                 .entry(owner.clone())
                 .or_default()
@@ -124,7 +133,7 @@ impl Objects {
 
     fn remove(&mut self, key: &Key) {
         if let Some(old) = self.by_key.remove(key)
-            && let Some(owner) = old.labels.get(INDEX_LABEL)
+            && let Some(owner) = old.labels.get(self.index)
             && let Some(keys) = self.by_owner.get_mut(owner)
         {
             keys.remove(key);
@@ -162,7 +171,7 @@ impl KindCache {
             }
             watcher::Event::Init => {
                 if let Ok(mut relisting) = self.relisting.write() {
-                    *relisting = Objects::default();
+                    *relisting = Objects::new(relisting.index);
                 }
             }
             watcher::Event::InitApply(o) => {
@@ -176,7 +185,8 @@ impl KindCache {
                 if let (Ok(mut relisting), Ok(mut objects)) =
                     (self.relisting.write(), self.objects.write())
                 {
-                    *objects = std::mem::take(&mut *relisting);
+                    let index = relisting.index;
+                    *objects = std::mem::replace(&mut *relisting, Objects::new(index));
                 }
                 self.ready.send_replace(true);
             }
@@ -195,11 +205,23 @@ pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
 impl ChildCache {
-    /// Starts a label-selected watch per kind. Returns the cache and, per kind, the stream that
-    /// drives it (it must be polled, normally by the controller it triggers).
+    /// Starts a label-selected watch per kind, indexing children by their `berth.dev/project`
+    /// label. Returns the cache and, per kind, the stream that drives it (it must be polled,
+    /// normally by the controller it triggers).
     pub fn watch(
         client: &Client,
         kinds: Vec<ChildKind>,
+    ) -> (Self, Vec<(ChildStream, ApiResource)>) {
+        Self::watch_indexed(client, kinds, DEFAULT_INDEX_LABEL)
+    }
+
+    /// As [`ChildCache::watch`], indexing children by the value of `index_label` (the label that
+    /// names their owner, such as `berth.dev/model`), which [`ChildCache::owned_by`] and pruning
+    /// look up.
+    pub fn watch_indexed(
+        client: &Client,
+        kinds: Vec<ChildKind>,
+        index_label: &'static str,
     ) -> (Self, Vec<(ChildStream, ApiResource)>) {
         let selector = format!("{MANAGED_BY}={MANAGED_BY_VALUE}");
         let caches: Arc<Vec<KindCache>> = Arc::new(
@@ -207,8 +229,8 @@ impl ChildCache {
                 .into_iter()
                 .map(|kind| KindCache {
                     kind,
-                    objects: RwLock::new(Objects::default()),
-                    relisting: RwLock::new(Objects::default()),
+                    objects: RwLock::new(Objects::new(index_label)),
+                    relisting: RwLock::new(Objects::new(index_label)),
                     ready: watch::channel(false).0,
                 })
                 .collect(),
@@ -264,7 +286,8 @@ impl ChildCache {
             .cloned()
     }
 
-    /// Every cached child labelled `berth.dev/project=<owner>`, with its kind.
+    /// Every cached child whose index label (`berth.dev/project` unless the cache was made with
+    /// [`ChildCache::watch_indexed`]) is `owner`, with its kind.
     pub fn owned_by(&self, owner: &str) -> Vec<(ChildKind, Arc<CachedObject>)> {
         let mut found = Vec::new();
         for cache in self.kinds.iter() {

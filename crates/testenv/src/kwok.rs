@@ -35,8 +35,200 @@ pub fn write_config(stages_dir: &Path, out: &Path) -> Result<(), Error> {
         config.push_str(&text);
         config.push('\n');
     }
+    config.push_str(BERTH_STAGES);
     std::fs::write(out, config).map_err(|e| Error::io(format!("writing {}", out.display()), e))
 }
+
+/// The annotation that ends a held model download pod: its container terminates with this exit
+/// code (see [`BERTH_STAGES`]).
+pub const EXIT_CODE_ANNOTATION: &str = "berth.dev/test-exit-code";
+/// The termination message that goes with [`EXIT_CODE_ANNOTATION`].
+pub const EXIT_MESSAGE_ANNOTATION: &str = "berth.dev/test-exit-message";
+/// Images under this registry fail to pull (it cannot exist: `.invalid` is reserved).
+pub const PULL_FAILS_REGISTRY: &str = "example.invalid/";
+/// Containers of images under this registry start and crash, again and again.
+pub const CRASHES_REGISTRY: &str = "crashloop.invalid/";
+
+/// Berth's own stages, on top of kwok's stock ones. Each has weight 1, so it wins over a stock
+/// stage (weight 0) that matches the same pod.
+///
+/// - `berth-download-hold`: a running MLModel download pod (`berth.dev/component=download`) is not
+///   completed by kwok's `pod-complete`; it runs until whoever plays the container runtime (the
+///   tests run the real berth-model-fetch with the pod's arguments) sets
+///   [`EXIT_CODE_ANNOTATION`].
+/// - `berth-container-exit`: a running pod with [`EXIT_CODE_ANNOTATION`] terminates with that
+///   code and [`EXIT_MESSAGE_ANNOTATION`] as its message: Succeeded for 0, Failed otherwise.
+/// - `berth-image-pull-failed`: a scheduled pod with an image under [`PULL_FAILS_REGISTRY`] waits
+///   in ErrImagePull, as a kubelet reports an image that does not exist.
+/// - `berth-crash-loop`: a scheduled pod with an image under [`CRASHES_REGISTRY`] runs, never
+///   becomes ready, and waits in CrashLoopBackOff after 5 restarts with exit code 1.
+pub const BERTH_STAGES: &str = r#"---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: berth-download-hold
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.metadata.labels["berth.dev/component"]'
+      operator: 'In'
+      values: ['download']
+    - key: '.metadata.annotations["berth.dev/test-exit-code"]'
+      operator: 'DoesNotExist'
+  weight: 1
+  next: {}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: berth-container-exit
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.metadata.annotations["berth.dev/test-exit-code"]'
+      operator: 'Exists'
+  weight: 1
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $code := index .metadata.annotations "berth.dev/test-exit-code" }}
+      {{ $message := or (index .metadata.annotations "berth.dev/test-exit-message") "" }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: {{ $code }}
+            finishedAt: {{ $now | Quote }}
+            message: {{ $message | Quote }}
+            reason: {{ if eq $code "0" }}Completed{{ else }}Error{{ end }}
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: {{ if eq $code "0" }}Succeeded{{ else }}Failed{{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: berth-image-pull-failed
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+    - key: '[.spec.containers[].image | startswith("example.invalid/")] | any'
+      operator: 'In'
+      values: ['true']
+  weight: 1
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          waiting:
+            reason: ErrImagePull
+            message: {{ printf "failed to pull and unpack image %q: not found" .image | Quote }}
+      {{ end }}
+      phase: Pending
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: berth-crash-loop
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+    - key: '[.spec.containers[].image | startswith("crashloop.invalid/")] | any'
+      operator: 'In'
+      values: ['true']
+  weight: 1
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        reason: ContainersNotReady
+        type: Ready
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 5
+        started: false
+        lastState:
+          terminated:
+            exitCode: 1
+            reason: Error
+            message: "cannot load model: unsupported operator"
+            finishedAt: {{ $now | Quote }}
+            startedAt: {{ $now | Quote }}
+        state:
+          waiting:
+            reason: CrashLoopBackOff
+            message: "back-off 5m0s restarting failed container"
+      {{ end }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+"#;
 
 /// The flags kwok runs with.
 pub fn args(kubeconfig: &Path, config: &Path, server_port: u16) -> Vec<String> {

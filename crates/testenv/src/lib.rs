@@ -25,6 +25,9 @@ pub use binaries::{Binaries, operator_binary};
 pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, Options};
 pub use error::Error;
+pub use kwok::{
+    CRASHES_REGISTRY, EXIT_CODE_ANNOTATION, EXIT_MESSAGE_ANNOTATION, PULL_FAILS_REGISTRY,
+};
 pub use process::Process;
 
 use std::sync::{Mutex, OnceLock};
