@@ -373,6 +373,21 @@ async fn a_model_is_downloaded_served_and_updated_without_downtime() -> Result<(
         },
     )
     .await?;
+
+    // Nothing changed, nothing written: a steady model causes no writes.
+    let fetch = format!("fraud-fetch-{v2_key}");
+    let before = (
+        models.get("fraud").await?.resource_version(),
+        deployments.get("fraud").await?.resource_version(),
+        jobs.get(&fetch).await?.resource_version(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = (
+        models.get("fraud").await?.resource_version(),
+        deployments.get("fraud").await?.resource_version(),
+        jobs.get(&fetch).await?.resource_version(),
+    );
+    assert_eq!(before, after, "a steady model was written to");
     Ok(())
 }
 
@@ -588,15 +603,26 @@ async fn deleting_a_model_leaves_nothing_behind() -> Result<()> {
     let (uri, _) = w
         .upload("gone/model.onnx", &model_bytes("gone;", 8 * 1024))
         .await?;
+    // Exposure through a Gateway, in a cluster without the Gateway API: the model still serves
+    // inside the cluster, and a condition says why it is not exposed.
     w.create(
         "gone",
-        json!({"source": {"uri": uri}, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}}),
+        json!({"source": {"uri": uri}, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}, "expose": {"mode": "gateway"}}),
     )
     .await?;
-    w.until("gone", "gone to be Ready", Duration::from_secs(40), |m| {
-        phase(m) == Some(Phase::Ready)
-    })
-    .await?;
+    let ready = w
+        .until("gone", "gone to be Ready", Duration::from_secs(40), |m| {
+            phase(m) == Some(Phase::Ready)
+        })
+        .await?;
+    assert_eq!(
+        condition(&ready, "Exposed"),
+        Some(("False".to_owned(), "GatewayAPINotInstalled".to_owned()))
+    );
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(w.client.clone(), &w.ns);
+    let hpa = hpas.get("gone").await?;
+    assert_eq!(hpa.spec.max_replicas, 3);
     w.models().delete("gone", &DeleteParams::default()).await?;
     let label = "berth.dev/model=gone";
     eventually(
@@ -736,6 +762,50 @@ async fn admission_explains_what_is_wrong() -> Result<()> {
     if !failures.is_empty() {
         bail!("admission:\n{}", failures.join("\n"));
     }
+    // Project members: editors create models, viewers read them (deploy/rbac project roles).
+    let (cluster, admin) = support::admin().await?;
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(admin.clone(), &ns);
+    for (user, role) in [
+        ("editor@example.com", "berth-project-editor"),
+        ("viewer@example.com", "berth-project-viewer"),
+    ] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": role},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+                }))?,
+            )
+            .await?;
+    }
+    let editor: Api<MLModel> =
+        Api::namespaced(cluster.impersonate("editor@example.com", &[]).await?, &ns);
+    let viewer: Api<MLModel> =
+        Api::namespaced(cluster.impersonate("viewer@example.com", &[]).await?, &ns);
+    let by_editor = MLModel::new(
+        "by-editor",
+        serde_json::from_value(json!({"source": {"uri": "s3://models/m.onnx"}}))?,
+    );
+    eventually(
+        "an editor to create a model",
+        Duration::from_secs(20),
+        || async { Ok(editor.create(&dry, &by_editor).await.ok().map(|_| ())) },
+    )
+    .await?;
+    viewer
+        .list(&ListParams::default())
+        .await
+        .context("a viewer lists models")?;
+    let refused = viewer
+        .create(&dry, &by_editor)
+        .await
+        .err()
+        .context("a viewer cannot create a model")?;
+    assert!(refused.to_string().contains("forbidden"), "{refused}");
+
     let bad_name = MLModel::new(
         "9lives",
         serde_json::from_value(json!({"source": {"uri": "s3://models/m.onnx"}}))?,
