@@ -762,6 +762,22 @@ async fn admission_explains_what_is_wrong() -> Result<()> {
     if !failures.is_empty() {
         bail!("admission:\n{}", failures.join("\n"));
     }
+    // The sample stays admissible.
+    let sample_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/samples/models/mlmodel.yaml");
+    let sample = std::fs::read_to_string(&sample_path)?;
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        models.clone().into_client(),
+        &ns,
+        &kube::api::ApiResource::erase::<MLModel>(&()),
+    );
+    for mut object in berth_testenv::manifests::parse_objects(&sample, "the sample")? {
+        object.metadata.namespace = Some(ns.clone());
+        raw.create(&dry, &object)
+            .await
+            .context("the sample MLModel is admitted")?;
+    }
+
     // Project members: editors create models, viewers read them (deploy/rbac project roles).
     let (cluster, admin) = support::admin().await?;
     let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
