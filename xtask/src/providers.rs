@@ -27,7 +27,12 @@ pub async fn configure(
     keycloak: &Keycloak,
     samples: &Path,
 ) -> Result<()> {
-    admin_secret(client, "garage-admin", &[("adminToken", garage.admin_token())]).await?;
+    admin_secret(
+        client,
+        "garage-admin",
+        &[("adminToken", garage.admin_token())],
+    )
+    .await?;
     admin_secret(
         client,
         "keycloak-admin",
@@ -99,7 +104,6 @@ fn sample_users(samples: &Path) -> Result<Vec<String>> {
     }
     Ok(users)
 }
-
 
 async fn admin_secret(client: &Client, name: &str, data: &[(&str, &str)]) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "berth-system");

@@ -226,7 +226,10 @@ metrics_token = "{metrics_token}"
         .await?;
         progress(
             "garage",
-            &format!("restarted, healthy after {:.1} s", begin.elapsed().as_secs_f64()),
+            &format!(
+                "restarted, healthy after {:.1} s",
+                begin.elapsed().as_secs_f64()
+            ),
         );
         Ok(())
     }

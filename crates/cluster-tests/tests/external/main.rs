@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Event, ServiceAccount};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 
@@ -112,7 +111,12 @@ async fn harbor_members(harbor: &HarborDouble, project: &str) -> Result<Vec<(Str
         .as_array()
         .map(|m| {
             m.iter()
-                .filter_map(|m| Some((m["entity_name"].as_str()?.to_owned(), m["role_id"].as_i64()?)))
+                .filter_map(|m| {
+                    Some((
+                        m["entity_name"].as_str()?.to_owned(),
+                        m["role_id"].as_i64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -148,14 +152,16 @@ async fn harbor_project_id(harbor: &HarborDouble, project: &str) -> Result<i64> 
 
 async fn harbor_project_exists(harbor: &HarborDouble, project: &str) -> Result<bool> {
     let answer = reqwest::Client::new()
-        .head(format!(
-            "{}/api/v2.0/projects?project_name={project}",
-            harbor.url()
-        ))
+        .get(format!("{}/api/v2.0/projects/{project}", harbor.url()))
+        .header("X-Is-Resource-Name", "true")
         .basic_auth(harbor.admin_username(), Some(harbor.admin_password()))
         .send()
         .await?;
-    Ok(answer.status().is_success())
+    match answer.status().as_u16() {
+        200 => Ok(true),
+        404 => Ok(false),
+        other => bail!("GET project {project}: HTTP {other}"),
+    }
 }
 
 /// Garage keys whose name starts with `prefix`, through its admin API.
@@ -249,11 +255,19 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         )
         .await?;
     let p = platform
-        .wait_project("vision", "each bad setting reported", Duration::from_secs(60), |p| {
-            condition(p, "StorageReady").is_some_and(|(_, r)| r == "StorageAdminCredentialsRejected")
-                && condition(p, "IdentityReady").is_some_and(|(_, r)| r == "IdentityNotConfigured")
-                && condition(p, "RegistryReady").is_some_and(|(_, r)| r == "RegistryAdminSecretMissing")
-        })
+        .wait_project(
+            "vision",
+            "each bad setting reported",
+            Duration::from_secs(60),
+            |p| {
+                condition(p, "StorageReady")
+                    .is_some_and(|(_, r)| r == "StorageAdminCredentialsRejected")
+                    && condition(p, "IdentityReady")
+                        .is_some_and(|(_, r)| r == "IdentityNotConfigured")
+                    && condition(p, "RegistryReady")
+                        .is_some_and(|(_, r)| r == "RegistryAdminSecretMissing")
+            },
+        )
         .await?;
     // The in-cluster parts do not wait for the outside ones.
     for t in ["NamespaceReady", "AccessReady", "NetworkReady"] {
@@ -267,8 +281,16 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
             .map(|c| c.message.clone())
             .unwrap_or_default()
     };
-    assert!(message("IdentityReady").contains("no-such-realm"), "{}", message("IdentityReady"));
-    assert!(message("RegistryReady").contains("harbor-admin"), "{}", message("RegistryReady"));
+    assert!(
+        message("IdentityReady").contains("no-such-realm"),
+        "{}",
+        message("IdentityReady")
+    );
+    assert!(
+        message("RegistryReady").contains("harbor-admin"),
+        "{}",
+        message("RegistryReady")
+    );
 
     // Fixed: everything is provisioned.
     platform
@@ -288,13 +310,22 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         .await?;
     let begin = Instant::now();
     let p = platform
-        .wait_project("vision", "Ready", Duration::from_secs(90), |p| is_true(p, "Ready"))
+        .wait_project("vision", "Ready", Duration::from_secs(90), |p| {
+            is_true(p, "Ready")
+        })
         .await?;
-    eprintln!("vision Ready {:.1} s after the settings were fixed", begin.elapsed().as_secs_f64());
+    eprintln!(
+        "vision Ready {:.1} s after the settings were fixed",
+        begin.elapsed().as_secs_f64()
+    );
     for t in ["StorageReady", "IdentityReady", "RegistryReady"] {
         assert!(is_true(&p, t), "{t}: {:?}", p.status);
     }
-    let external = p.status.as_ref().and_then(|s| s.external.clone()).context("no status.external")?;
+    let external = p
+        .status
+        .as_ref()
+        .and_then(|s| s.external.clone())
+        .context("no status.external")?;
     assert_eq!(external.bucket.as_deref(), Some("vision"));
     assert_eq!(external.oidc_client_id.as_deref(), Some("berth-vision"));
     assert_eq!(external.registry_project.as_deref(), Some("vision"));
@@ -316,20 +347,42 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
 
     // A second project: its key cannot reach the first one's bucket, nor the reverse.
     platform
-        .create_project(json!({"owners": ["alice"], "deletionPolicy": "Retain"}), "audio")
+        .create_project(
+            json!({"owners": ["alice"], "deletionPolicy": "Retain"}),
+            "audio",
+        )
         .await?;
     platform
-        .wait_project("audio", "Ready", Duration::from_secs(60), |p| is_true(p, "Ready"))
+        .wait_project("audio", "Ready", Duration::from_secs(60), |p| {
+            is_true(p, "Ready")
+        })
         .await?;
     let audio_storage = platform.secret("audio", "berth-storage").await?;
     let audio_s3 = s3_from_secret(&audio_storage)?;
     assert!(can_write(&audio_s3, "audio").await);
-    assert!(!can_list(&audio_s3, "vision").await, "audio's key listed vision's bucket");
-    assert!(!can_read(&audio_s3, "vision", "models/resnet.onnx").await, "audio's key read vision's object");
-    assert!(!can_write(&audio_s3, "vision").await, "audio's key wrote to vision's bucket");
-    assert!(!can_list(&vision_s3, "audio").await, "vision's key listed audio's bucket");
     assert!(
-        audio_s3.create_bucket().bucket("audio-extra").send().await.is_err(),
+        !can_list(&audio_s3, "vision").await,
+        "audio's key listed vision's bucket"
+    );
+    assert!(
+        !can_read(&audio_s3, "vision", "models/resnet.onnx").await,
+        "audio's key read vision's object"
+    );
+    assert!(
+        !can_write(&audio_s3, "vision").await,
+        "audio's key wrote to vision's bucket"
+    );
+    assert!(
+        !can_list(&vision_s3, "audio").await,
+        "vision's key listed audio's bucket"
+    );
+    assert!(
+        audio_s3
+            .create_bucket()
+            .bucket("audio-extra")
+            .send()
+            .await
+            .is_err(),
         "a project key created a bucket"
     );
 
@@ -342,20 +395,35 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
     assert!(!client_gets_token(&issuer, "berth-vision", "wrong").await?);
     assert_eq!(
         group_members(&keycloak, "berth-vision").await?,
-        Some(BTreeSet::from(["alice".into(), "bob".into(), "carol".into()]))
+        Some(BTreeSet::from([
+            "alice".into(),
+            "bob".into(),
+            "carol".into()
+        ]))
     );
-    assert!(message_of(&p, "IdentityReady").contains("dave"), "a member missing from the realm is named");
+    assert!(
+        message_of(&p, "IdentityReady").contains("dave"),
+        "a member missing from the realm is named"
+    );
 
     // Registry: members by role, a robot in a dockerconfigjson Secret used by the service accounts.
     assert_eq!(
-        harbor_members(&harbor, "vision").await?
+        harbor_members(&harbor, "vision")
+            .await?
             .into_iter()
             .filter(|(n, _)| n != harbor.admin_username())
             .collect::<Vec<_>>(),
-        vec![("alice".to_owned(), 1), ("bob".to_owned(), 2), ("carol".to_owned(), 3)]
+        vec![
+            ("alice".to_owned(), 1),
+            ("bob".to_owned(), 2),
+            ("carol".to_owned(), 3)
+        ]
     );
     let pull = platform.secret("vision", "berth-registry").await?;
-    assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    assert_eq!(
+        pull.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
     let config: Value = serde_json::from_str(&value(&pull, ".dockerconfigjson")?)?;
     let auths = config["auths"].as_object().context("no auths")?;
     assert_eq!(auths.len(), 1);
@@ -363,7 +431,11 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         .get("project-automation")
         .await?;
     assert_eq!(
-        sa.image_pull_secrets.unwrap_or_default().iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        sa.image_pull_secrets
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
         vec!["berth-registry".to_owned()]
     );
     assert_eq!(harbor_robots(&harbor, "vision").await?.len(), 1);
@@ -384,7 +456,11 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         let group = group_members(&keycloak, "berth-vision").await?;
         let members = harbor_members(&harbor, "vision").await?;
         if group == Some(BTreeSet::from(["alice".into(), "carol".into()]))
-            && members.iter().filter(|(n, _)| n != harbor.admin_username()).cloned().collect::<Vec<_>>()
+            && members
+                .iter()
+                .filter(|(n, _)| n != harbor.admin_username())
+                .cloned()
+                .collect::<Vec<_>>()
                 == vec![("alice".to_owned(), 1), ("carol".to_owned(), 2)]
         {
             break;
@@ -399,7 +475,11 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
     let old_id = value(&storage, "AWS_ACCESS_KEY_ID")?;
     let old_secret = value(&storage, "AWS_SECRET_ACCESS_KEY")?;
     platform
-        .annotate("vision", berth_api::providers::ROTATE_STORAGE_ANNOTATION, "2026-11-22")
+        .annotate(
+            "vision",
+            berth_api::providers::ROTATE_STORAGE_ANNOTATION,
+            "2026-11-22",
+        )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let rotated = loop {
@@ -421,14 +501,25 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(garage_keys(&garage, &key_prefix("vision")).await?.len(), 1, "one key per project");
+    assert_eq!(
+        garage_keys(&garage, &key_prefix("vision")).await?.len(),
+        1,
+        "one key per project"
+    );
 
     platform
-        .annotate("vision", berth_api::providers::ROTATE_IDENTITY_ANNOTATION, "2026-11-22")
+        .annotate(
+            "vision",
+            berth_api::providers::ROTATE_IDENTITY_ANNOTATION,
+            "2026-11-22",
+        )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let new_secret = loop {
-        let s = value(&platform.secret("vision", "berth-oidc").await?, "OIDC_CLIENT_SECRET")?;
+        let s = value(
+            &platform.secret("vision", "berth-oidc").await?,
+            "OIDC_CLIENT_SECRET",
+        )?;
         if s != client_secret {
             break s;
         }
@@ -438,7 +529,19 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(client_gets_token(&issuer, "berth-vision", &new_secret).await?);
-    assert_eq!(clients_named(&keycloak, "berth-vision").await?, 1, "one client per project");
+    // The old secret outlived the rotation only until the new one was stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client_gets_token(&issuer, "berth-vision", &client_secret).await? {
+        if Instant::now() > deadline {
+            bail!("the old client secret still works after rotation");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        clients_named(&keycloak, "berth-vision").await?,
+        1,
+        "one client per project"
+    );
 
     // Never a credential in the operator's log, in Events or in the status.
     let vision = platform.projects().get("vision").await?;
@@ -448,16 +551,36 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         .await?;
     let events = serde_json::to_string(&events.items)?;
     let log = platform.operator_log();
-    let robot_password = auths.values().next().and_then(|a| a["password"].as_str()).unwrap_or_default().to_owned();
-    for secret in [old_secret.as_str(), &value(&rotated, "AWS_SECRET_ACCESS_KEY")?, &client_secret, &new_secret, &robot_password, garage.admin_token(), keycloak.admin_password(), harbor.admin_password()] {
+    let robot_password = auths
+        .values()
+        .next()
+        .and_then(|a| a["password"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    for secret in [
+        old_secret.as_str(),
+        &value(&rotated, "AWS_SECRET_ACCESS_KEY")?,
+        &client_secret,
+        &new_secret,
+        &robot_password,
+        garage.admin_token(),
+        keycloak.admin_password(),
+        harbor.admin_password(),
+    ] {
         assert!(!secret.is_empty());
-        assert!(!log.contains(secret), "a credential is in the operator's log");
+        assert!(
+            !log.contains(secret),
+            "a credential is in the operator's log"
+        );
         assert!(!events.contains(secret), "a credential is in an Event");
         assert!(!status.contains(secret), "a credential is in the status");
     }
 
     // Retain keeps the bucket and its objects, and says so.
-    platform.projects().delete("audio", &DeleteParams::default()).await?;
+    platform
+        .projects()
+        .delete("audio", &DeleteParams::default())
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while platform.projects().get_opt("audio").await?.is_some() {
         if Instant::now() > deadline {
@@ -465,29 +588,47 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(garage_buckets(&garage).await?.contains("audio"), "Retain kept the bucket");
+    assert!(
+        garage_buckets(&garage).await?.contains("audio"),
+        "Retain kept the bucket"
+    );
     assert!(can_list(&audio_s3, "audio").await, "Retain kept the key");
     let events = Api::<Event>::all(platform.client.clone())
         .list(&ListParams::default())
         .await?;
     assert!(
-        events.items.iter().any(|e| e.reason.as_deref() == Some("Retained")
-            && e.message.as_deref().is_some_and(|m| m.contains("bucket audio"))),
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Retained")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("bucket audio"))),
         "an Event says the bucket was retained"
     );
 
     // Delete removes the bucket with its objects, the keys, the client, the group, the registry
     // project and its robot.
-    platform.projects().delete("vision", &DeleteParams::default()).await?;
+    platform
+        .projects()
+        .delete("vision", &DeleteParams::default())
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while platform.projects().get_opt("vision").await?.is_some() {
         if Instant::now() > deadline {
-            bail!("project vision was not deleted: {:?}", platform.projects().get("vision").await?.status);
+            bail!(
+                "project vision was not deleted: {:?}",
+                platform.projects().get("vision").await?.status
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!garage_buckets(&garage).await?.contains("vision"));
-    assert!(garage_keys(&garage, &key_prefix("vision")).await?.is_empty());
+    assert!(
+        garage_keys(&garage, &key_prefix("vision"))
+            .await?
+            .is_empty()
+    );
     assert_eq!(clients_named(&keycloak, "berth-vision").await?, 0);
     assert_eq!(group_members(&keycloak, "berth-vision").await?, None);
     assert!(!harbor_project_exists(&harbor, "vision").await?);
@@ -505,8 +646,8 @@ fn message_of(p: &berth_api::Project, t: &str) -> String {
 const OUTAGE_PROJECTS: usize = 20;
 
 #[tokio::test]
-async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_duplicates() -> Result<()>
-{
+async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_duplicates()
+-> Result<()> {
     let (platform, garage) = tokio::join!(Platform::start(), Garage::start());
     let (mut platform, mut garage) = (platform?, garage?);
     platform
@@ -519,7 +660,9 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
     // The store goes down for 30 s while 20 Projects are created.
     garage.stop();
     let down = Instant::now();
-    let names: Vec<String> = (0..OUTAGE_PROJECTS).map(|i| format!("outage-{i}")).collect();
+    let names: Vec<String> = (0..OUTAGE_PROJECTS)
+        .map(|i| format!("outage-{i}"))
+        .collect();
     for name in &names {
         platform
             .create_project(json!({"owners": [format!("{name}@example.com")]}), name)
@@ -527,32 +670,58 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
     }
     for name in &names {
         let p = platform
-            .wait_project(name, "in-cluster parts Ready, storage reported down", Duration::from_secs(30), |p| {
-                ["NamespaceReady", "AccessReady", "NetworkReady"].iter().all(|t| is_true(p, t))
-                    && condition(p, "StorageReady").is_some_and(|(s, r)| s == "False" && r == "StorageUnreachable")
-            })
+            .wait_project(
+                name,
+                "in-cluster parts Ready, storage reported down",
+                Duration::from_secs(30),
+                |p| {
+                    ["NamespaceReady", "AccessReady", "NetworkReady"]
+                        .iter()
+                        .all(|t| is_true(p, t))
+                        && condition(p, "StorageReady")
+                            .is_some_and(|(s, r)| s == "False" && r == "StorageUnreachable")
+                },
+            )
             .await?;
         assert!(!is_true(&p, "Ready"));
     }
-    eprintln!("all {OUTAGE_PROJECTS} in-cluster parts Ready {:.1} s into the outage", down.elapsed().as_secs_f64());
+    eprintln!(
+        "all {OUTAGE_PROJECTS} in-cluster parts Ready {:.1} s into the outage",
+        down.elapsed().as_secs_f64()
+    );
     let rest = Duration::from_secs(30).saturating_sub(down.elapsed());
     tokio::time::sleep(rest).await;
     garage.restart().await?;
     let up = Instant::now();
     for name in &names {
         platform
-            .wait_project(name, "Ready after the store returned", Duration::from_secs(90), |p| is_true(p, "Ready"))
+            .wait_project(
+                name,
+                "Ready after the store returned",
+                Duration::from_secs(90),
+                |p| is_true(p, "Ready"),
+            )
             .await?;
     }
-    eprintln!("all {OUTAGE_PROJECTS} Ready {:.1} s after the store returned", up.elapsed().as_secs_f64());
+    eprintln!(
+        "all {OUTAGE_PROJECTS} Ready {:.1} s after the store returned",
+        up.elapsed().as_secs_f64()
+    );
 
     // No duplicates: one bucket and one key per project, and every key works.
     let buckets = garage_buckets(&garage).await?;
     for name in &names {
         assert!(buckets.contains(name), "bucket {name} missing");
-        assert_eq!(garage_keys(&garage, &key_prefix(name)).await?.len(), 1, "{name} has one key");
+        assert_eq!(
+            garage_keys(&garage, &key_prefix(name)).await?.len(),
+            1,
+            "{name} has one key"
+        );
         let s = platform.secret(name, "berth-storage").await?;
-        assert!(can_write(&s3_from_secret(&s)?, name).await, "{name}'s key works");
+        assert!(
+            can_write(&s3_from_secret(&s)?, name).await,
+            "{name}'s key works"
+        );
     }
     assert_eq!(buckets.len(), OUTAGE_PROJECTS);
     let _ = &platform.plane;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LimitRange, LimitRangeItem, LimitRangeSpec as K8sLimitRangeSpec, Namespace, ResourceQuota,
-    LocalObjectReference, ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
+    LimitRange, LimitRangeItem, LimitRangeSpec as K8sLimitRangeSpec, LocalObjectReference,
+    Namespace, ResourceQuota, ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,

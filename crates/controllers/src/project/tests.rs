@@ -301,15 +301,17 @@ mod outside {
             ]),
             Timestamp::now(),
         );
-        for t in ["NamespaceReady", "AccessReady", "NetworkReady", "RegistryReady"] {
+        for t in [
+            "NamespaceReady",
+            "AccessReady",
+            "NetworkReady",
+            "RegistryReady",
+        ] {
             assert!(conditions::is_true(&s.conditions, t), "{t}");
         }
         let ready = conditions::get(&s.conditions, "Ready");
         assert_eq!(ready.map(|c| c.status.as_str()), Some("False"));
-        assert_eq!(
-            ready.map(|c| c.reason.as_str()),
-            Some("StorageUnreachable")
-        );
+        assert_eq!(ready.map(|c| c.reason.as_str()), Some("StorageUnreachable"));
     }
 
     #[test]
@@ -369,10 +371,7 @@ mod outside {
             .iter()
             .find(|d| d.kind.resource.kind == "ServiceAccount")
             .map(|d| d.object.data["imagePullSecrets"].clone());
-        assert_eq!(
-            sa,
-            Some(serde_json::json!([{"name": "berth-registry"}]))
-        );
+        assert_eq!(sa, Some(serde_json::json!([{"name": "berth-registry"}])));
         project.spec.registry = Some(RegistrySpec {
             enabled: Some(false),
         });

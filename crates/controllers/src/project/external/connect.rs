@@ -37,9 +37,15 @@ impl Problem {
     pub fn from_error(part: &str, what_to_fix: &str, e: &ProviderError) -> Self {
         use berth_providers::ErrorKind::*;
         let hint = match e.kind {
-            Unreachable => format!("check {what_to_fix}'s URL in PlatformSettings and that the service is up; Berth retries"),
-            Unauthorized => format!("the admin credentials in the Secret named by {what_to_fix}.adminSecretRef were rejected: update that Secret"),
-            Forbidden => format!("the admin identity in {what_to_fix}.adminSecretRef lacks a right Berth needs: grant it"),
+            Unreachable => format!(
+                "check {what_to_fix}'s URL in PlatformSettings and that the service is up; Berth retries"
+            ),
+            Unauthorized => format!(
+                "the admin credentials in the Secret named by {what_to_fix}.adminSecretRef were rejected: update that Secret"
+            ),
+            Forbidden => format!(
+                "the admin identity in {what_to_fix}.adminSecretRef lacks a right Berth needs: grant it"
+            ),
             NotConfigured => format!("fix {what_to_fix} in PlatformSettings"),
             Rejected => "the request was refused as invalid".to_owned(),
             Backend => "the service answered with an error; Berth retries".to_owned(),

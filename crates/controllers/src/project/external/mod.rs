@@ -227,7 +227,10 @@ impl Prepared {
 
     /// Each part's condition change, for the status.
     pub fn states(&self) -> Vec<(Part, PartState)> {
-        self.parts.iter().map(|p| (p.part, p.state.clone())).collect()
+        self.parts
+            .iter()
+            .map(|p| (p.part, p.state.clone()))
+            .collect()
     }
 
     /// What the status reports about the outside parts.
@@ -280,11 +283,8 @@ impl External {
                 .await
             }
         };
-        let (s, i, r) = futures::join!(
-            run(Part::Storage),
-            run(Part::Identity),
-            run(Part::Registry)
-        );
+        let (s, i, r) =
+            futures::join!(run(Part::Storage), run(Part::Identity), run(Part::Registry));
         Prepared {
             parts: vec![s, i, r],
         }
@@ -313,7 +313,11 @@ impl External {
         };
         let key = format!("{name}/{}", part.label());
         let live: Option<KubeSecret> = children
-            .get(&kinds::secret().resource, Some(namespace), part.secret_name())
+            .get(
+                &kinds::secret().resource,
+                Some(namespace),
+                part.secret_name(),
+            )
             .and_then(|o| o.parse());
         if !part.enabled(project, settings) {
             // Opted out (or switched off by the platform) after it was provisioned: its
@@ -376,9 +380,7 @@ impl External {
             }
             wanted.hash(&mut h);
             answered.hash(&mut h);
-            live.as_ref()
-                .map(|s| format!("{:?}", s.data))
-                .hash(&mut h);
+            live.as_ref().map(|s| format!("{:?}", s.data)).hash(&mut h);
             h.finish()
         };
         let now = Instant::now();
@@ -500,7 +502,11 @@ impl External {
                 };
                 if let Err(e) = result {
                     ok = false;
-                    warn!(project, part = p.part.label(), "revoking a replaced credential failed, retried on the next sync: {e}");
+                    warn!(
+                        project,
+                        part = p.part.label(),
+                        "revoking a replaced credential failed, retried on the next sync: {e}"
+                    );
                 }
             }
             if let Some(fingerprint) = p.synced.filter(|_| ok)
@@ -647,10 +653,9 @@ impl External {
                     storage::bucket_name(&input),
                     part.secret_name()
                 ),
-                Part::Identity => format!(
-                    "OIDC client {} and its group",
-                    identity::client_id(&name)
-                ),
+                Part::Identity => {
+                    format!("OIDC client {} and its group", identity::client_id(&name))
+                }
                 Part::Registry => format!(
                     "registry project {} with its images and robot",
                     registry::project_name(&name)
