@@ -38,7 +38,44 @@ struct World {
     s3: S3,
 }
 
+/// The Istio gateway and model domain the platform settings name in these tests.
+const ISTIO_GATEWAY: &str = "istio-system/models";
+const DOMAIN: &str = "models.example.com";
+
+/// Before the operator starts (it looks for route kinds once): Istio's real CRDs (the pinned
+/// istio.io/api module) are installed, the Gateway API's are not, and the platform settings name
+/// an Istio gateway and a model domain.
+fn platform() -> Result<()> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let run = || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (_, client) = support::admin().await?;
+                let binaries = berth_testenv::Binaries::locate()?;
+                berth_testenv::manifests::apply_dirs(&client, &[binaries.istio_crds_dir()]).await?;
+                let settings: Api<berth_api::PlatformSettings> = Api::all(client);
+                let models =
+                    json!({"spec": {"models": {"istioGateway": ISTIO_GATEWAY, "domain": DOMAIN}}});
+                settings
+                    .patch("default", &PatchParams::default(), &Patch::Merge(&models))
+                    .await?;
+                Ok(())
+            })
+        };
+        std::thread::spawn(run)
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("preparing the platform panicked")))
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
 async fn world(prefix: &str) -> Result<World> {
+    platform()?;
     let (_, client) = support::with_operator().await?;
     runtime::start()?;
     let s3 = s3::s3()?;
@@ -832,5 +869,61 @@ async fn admission_explains_what_is_wrong() -> Result<()> {
         .err()
         .context("a name starting with a digit is refused")?;
     assert!(e.to_string().contains("must start with a letter"), "{e}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn istio_exposure_follows_the_spec() -> Result<()> {
+    let w = world("mlm-istio").await?;
+    let (uri, _) = w
+        .upload("mesh/model.onnx", &model_bytes("mesh;", 8 * 1024))
+        .await?;
+    w.create(
+        "mesh",
+        json!({"source": {"uri": uri}, "expose": {"mode": "istio"}}),
+    )
+    .await?;
+    let host = format!("mesh-{}.{DOMAIN}", w.ns);
+    let ready = w
+        .until(
+            "mesh",
+            "mesh to be Ready and exposed",
+            Duration::from_secs(40),
+            |m| phase(m) == Some(Phase::Ready) && is_true(m, "Exposed"),
+        )
+        .await?;
+    assert_eq!(
+        ready.status.as_ref().and_then(|s| s.url.clone()),
+        Some(format!("http://{host}"))
+    );
+    let resource = kube::api::ApiResource {
+        group: "networking.istio.io".into(),
+        version: "v1".into(),
+        api_version: "networking.istio.io/v1".into(),
+        kind: "VirtualService".into(),
+        plural: "virtualservices".into(),
+    };
+    let services: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(w.client.clone(), &w.ns, &resource);
+    let vs = services.get("mesh").await?;
+    assert_eq!(vs.data["spec"]["hosts"], json!([host]));
+    assert_eq!(vs.data["spec"]["gateways"], json!([ISTIO_GATEWAY]));
+    assert_eq!(
+        vs.data["spec"]["http"][0]["route"][0]["destination"]["host"],
+        json!(format!("mesh.{}.svc.cluster.local", w.ns))
+    );
+    assert_eq!(
+        vs.labels().get("berth.dev/model").map(String::as_str),
+        Some("mesh")
+    );
+    // Back to cluster exposure: the VirtualService goes.
+    w.patch_spec("mesh", json!({"expose": {"mode": "cluster"}}))
+        .await?;
+    eventually(
+        "the VirtualService to go",
+        Duration::from_secs(20),
+        || async { Ok(services.get_opt("mesh").await?.is_none().then_some(())) },
+    )
+    .await?;
     Ok(())
 }
