@@ -17,6 +17,7 @@ mod error;
 mod health;
 mod kwok;
 pub mod manifests;
+pub mod model_runtime;
 mod pki;
 mod process;
 pub mod util;
