@@ -83,6 +83,9 @@ fn sample_users(samples: &Path) -> Result<Vec<String>> {
     let mut users = Vec::new();
     for entry in std::fs::read_dir(samples)? {
         let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
         let text = std::fs::read_to_string(&path)?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_yaml::Value::deserialize(doc)?;
