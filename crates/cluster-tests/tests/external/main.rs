@@ -440,6 +440,36 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
     );
     assert_eq!(harbor_robots(&harbor, "vision").await?.len(), 1);
 
+    // Steady: nothing is written while nothing changes.
+    let versions = |p: &berth_api::Project, secrets: &[&k8s_openapi::api::core::v1::Secret]| {
+        let mut v = vec![p.metadata.resource_version.clone()];
+        v.extend(secrets.iter().map(|s| s.metadata.resource_version.clone()));
+        v
+    };
+    let before = {
+        let p = platform.projects().get("vision").await?;
+        let (a, b, c) = (
+            platform.secret("vision", "berth-storage").await?,
+            platform.secret("vision", "berth-oidc").await?,
+            platform.secret("vision", "berth-registry").await?,
+        );
+        versions(&p, &[&a, &b, &c])
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = {
+        let p = platform.projects().get("vision").await?;
+        let (a, b, c) = (
+            platform.secret("vision", "berth-storage").await?,
+            platform.secret("vision", "berth-oidc").await?,
+            platform.secret("vision", "berth-registry").await?,
+        );
+        versions(&p, &[&a, &b, &c])
+    };
+    assert_eq!(
+        before, after,
+        "a steady project or its Secrets were written"
+    );
+
     // A member leaves: the group and the registry follow.
     platform
         .projects()
