@@ -18,11 +18,28 @@ pub fn volume_dir(namespace: &str, name: &str) -> PathBuf {
     berth_testenv::model_runtime::volume_dir(&volumes_dir(), namespace, name)
 }
 
+/// Removes the volumes of earlier runs whose process is gone (a test binary cannot clean up
+/// after itself at exit).
+fn remove_stale_volumes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("berth-mlmodel-volumes-")
+            && !std::path::Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Starts the runtime once per test binary, on a thread of its own that lives as long as the
 /// binary.
 pub fn start() -> Result<()> {
     static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
     let started = STARTED.get_or_init(|| {
+        remove_stale_volumes();
         let bin = berth_testenv::model_runtime::fetch_binary().map_err(|e| e.to_string())?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
