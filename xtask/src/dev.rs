@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process};
 use kube::api::Api;
 
-use crate::{build_control_plane, providers, repo_root};
+use crate::{build_control_plane, models, providers, repo_root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 6;
+    let total = 7;
     let begin = Instant::now();
 
     step(
@@ -102,6 +102,13 @@ async fn dev(args: Args) -> Result<()> {
         eprintln!("    applied {name}");
     }
 
+    step(
+        7,
+        total,
+        "the sample model: an ONNX model uploaded to the sample project's bucket, and deploy/samples/models",
+    );
+    let model_runtime = models::sample(&client, &root, &dev_dir).await?;
+
     let mut control_plane = control_plane;
     eprintln!();
     eprintln!(
@@ -111,19 +118,24 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!();
     eprintln!("    export KUBECONFIG={}", kubeconfig.display());
     eprintln!("    kubectl get projects");
+    eprintln!("    kubectl -n fraud-detection get mlmodels");
     eprintln!();
     providers::explain(&garage, &keycloak);
     eprintln!("Operator log: {}", operator_log.display());
     eprintln!("Control-plane logs: {}", control_plane.dir().display());
 
     let outcome = if args.smoke {
-        smoke_check(&cluster, &applied).await
+        match smoke_check(&cluster, &applied).await {
+            Ok(()) => models::smoke_check(&client).await,
+            Err(e) => Err(e),
+        }
     } else {
         eprintln!("Press Ctrl-C to stop.");
         watch_until_interrupted(&mut control_plane, &mut operator).await
     };
 
     eprintln!("==> stopping the operator and the control plane");
+    model_runtime.abort();
     operator.stop(Duration::from_secs(10));
     control_plane.stop();
     drop(garage);

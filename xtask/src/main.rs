@@ -6,6 +6,7 @@
 
 mod crdgen;
 mod dev;
+mod models;
 mod providers;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,203 @@
+//! The dev platform's sample model: an ONNX model made by the model server's own script, uploaded
+//! to the sample Project's bucket with the Project's own storage credentials, and the sample
+//! MLModel pointing at it.
+//!
+//! kwok runs no containers. What stands in for the container runtime is
+//! `berth_testenv::model_runtime`: it provisions the volumes and runs the real `berth-model-fetch`
+//! for each download pod; the serving pods are made Ready by kwok without running a server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+
+use berth_api::{MLModel, Project};
+
+/// The pinned `onnx` package the model server's tests use too.
+const ONNX_VERSION: &str = "1.20.1";
+/// The sample Project and where its sample MLModel expects the model.
+const PROJECT: &str = "fraud-detection";
+const MODEL_KEY: &str = "models/fraud-scorer/v1/model.onnx";
+
+/// Makes the sample model, uploads it, starts the stand-in runtime and applies the sample
+/// MLModel. Returns the runtime's task.
+pub async fn sample(
+    client: &Client,
+    root: &Path,
+    dev_dir: &Path,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let model = make_model(root, dev_dir)?;
+    let secret = storage_secret(client).await?;
+    upload(&secret, &model).await?;
+    let fetch = berth_testenv::model_runtime::fetch_binary()?;
+    let volumes = dev_dir.join("volumes");
+    let _ = std::fs::remove_dir_all(&volumes);
+    std::fs::create_dir_all(&volumes)?;
+    let runtime = tokio::spawn(berth_testenv::model_runtime::run(
+        client.clone(),
+        fetch,
+        volumes,
+    ));
+    let applied =
+        berth_testenv::manifests::apply_dirs(client, &[root.join("deploy/samples/models")]).await?;
+    for name in &applied {
+        eprintln!("    applied {name}");
+    }
+    Ok(runtime)
+}
+
+/// A Python with the pinned `onnx`: a venv in Berth's cache, made once.
+fn python_with_onnx() -> Result<PathBuf> {
+    let cache = std::env::var_os("BERTH_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))
+        .context("neither BERTH_CACHE nor HOME is set")?;
+    let venv = cache.join(format!("onnx-{ONNX_VERSION}-venv"));
+    let python = venv.join("bin/python");
+    let has_onnx = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import onnx"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_onnx(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "    installing onnx=={ONNX_VERSION} from PyPI into {} (once)",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?
+        .success()
+        && Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("onnx=={ONNX_VERSION}"))
+            .status()?
+            .success();
+    if !ok || !has_onnx(&python) {
+        bail!(
+            "could not install onnx=={ONNX_VERSION} into {}",
+            venv.display()
+        );
+    }
+    Ok(python)
+}
+
+/// The model server's test MLP, made by its own script.
+fn make_model(root: &Path, dev_dir: &Path) -> Result<PathBuf> {
+    let out = dev_dir.join("models");
+    let status = Command::new(python_with_onnx()?)
+        .arg(root.join("crates/model-server/tests/make_models.py"))
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        bail!("make_models.py failed ({status})");
+    }
+    Ok(out.join("mlp/model.onnx"))
+}
+
+/// The sample Project's storage Secret, once the Project has its bucket.
+async fn storage_secret(client: &Client) -> Result<Secret> {
+    let projects: Api<Project> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = projects.get(PROJECT).await?;
+        let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
+        if berth_api::conditions::is_true(&conditions, "StorageReady") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("Project/{PROJECT} has no bucket after 90 s: {conditions:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Api::<Secret>::namespaced(client.clone(), PROJECT)
+        .get("berth-storage")
+        .await?)
+}
+
+/// Uploads the model with the Project's own key, as a data scientist would.
+async fn upload(secret: &Secret, model: &Path) -> Result<()> {
+    let data = secret.data.clone().unwrap_or_default();
+    let get = |k: &str| -> Result<String> {
+        let v = data
+            .get(k)
+            .with_context(|| format!("berth-storage has no {k}"))?;
+        Ok(String::from_utf8(v.0.clone())?)
+    };
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(get("AWS_ENDPOINT_URL")?)
+        .region(Region::new(get("AWS_REGION")?))
+        .credentials_provider(Credentials::new(
+            get("AWS_ACCESS_KEY_ID")?,
+            get("AWS_SECRET_ACCESS_KEY")?,
+            None,
+            None,
+            "berth-dev",
+        ))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let bucket = get("BUCKET")?;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(MODEL_KEY)
+        .body(std::fs::read(model)?.into())
+        .send()
+        .await
+        .with_context(|| format!("uploading the sample model to s3://{bucket}/{MODEL_KEY}"))?;
+    eprintln!(
+        "    uploaded {} to s3://{bucket}/{MODEL_KEY}",
+        model.display()
+    );
+    Ok(())
+}
+
+/// For `--smoke`: the sample MLModel reaches Ready.
+pub async fn smoke_check(client: &Client) -> Result<()> {
+    let models: Api<MLModel> = Api::namespaced(client.clone(), PROJECT);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let m = models.get("fraud-scorer").await?;
+        let status = m.status.unwrap_or_default();
+        if berth_api::conditions::is_true(&status.conditions, "Ready") {
+            eprintln!(
+                "    MLModel/{PROJECT}/fraud-scorer is Ready: version {}, {}",
+                status.active_version.unwrap_or_default(),
+                status.url.unwrap_or_default()
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("MLModel fraud-scorer was not Ready after 90 s: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
