@@ -65,6 +65,32 @@ pub struct StorageSettings {
     /// The size quota of a bucket whose Project asks for none, where the backend has quotas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_quota: Option<Quantity>,
+    /// Where the object store runs, so that every project's pods (model downloads, notebooks)
+    /// may reach it through the default-deny network isolation.
+    #[serde(default, skip_serializing_if = "EgressPeers::is_empty")]
+    pub egress_to: EgressPeers,
+}
+
+/// Where a platform service runs, for the NetworkPolicy that lets project pods reach it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressPeers {
+    /// Namespaces the service runs in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 63)))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("egressTo.namespaces must list namespace names (DNS labels)"))]
+    pub namespaces: Vec<String>,
+    /// Address ranges the service is reached at, in CIDR notation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("egressTo.cidrs must list CIDRs, such as 10.20.0.0/16"))]
+    pub cidrs: Vec<String>,
+}
+
+impl EgressPeers {
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.cidrs.is_empty()
+    }
 }
 
 fn default_region() -> String {
@@ -112,6 +138,10 @@ pub struct IdentitySettings {
     pub admin_realm: String,
     /// The Secret with the admin user: keys `username` and `password`.
     pub admin_secret_ref: AdminSecretRef,
+    /// Where the provider runs, so that project pods may reach it (to log in, or to check tokens)
+    /// through the default-deny network isolation.
+    #[serde(default, skip_serializing_if = "EgressPeers::is_empty")]
+    pub egress_to: EgressPeers,
 }
 
 fn default_admin_realm() -> String {

@@ -25,6 +25,7 @@ use berth_api::settings::IstioMode;
 use berth_api::{MemberKind, PlatformSettingsSpec, Project, Role};
 use berth_reconcile::{Desired, Error};
 
+use super::external::Part;
 use super::members::{Subject, effective};
 use crate::kinds;
 use crate::names::label_from;
@@ -488,6 +489,46 @@ fn network_policies(
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
                     from: Some(vec![namespaces_peer(&platform)]),
+                    ports: None,
+                }]),
+                ..Default::default()
+            },
+        ));
+    }
+    // The platform's object store and identity provider, where this project uses them.
+    let mut services: Vec<NetworkPolicyPeer> = Vec::new();
+    let peers = [
+        settings
+            .storage
+            .as_ref()
+            .filter(|_| Part::Storage.enabled(project, settings))
+            .map(|s| &s.egress_to),
+        settings
+            .identity
+            .as_ref()
+            .filter(|_| Part::Identity.enabled(project, settings))
+            .map(|s| &s.egress_to),
+    ];
+    for egress in peers.into_iter().flatten() {
+        if !egress.namespaces.is_empty() {
+            services.push(namespaces_peer(&egress.namespaces));
+        }
+        services.extend(egress.cidrs.iter().map(|cidr| NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: cidr.clone(),
+                except: None,
+            }),
+            ..Default::default()
+        }));
+    }
+    if !services.is_empty() {
+        policies.push((
+            "berth-allow-platform-services",
+            NetworkPolicySpec {
+                pod_selector: Some(all_pods()),
+                policy_types: Some(vec!["Egress".into()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(services),
                     ports: None,
                 }]),
                 ..Default::default()

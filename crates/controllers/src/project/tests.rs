@@ -252,6 +252,10 @@ mod outside {
                 },
                 bucket_template: "{project}".into(),
                 default_quota: None,
+                egress_to: berth_api::providers::EgressPeers {
+                    namespaces: vec!["storage".into()],
+                    cidrs: vec!["10.9.0.0/16".into()],
+                },
             }),
             ..Default::default()
         }
@@ -341,6 +345,34 @@ mod outside {
             conditions::get(&first.conditions, "StorageReady")
         );
         assert!(!conditions::is_true(&second.conditions, "Ready"));
+    }
+
+    #[test]
+    fn project_pods_may_reach_the_object_store_unless_opted_out() {
+        let settings = storage_settings();
+        let mut project = seed_project();
+        let policy = |project: &Project| {
+            build(project, &settings, Environment::default())
+                .ok()
+                .and_then(|b| {
+                    b.children.into_iter().find(|d| {
+                        d.object.metadata.name.as_deref() == Some("berth-allow-platform-services")
+                    })
+                })
+                .map(|d| d.object.data["spec"]["egress"].clone())
+        };
+        assert_eq!(
+            policy(&project),
+            Some(serde_json::json!([{"to": [
+                {"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["storage"]}]}},
+                {"ipBlock": {"cidr": "10.9.0.0/16"}},
+            ]}]))
+        );
+        project.spec.storage = Some(berth_api::providers::StorageSpec {
+            enabled: Some(false),
+            quota: None,
+        });
+        assert_eq!(policy(&project), None);
     }
 
     #[test]
