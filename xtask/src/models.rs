@@ -11,9 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
@@ -143,28 +140,12 @@ async fn upload(secret: &Secret, model: &Path) -> Result<()> {
             .with_context(|| format!("berth-storage has no {k}"))?;
         Ok(String::from_utf8(v.0.clone())?)
     };
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(get("AWS_ENDPOINT_URL")?)
-        .region(Region::new(get("AWS_REGION")?))
-        .credentials_provider(Credentials::new(
-            get("AWS_ACCESS_KEY_ID")?,
-            get("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "berth-dev",
-        ))
-        .force_path_style(true)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let s3 = berth_services::s3_client(
+        &get("AWS_ENDPOINT_URL")?,
+        &get("AWS_REGION")?,
+        &get("AWS_ACCESS_KEY_ID")?,
+        &get("AWS_SECRET_ACCESS_KEY")?,
+    );
     let bucket = get("BUCKET")?;
     s3.put_object()
         .bucket(&bucket)

@@ -5,11 +5,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -109,26 +108,7 @@ fn sample_users(samples: &Path) -> Result<Vec<String>> {
 }
 
 async fn admin_secret(client: &Client, name: &str, data: &[(&str, &str)]) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "berth-system");
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    secrets
-        .patch(
-            name,
-            &PatchParams::apply("berth-dev").force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    berth_testenv::manifests::apply_secret(client, "berth-system", name, data).await?;
     Ok(())
 }
 

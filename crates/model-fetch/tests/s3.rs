@@ -6,7 +6,6 @@
 
 mod common;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use common::{data, sha256_hex};
 use std::path::Path;
@@ -35,20 +34,7 @@ impl Minio {
     }
 
     fn client(&self) -> aws_sdk_s3::Client {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(http)
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(&self.user, &self.pass, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        berth_services::s3_client(&self.endpoint, "us-east-1", &self.user, &self.pass)
     }
 
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) {

@@ -5,12 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -46,26 +42,7 @@ impl Platform {
 
     /// A Secret with the admin credentials in the operator's namespace.
     pub async fn admin_secret(&self, name: &str, data: &[(&str, &str)]) -> Result<()> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), "berth-system");
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        secrets
-            .patch(
-                name,
-                &PatchParams::apply("berth-test").force(),
-                &Patch::Apply(&secret),
-            )
-            .await?;
+        berth_testenv::manifests::apply_secret(&self.client, "berth-system", name, data).await?;
         Ok(())
     }
 
@@ -189,22 +166,7 @@ pub fn s3_from_secret(secret: &Secret) -> Result<aws_sdk_s3::Client> {
 }
 
 pub fn s3(endpoint: &str, region: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(endpoint)
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(Credentials::new(id, secret, None, None, "berth-test"))
-        .force_path_style(true)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+    berth_services::s3_client(endpoint, region, id, secret)
 }
 
 /// Whether the client may put an object in `bucket`.

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Result, anyhow};
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -57,26 +56,12 @@ pub fn s3() -> Result<S3> {
 
 impl S3 {
     fn client(&self) -> aws_sdk_s3::Client {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(http)
-            .endpoint_url(&self.endpoint)
-            .region(Region::new(self.region.clone()))
-            .credentials_provider(Credentials::new(
-                &self.access_key,
-                &self.secret_key,
-                None,
-                None,
-                "test",
-            ))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        berth_services::s3_client(
+            &self.endpoint,
+            &self.region,
+            &self.access_key,
+            &self.secret_key,
+        )
     }
 
     /// Puts `body` at `s3://models/<key>`, creating the bucket when needed.

@@ -176,7 +176,31 @@ pub struct Input<'a> {
     pub rotate: Option<String>,
 }
 
-impl Input<'_> {
+/// A project's name and namespace.
+fn names(project: &Project) -> (String, String) {
+    let namespace = project.namespace_name().unwrap_or_default().to_owned();
+    (project.name_any(), namespace)
+}
+
+impl<'a> Input<'a> {
+    /// The names alone, for deletion: no members, no Secret, no rotation.
+    fn bare(
+        project: &'a Project,
+        name: &'a str,
+        namespace: &'a str,
+        settings: &'a PlatformSettingsSpec,
+    ) -> Self {
+        Input {
+            project,
+            name,
+            namespace,
+            subjects: &[],
+            settings,
+            live: None,
+            rotate: None,
+        }
+    }
+
     /// A value of the live Secret.
     pub fn live_value(&self, key: &str) -> Option<String> {
         self.live
@@ -579,17 +603,8 @@ impl External {
         settings: &PlatformSettingsSpec,
     ) -> Result<Vec<String>, Error> {
         let connected = self.connections.get(settings);
-        let name = project.name_any();
-        let namespace = project.namespace_name().unwrap_or_default().to_owned();
-        let input = Input {
-            project,
-            name: &name,
-            namespace: &namespace,
-            subjects: &[],
-            settings,
-            live: None,
-            rotate: None,
-        };
+        let (name, namespace) = names(project);
+        let input = Input::bare(project, &name, &namespace, settings);
         let mut done = Vec::new();
         let fail = |part: Part, p: Problem| {
             Error::new(
@@ -630,17 +645,8 @@ impl External {
 
     /// What the Retain policy keeps outside the cluster, for the Event.
     pub fn retained(&self, project: &Project, settings: &PlatformSettingsSpec) -> Vec<String> {
-        let name = project.name_any();
-        let namespace = project.namespace_name().unwrap_or_default().to_owned();
-        let input = Input {
-            project,
-            name: &name,
-            namespace: &namespace,
-            subjects: &[],
-            settings,
-            live: None,
-            rotate: None,
-        };
+        let (name, namespace) = names(project);
+        let input = Input::bare(project, &name, &namespace, settings);
         let mut kept = Vec::new();
         for part in Part::ALL {
             if !part.enabled(project, settings) {
