@@ -10,6 +10,7 @@ pub mod compare;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod runner;
 pub mod status;
 
 pub use apply::{Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply};

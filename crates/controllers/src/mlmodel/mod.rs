@@ -8,7 +8,6 @@ pub mod plan;
 pub mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
@@ -19,18 +18,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use berth_api::PlatformSettings;
 use berth_api::labels::MODEL;
 use berth_api::mlmodel::{MLModel, ModelSettings};
 use berth_api::settings::SETTINGS_NAME;
 use berth_reconcile::{
-    Announcer, Backoffs, Category, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply,
+    Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply, runner,
 };
 
 use self::build::{COMPONENT, DOWNLOAD, Environment, SERVER, VERSION, Version, job_name};
@@ -91,16 +88,7 @@ pub async fn run(
         MODEL,
     );
 
-    let settings_writer = reflector::store::Writer::<PlatformSettings>::default();
-    let settings = settings_writer.as_reader();
-    let settings_changes = watcher(
-        Api::<PlatformSettings>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(settings_writer)
-    .applied_objects()
-    .filter_map(|r| async move { r.ok().map(|_| ()) });
+    let (settings, settings_changes) = runner::settings(&client);
 
     let context = Arc::new(Context {
         client: client.clone(),
@@ -113,16 +101,7 @@ pub async fn run(
         written: Written::default(),
     });
 
-    let models_writer = reflector::store::Writer::<MLModel>::default();
-    let models = models_writer.as_reader();
-    let model_stream = watcher(
-        Api::<MLModel>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|m| m.managed_fields_mut().clear())
-    .reflect(models_writer)
-    .applied_objects();
+    let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
     let mut controller = Controller::for_stream(model_stream, models)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(settings_changes)
@@ -152,42 +131,19 @@ fn owning_model(child: kube::api::DynamicObject) -> Option<ObjectRef<MLModel>> {
 }
 
 async fn reconcile(model: Arc<MLModel>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let measurement = ctx.metrics.start(CONTROLLER);
-    if tokio::time::timeout(Duration::from_secs(30), ctx.children.ready())
-        .await
-        .is_err()
-    {
-        let e = Error::new(
-            Category::DependencyUnavailable,
-            "the child caches did not sync within 30 s",
-        );
-        measurement.failed(e.category);
-        return Err(e);
-    }
     let namespace = model.namespace().unwrap_or_default();
     let api: Api<MLModel> = Api::namespaced(ctx.client.clone(), &namespace);
-    let writes = AtomicUsize::new(0);
-    let result = finalizer(&api, FINALIZER, model, |event| async {
-        let (action, n) = match event {
-            FinalizerEvent::Apply(m) => apply_model(&m, &ctx).await?,
-            FinalizerEvent::Cleanup(m) => cleanup(&m, &ctx).await?,
-        };
-        writes.fetch_add(n, Ordering::Relaxed);
-        Ok(action)
-    })
+    runner::with_finalizer(
+        CONTROLLER,
+        &ctx.metrics,
+        &ctx.children,
+        &api,
+        FINALIZER,
+        model,
+        async |m| apply_model(&m, &ctx).await,
+        async |m| cleanup(&m, &ctx).await,
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => e.into(),
-        other => Error::internal(other.to_string()),
-    });
-    match &result {
-        Ok(_) => measurement.succeeded(writes.load(Ordering::Relaxed)),
-        Err(e) => measurement.failed(e.category),
-    }
-    result
 }
 
 fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -196,9 +152,7 @@ fn error_policy(model: Arc<MLModel>, error: &Error, ctx: Arc<Context>) -> Action
         model.namespace().unwrap_or_default(),
         model.name_any()
     );
-    let wait = ctx.backoffs.failed(&key, Duration::from_secs(300));
-    warn!(model = %key, category = ?error.category, error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    runner::retry(&ctx.backoffs, CONTROLLER, &key, error)
 }
 
 /// The live objects of the model's kinds in its namespace that it controls.

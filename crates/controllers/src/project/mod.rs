@@ -9,7 +9,6 @@ pub mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
@@ -19,17 +18,16 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use berth_api::labels::PROJECT;
 use berth_api::settings::SETTINGS_NAME;
 use berth_api::{DeletionPolicy, PlatformSettings, PlatformSettingsSpec, Project};
 use berth_reconcile::{
-    Announcer, Backoffs, Category, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply,
+    Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply, runner,
 };
 
 use self::build::{Environment, build};
@@ -83,16 +81,7 @@ pub async fn run(
         .is_some();
     let (children, streams) = ChildCache::watch(&client, kinds::project_children(istio_installed));
 
-    let settings_writer = reflector::store::Writer::<PlatformSettings>::default();
-    let settings = settings_writer.as_reader();
-    let settings_changes = watcher(
-        Api::<PlatformSettings>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(settings_writer)
-    .applied_objects()
-    .filter_map(|r| async move { r.ok().map(|_| ()) });
+    let (settings, settings_changes) = runner::settings(&client);
 
     // The providers' admin credentials: Secrets in the operator's own namespace, and nowhere else.
     let admin_writer = reflector::store::Writer::<Secret>::default();
@@ -122,17 +111,7 @@ pub async fn run(
         )),
     });
 
-    // The Projects' own cache, without managed fields (they are most of each object's size).
-    let projects_writer = reflector::store::Writer::<Project>::default();
-    let projects = projects_writer.as_reader();
-    let project_stream = watcher(
-        Api::<Project>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|p| p.managed_fields_mut().clear())
-    .reflect(projects_writer)
-    .applied_objects();
+    let (projects, project_stream) = runner::primary(Api::<Project>::all(client.clone()));
     let mut controller = Controller::for_stream(project_stream, projects)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(settings_changes)
@@ -152,42 +131,18 @@ pub async fn run(
 }
 
 async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let measurement = ctx.metrics.start(CONTROLLER);
-    // Decide nothing on a partial view: every cache must have its first list.
-    if tokio::time::timeout(Duration::from_secs(30), ctx.children.ready())
-        .await
-        .is_err()
-    {
-        let e = Error::new(
-            Category::DependencyUnavailable,
-            "the child caches did not sync within 30 s",
-        );
-        measurement.failed(e.category);
-        return Err(e);
-    }
     let api: Api<Project> = Api::all(ctx.client.clone());
-    let writes = AtomicUsize::new(0);
-    let result = finalizer(&api, FINALIZER, project, |event| async {
-        let (action, n) = match event {
-            FinalizerEvent::Apply(p) => apply_project(&p, &ctx).await?,
-            FinalizerEvent::Cleanup(p) => cleanup(&p, &ctx).await?,
-        };
-        writes.fetch_add(n, Ordering::Relaxed);
-        Ok(action)
-    })
+    runner::with_finalizer(
+        CONTROLLER,
+        &ctx.metrics,
+        &ctx.children,
+        &api,
+        FINALIZER,
+        project,
+        async |p| apply_project(&p, &ctx).await,
+        async |p| cleanup(&p, &ctx).await,
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => e.into(),
-        other => Error::internal(other.to_string()),
-    });
-    match &result {
-        Ok(_) => measurement.succeeded(writes.load(Ordering::Relaxed)),
-        Err(e) => measurement.failed(e.category),
-    }
-    result
 }
 
 /// The Project a child belongs to, from its `berth.dev/project` label.
@@ -196,10 +151,7 @@ fn owning_project(child: kube::api::DynamicObject) -> Option<ObjectRef<Project>>
 }
 
 fn error_policy(project: Arc<Project>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = project.name_any();
-    let wait = ctx.backoffs.failed(&key, Duration::from_secs(300));
-    warn!(project = %key, category = ?error.category, error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    runner::retry(&ctx.backoffs, CONTROLLER, &project.name_any(), error)
 }
 
 /// Makes the cluster match the Project. Returns the next action and how many writes it made.
