@@ -167,7 +167,7 @@ async fn apply_project(project: &Project, ctx: &Context) -> Result<(Action, usiz
             Action::await_change(),
         ),
         Ok(()) => {
-            let built = build(project, &settings, ctx.env)?;
+            let mut built = build(project, &settings, ctx.env)?;
             let (outcome, action) = match namespace::claim(ctx, project, &built).await? {
                 Claim::Conflict(message) => (
                     Outcome::NamespaceConflict(message),
@@ -191,9 +191,9 @@ async fn apply_project(project: &Project, ctx: &Context) -> Result<(Action, usiz
                             &ctx.children,
                         )
                         .await;
-                    let mut children = built.children.clone();
-                    children.extend(prepared.secrets().cloned());
-                    match apply_children(ctx, project, &children).await {
+                    let mut prepared = prepared;
+                    built.children.extend(prepared.take_secrets());
+                    match apply_children(ctx, project, &built.children).await {
                         Ok((n, in_flight)) => {
                             writes += n;
                             let outcome = Outcome::Applied {

@@ -240,8 +240,8 @@ pub struct Prepared {
 
 impl Prepared {
     /// The Secrets to apply with the rest of the project's children.
-    pub fn secrets(&self) -> impl Iterator<Item = &Desired> {
-        self.parts.iter().filter_map(|p| p.secret.as_ref())
+    pub fn take_secrets(&mut self) -> Vec<Desired> {
+        self.parts.iter_mut().filter_map(|p| p.secret.take()).collect()
     }
 
     /// The soonest retry any part needs.
