@@ -241,7 +241,10 @@ pub struct Prepared {
 impl Prepared {
     /// The Secrets to apply with the rest of the project's children.
     pub fn take_secrets(&mut self) -> Vec<Desired> {
-        self.parts.iter_mut().filter_map(|p| p.secret.take()).collect()
+        self.parts
+            .iter_mut()
+            .filter_map(|p| p.secret.take())
+            .collect()
     }
 
     /// The soonest retry any part needs.
