@@ -50,9 +50,10 @@ async fn dev(args: Args) -> Result<()> {
     step(
         2,
         total,
-        "building the operator (cargo build -p berth-operator)",
+        "building the operator and berth-model-fetch (cargo build)",
     );
-    let operator_bin = build_operator(&root)?;
+    let built = build_operator(&root)?;
+    let operator_bin = built.operator;
 
     step(
         3,
@@ -107,7 +108,7 @@ async fn dev(args: Args) -> Result<()> {
         total,
         "the sample model: an ONNX model uploaded to the sample project's bucket, and deploy/samples/models",
     );
-    let model_runtime = models::sample(&client, &root, &dev_dir).await?;
+    let model_runtime = models::sample(&client, &root, &dev_dir, built.model_fetch).await?;
 
     let mut control_plane = control_plane;
     eprintln!();
@@ -146,20 +147,37 @@ async fn dev(args: Args) -> Result<()> {
     outcome
 }
 
-pub fn build_operator(root: &Path) -> Result<PathBuf> {
+/// The binaries the platform runs: the operator, and `berth-model-fetch` (the model download
+/// Job's binary, which the stand-in container runtime runs). Built in one cargo invocation, so
+/// their shared dependencies are compiled once.
+pub struct Built {
+    pub operator: PathBuf,
+    pub model_fetch: PathBuf,
+}
+
+pub fn build_operator(root: &Path) -> Result<Built> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--package", "berth-operator"])
+        .args([
+            "build",
+            "--package",
+            "berth-operator",
+            "--package",
+            "berth-model-fetch",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("building the operator failed ({status})");
+        bail!("building the operator and berth-model-fetch failed ({status})");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("debug/berth-operator"))
+    Ok(Built {
+        operator: target.join("debug/berth-operator"),
+        model_fetch: target.join("debug/berth-model-fetch"),
+    })
 }
 
 async fn wait_operator_ready(operator: &mut Process, port: u16) -> Result<()> {

@@ -88,15 +88,16 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
-    eprintln!("==> [3/4] the operator binary the cluster tests run");
-    let operator = dev::build_operator(&repo_root())?;
+    eprintln!("==> [3/4] the binaries the cluster tests run: the operator and berth-model-fetch");
+    let built = dev::build_operator(&repo_root())?;
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
-        .env("BERTH_OPERATOR_BIN", &operator)
+        .env("BERTH_OPERATOR_BIN", &built.operator)
+        .env("BERTH_MODEL_FETCH_BIN", &built.model_fetch)
         .env("BERTH_MINIO_DIR", &minio)
         .env("BERTH_GARAGE_DIR", &garage)
         .env("BERTH_KEYCLOAK_DIR", &keycloak)

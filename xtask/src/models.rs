@@ -29,11 +29,11 @@ pub async fn sample(
     client: &Client,
     root: &Path,
     dev_dir: &Path,
+    fetch: PathBuf,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let model = make_model(root, dev_dir)?;
     let secret = storage_secret(client).await?;
     upload(&secret, &model).await?;
-    let fetch = berth_testenv::model_runtime::fetch_binary()?;
     let volumes = dev_dir.join("volumes");
     let _ = std::fs::remove_dir_all(&volumes);
     std::fs::create_dir_all(&volumes)?;
