@@ -16,6 +16,9 @@ use crate::children::{ChildCache, ChildKind};
 use crate::compare::contains;
 use crate::error::Error;
 
+/// The annotation with the hash of what Berth last applied to an object.
+pub const DESIRED_HASH_ANNOTATION: &str = "berth.dev/desired-hash";
+
 /// The field manager every Berth write uses.
 pub const FIELD_MANAGER: &str = "berth-operator";
 
@@ -46,8 +49,20 @@ impl Desired {
             );
             map.insert("kind".into(), kind.resource.kind.clone().into());
         }
-        let object: DynamicObject = serde_json::from_value(value)
+        let mut object: DynamicObject = serde_json::from_value(value)
             .map_err(|e| Error::internal(format!("encoding a {}: {e}", kind.resource.kind)))?;
+        // The object carries the hash of its own content. "Live contains desired" cannot see a
+        // field dropped from the desired state; the hash changes with it, so the object is applied
+        // again and server-side apply removes the field.
+        let content = hash_of(&serde_json::to_value(&object).unwrap_or_default());
+        object
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                DESIRED_HASH_ANNOTATION.to_owned(),
+                format!("{content:016x}"),
+            );
         Ok(Self {
             kind: kind.clone(),
             object,
@@ -217,4 +232,48 @@ pub async fn apply(
         report.pruned.push(what);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    use super::*;
+    use crate::compare::contains;
+
+    fn desired(data: serde_json::Value) -> Result<Desired, Error> {
+        Desired::from_value(
+            &ChildKind::of::<ConfigMap>(true, true),
+            json!({"metadata": {"name": "c", "namespace": "n"}, "data": data}),
+        )
+    }
+
+    fn hash(d: &Desired) -> Option<String> {
+        d.object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DESIRED_HASH_ANNOTATION))
+            .cloned()
+    }
+
+    #[test]
+    fn a_dropped_field_is_seen_through_the_hash() -> Result<(), Error> {
+        let before = desired(json!({"a": "1", "b": "2"}))?;
+        let after = desired(json!({"a": "1"}))?;
+        let again = desired(json!({"a": "1"}))?;
+        assert_eq!(
+            hash(&after),
+            hash(&again),
+            "the same content, the same hash"
+        );
+        assert_ne!(hash(&before), hash(&after));
+        // What is live after the first apply contains the smaller object but for its hash, so it
+        // is applied again, and server-side apply drops "b".
+        let live = serde_json::to_value(&before.object).unwrap_or_default();
+        let want = serde_json::to_value(&after.object).unwrap_or_default();
+        assert!(!contains(&live, &want));
+        Ok(())
+    }
 }

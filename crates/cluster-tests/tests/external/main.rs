@@ -606,6 +606,54 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         assert!(!status.contains(secret), "a credential is in the status");
     }
 
+    // Opting out of a part revokes its credentials and removes its Secret; the data stays.
+    assert_eq!(harbor_robots(&harbor, "audio").await?.len(), 1);
+    platform
+        .projects()
+        .patch(
+            "audio",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"registry": {"enabled": false}}})),
+        )
+        .await?;
+    let p = platform
+        .wait_project(
+            "audio",
+            "the registry part gone",
+            Duration::from_secs(30),
+            |p| condition(p, "RegistryReady").is_none() && is_true(p, "Ready"),
+        )
+        .await?;
+    assert!(
+        p.status
+            .as_ref()
+            .and_then(|s| s.external.as_ref())
+            .is_some_and(|e| e.registry_project.is_none())
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Api::<k8s_openapi::api::core::v1::Secret>::namespaced(platform.client.clone(), "audio")
+        .get_opt("berth-registry")
+        .await?
+        .is_some()
+    {
+        if Instant::now() > deadline {
+            bail!("the registry Secret outlived the opt-out");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        harbor_robots(&harbor, "audio").await?.is_empty(),
+        "the robot was revoked"
+    );
+    assert!(
+        harbor_project_exists(&harbor, "audio").await?,
+        "the registry project (its images) stays"
+    );
+    let sa = Api::<ServiceAccount>::namespaced(platform.client.clone(), "audio")
+        .get("project-automation")
+        .await?;
+    assert!(sa.image_pull_secrets.unwrap_or_default().is_empty());
+
     // Retain keeps the bucket and its objects, and says so.
     platform
         .projects()
