@@ -39,7 +39,7 @@ build_kwok() {
   go_build build "$1/kwok" sigs.k8s.io/kwok/cmd/kwok
   # kwok has no stages built in: take the stock ones from the same module.
   local stage
-  stage="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+  stage="$(go_module_dir sigs.k8s.io/kwok)/kustomize/stage"
   mkdir -p "$1/stages"
   cp "$stage/node/fast/node-initialize.yaml" \
      "$stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
@@ -68,7 +68,9 @@ build_kube() {
 # Istio's CRDs, from the pinned istio.io/api module: tests install them to exercise Berth's Istio path.
 build_istio() {
   mkdir -p "$1/istio-crds"
-  cp "$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds/istio.yaml"
+  local api
+  api=$(go_module_dir istio.io/api)
+  cp "$api/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds/istio.yaml"
   chmod u+w "$1/istio-crds/istio.yaml"
 }
 

@@ -10,6 +10,18 @@ log() { local tool=$1; shift; printf '[tools/%s] %s\n' "$tool" "$*" >&2; }
 # cache_key TEXT...: the first 16 hex of the SHA-256 of the given text (pins, module files, compiler).
 cache_key() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
 
+# go_module_dir MODULE: the directory of MODULE (at the version the current go.mod pins) in the module
+# cache, downloading it first. `go list -m -f '{{.Dir}}'` alone prints an empty line for a module
+# that nothing has downloaded yet (a fresh machine), so every step that reads a module's files
+# goes through here.
+go_module_dir() {
+  local module=$1 dir
+  go mod download "$module" >&2 || { log go "could not download $module"; return 1; }
+  dir=$(go list -m -f '{{.Dir}}' "$module")
+  [ -n "$dir" ] && [ -d "$dir" ] || { log go "$module has no directory in the module cache after download"; return 1; }
+  echo "$dir"
+}
+
 # go_build TOOL OUT PKG [LDFLAGS]: go build with a running count of compiled packages of the total.
 go_build() {
   local tool=$1 out=$2 pkg=$3 ldflags=${4:--s -w} total
