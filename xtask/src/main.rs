@@ -28,7 +28,8 @@ enum Task {
     Dev(dev::Args),
     /// Build the control plane if needed, then run every test in the workspace.
     Test {
-        /// Extra arguments for `cargo test`, after `--`.
+        /// Extra arguments for `cargo test`, after `--`. With `-p`/`--package` among them only
+        /// those packages run, for example `cargo xtask test -- -p berth-cluster-tests --test cluster`.
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
@@ -81,6 +82,14 @@ pub fn run_build_script(relative: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(dir.trim()))
 }
 
+/// `--workspace`, unless the caller names packages of its own.
+fn workspace_unless_packages(cargo_args: &[String]) -> Option<&'static str> {
+    let names_packages = cargo_args
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2));
+    (!names_packages).then_some("--workspace")
+}
+
 fn test(cargo_args: &[String]) -> Result<()> {
     eprintln!("==> [1/4] control plane binaries (tools/build.sh)");
     let bin_dir = build_control_plane()?;
@@ -93,7 +102,9 @@ fn test(cargo_args: &[String]) -> Result<()> {
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .arg("test")
+        .args(workspace_unless_packages(cargo_args))
+        .arg("--no-fail-fast")
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
         .env("BERTH_OPERATOR_BIN", &built.operator)
