@@ -15,6 +15,7 @@
 //! | `GET /api/v2.0/projects` | 200 `[Project]`, paginated |
 //! | `POST /api/v2.0/projects` | 201 + `Location`; 400 bad name or metadata; 409 exists |
 //! | `GET/PUT/DELETE /api/v2.0/projects/{project_name_or_id}` | 200; 404; `DELETE` 412 while it has repositories |
+//! | `GET/POST /api/v2.0/projects/{p}/metadatas`, `GET/PUT/DELETE /api/v2.0/projects/{p}/metadatas/{meta_name}` | 200 `{name: value}`; 400 `invalid key` for any key but Harbor's own, or more than one pair |
 //! | `GET/POST /api/v2.0/projects/{p}/members` | 200 `[ProjectMemberEntity]` paginated; 201 + `Location`; 404 unknown user; 409 already a member |
 //! | `PUT/DELETE /api/v2.0/projects/{p}/members/{mid}` | 200; `PUT` 404 |
 //! | `GET /api/v2.0/projects/{p}/repositories` | 200 `[Repository]`, paginated |
@@ -28,6 +29,11 @@
 //! `{"errors":[{"code","message"}]}`, `X-Is-Resource-Name: true` to read `{project_name_or_id}`
 //! as a name, `page` (from 1) and `page_size` (default 10, at most 100) with `X-Total-Count` and a
 //! `Link` header (`<...>; rel="prev" , <...>; rel="next"`).
+//!
+//! Project metadata holds Harbor's own keys only (`ProjectMetadata` in the swagger file has fixed
+//! properties): `POST`/`PUT /projects` drop any other key, as Harbor's generated models do, and the
+//! `/metadatas` endpoints answer 400 `invalid key: <key>`, as `project_metadata.go`'s `validate`
+//! does. Booleans come back as `"true"`/`"false"`, severities in lower case.
 //!
 //! Names follow Harbor's rule `^[a-z0-9]+(?:[._-][a-z0-9]+)*$` for projects and robots. A
 //! project robot's login is `robot$<project>+<name>`. Harbor deletes a project's robots with the
@@ -449,6 +455,14 @@ fn router(db: Shared) -> Router {
             get(get_project).put(update_project).delete(delete_project),
         )
         .route(
+            &format!("{API}/projects/{{project}}/metadatas"),
+            get(list_metadata).post(set_metadata),
+        )
+        .route(
+            &format!("{API}/projects/{{project}}/metadatas/{{meta_name}}"),
+            get(list_metadata).put(set_metadata).delete(delete_metadata),
+        )
+        .route(
             &format!("{API}/projects/{{project}}/members"),
             get(list_members).post(create_member),
         )
@@ -733,6 +747,29 @@ struct ProjectReq {
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// The keys of Harbor's `ProjectMetadata`: the only ones a project keeps.
+const METADATA_KEYS: &[&str] = &[
+    "public",
+    "enable_content_trust",
+    "enable_content_trust_cosign",
+    "prevent_vul",
+    "severity",
+    "auto_scan",
+    "auto_sbom_generation",
+    "reuse_sys_cve_allowlist",
+    "retention_id",
+    "proxy_speed_kb",
+];
+
+/// What `POST`/`PUT /projects` keep of a request's metadata: Harbor's own keys (the generated
+/// model has no room for others).
+fn known_metadata(metadata: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    metadata
+        .into_iter()
+        .filter(|(k, _)| METADATA_KEYS.contains(&k.as_str()))
+        .collect()
+}
+
 fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Response> {
     for (key, value) in metadata {
         let ok = match key.as_str() {
@@ -808,7 +845,7 @@ async fn create_project(State(db): State<Shared>, headers: HeaderMap, body: Byte
             ),
         );
     }
-    let mut metadata = req.metadata.unwrap_or_default();
+    let mut metadata = known_metadata(req.metadata.unwrap_or_default());
     if let Err(e) = validate_metadata(&metadata) {
         return e;
     }
@@ -910,7 +947,7 @@ async fn update_project(
         Ok(req) => req,
         Err(e) => return e,
     };
-    let metadata = req.metadata.unwrap_or_default();
+    let metadata = known_metadata(req.metadata.unwrap_or_default());
     if let Err(e) = validate_metadata(&metadata) {
         return e;
     }
@@ -942,6 +979,120 @@ async fn delete_project(
     db.projects.retain(|p| p.id != id);
     db.members.retain(|m| m.project_id != id);
     db.robots.retain(|r| r.project_id != Some(id));
+    ok_empty()
+}
+
+// ---- project metadata -----------------------------------------------------------------------
+
+/// `project_metadata.go`'s `validate`: exactly one pair, a key Harbor knows, a value it parses;
+/// booleans normalised to `true`/`false`, severities to lower case.
+fn validate_metadata_pair(metas: BTreeMap<String, String>) -> Result<(String, String), Response> {
+    let mut pairs = metas.into_iter();
+    let (Some((key, value)), None) = (pairs.next(), pairs.next()) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "only allow one key/value pair",
+        ));
+    };
+    let invalid_value = || error(StatusCode::BAD_REQUEST, format!("invalid value: {value}"));
+    let value = match key.as_str() {
+        "public"
+        | "enable_content_trust"
+        | "enable_content_trust_cosign"
+        | "prevent_vul"
+        | "auto_scan" => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "t" => "true".to_owned(),
+            "false" | "0" | "f" => "false".to_owned(),
+            _ => return Err(invalid_value()),
+        },
+        "severity" => match value.to_ascii_lowercase().as_str() {
+            s @ ("none" | "low" | "medium" | "high" | "critical") => s.to_owned(),
+            _ => return Err(invalid_value()),
+        },
+        _ => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid key: {key}"),
+            ));
+        }
+    };
+    Ok((key, value))
+}
+
+#[derive(Deserialize)]
+struct MetaPath {
+    project: String,
+    meta_name: Option<String>,
+}
+
+async fn list_metadata(
+    State(db): State<Shared>,
+    headers: HeaderMap,
+    Path(path): Path<MetaPath>,
+) -> Response {
+    let db = lock(&db);
+    let id = match project_access(&db, &headers, &path.project, Need::Read) {
+        Ok((_, id)) => id,
+        Err(e) => return e,
+    };
+    let Some(p) = db.project(id) else {
+        return error(StatusCode::NOT_FOUND, "project not found");
+    };
+    match &path.meta_name {
+        None => ok_json(json!(p.metadata)),
+        Some(name) => match p.metadata.get(name) {
+            Some(v) => ok_json(json!({ name: v })),
+            None => error(StatusCode::NOT_FOUND, format!("metadata {name} not found")),
+        },
+    }
+}
+
+async fn set_metadata(
+    State(db): State<Shared>,
+    headers: HeaderMap,
+    Path(path): Path<MetaPath>,
+    body: Bytes,
+) -> Response {
+    let mut db = lock(&db);
+    let id = match project_access(&db, &headers, &path.project, Need::Manage) {
+        Ok((_, id)) => id,
+        Err(e) => return e,
+    };
+    let mut metas: BTreeMap<String, String> = match parse_body(&body) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    // PUT .../metadatas/{meta_name} takes the value of that name from the body.
+    if let Some(name) = &path.meta_name {
+        let value = metas.remove(name).unwrap_or_default();
+        metas = BTreeMap::from([(name.clone(), value)]);
+    }
+    let (key, value) = match validate_metadata_pair(metas) {
+        Ok(pair) => pair,
+        Err(e) => return e,
+    };
+    if let Some(p) = db.projects.iter_mut().find(|p| p.id == id) {
+        p.metadata.insert(key, value);
+    }
+    ok_empty()
+}
+
+async fn delete_metadata(
+    State(db): State<Shared>,
+    headers: HeaderMap,
+    Path(path): Path<MetaPath>,
+) -> Response {
+    let mut db = lock(&db);
+    let id = match project_access(&db, &headers, &path.project, Need::Manage) {
+        Ok((_, id)) => id,
+        Err(e) => return e,
+    };
+    if let (Some(p), Some(name)) = (
+        db.projects.iter_mut().find(|p| p.id == id),
+        path.meta_name.as_ref(),
+    ) {
+        p.metadata.remove(name);
+    }
     ok_empty()
 }
 

@@ -16,6 +16,9 @@ pub enum ErrorKind {
     Rejected,
     /// Anything else the server answered (5xx, an unexpected body). Retried with backoff.
     Backend,
+    /// Something exists under the name that is not the caller's: it lacks the caller's ownership
+    /// record or carries another one. Nothing was changed; a platform admin decides.
+    Conflict,
 }
 
 impl ErrorKind {
@@ -29,6 +32,7 @@ impl ErrorKind {
             ErrorKind::NotConfigured => "NotConfigured",
             ErrorKind::Rejected => "Rejected",
             ErrorKind::Backend => "BackendError",
+            ErrorKind::Conflict => "Conflict",
         };
         format!("{provider}{suffix}")
     }
@@ -72,6 +76,15 @@ impl Error {
         };
         let body: String = body.chars().take(300).collect();
         Self::new(kind, format!("{what}: HTTP {status}: {}", body.trim()))
+    }
+
+    /// A [`ErrorKind::Conflict`]: `what` (e.g. `bucket team-a`) exists and `whose` says what its
+    /// ownership record shows instead of the caller's.
+    pub fn conflict(what: &str, whose: &str) -> Self {
+        Self::new(
+            ErrorKind::Conflict,
+            format!("{what} already exists and {whose}"),
+        )
     }
 
     /// Whether retrying later may succeed without anyone changing anything.

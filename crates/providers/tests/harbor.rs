@@ -6,7 +6,7 @@ use berth_providers::registry::harbor::Harbor;
 use berth_providers::registry::{
     MemberSync, Registry, RegistryConfig, RegistryProjectSpec, RegistryRole,
 };
-use berth_providers::{ErrorKind, Secret};
+use berth_providers::{ErrorKind, Owner, Secret};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -17,6 +17,19 @@ fn client(double: &HarborDouble, page_size: usize) -> Result<Harbor, Box<dyn std
         admin_password: Secret::new(double.admin_password()),
     })?
     .with_page_size(page_size))
+}
+
+/// A project's owner record; `n` tells projects apart.
+fn owner_n(n: u8, adopt: bool) -> Owner {
+    Owner {
+        uid: format!("3f1c0a7e-0000-4000-8000-00000000000{n}"),
+        marker: format!("marker-3f1c0a7e00004000800000000000000{n}"),
+        adopt,
+    }
+}
+
+fn owner() -> Owner {
+    owner_n(1, false)
 }
 
 fn spec(name: &str) -> RegistryProjectSpec {
@@ -50,8 +63,8 @@ async fn project_is_made_once_and_follows_its_settings() -> TestResult {
     assert_eq!(harbor.kind(), "harbor");
     assert_eq!(harbor.host(), double.url().trim_start_matches("http://"));
 
-    harbor.ensure_project(&spec("team-a")).await?;
-    harbor.ensure_project(&spec("team-a")).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
     assert_eq!(double.projects().len(), 1);
     assert_eq!(meta(&double, "team-a", "public").as_deref(), Some("false"));
     assert_eq!(
@@ -66,7 +79,7 @@ async fn project_is_made_once_and_follows_its_settings() -> TestResult {
 
     // A second ensure with the same settings writes nothing.
     let puts = count(&double, "PUT /api/v2.0/projects/team-a");
-    harbor.ensure_project(&spec("team-a")).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
     assert_eq!(count(&double, "PUT /api/v2.0/projects/team-a"), puts);
 
     // Changed settings reach Harbor.
@@ -76,7 +89,7 @@ async fn project_is_made_once_and_follows_its_settings() -> TestResult {
         severity: "critical".into(),
         ..spec("team-a")
     };
-    harbor.ensure_project(&relaxed).await?;
+    harbor.ensure_project(&relaxed, &owner()).await?;
     assert_eq!(
         meta(&double, "team-a", "auto_scan").as_deref(),
         Some("false")
@@ -90,11 +103,13 @@ async fn project_is_made_once_and_follows_its_settings() -> TestResult {
         Some("critical")
     );
 
-    // Another reconcile makes the project between our look and our create: Harbor answers 409,
-    // the client looks again and sets the settings. Still one project.
+    // Someone else makes the project between our look and our create: Harbor answers 409, the
+    // client looks again, finds no owner record of ours on it, and leaves it alone. Still one
+    // project, and not ours.
     double.lose_next_create_race();
     let posts = count(&double, "POST /api/v2.0/projects");
-    harbor.ensure_project(&spec("team-race")).await?;
+    let raced = harbor.ensure_project(&spec("team-race"), &owner()).await;
+    assert_eq!(raced.err().map(|e| e.kind), Some(ErrorKind::Conflict));
     assert_eq!(count(&double, "POST /api/v2.0/projects"), posts + 1);
     assert_eq!(
         double
@@ -104,16 +119,22 @@ async fn project_is_made_once_and_follows_its_settings() -> TestResult {
             .count(),
         1
     );
-    assert_eq!(
-        meta(&double, "team-race", "severity").as_deref(),
-        Some("high")
+    assert!(
+        harbor.list_robots("team-race", "").await?.is_empty(),
+        "nothing of Berth's was put on someone else's project"
     );
 
-    // Many reconciles at once.
+    // Many reconciles at once: one makes it; the others either see its owner record or find it
+    // unmarked for a moment and back off (a conflict, retried later). Never two projects.
     let specs: Vec<RegistryProjectSpec> = (0..8).map(|_| spec("team-many")).collect();
-    for result in ensure_all(&harbor, &specs).await {
-        result?;
+    let results = ensure_all(&harbor, &specs).await;
+    assert!(results.iter().any(Result::is_ok));
+    for result in results {
+        if let Err(e) = result {
+            assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+        }
     }
+    harbor.ensure_project(&spec("team-many"), &owner()).await?;
     assert_eq!(
         double
             .projects()
@@ -134,9 +155,9 @@ async fn ensure_all(
     for spec in specs {
         let harbor = harbor.clone();
         let spec = spec.clone();
-        handles.push(tokio::spawn(
-            async move { harbor.ensure_project(&spec).await },
-        ));
+        handles.push(tokio::spawn(async move {
+            harbor.ensure_project(&spec, &owner()).await
+        }));
     }
     let mut out = Vec::new();
     for handle in handles {
@@ -159,7 +180,7 @@ async fn members_follow_the_project_by_role() -> TestResult {
     for user in ["alice", "bob", "carol", "dave"] {
         double.add_user(user);
     }
-    harbor.ensure_project(&spec("team-a")).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
 
     let sync = harbor
         .sync_members(
@@ -324,14 +345,18 @@ async fn robots_push_and_pull_on_their_own_project_only() -> TestResult {
     let double = HarborDouble::start().await?;
     // Pages of three, so that seven robots take three pages.
     let harbor = client(&double, 3)?;
-    harbor.ensure_project(&spec("team-a")).await?;
-    harbor.ensure_project(&spec("team-b")).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
+    harbor.ensure_project(&spec("team-b"), &owner()).await?;
 
     let mut issued = Vec::new();
     for i in 0..7 {
-        issued.push(harbor.create_robot("team-a", &format!("berth-{i}")).await?);
+        issued.push(
+            harbor
+                .create_robot("team-a", &format!("berth-{i}"), &owner())
+                .await?,
+        );
     }
-    let other = harbor.create_robot("team-b", "berth-0").await?;
+    let other = harbor.create_robot("team-b", "berth-0", &owner()).await?;
     assert_eq!(issued.len(), 7);
     let first = issued.first().ok_or("no robot")?;
     assert_eq!(first.login, "robot$team-a+berth-0");
@@ -390,7 +415,7 @@ async fn robots_push_and_pull_on_their_own_project_only() -> TestResult {
 
     // Creating it again (a crash lost the secret): Harbor says 409, the client recovers the same
     // robot with a new secret, never a second robot.
-    let again = harbor.create_robot("team-a", "berth-0").await?;
+    let again = harbor.create_robot("team-a", "berth-0", &owner()).await?;
     assert_eq!(again.credential, first.credential);
     assert_eq!(again.login, first.login);
     assert_ne!(again.secret.expose(), secret);
@@ -465,8 +490,10 @@ async fn robots_push_and_pull_on_their_own_project_only() -> TestResult {
 async fn delete_project_empties_it_first() -> TestResult {
     let double = HarborDouble::start().await?;
     let harbor = client(&double, 2)?;
-    harbor.ensure_project(&spec("team-a")).await?;
-    let robot = harbor.create_robot("team-a", "berth-push").await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
+    let robot = harbor
+        .create_robot("team-a", "berth-push", &owner())
+        .await?;
     for repo in ["app", "tools/builder", "web", "db", "cache"] {
         assert!(double.add_repository("team-a", repo));
     }
@@ -480,7 +507,7 @@ async fn delete_project_empties_it_first() -> TestResult {
         .await?;
     assert_eq!(refused.status().as_u16(), 412);
 
-    harbor.delete_project("team-a").await?;
+    harbor.delete_project("team-a", &owner()).await?;
     assert!(double.project("team-a").is_none());
     assert!(double.repositories("team-a").is_empty());
     assert!(
@@ -502,7 +529,7 @@ async fn delete_project_empties_it_first() -> TestResult {
         401
     );
     // Already gone: fine.
-    harbor.delete_project("team-a").await?;
+    harbor.delete_project("team-a", &owner()).await?;
     Ok(())
 }
 
@@ -520,7 +547,7 @@ async fn errors_say_what_to_fix_and_carry_no_secret() -> TestResult {
     assert_eq!(e.kind, ErrorKind::Unauthorized);
     messages.push(e.message);
     let e = wrong
-        .ensure_project(&spec("team-a"))
+        .ensure_project(&spec("team-a"), &owner())
         .await
         .err()
         .ok_or("wrong password accepted")?;
@@ -538,7 +565,7 @@ async fn errors_say_what_to_fix_and_carry_no_secret() -> TestResult {
     assert_eq!(e.kind, ErrorKind::Forbidden);
     messages.push(e.message);
     let e = plain
-        .ensure_project(&spec("team-a"))
+        .ensure_project(&spec("team-a"), &owner())
         .await
         .err()
         .ok_or("non-admin created a project")?;
@@ -580,32 +607,37 @@ async fn errors_say_what_to_fix_and_carry_no_secret() -> TestResult {
     // Names Harbor refuses.
     let harbor = client(&double, 100)?;
     let e = harbor
-        .ensure_project(&spec("Team_A!"))
+        .ensure_project(&spec("Team_A!"), &owner())
         .await
         .err()
         .ok_or("bad project name accepted")?;
     assert_eq!(e.kind, ErrorKind::Rejected);
     messages.push(e.message);
-    harbor.ensure_project(&spec("team-a")).await?;
+    harbor.ensure_project(&spec("team-a"), &owner()).await?;
     let e = harbor
-        .create_robot("team-a", "Bad Robot")
+        .create_robot("team-a", "Bad Robot", &owner())
         .await
         .err()
         .ok_or("bad robot name accepted")?;
     assert_eq!(e.kind, ErrorKind::Rejected);
     messages.push(e.message);
     let e = harbor
-        .ensure_project(&RegistryProjectSpec {
-            severity: "apocalyptic".into(),
-            ..spec("team-b")
-        })
+        .ensure_project(
+            &RegistryProjectSpec {
+                severity: "apocalyptic".into(),
+                ..spec("team-b")
+            },
+            &owner(),
+        )
         .await
         .err()
         .ok_or("bad severity accepted")?;
     assert_eq!(e.kind, ErrorKind::Rejected);
     messages.push(e.message);
 
-    let robot = harbor.create_robot("team-a", "berth-push").await?;
+    let robot = harbor
+        .create_robot("team-a", "berth-push", &owner())
+        .await?;
     for message in &messages {
         assert!(!message.is_empty());
         for secret in [
@@ -619,6 +651,125 @@ async fn errors_say_what_to_fix_and_carry_no_secret() -> TestResult {
     }
     assert!(!format!("{harbor:?} {robot:?}").contains(double.admin_password()));
     assert!(!format!("{robot:?}").contains(robot.secret.expose()));
+    Ok(())
+}
+
+/// A JSON request to the double as its system admin; the status code.
+async fn admin_call(
+    double: &HarborDouble,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<u16, Box<dyn std::error::Error>> {
+    Ok(reqwest::Client::new()
+        .request(method, format!("{}/api/v2.0{path}", double.url()))
+        .header("X-Is-Resource-Name", "true")
+        .basic_auth(double.admin_username(), Some(double.admin_password()))
+        .json(&body)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+#[tokio::test]
+async fn a_registry_project_berth_did_not_make_is_never_taken() -> TestResult {
+    let double = HarborDouble::start().await?;
+    let harbor = client(&double, 100)?;
+    double.add_user("platform-lead");
+    double.add_user("mallory");
+    // The platform's own project, made by hand: a member, an image.
+    assert_eq!(
+        admin_call(
+            &double,
+            reqwest::Method::POST,
+            "/projects",
+            serde_json::json!({"project_name": "library"})
+        )
+        .await?,
+        201
+    );
+    assert_eq!(
+        admin_call(
+            &double,
+            reqwest::Method::POST,
+            "/projects/library/members",
+            serde_json::json!({"role_id": 1, "member_user": {"username": "platform-lead"}})
+        )
+        .await?,
+        201
+    );
+    assert!(double.add_repository("library", "base-image"));
+    let members_before = double.members("library");
+
+    // A Project named library: refused, and nothing about library changes.
+    let e = harbor
+        .ensure_project(&spec("library"), &owner())
+        .await
+        .err()
+        .ok_or("library was taken")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        e.message.contains("library") && e.message.contains("records no owner"),
+        "{}",
+        e.message
+    );
+    let e = harbor
+        .delete_project("library", &owner())
+        .await
+        .err()
+        .ok_or("library was deleted")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(double.members("library"), members_before);
+    assert_eq!(
+        double.repositories("library"),
+        vec!["library/base-image".to_owned()]
+    );
+    assert!(double.robots().is_empty(), "a robot was put on library");
+
+    // Another Project's registry project is not taken either.
+    harbor
+        .ensure_project(&spec("team-a"), &owner_n(1, false))
+        .await?;
+    let mallorys = owner_n(2, false);
+    let e = harbor
+        .ensure_project(&spec("team-a"), &mallorys)
+        .await
+        .err()
+        .ok_or("team-a was taken")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    let e = harbor
+        .delete_project("team-a", &mallorys)
+        .await
+        .err()
+        .ok_or("team-a was deleted")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(double.project("team-a").is_some());
+
+    // The marker: a pull-only robot whose secret nobody holds.
+    let marker = double
+        .robots()
+        .into_iter()
+        .find(|r| r.name == format!("robot$team-a+{}", owner().marker))
+        .ok_or("no marker robot")?;
+    assert_eq!(
+        marker.access,
+        vec![("repository".to_owned(), "pull".to_owned())]
+    );
+    assert!(harbor.list_robots("team-a", "berth-").await?.is_empty());
+
+    // A platform admin adopts library for a Project: its members and images stay until the
+    // Project's own sync decides them.
+    harbor
+        .ensure_project(&spec("library"), &owner_n(3, true))
+        .await?;
+    harbor
+        .ensure_project(&spec("library"), &owner_n(3, false))
+        .await?;
+    assert_eq!(
+        double.repositories("library"),
+        vec!["library/base-image".to_owned()]
+    );
     Ok(())
 }
 
@@ -719,5 +870,52 @@ async fn the_double_keeps_harbors_contract() -> TestResult {
     assert!(link.contains("page=3&page_size=5>; rel=\"next\""), "{link}");
     let page: Vec<serde_json::Value> = r.json().await?;
     assert_eq!(page.len(), 5);
+
+    // Project metadata takes Harbor's own keys only: POST /projects drops any other (its
+    // ProjectMetadata schema has fixed properties), and /metadatas answers 400 "invalid key". So
+    // nothing can record an owner there.
+    let r = http
+        .post(format!("{api}/projects"))
+        .basic_auth(admin.0, Some(admin.1))
+        .json(&serde_json::json!({"project_name": "meta", "metadata": {"auto_scan": "true", "berth.dev/project-uid": "x"}}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let meta = double.project("meta").ok_or("no project meta")?.metadata;
+    assert_eq!(meta.get("auto_scan").map(String::as_str), Some("true"));
+    assert!(!meta.contains_key("berth.dev/project-uid"), "{meta:?}");
+    let r = http
+        .post(format!("{api}/projects/meta/metadatas"))
+        .header("X-Is-Resource-Name", "true")
+        .basic_auth(admin.0, Some(admin.1))
+        .json(&serde_json::json!({"berth.dev/project-uid": "x"}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await?;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid key"),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{api}/projects/meta/metadatas"))
+        .header("X-Is-Resource-Name", "true")
+        .basic_auth(admin.0, Some(admin.1))
+        .json(&serde_json::json!({"severity": "LOW"}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http
+        .get(format!("{api}/projects/meta/metadatas"))
+        .header("X-Is-Resource-Name", "true")
+        .basic_auth(admin.0, Some(admin.1))
+        .send()
+        .await?;
+    let all: serde_json::Value = r.json().await?;
+    assert_eq!(all["severity"], "low");
+    assert!(all.get("berth.dev/project-uid").is_none());
     Ok(())
 }

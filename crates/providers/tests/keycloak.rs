@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use berth_providers::identity::keycloak::Keycloak;
 use berth_providers::identity::{ClientSpec, IdentityConfig, IdentityProvider};
-use berth_providers::{ErrorKind, Secret};
+use berth_providers::{ErrorKind, Owner, Secret};
 use serde_json::{Value, json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -106,6 +106,15 @@ async fn client_credentials(
         .as_u16())
 }
 
+/// A project's owner record.
+fn owner(n: u8, adopt: bool) -> Owner {
+    Owner {
+        uid: format!("3f1c0a7e-0000-4000-8000-00000000000{n}"),
+        marker: String::new(),
+        adopt,
+    }
+}
+
 fn config(url: &str, realm: &str, admin_password: &str) -> IdentityConfig {
     IdentityConfig {
         url: url.to_owned(),
@@ -158,6 +167,7 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     assert_eq!(provider.issuer(), kc.issuer(REALM));
     let token_endpoint = kc.token_endpoint(REALM);
     let mut secrets: Vec<String> = vec![kc.admin_password().to_owned()];
+    let mut messages_before_errors = Vec::new();
 
     // --- The client: made once, updated in place. ---
     let spec = ClientSpec {
@@ -165,8 +175,9 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
         description: "Berth project team-a".into(),
         redirect_uris: vec!["https://team-a.example.com/callback".into()],
     };
-    let first = provider.ensure_client(&spec).await?;
-    let second = provider.ensure_client(&spec).await?;
+    let ours = owner(1, false);
+    let first = provider.ensure_client(&spec, &ours).await?;
+    let second = provider.ensure_client(&spec, &ours).await?;
     assert_eq!(first.id, second.id);
     assert_eq!(first.secret, second.secret);
     secrets.push(first.secret.expose().to_owned());
@@ -183,6 +194,10 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
         json!(["https://team-a.example.com/callback"])
     );
     assert_eq!(client["attributes"]["berth.managed"], "true");
+    assert_eq!(
+        client["attributes"]["berth.dev/project-uid"],
+        json!(ours.uid)
+    );
 
     // Its secret works for client_credentials; a wrong one does not.
     assert_eq!(
@@ -208,7 +223,7 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
         ],
         ..spec.clone()
     };
-    let updated = provider.ensure_client(&moved).await?;
+    let updated = provider.ensure_client(&moved, &ours).await?;
     assert_eq!(updated.id, first.id);
     assert_eq!(updated.secret, first.secret);
     let clients = admin.clients("berth-team-a").await?;
@@ -242,9 +257,9 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
             description: "race".into(),
             redirect_uris: vec![],
         };
-        handles.push(tokio::spawn(
-            async move { provider.ensure_client(&spec).await },
-        ));
+        handles.push(tokio::spawn(async move {
+            provider.ensure_client(&spec, &owner(9, false)).await
+        }));
     }
     let mut ids = Vec::new();
     for handle in handles {
@@ -312,12 +327,96 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
         200
     );
     // ensure_client now returns the new secret.
-    assert_eq!(provider.ensure_client(&moved).await?.secret, rotated.secret);
+    assert_eq!(
+        provider.ensure_client(&moved, &ours).await?.secret,
+        rotated.secret
+    );
+
+    // --- Takeover attempts: what exists without this owner's record is left as it is. ---
+    // Another project (another UID) cannot take, change or delete team-a's client.
+    let theirs = owner(2, false);
+    let e = provider
+        .ensure_client(
+            &ClientSpec {
+                redirect_uris: vec!["https://attacker.example.com/".into()],
+                ..spec.clone()
+            },
+            &theirs,
+        )
+        .await
+        .err()
+        .ok_or("another project took the client")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        e.message.contains("belongs to another project"),
+        "{}",
+        e.message
+    );
+    let e = provider
+        .delete_client("berth-team-a", &theirs)
+        .await
+        .err()
+        .ok_or("another project deleted the client")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    let clients = admin.clients("berth-team-a").await?;
+    assert_eq!(clients.len(), 1);
+    assert!(
+        !clients[0]["redirectUris"].to_string().contains("attacker"),
+        "the victim's redirect URIs changed"
+    );
+    assert_eq!(
+        client_credentials(
+            &http,
+            &token_endpoint,
+            "berth-team-a",
+            rotated.secret.expose()
+        )
+        .await?,
+        200,
+        "the victim's secret stopped working"
+    );
+    // A client someone made by hand, with no owner record.
+    assert_eq!(
+        admin
+            .send(
+                reqwest::Method::POST,
+                &format!("/{REALM}/clients"),
+                Some(json!({"clientId": "berth-legacy", "publicClient": false, "redirectUris": ["https://legacy.example.com/*"]}))
+            )
+            .await?,
+        201
+    );
+    let legacy = ClientSpec {
+        client_id: "berth-legacy".into(),
+        description: "Berth project legacy".into(),
+        redirect_uris: vec!["https://attacker.example.com/".into()],
+    };
+    let e = provider
+        .ensure_client(&legacy, &theirs)
+        .await
+        .err()
+        .ok_or("a hand-made client was taken")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(e.message.contains("records no owner"), "{}", e.message);
+    messages_before_errors.push(e.message);
+    assert_eq!(
+        admin.clients("berth-legacy").await?[0]["redirectUris"],
+        json!(["https://legacy.example.com/*"])
+    );
+    // A platform admin adopts it: from then on it is that project's.
+    provider.ensure_client(&legacy, &owner(2, true)).await?;
+    assert_eq!(
+        admin.clients("berth-legacy").await?[0]["attributes"]["berth.dev/project-uid"],
+        json!(theirs.uid)
+    );
+    provider.ensure_client(&legacy, &theirs).await?;
+    provider.delete_client("berth-legacy", &theirs).await?;
+    assert!(admin.clients("berth-legacy").await?.is_empty());
 
     // --- The group. ---
     let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
     let sync = provider
-        .sync_group("team-a", &names(&["alice", "bob", "ghost"]))
+        .sync_group("team-a", &names(&["alice", "bob", "ghost"]), &ours)
         .await?;
     assert_eq!((sync.added, sync.removed), (2, 0));
     assert_eq!(sync.missing_users, names(&["ghost"]));
@@ -327,7 +426,7 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     );
 
     let sync = provider
-        .sync_group("team-a", &names(&["bob", "Carol"]))
+        .sync_group("team-a", &names(&["bob", "Carol"]), &ours)
         .await?;
     assert_eq!((sync.added, sync.removed), (1, 1));
     assert!(sync.missing_users.is_empty());
@@ -337,17 +436,55 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     );
 
     let sync = provider
-        .sync_group("team-a", &names(&["bob", "carol"]))
+        .sync_group("team-a", &names(&["bob", "carol"]), &ours)
         .await?;
     assert_eq!((sync.added, sync.removed), (0, 0));
 
-    let sync = provider.sync_group("team-a", &[]).await?;
+    // Another project cannot empty, fill or delete team-a's group, nor a group made by hand.
+    let e = provider
+        .sync_group("team-a", &names(&["alice"]), &theirs)
+        .await
+        .err()
+        .ok_or("another project synced the group")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    let e = provider
+        .delete_group("team-a", &theirs)
+        .await
+        .err()
+        .ok_or("another project deleted the group")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(
+        admin.group_members("team-a").await?,
+        names(&["bob", "carol"])
+    );
+    assert_eq!(
+        admin
+            .send(
+                reqwest::Method::POST,
+                &format!("/{REALM}/groups"),
+                Some(json!({"name": "admins"}))
+            )
+            .await?,
+        201
+    );
+    let e = provider
+        .sync_group("admins", &names(&["alice"]), &theirs)
+        .await
+        .err()
+        .ok_or("a hand-made group was taken")?;
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        admin.group_members("admins").await?.is_empty(),
+        "alice was added to a group that is not Berth's"
+    );
+
+    let sync = provider.sync_group("team-a", &[], &ours).await?;
     assert_eq!(sync.removed, 2);
     assert!(admin.group_members("team-a").await?.is_empty());
 
     // --- Deletion, twice each. ---
-    provider.delete_client("berth-team-a").await?;
-    provider.delete_client("berth-team-a").await?;
+    provider.delete_client("berth-team-a", &ours).await?;
+    provider.delete_client("berth-team-a", &ours).await?;
     assert!(admin.clients("berth-team-a").await?.is_empty());
     assert_eq!(
         client_credentials(
@@ -359,15 +496,15 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
         .await?,
         401
     );
-    provider.delete_group("team-a").await?;
-    provider.delete_group("team-a").await?;
+    provider.delete_group("team-a", &ours).await?;
+    provider.delete_group("team-a", &ours).await?;
     let groups = admin
         .get(&format!("/{REALM}/groups?search=team-a&exact=true"))
         .await?;
     assert_eq!(groups.as_array().map(Vec::len), Some(0));
 
     // --- Errors: each says which setting is wrong, none carries a secret. ---
-    let mut messages = Vec::new();
+    let mut messages = messages_before_errors;
 
     let no_realm = Keycloak::new(config(kc.base_url(), "no-such-realm", kc.admin_password()))?;
     let e = no_realm
@@ -379,14 +516,14 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     assert!(e.message.contains("no-such-realm"), "{}", e.message);
     messages.push(e.message);
     let e = no_realm
-        .ensure_client(&spec)
+        .ensure_client(&spec, &ours)
         .await
         .err()
         .ok_or("client made in an unknown realm")?;
     assert_eq!(e.kind, ErrorKind::NotConfigured);
     messages.push(e.message);
     let e = no_realm
-        .sync_group("team-a", &names(&["alice"]))
+        .sync_group("team-a", &names(&["alice"]), &ours)
         .await
         .err()
         .ok_or("group made in an unknown realm")?;
@@ -400,7 +537,7 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     assert_eq!(e.kind, ErrorKind::Unauthorized);
     messages.push(e.message);
     let e = wrong
-        .ensure_client(&spec)
+        .ensure_client(&spec, &ours)
         .await
         .err()
         .ok_or("wrong password accepted")?;

@@ -11,7 +11,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use berth_providers::storage::{self, BucketSpec, ObjectStore, StoreConfig};
-use berth_providers::{ErrorKind, IssuedCredential, Secret};
+use berth_providers::{ErrorKind, IssuedCredential, Owner, Secret};
 use berth_services::{Garage, Minio};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -28,6 +28,31 @@ struct Backend {
     cumulative_quota_at_once: bool,
     /// An admin S3 client, where the backend has one, to count buckets.
     admin_s3: Option<Client>,
+    /// A bucket someone made outside Berth, holding the object `theirs.txt`.
+    foreign: &'static str,
+}
+
+/// Project a's, b's and c's owner records, as the naming authority makes them.
+fn owner(n: u8, adopt: bool) -> Owner {
+    Owner {
+        uid: format!("3f1c0a7e-0000-4000-8000-00000000000{n}"),
+        marker: format!("berth-owner-3f1c0a7e00004000800000000000000{n}"),
+        adopt,
+    }
+}
+
+/// A project key's name: the owner's UID (128 bits nobody else can produce) and a serial. Longer
+/// than the 20 characters MinIO generates for its own keys, which MinIO accepts.
+fn key_name(n: u8) -> String {
+    format!("berth-3f1c0a7e00004000800000000000000{n}-1")
+}
+
+fn bucket(name: &str, quota_bytes: Option<u64>) -> BucketSpec {
+    BucketSpec {
+        name: name.to_owned(),
+        quota_bytes,
+        policy: format!("berth-bucket-{name}"),
+    }
 }
 
 fn s3_client(endpoint: &str, region: &str, id: &str, secret: &str) -> Client {
@@ -106,20 +131,16 @@ async fn the_same_body(backend: &Backend) -> TestResult {
 
     // Two projects, a and b. Ensuring twice makes one bucket.
     let (a, b) = ("berth-proj-a", "berth-proj-b");
+    let (owner_a, owner_b) = (owner(1, false), owner(2, false));
     let quota = store.supports_quota().then_some(QUOTA);
-    let spec_a = BucketSpec {
-        name: a.to_owned(),
-        quota_bytes: quota,
-    };
-    store.ensure_bucket(&spec_a).await?;
-    store.ensure_bucket(&spec_a).await?;
-    store
-        .ensure_bucket(&BucketSpec {
-            name: b.to_owned(),
-            quota_bytes: None,
-        })
-        .await?;
+    let spec_a = bucket(a, quota);
+    let spec_b = bucket(b, None);
+    store.ensure_bucket(&spec_a, &owner_a).await?;
+    store.ensure_bucket(&spec_a, &owner_a).await?;
+    store.ensure_bucket(&spec_b, &owner_b).await?;
     assert!(store.bucket_exists(a).await?);
+    assert!(store.owns_bucket(a, &owner_a).await?);
+    assert!(!store.owns_bucket(a, &owner_b).await?);
     assert!(!store.bucket_exists("berth-no-such-bucket").await?);
     if let Some(admin) = &backend.admin_s3 {
         let all = admin.list_buckets().send().await?;
@@ -127,8 +148,8 @@ async fn the_same_body(backend: &Backend) -> TestResult {
         assert_eq!(named_a, 1, "one bucket for project a");
     }
 
-    let key_a = store.create_key("berth-a-0", a).await?;
-    let key_b = store.create_key("berth-b-0", b).await?;
+    let key_a = store.create_key(&key_name(1), &spec_a).await?;
+    let key_b = store.create_key(&key_name(2), &spec_b).await?;
     assert!(!format!("{key_a:?}").contains(key_a.secret.expose()));
     let client_a = key_client(store, &key_a);
     let client_b = key_client(store, &key_b);
@@ -271,19 +292,88 @@ async fn the_same_body(backend: &Backend) -> TestResult {
         .send()
         .await?;
 
-    // Listing by prefix finds the keys, to pick up after a crash.
-    let found = store.list_keys("berth-a-").await?;
+    // Takeover attempts. A bucket someone made outside Berth is never used, changed or deleted
+    // on a name alone: its objects stay, and it does not become a project's.
+    let foreign = backend.foreign;
+    let refused = store.ensure_bucket(&bucket(foreign, quota), &owner_a).await;
+    match &refused {
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            assert!(e.message.contains("records no owner"), "{e}");
+            messages.push(e.to_string());
+        }
+        other => {
+            return Err(format!("{}: a foreign bucket was taken: {other:?}", backend.kind).into());
+        }
+    }
+    assert!(!store.owns_bucket(foreign, &owner_a).await?);
+    let refused = store.delete_bucket(&bucket(foreign, None), &owner_a).await;
+    assert!(
+        matches!(refused, Err(ref e) if e.kind == ErrorKind::Conflict),
+        "{refused:?}"
+    );
+    assert!(
+        store.bucket_exists(foreign).await?,
+        "a foreign bucket was deleted"
+    );
+    // Nor is another project's bucket: project b cannot claim or delete a's.
+    let refused = store.ensure_bucket(&spec_a, &owner_b).await;
+    match &refused {
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            assert!(e.message.contains("belongs to another project"), "{e}");
+        }
+        other => return Err(format!("{}: b took a's bucket: {other:?}", backend.kind).into()),
+    }
+    let refused = store.delete_bucket(&spec_a, &owner_b).await;
+    assert!(
+        matches!(refused, Err(ref e) if e.kind == ErrorKind::Conflict),
+        "{refused:?}"
+    );
+    client_a
+        .head_object()
+        .bucket(a)
+        .key("hello.txt")
+        .send()
+        .await?;
+    // A platform admin adopts the foreign bucket for project c: its objects stay, and from then
+    // on it is c's, and still not a's.
+    let owner_c = owner(3, true);
+    store
+        .ensure_bucket(&bucket(foreign, None), &owner_c)
+        .await?;
+    assert!(
+        store
+            .owns_bucket(
+                foreign,
+                &Owner {
+                    adopt: false,
+                    ..owner_c.clone()
+                }
+            )
+            .await?
+    );
+    assert!(!store.owns_bucket(foreign, &owner_a).await?);
+    assert!(
+        store
+            .ensure_bucket(&bucket(foreign, None), &owner_a)
+            .await
+            .is_err_and(|e| e.kind == ErrorKind::Conflict)
+    );
+
+    // Listing by prefix finds the keys, to pick up after a crash, and only the owner's.
+    let found = store
+        .list_keys("berth-3f1c0a7e000040008000000000000001-")
+        .await?;
     assert_eq!(found, vec![key_a.credential.clone()]);
     assert!(store.list_keys("berth-zz").await?.is_empty());
 
     // Recovering a key gives a secret that works.
-    let recovered = store.recover_key(&key_a.credential, a).await?;
+    let recovered = store.recover_key(&key_a.credential, &spec_a).await?;
     assert_eq!(recovered.credential, key_a.credential);
     let client_a = key_client(store, &recovered);
     let ok = until_ok(|| client_a.head_object().bucket(a).key("hello.txt").send()).await;
     assert!(ok, "{}: the recovered secret does not work", backend.kind);
-    store.ensure_grant(&key_b.credential, b).await?;
-    store.ensure_grant(&key_a.credential, a).await?;
+    store.ensure_grant(&key_b.credential, &spec_b).await?;
+    store.ensure_grant(&key_a.credential, &spec_a).await?;
     client_a
         .head_object()
         .bucket(a)
@@ -301,7 +391,12 @@ async fn the_same_body(backend: &Backend) -> TestResult {
         backend.kind
     );
     eprintln!("{}: a deleted key is refused with {gone:?}", backend.kind);
-    assert!(store.list_keys("berth-a-").await?.is_empty());
+    assert!(
+        store
+            .list_keys("berth-3f1c0a7e000040008000000000000001-")
+            .await?
+            .is_empty()
+    );
 
     // Deleting buckets with objects in them, and an unfinished multipart upload.
     put(&client_b, b, "dir/one", 10).await?;
@@ -321,15 +416,22 @@ async fn the_same_body(backend: &Backend) -> TestResult {
         .body(ByteStream::from(vec![1u8; 1024]))
         .send()
         .await?;
-    store.delete_bucket(a).await?;
-    store.delete_bucket(b).await?;
-    store.delete_bucket(b).await?;
+    store.delete_bucket(&spec_a, &owner_a).await?;
+    store.delete_bucket(&spec_b, &owner_b).await?;
+    store.delete_bucket(&spec_b, &owner_b).await?;
     assert!(!store.bucket_exists(a).await?);
     assert!(!store.bucket_exists(b).await?);
+    store
+        .delete_bucket(&bucket(foreign, None), &owner_c)
+        .await?;
+    assert!(
+        !store.bucket_exists(foreign).await?,
+        "the adopted bucket went with its project"
+    );
     store.delete_key(&key_b.credential).await?;
 
     // Bad names never reach the server.
-    let bad = store.create_key("Not_A_Key_Name", b).await;
+    let bad = store.create_key("Not_A_Key_Name", &spec_b).await;
     assert!(matches!(bad, Err(ref e) if e.kind == ErrorKind::Rejected));
     if let Err(e) = bad {
         messages.push(e.to_string());
@@ -339,19 +441,14 @@ async fn the_same_body(backend: &Backend) -> TestResult {
         id: "GKffffffffffffffffffffffff".into(),
         name: "berth-ghost".into(),
     };
-    store
-        .ensure_bucket(&BucketSpec {
-            name: b.to_owned(),
-            quota_bytes: None,
-        })
-        .await?;
+    store.ensure_bucket(&spec_b, &owner_b).await?;
     // Garage has no such key to read back; MinIO, which sets a new secret anyway, creates the
     // user.
-    match store.recover_key(&ghost, b).await {
+    match store.recover_key(&ghost, &spec_b).await {
         Err(e) => messages.push(e.to_string()),
         Ok(_) => store.delete_key(&ghost).await?,
     }
-    store.delete_bucket(b).await?;
+    store.delete_bucket(&spec_b, &owner_b).await?;
 
     // Wrong admin credentials, and nobody listening.
     let mut wrong = backend.config.clone();
@@ -365,10 +462,7 @@ async fn the_same_body(backend: &Backend) -> TestResult {
     for r in [
         wrong_store.check().await,
         wrong_store
-            .ensure_bucket(&BucketSpec {
-                name: "berth-proj-c".into(),
-                quota_bytes: None,
-            })
+            .ensure_bucket(&bucket("berth-proj-c", None), &owner(3, false))
             .await,
         wrong_store.list_keys("").await.map(|_| ()),
     ] {
@@ -451,6 +545,23 @@ fn closed_port() -> TestResult<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garage_gives_each_project_its_own_bucket_and_key() -> TestResult {
     let garage = Garage::start().await?;
+    // Someone's bucket, made straight in Garage, with an object in it.
+    let foreign = "someone-elses-data";
+    let bucket_id = garage.create_bucket(foreign).await?;
+    let them = garage.create_key("someone", false).await?;
+    garage.allow(&bucket_id, &them, true, true, false).await?;
+    put(
+        &s3_client(
+            garage.s3_endpoint(),
+            garage.region(),
+            &them.access_key_id,
+            &them.secret_access_key,
+        ),
+        foreign,
+        "theirs.txt",
+        5,
+    )
+    .await?;
     let backend = Backend {
         kind: "garage",
         config: StoreConfig {
@@ -462,17 +573,15 @@ async fn garage_gives_each_project_its_own_bucket_and_key() -> TestResult {
         },
         cumulative_quota_at_once: true,
         admin_s3: None,
+        foreign,
     };
     the_same_body(&backend).await?;
 
     // Ensuring twice made one bucket: Garage lists buckets by their aliases.
     let store = storage::connect("garage", backend.config.clone())?;
-    let spec = BucketSpec {
-        name: "berth-proj-d".into(),
-        quota_bytes: None,
-    };
-    store.ensure_bucket(&spec).await?;
-    store.ensure_bucket(&spec).await?;
+    let spec = bucket("berth-proj-d", None);
+    store.ensure_bucket(&spec, &owner(4, false)).await?;
+    store.ensure_bucket(&spec, &owner(4, false)).await?;
     let all: serde_json::Value = garage.admin_get("ListBuckets").await?;
     let named = all
         .as_array()
@@ -494,6 +603,16 @@ async fn garage_gives_each_project_its_own_bucket_and_key() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minio_gives_each_project_its_own_bucket_and_key() -> TestResult {
     let minio = Minio::start().await?;
+    let admin = s3_client(
+        minio.endpoint(),
+        minio.region(),
+        minio.access_key(),
+        minio.secret_key(),
+    );
+    // Someone's bucket, made straight in MinIO, with an object in it.
+    let foreign = "someone-elses-data";
+    admin.create_bucket().bucket(foreign).send().await?;
+    put(&admin, foreign, "theirs.txt", 5).await?;
     let backend = Backend {
         kind: "minio",
         config: StoreConfig {
@@ -504,12 +623,8 @@ async fn minio_gives_each_project_its_own_bucket_and_key() -> TestResult {
             admin_secret: Secret::new(minio.secret_key()),
         },
         cumulative_quota_at_once: false,
-        admin_s3: Some(s3_client(
-            minio.endpoint(),
-            minio.region(),
-            minio.access_key(),
-            minio.secret_key(),
-        )),
+        admin_s3: Some(admin),
+        foreign,
     };
     the_same_body(&backend).await
 }

@@ -23,6 +23,10 @@
 //! regenerates the secret and the old one stops working at once; `revoke_old_secret` has nothing
 //! to do. [`Keycloak::rotation_keeps_old_secret`] tells which.
 //!
+//! **Ownership.** The client and the group record their owner's UID as the attribute
+//! [`crate::OWNER_TAG`], set in the request that creates them. One that exists without it is
+//! never used, changed or deleted (a conflict) unless the owner asks to adopt it.
+//!
 //! **The group.** A top-level realm group per Project whose members are exactly the given
 //! usernames that have an account in the realm (Keycloak keeps usernames in lower case, so the
 //! match is on the lower-cased name); the others are reported as missing.
@@ -38,7 +42,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{ClientSpec, ClientState, GroupSync, IdentityConfig, IdentityProvider};
-use crate::{Error, ErrorKind, Result, Secret};
+use crate::{Error, ErrorKind, OWNER_TAG, Owner, Result, Secret};
 
 /// The client attribute that marks Berth's clients (and brings them under the rotation policy).
 pub const MANAGED_ATTRIBUTE: &str = "berth.managed";
@@ -109,6 +113,45 @@ struct Group {
     name: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Vec<String>>,
+}
+
+impl Group {
+    /// What the group records instead of `owner`, or None if it records `owner`.
+    fn not_owned(&self, owner: &Owner) -> Option<String> {
+        whose(
+            self.attributes
+                .get(OWNER_TAG)
+                .and_then(|v| v.first())
+                .map(String::as_str),
+            owner,
+        )
+    }
+}
+
+/// What a recorded owner UID says instead of `owner`, or None if it is `owner`'s.
+fn whose(recorded: Option<&str>, owner: &Owner) -> Option<String> {
+    match recorded {
+        Some(uid) if uid == owner.uid => None,
+        Some(uid) => Some(format!(
+            "belongs to another project (its attribute {OWNER_TAG} is {uid})"
+        )),
+        None => Some(format!(
+            "records no owner (it has no attribute {OWNER_TAG})"
+        )),
+    }
+}
+
+/// What a client (as Keycloak represents it) records instead of `owner`, or None.
+fn client_not_owned(client: &Value, owner: &Owner) -> Option<String> {
+    whose(
+        client
+            .get("attributes")
+            .and_then(|a| a.get(OWNER_TAG))
+            .and_then(Value::as_str),
+        owner,
+    )
 }
 
 #[derive(Deserialize)]
@@ -431,7 +474,7 @@ impl Keycloak {
     async fn find_group(&self, name: &str) -> Result<Option<Group>> {
         let what = format!("looking up group {name}");
         let path = self.realm_path(&format!(
-            "/groups?search={}&exact=true&briefRepresentation=true&first=0&max={PAGE}",
+            "/groups?search={}&exact=true&briefRepresentation=false&first=0&max={PAGE}",
             query(name)
         ));
         let groups: Vec<Group> = self.get_in_realm(&what, &path).await?;
@@ -520,7 +563,7 @@ impl IdentityProvider for Keycloak {
         }
     }
 
-    async fn ensure_client(&self, spec: &ClientSpec) -> Result<ClientState> {
+    async fn ensure_client(&self, spec: &ClientSpec, owner: &Owner) -> Result<ClientState> {
         let client_id = spec.client_id.as_str();
         let existing = match self.find_client(client_id).await? {
             Some(existing) => existing,
@@ -539,7 +582,7 @@ impl IdentityProvider for Keycloak {
                     "directAccessGrantsEnabled": false,
                     "implicitFlowEnabled": false,
                     "redirectUris": spec.redirect_uris,
-                    "attributes": { MANAGED_ATTRIBUTE: "true" },
+                    "attributes": { MANAGED_ATTRIBUTE: "true", OWNER_TAG: owner.uid },
                     "protocolMappers": [{
                         "name": "groups",
                         "protocol": "openid-connect",
@@ -588,6 +631,16 @@ impl IdentityProvider for Keycloak {
                 )
             })?;
 
+        let foreign = client_not_owned(&existing, owner);
+        if let Some(whose) = &foreign
+            && !owner.adopt
+        {
+            return Err(Error::conflict(
+                &format!("Keycloak client {client_id}"),
+                whose,
+            ));
+        }
+
         // Update what the spec decides, if it differs.
         let current_uris: BTreeSet<&str> = existing
             .get("redirectUris")
@@ -603,7 +656,11 @@ impl IdentityProvider for Keycloak {
             .pointer(&format!("/attributes/{MANAGED_ATTRIBUTE}"))
             .and_then(Value::as_str)
             == Some("true");
-        if current_uris != wanted_uris || current_description != spec.description || !marked {
+        if current_uris != wanted_uris
+            || current_description != spec.description
+            || !marked
+            || foreign.is_some()
+        {
             let what = format!("updating client {client_id}");
             let mut body = existing.clone();
             if let Some(object) = body.as_object_mut() {
@@ -612,6 +669,7 @@ impl IdentityProvider for Keycloak {
                 let attributes = object.entry("attributes").or_insert_with(|| json!({}));
                 if let Some(attributes) = attributes.as_object_mut() {
                     attributes.insert(MANAGED_ATTRIBUTE.into(), json!("true"));
+                    attributes.insert(OWNER_TAG.into(), json!(owner.uid));
                 }
                 // The secret is not ours to send back.
                 object.remove("secret");
@@ -674,10 +732,22 @@ impl IdentityProvider for Keycloak {
         expect_ok(&what, response).await.map(drop)
     }
 
-    async fn delete_client(&self, client_id: &str) -> Result<()> {
+    async fn delete_client(&self, client_id: &str, owner: &Owner) -> Result<()> {
         let what = format!("deleting client {client_id}");
-        let Some(uuid) = self.client_uuid(client_id).await? else {
+        let Some(client) = self.find_client(client_id).await? else {
             return Ok(());
+        };
+        if let Some(whose) = client_not_owned(&client, owner) {
+            return Err(Error::conflict(
+                &format!("Keycloak client {client_id}"),
+                &whose,
+            ));
+        }
+        let Some(uuid) = client.get("id").and_then(Value::as_str) else {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!("{what}: Keycloak's answer has no id"),
+            ));
         };
         let path = self.realm_path(&format!("/clients/{}", segment(&uuid)));
         let response = self.admin(&what, Method::DELETE, &path, None).await?;
@@ -687,7 +757,12 @@ impl IdentityProvider for Keycloak {
         expect_ok(&what, response).await.map(drop)
     }
 
-    async fn sync_group(&self, name: &str, usernames: &[String]) -> Result<GroupSync> {
+    async fn sync_group(
+        &self,
+        name: &str,
+        usernames: &[String],
+        owner: &Owner,
+    ) -> Result<GroupSync> {
         let group = match self.find_group(name).await? {
             Some(group) => group,
             None => {
@@ -697,7 +772,7 @@ impl IdentityProvider for Keycloak {
                         &what,
                         Method::POST,
                         &self.realm_path("/groups"),
-                        Some(&json!({ "name": name })),
+                        Some(&json!({ "name": name, "attributes": { OWNER_TAG: [owner.uid] } })),
                     )
                     .await?;
                 match response.status() {
@@ -715,6 +790,25 @@ impl IdentityProvider for Keycloak {
                 })?
             }
         };
+
+        if let Some(whose) = group.not_owned(owner) {
+            if !owner.adopt {
+                return Err(Error::conflict(&format!("Keycloak group {name}"), &whose));
+            }
+            let what = format!("recording the owner of group {name}");
+            let mut attributes = group.attributes.clone();
+            attributes.insert(OWNER_TAG.to_owned(), vec![owner.uid.clone()]);
+            let path = self.realm_path(&format!("/groups/{}", segment(&group.id)));
+            let response = self
+                .admin(
+                    &what,
+                    Method::PUT,
+                    &path,
+                    Some(&json!({ "name": group.name, "attributes": attributes })),
+                )
+                .await?;
+            expect_ok(&what, response).await?;
+        }
 
         let mut sync = GroupSync::default();
         let wanted: BTreeSet<String> = usernames
@@ -750,11 +844,14 @@ impl IdentityProvider for Keycloak {
         Ok(sync)
     }
 
-    async fn delete_group(&self, name: &str) -> Result<()> {
+    async fn delete_group(&self, name: &str, owner: &Owner) -> Result<()> {
         let what = format!("deleting group {name}");
         let Some(group) = self.find_group(name).await? else {
             return Ok(());
         };
+        if let Some(whose) = group.not_owned(owner) {
+            return Err(Error::conflict(&format!("Keycloak group {name}"), &whose));
+        }
         let path = self.realm_path(&format!("/groups/{}", segment(&group.id)));
         let response = self.admin(&what, Method::DELETE, &path, None).await?;
         if response.status() == StatusCode::NOT_FOUND {

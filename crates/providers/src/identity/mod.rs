@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Result, Secret};
+use crate::{Owner, Result, Secret};
 
 /// How to reach the identity provider's admin side.
 #[derive(Clone, Debug)]
@@ -56,22 +56,32 @@ pub trait IdentityProvider: Send + Sync {
     /// realm is wrong.
     async fn check(&self) -> Result<()>;
 
-    /// Creates the confidential client if no client has this client id, else updates its redirect
-    /// URIs and description. Returns it with its current secret. Never makes a second client.
-    async fn ensure_client(&self, spec: &ClientSpec) -> Result<ClientState>;
+    /// Creates the confidential client, recording `owner` on it, if no client has this client id;
+    /// else checks that the client records `owner` ([`crate::ErrorKind::Conflict`], and nothing
+    /// changed, if not, unless `owner.adopt`) and updates its redirect URIs and description.
+    /// Returns it with its current secret. Never makes a second client.
+    async fn ensure_client(&self, spec: &ClientSpec, owner: &Owner) -> Result<ClientState>;
     /// Gives the client a new secret. Where the provider supports it the old secret stays valid
     /// until [`IdentityProvider::revoke_old_secret`], so that the caller can store the new one first.
     async fn rotate_secret(&self, client_id: &str) -> Result<ClientState>;
     /// Ends the old secret's validity after a rotation. Idempotent.
     async fn revoke_old_secret(&self, client_id: &str) -> Result<()>;
-    /// Deletes the client. Idempotent.
-    async fn delete_client(&self, client_id: &str) -> Result<()>;
+    /// Deletes the client if it records `owner` ([`crate::ErrorKind::Conflict`] and nothing
+    /// deleted if it records another). Idempotent.
+    async fn delete_client(&self, client_id: &str, owner: &Owner) -> Result<()>;
 
-    /// Makes the group `name` exist with exactly these members (by username), among the realm's
-    /// existing users. Idempotent.
-    async fn sync_group(&self, name: &str, usernames: &[String]) -> Result<GroupSync>;
-    /// Deletes the group. Idempotent.
-    async fn delete_group(&self, name: &str) -> Result<()>;
+    /// Makes the group `name` exist, recording `owner`, with exactly these members (by username),
+    /// among the realm's existing users. A group that exists without `owner`'s record is left as
+    /// it is ([`crate::ErrorKind::Conflict`]) unless `owner.adopt`. Idempotent.
+    async fn sync_group(
+        &self,
+        name: &str,
+        usernames: &[String],
+        owner: &Owner,
+    ) -> Result<GroupSync>;
+    /// Deletes the group if it records `owner` ([`crate::ErrorKind::Conflict`] if it records
+    /// another). Idempotent.
+    async fn delete_group(&self, name: &str, owner: &Owner) -> Result<()>;
 }
 
 pub mod keycloak;

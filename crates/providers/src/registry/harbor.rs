@@ -15,6 +15,15 @@
 //!   `{kind: project, namespace: <project>, access: [repository push, repository pull]}`,
 //!   `duration: -1` (never expires). The login Harbor gives it is `robot$<project>+<name>`.
 //!
+//! **Ownership.** Harbor keeps no free-form metadata on a project: `metadata` takes only its own
+//! keys (`public`, `auto_scan`, `severity`, ...; `/projects/{p}/metadatas` answers 400 to any
+//! other, and `POST /projects` drops them). So the owner is recorded by a *marker robot* on the
+//! project, named [`Owner::marker`] (robot names never change), with pull only and a secret that
+//! is never kept: nobody can log in as it. It is made right after the project; if that fails,
+//! the project just made (empty) is deleted again, so no unmarked project is left behind. Only a
+//! system admin or the project's own admins can make robots, so a marker proves the project is
+//! Berth's or was given to it by someone who already administers it.
+//!
 //! Lists are read page by page (`page`, `page_size`), following the `Link` header's `rel="next"`
 //! or, without one, `X-Total-Count`. A create that answers 409 looks again instead of making a
 //! second one; a delete that answers 404 is done.
@@ -30,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{MemberSync, Registry, RegistryConfig, RegistryProjectSpec, RegistryRole};
-use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Owner, Result, Secret};
 
 /// Harbor's largest page.
 const MAX_PAGE_SIZE: usize = 100;
@@ -282,6 +291,39 @@ impl Harbor {
         (on_project && !short.is_empty()).then(|| short.to_owned())
     }
 
+    /// Whether the project has `owner`'s marker robot.
+    async fn records(&self, project: &str, owner: &Owner) -> Result<bool> {
+        Ok(self
+            .robots(project)
+            .await?
+            .iter()
+            .any(|r| Self::short_name(r, project).as_deref() == Some(owner.marker.as_str())))
+    }
+
+    /// Makes `owner`'s marker robot on the project: pull only, its secret dropped at once.
+    async fn create_marker(&self, project: &str, owner: &Owner) -> Result<()> {
+        let what = format!("recording the owner of Harbor project {project}");
+        let body = json!({
+            "name": owner.marker,
+            "description": format!("Berth: {} owns this project. Nobody holds this robot's secret.", owner.record()),
+            "level": "project",
+            "duration": -1,
+            "permissions": [{
+                "kind": "project",
+                "namespace": project,
+                "access": [{ "resource": "repository", "action": "pull" }],
+            }],
+        });
+        let response = self
+            .send(&what, self.request(Method::POST, "/robots").json(&body))
+            .await?;
+        match response.status() {
+            // Its secret is in the answer and goes no further.
+            StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            _ => Err(failure(&what, response).await),
+        }
+    }
+
     async fn robots(&self, project: &str) -> Result<Vec<Robot>> {
         let Some(p) = self.project(project).await? else {
             return Ok(Vec::new());
@@ -344,7 +386,7 @@ impl Registry for Harbor {
         }
     }
 
-    async fn ensure_project(&self, spec: &RegistryProjectSpec) -> Result<()> {
+    async fn ensure_project(&self, spec: &RegistryProjectSpec, owner: &Owner) -> Result<()> {
         let name = spec.name.as_str();
         let wanted: BTreeMap<String, String> = [
             ("auto_scan", spec.scan_on_push.to_string()),
@@ -370,11 +412,22 @@ impl Registry for Harbor {
                         })),
                     )
                     .await?;
-                match response.status() {
-                    StatusCode::CREATED => {}
-                    // Made meanwhile (by another reconcile, or before a crash): look again.
-                    StatusCode::CONFLICT => {}
+                let created = match response.status() {
+                    StatusCode::CREATED => true,
+                    // Made meanwhile (by another reconcile, or someone else): look again, and
+                    // check its owner below.
+                    StatusCode::CONFLICT => false,
                     _ => return Err(failure(&what, response).await),
+                };
+                if created && let Err(e) = self.create_marker(name, owner).await {
+                    // Empty and just made: remove it rather than leave it unmarked.
+                    let _ = self
+                        .send(
+                            &what,
+                            self.request(Method::DELETE, &format!("/projects/{}", segment(name))),
+                        )
+                        .await;
+                    return Err(e);
                 }
                 self.project(name).await?.ok_or_else(|| {
                     Error::new(
@@ -384,6 +437,18 @@ impl Registry for Harbor {
                 })?
             }
         };
+        if !self.records(name, owner).await? {
+            if !owner.adopt {
+                return Err(Error::conflict(
+                    &format!("Harbor project {name}"),
+                    &format!(
+                        "records no owner of Berth's (it has no robot {})",
+                        owner.marker
+                    ),
+                ));
+            }
+            self.create_marker(name, owner).await?;
+        }
 
         let differs = wanted
             .iter()
@@ -493,9 +558,18 @@ impl Registry for Harbor {
         Ok(sync)
     }
 
-    async fn delete_project(&self, project: &str) -> Result<()> {
+    async fn delete_project(&self, project: &str, owner: &Owner) -> Result<()> {
         if self.project(project).await?.is_none() {
             return Ok(());
+        }
+        if !self.records(project, owner).await? {
+            return Err(Error::conflict(
+                &format!("Harbor project {project}"),
+                &format!(
+                    "records no owner of Berth's or another one (it has no robot {})",
+                    owner.marker
+                ),
+            ));
         }
         let what = format!("listing the repositories of Harbor project {project}");
         let repositories: Vec<Repository> = self
@@ -561,11 +635,16 @@ impl Registry for Harbor {
         Ok(out)
     }
 
-    async fn create_robot(&self, project: &str, name: &str) -> Result<IssuedCredential> {
+    async fn create_robot(
+        &self,
+        project: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<IssuedCredential> {
         let what = format!("creating robot {name} in Harbor project {project}");
         let body = json!({
             "name": name,
-            "description": format!("Berth: push and pull on {project}"),
+            "description": format!("Berth: push and pull on {project} for {}", owner.record()),
             "level": "project",
             "duration": -1,
             "disable": false,

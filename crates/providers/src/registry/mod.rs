@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Credential, IssuedCredential, Result, Secret};
+use crate::{Credential, IssuedCredential, Owner, Result, Secret};
 
 /// How to reach the registry's API.
 #[derive(Clone, Debug)]
@@ -56,8 +56,11 @@ pub trait Registry: Send + Sync {
     /// Reaches the API with the admin credentials.
     async fn check(&self) -> Result<()>;
 
-    /// Creates the project if missing; sets its scan and vulnerability settings. Idempotent.
-    async fn ensure_project(&self, spec: &RegistryProjectSpec) -> Result<()>;
+    /// Creates the project, recording `owner` on it, if missing; if it exists, checks that it
+    /// records `owner` ([`crate::ErrorKind::Conflict`], and nothing changed, if not, unless
+    /// `owner.adopt`, which records it). Then sets its scan and vulnerability settings.
+    /// Idempotent.
+    async fn ensure_project(&self, spec: &RegistryProjectSpec, owner: &Owner) -> Result<()>;
     /// Makes the project's user members exactly these (username, role). Leaves the registry's
     /// own admin and robot accounts alone. Idempotent.
     async fn sync_members(
@@ -65,13 +68,20 @@ pub trait Registry: Send + Sync {
         project: &str,
         members: &[(String, RegistryRole)],
     ) -> Result<MemberSync>;
-    /// Deletes the project with its repositories. Idempotent.
-    async fn delete_project(&self, project: &str) -> Result<()>;
+    /// Deletes the project with its repositories if it records `owner`
+    /// ([`crate::ErrorKind::Conflict`] and nothing deleted if not). Idempotent.
+    async fn delete_project(&self, project: &str, owner: &Owner) -> Result<()>;
 
     /// The project's robots whose short name starts with `prefix`.
     async fn list_robots(&self, project: &str, prefix: &str) -> Result<Vec<Credential>>;
-    /// Creates a robot called `name` with push and pull on `project` only, never expiring.
-    async fn create_robot(&self, project: &str, name: &str) -> Result<IssuedCredential>;
+    /// Creates a robot called `name` with push and pull on `project` only, never expiring, its
+    /// description recording `owner`.
+    async fn create_robot(
+        &self,
+        project: &str,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<IssuedCredential>;
     /// Gives an existing robot a new secret, for one whose secret a crash lost before it was stored.
     async fn recover_robot(&self, project: &str, robot: &Credential) -> Result<IssuedCredential>;
     /// Deletes a robot. Idempotent.

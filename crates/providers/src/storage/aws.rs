@@ -1,7 +1,8 @@
 //! AWS S3 with IAM: buckets through S3 (aws-sdk-s3), keys through IAM's query API (form-encoded
 //! POSTs signed with SigV4, XML answers), without aws-sdk-iam.
 //!
-//! A Project's key is an IAM user named after the key, under the path `/berth/`, with one inline
+//! A Project's bucket records its owner as the bucket tag [`crate::OWNER_TAG`]. A Project's key
+//! is an IAM user named after the key, under the path `/berth/`, with one inline
 //! policy (`berth-bucket`) that reaches its bucket only, and one access key. IAM never shows a
 //! secret again: [`ObjectStore::recover_key`] creates a new access key and deletes the others.
 //!
@@ -17,7 +18,7 @@ use super::sigv4::Signer;
 use super::{
     BucketSpec, ObjectStore, StoreConfig, bucket_policy_in, check_key_name, error_chain, s3,
 };
-use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Owner, Result, Secret};
 
 /// The IAM path every user Berth makes lives under, so that listing finds Berth's users only.
 pub const USER_PATH: &str = "/berth/";
@@ -344,22 +345,23 @@ impl ObjectStore for AwsStore {
         Ok(())
     }
 
-    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+    async fn ensure_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
         // S3 has no size quota: `quota_bytes` is ignored (supports_quota says so).
-        s3::create_bucket(&self.s3, &spec.name, &self.region).await
+        s3::ensure_owned_bucket(&self.s3, &spec.name, &self.region, owner).await
     }
 
     async fn bucket_exists(&self, name: &str) -> Result<bool> {
         s3::bucket_exists(&self.s3, name).await
     }
 
-    async fn delete_bucket(&self, name: &str) -> Result<()> {
-        s3::empty_bucket(&self.s3, name).await?;
-        match self.s3.delete_bucket().bucket(name).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(()),
-            Err(e) => Err(s3::error(&format!("S3 DeleteBucket {name}"), &e)),
-        }
+    async fn owns_bucket(&self, name: &str, owner: &Owner) -> Result<bool> {
+        s3::owns_bucket(&self.s3, name, owner).await
+    }
+
+    async fn delete_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
+        s3::delete_owned_bucket(&self.s3, &spec.name, owner)
+            .await
+            .map(drop)
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<Credential>> {
@@ -391,17 +393,18 @@ impl ObjectStore for AwsStore {
         Ok(out)
     }
 
-    async fn create_key(&self, name: &str, bucket: &str) -> Result<IssuedCredential> {
+    async fn create_key(&self, name: &str, bucket: &BucketSpec) -> Result<IssuedCredential> {
         check_key_name(name)?;
-        // An existing user (a crash after CreateUser) is taken over.
+        // An existing user (a crash after CreateUser) is taken over: its name carries the
+        // owner's UID, which nobody else can produce.
         self.iam("CreateUser", &[("UserName", name), ("Path", USER_PATH)])
             .await?;
-        self.put_policy(name, bucket).await?;
+        self.put_policy(name, &bucket.name).await?;
         self.new_access_key(name).await
     }
 
-    async fn recover_key(&self, key: &Credential, bucket: &str) -> Result<IssuedCredential> {
-        self.put_policy(&key.name, bucket).await?;
+    async fn recover_key(&self, key: &Credential, bucket: &BucketSpec) -> Result<IssuedCredential> {
+        self.put_policy(&key.name, &bucket.name).await?;
         let mut old = self.access_keys(&key.name).await?.unwrap_or_default();
         // IAM allows two access keys per user: make room for the new one first.
         if old.len() >= 2 {
@@ -415,8 +418,8 @@ impl ObjectStore for AwsStore {
         Ok(issued)
     }
 
-    async fn ensure_grant(&self, key: &Credential, bucket: &str) -> Result<()> {
-        self.put_policy(&key.name, bucket).await
+    async fn ensure_grant(&self, key: &Credential, bucket: &BucketSpec) -> Result<()> {
+        self.put_policy(&key.name, &bucket.name).await
     }
 
     async fn delete_key(&self, key: &Credential) -> Result<()> {

@@ -3,8 +3,17 @@
 //! A Project's bucket is a bucket with a global alias (its name); its key is a Garage access key
 //! with read and write (not owner) on that bucket and no right to create buckets. Garage keeps
 //! the secret of a key and shows it to the admin again, so [`ObjectStore::recover_key`] reads it
-//! back. Garage's admin API does not delete a bucket that holds objects: [`GarageStore`] empties
-//! it through S3 with a short-lived key first.
+//! back.
+//!
+//! **Ownership.** Garage buckets have no tags. The owner is recorded by a *marker key*: a key
+//! named [`Owner::marker`] (only an admin names keys) with no rights at all and no right to create
+//! buckets, holding a local alias of the same name on the bucket. The bucket is created with that
+//! alias in one request (`CreateBucket` with `localAlias`), so no crash leaves an unmarked bucket
+//! behind. `GetBucketInfo` lists the keys with an alias on the bucket, which is how the record is
+//! read.
+//!
+//! Garage's admin API does not delete a bucket that holds objects: [`GarageStore`] empties it
+//! through S3 first, with the marker key given read and write for that moment only.
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
@@ -12,10 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{BucketSpec, ObjectStore, StoreConfig, check_key_name, error_chain, s3};
-use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
-
-/// The name of the short-lived key that empties a bucket before its deletion.
-const EMPTYING_KEY: &str = "berth-emptying-bucket";
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Owner, Result, Secret};
 
 /// Object storage on Garage. See the module documentation.
 pub struct GarageStore {
@@ -37,6 +43,47 @@ struct BucketInfo {
     #[serde(default)]
     unfinished_multipart_uploads: i64,
     quotas: Quotas,
+    /// The keys with rights or a local alias on the bucket.
+    #[serde(default)]
+    keys: Vec<BucketKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BucketKey {
+    name: String,
+    #[serde(default)]
+    bucket_local_aliases: Vec<String>,
+}
+
+impl BucketInfo {
+    /// Whether `owner`'s marker key holds its alias on this bucket.
+    fn records(&self, owner: &Owner) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.name == owner.marker && k.bucket_local_aliases.contains(&owner.marker))
+    }
+
+    /// What the bucket records instead of `owner`, for a conflict message.
+    fn whose(&self, owner: &Owner) -> String {
+        let markers: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|k| !k.bucket_local_aliases.is_empty())
+            .map(|k| k.name.as_str())
+            .collect();
+        if markers.is_empty() {
+            format!(
+                "records no owner (no marker key {} holds an alias on it)",
+                owner.marker
+            )
+        } else {
+            format!(
+                "belongs to someone else (aliases held by {})",
+                markers.join(", ")
+            )
+        }
+    }
 }
 
 #[derive(Deserialize, PartialEq)]
@@ -293,29 +340,46 @@ impl GarageStore {
             .unwrap_or_default())
     }
 
-    /// Empties a bucket through S3 with a key that lives only for this, deleted afterwards
-    /// whatever happened.
-    async fn empty(&self, bucket: &BucketInfo, name: &str) -> Result<()> {
-        // A crash may have left one behind.
-        for k in self.keys().await? {
-            if k.name == EMPTYING_KEY {
-                self.delete_key_id(&k.id).await?;
-            }
+    /// The owner's marker key, if Garage has one (the first, should a crash have made two).
+    async fn marker_key(&self, owner: &Owner) -> Result<Option<KeyListItem>> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.name == owner.marker))
+    }
+
+    /// The owner's marker key, made if missing: no rights, no right to create buckets.
+    async fn ensure_marker_key(&self, owner: &Owner) -> Result<String> {
+        if let Some(key) = self.marker_key(owner).await? {
+            return Ok(key.id);
         }
         let key: KeyInfo = self
             .call_json(
                 Method::POST,
                 "CreateKey",
                 &[],
-                Some(json!({"name": EMPTYING_KEY, "deny": {"createBucket": true}})),
+                Some(json!({"name": owner.marker, "deny": {"createBucket": true}})),
             )
             .await?
             .ok_or_else(|| Error::new(ErrorKind::Backend, "Garage admin API CreateKey: 404"))?;
+        Ok(key.access_key_id)
+    }
+
+    /// Empties a bucket through S3 with the owner's marker key, given read and write for this
+    /// only and none afterwards, whatever happened.
+    async fn empty(&self, bucket: &BucketInfo, name: &str, marker_id: &str) -> Result<()> {
+        let key = self.key_info(marker_id, true).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Backend,
+                format!("Garage: the marker key of bucket {name} vanished"),
+            )
+        })?;
         let emptied = async {
             let secret = key.secret_access_key.clone().ok_or_else(|| {
                 Error::new(
                     ErrorKind::Backend,
-                    "Garage admin API CreateKey: no secret in the answer",
+                    "Garage admin API GetKeyInfo: no secret in the answer",
                 )
             })?;
             self.set_permissions(true, &bucket.id, &key.access_key_id, (true, true, false))
@@ -329,8 +393,10 @@ impl GarageStore {
             s3::empty_bucket(&client, name).await
         }
         .await;
-        let deleted = self.delete_key_id(&key.access_key_id).await;
-        emptied.and(deleted)
+        let revoked = self
+            .set_permissions(false, &bucket.id, &key.access_key_id, (true, true, true))
+            .await;
+        emptied.and(revoked)
     }
 }
 
@@ -367,21 +433,26 @@ impl ObjectStore for GarageStore {
         Ok(())
     }
 
-    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<()> {
+    async fn ensure_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
+        let marker = self.ensure_marker_key(owner).await?;
         let info = match self.bucket(&spec.name).await? {
             Some(info) => info,
             None => {
+                // The bucket and its owner's alias in one request: no crash can part them.
                 let created: Result<Option<BucketInfo>> = self
                     .call_json(
                         Method::POST,
                         "CreateBucket",
                         &[],
-                        Some(json!({"globalAlias": spec.name})),
+                        Some(json!({
+                            "globalAlias": spec.name,
+                            "localAlias": {"accessKeyId": marker, "alias": owner.marker},
+                        })),
                     )
                     .await;
                 match created {
                     Ok(Some(info)) => info,
-                    // Lost a race with another create: the bucket is there now.
+                    // Lost a race with another create: the bucket is there now, and is checked.
                     Ok(None)
                     | Err(Error {
                         kind: ErrorKind::Rejected,
@@ -391,6 +462,23 @@ impl ObjectStore for GarageStore {
                 }
             }
         };
+        if !info.records(owner) {
+            if !owner.adopt {
+                return Err(Error::conflict(
+                    &format!("Garage bucket {}", spec.name),
+                    &info.whose(owner),
+                ));
+            }
+            self.call(
+                Method::POST,
+                "AddBucketAlias",
+                &[],
+                Some(
+                    json!({"bucketId": info.id, "accessKeyId": marker, "localAlias": owner.marker}),
+                ),
+            )
+            .await?;
+        }
         let wanted = Quotas {
             max_size: spec.quota_bytes,
             max_objects: None,
@@ -411,31 +499,47 @@ impl ObjectStore for GarageStore {
         Ok(self.bucket(name).await?.is_some())
     }
 
-    async fn delete_bucket(&self, name: &str) -> Result<()> {
+    async fn owns_bucket(&self, name: &str, owner: &Owner) -> Result<bool> {
+        Ok(self.bucket(name).await?.is_some_and(|b| b.records(owner)))
+    }
+
+    async fn delete_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
+        let name = spec.name.as_str();
+        let marker = self.marker_key(owner).await?;
         let Some(info) = self.bucket(name).await? else {
+            // Gone already; a marker key a crash left behind goes too.
+            if let Some(key) = marker {
+                self.delete_key_id(&key.id).await?;
+            }
             return Ok(());
+        };
+        let Some(marker) = marker.filter(|_| info.records(owner)) else {
+            return Err(Error::conflict(
+                &format!("Garage bucket {name}"),
+                &info.whose(owner),
+            ));
         };
         if info.objects > 0 || info.unfinished_uploads > 0 || info.unfinished_multipart_uploads > 0
         {
-            self.empty(&info, name).await?;
+            self.empty(&info, name, &marker.id).await?;
         }
         match self
             .call(Method::POST, "DeleteBucket", &[("id", &info.id)], None)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // The counters lag behind: empty once more and retry, once.
             Err(Error {
                 kind: ErrorKind::Rejected,
                 ..
             }) => {
-                self.empty(&info, name).await?;
+                self.empty(&info, name, &marker.id).await?;
                 self.call(Method::POST, "DeleteBucket", &[("id", &info.id)], None)
                     .await?;
-                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        self.delete_key_id(&marker.id).await
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<Credential>> {
@@ -451,9 +555,9 @@ impl ObjectStore for GarageStore {
             .collect())
     }
 
-    async fn create_key(&self, name: &str, bucket: &str) -> Result<IssuedCredential> {
+    async fn create_key(&self, name: &str, bucket: &BucketSpec) -> Result<IssuedCredential> {
         check_key_name(name)?;
-        let info = self.existing_bucket(bucket).await?;
+        let info = self.existing_bucket(&bucket.name).await?;
         let key: KeyInfo = self
             .call_json(
                 Method::POST,
@@ -480,8 +584,8 @@ impl ObjectStore for GarageStore {
         })
     }
 
-    async fn recover_key(&self, key: &Credential, bucket: &str) -> Result<IssuedCredential> {
-        let info = self.existing_bucket(bucket).await?;
+    async fn recover_key(&self, key: &Credential, bucket: &BucketSpec) -> Result<IssuedCredential> {
+        let info = self.existing_bucket(&bucket.name).await?;
         let found = self.key_info(&key.id, true).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Rejected,
@@ -505,8 +609,8 @@ impl ObjectStore for GarageStore {
         })
     }
 
-    async fn ensure_grant(&self, key: &Credential, bucket: &str) -> Result<()> {
-        let info = self.existing_bucket(bucket).await?;
+    async fn ensure_grant(&self, key: &Credential, bucket: &BucketSpec) -> Result<()> {
+        let info = self.existing_bucket(&bucket.name).await?;
         let found = self.key_info(&key.id, false).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Rejected,

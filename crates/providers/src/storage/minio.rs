@@ -1,8 +1,9 @@
 //! MinIO, through its admin API (`/minio/admin/v3`, signed with SigV4 like S3) for users,
 //! policies and quotas, and S3 with the admin credentials for buckets.
 //!
-//! A Project's key is a MinIO user whose access key is the key's name, with one canned policy,
-//! `berth-bucket-<bucket>`, that reaches its bucket only. MinIO never shows a user's secret again:
+//! A Project's bucket records its owner as the bucket tag [`crate::OWNER_TAG`]; a project key's
+//! policy has no right to change tags. A Project's key is a MinIO user whose access key is the
+//! key's name, with one canned policy ([`BucketSpec::policy`]) that reaches its bucket only. MinIO never shows a user's secret again:
 //! [`ObjectStore::recover_key`] sets a new one. Requests that carry a secret (add-user) and the
 //! user list MinIO answers with are encrypted with the admin secret key (see `madmin.rs`).
 
@@ -16,7 +17,7 @@ use super::sigv4::Signer;
 use super::{
     BucketSpec, ObjectStore, StoreConfig, bucket_policy, check_key_name, error_chain, madmin, s3,
 };
-use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Owner, Result, Secret};
 
 /// Object storage on MinIO. See the module documentation.
 pub struct MinioStore {
@@ -37,11 +38,6 @@ struct AdminError {
     code: String,
     #[serde(default)]
     message: String,
-}
-
-/// The name of the canned policy that reaches `bucket` only.
-pub(crate) fn policy_name(bucket: &str) -> String {
-    format!("berth-bucket-{bucket}")
 }
 
 impl MinioStore {
@@ -200,9 +196,9 @@ impl MinioStore {
     }
 
     /// Writes the bucket's policy (overwriting it, so it is always the current one).
-    async fn put_policy(&self, bucket: &str) -> Result<String> {
-        let name = policy_name(bucket);
-        let policy = serde_json::to_vec(&bucket_policy(bucket))
+    async fn put_policy(&self, bucket: &BucketSpec) -> Result<String> {
+        let name = bucket.policy.clone();
+        let policy = serde_json::to_vec(&bucket_policy(&bucket.name))
             .map_err(|e| Error::new(ErrorKind::Backend, format!("policy JSON: {e}")))?;
         self.admin_found(Method::PUT, "add-canned-policy", &[("name", &name)], policy)
             .await?;
@@ -238,7 +234,7 @@ impl MinioStore {
         Ok(())
     }
 
-    async fn issue(&self, name: &str, bucket: &str) -> Result<IssuedCredential> {
+    async fn issue(&self, name: &str, bucket: &BucketSpec) -> Result<IssuedCredential> {
         check_key_name(name)?;
         let policy = self.put_policy(bucket).await?;
         let secret = super::random_secret()?;
@@ -286,8 +282,8 @@ impl ObjectStore for MinioStore {
         Ok(())
     }
 
-    async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<()> {
-        s3::create_bucket(&self.s3, &spec.name, &self.region).await?;
+    async fn ensure_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
+        s3::ensure_owned_bucket(&self.s3, &spec.name, &self.region, owner).await?;
         // A hard quota; zero removes it.
         let size = spec.quota_bytes.unwrap_or(0);
         let quota = if size > 0 {
@@ -309,25 +305,24 @@ impl ObjectStore for MinioStore {
         s3::bucket_exists(&self.s3, name).await
     }
 
-    async fn delete_bucket(&self, name: &str) -> Result<()> {
-        s3::empty_bucket(&self.s3, name).await?;
-        match self.s3.delete_bucket().bucket(name).send().await {
-            Ok(_) => {}
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {}
-            Err(e) => return Err(s3::error(&format!("S3 DeleteBucket {name}"), &e)),
-        }
+    async fn owns_bucket(&self, name: &str, owner: &Owner) -> Result<bool> {
+        s3::owns_bucket(&self.s3, name, owner).await
+    }
+
+    async fn delete_bucket(&self, spec: &BucketSpec, owner: &Owner) -> Result<()> {
+        s3::delete_owned_bucket(&self.s3, &spec.name, owner).await?;
         // The policy goes with the bucket, unless a key still holds it (then it stays, harmless:
         // it names a bucket that no longer exists).
         let removed = self
             .admin(
                 Method::DELETE,
                 "remove-canned-policy",
-                &[("name", &policy_name(name))],
+                &[("name", &spec.policy)],
                 Vec::new(),
             )
             .await;
         if let Err(e) = removed {
-            tracing::debug!(bucket = name, error = %e, "MinIO: the bucket's policy stays");
+            tracing::debug!(bucket = spec.name, error = %e, "MinIO: the bucket's policy stays");
         }
         Ok(())
     }
@@ -354,16 +349,16 @@ impl ObjectStore for MinioStore {
             .collect())
     }
 
-    async fn create_key(&self, name: &str, bucket: &str) -> Result<IssuedCredential> {
+    async fn create_key(&self, name: &str, bucket: &BucketSpec) -> Result<IssuedCredential> {
         self.issue(name, bucket).await
     }
 
-    async fn recover_key(&self, key: &Credential, bucket: &str) -> Result<IssuedCredential> {
+    async fn recover_key(&self, key: &Credential, bucket: &BucketSpec) -> Result<IssuedCredential> {
         // MinIO keeps no secret it would show: the user gets a new one.
         self.issue(&key.name, bucket).await
     }
 
-    async fn ensure_grant(&self, key: &Credential, bucket: &str) -> Result<()> {
+    async fn ensure_grant(&self, key: &Credential, bucket: &BucketSpec) -> Result<()> {
         let policy = self.put_policy(bucket).await?;
         self.attach(&key.name, &policy).await
     }

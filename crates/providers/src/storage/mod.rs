@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{Credential, Error, ErrorKind, IssuedCredential, Result, Secret};
+use crate::{Credential, Error, ErrorKind, IssuedCredential, Owner, Result, Secret};
 
 /// How to reach an object store's admin side. The admin credentials come from a Secret in the
 /// operator's namespace; the caller reads it and passes them here.
@@ -28,13 +28,20 @@ pub struct BucketSpec {
     pub name: String,
     /// A hard limit on the bucket's size in bytes, where the backend has one.
     pub quota_bytes: Option<u64>,
+    /// The name of the access policy that reaches this bucket only, where the backend keeps
+    /// named policies (MinIO's canned policies); unused elsewhere. Chosen by the caller.
+    pub policy: String,
 }
 
 /// One of the object stores Berth provisions in: Garage, MinIO or AWS S3 with IAM.
 ///
-/// Keys are named by the caller (`name`, at most 20 characters of `[a-z0-9-]`, which every backend
-/// accepts as a key name or user name) and listed by a name prefix, so that the caller can find
-/// what a crash left behind instead of creating a duplicate.
+/// Keys are named by the caller (`name`, 3 to [`MAX_KEY_NAME`] characters of `[a-z0-9-]`, which
+/// every backend accepts as a key name or user name) and listed by a name prefix, so that the
+/// caller can find what a crash left behind instead of creating a duplicate. The name is the
+/// key's ownership record: the caller puts its owner's UID in it.
+///
+/// Buckets record their [`Owner`] (see the crate documentation): a bucket that exists without the
+/// owner's record is never used, changed or deleted ([`ErrorKind::Conflict`]).
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// `garage`, `minio` or `aws`.
@@ -49,24 +56,29 @@ pub trait ObjectStore: Send + Sync {
     /// Reaches the admin API with the admin credentials; the error says which of the two failed.
     async fn check(&self) -> Result<()>;
 
-    /// Creates the bucket if it does not exist and sets its quota (or removes it). Idempotent.
-    async fn ensure_bucket(&self, bucket: &BucketSpec) -> Result<()>;
+    /// Creates the bucket, recording `owner` on it, if it does not exist; if it exists, checks
+    /// that it records `owner` ([`ErrorKind::Conflict`] if not, unless `owner.adopt`, which
+    /// records it). Then sets its quota (or removes it). Idempotent.
+    async fn ensure_bucket(&self, bucket: &BucketSpec, owner: &Owner) -> Result<()>;
     /// Whether the bucket exists.
     async fn bucket_exists(&self, name: &str) -> Result<bool>;
-    /// Deletes every object (every version) in the bucket, then the bucket. Idempotent: a
-    /// missing bucket is not an error.
-    async fn delete_bucket(&self, name: &str) -> Result<()>;
+    /// Whether the bucket exists and records `owner`.
+    async fn owns_bucket(&self, name: &str, owner: &Owner) -> Result<bool>;
+    /// Deletes every object (every version) in the bucket, then the bucket and what recorded its
+    /// owner. Idempotent: a missing bucket is not an error. A bucket that does not record `owner`
+    /// is left as it is ([`ErrorKind::Conflict`]).
+    async fn delete_bucket(&self, bucket: &BucketSpec, owner: &Owner) -> Result<()>;
 
     /// The keys whose name starts with `prefix`.
     async fn list_keys(&self, prefix: &str) -> Result<Vec<Credential>>;
     /// Creates a key called `name` and grants it read, write and list on `bucket`, and nothing
     /// else: it cannot list, read or write any other bucket, nor create buckets.
-    async fn create_key(&self, name: &str, bucket: &str) -> Result<IssuedCredential>;
+    async fn create_key(&self, name: &str, bucket: &BucketSpec) -> Result<IssuedCredential>;
     /// Gives an existing key a known secret again (Garage: reads it back; MinIO: sets a new one;
     /// AWS: replaces the access key), for a key whose secret a crash lost before it was stored.
-    async fn recover_key(&self, key: &Credential, bucket: &str) -> Result<IssuedCredential>;
+    async fn recover_key(&self, key: &Credential, bucket: &BucketSpec) -> Result<IssuedCredential>;
     /// Makes sure the key's grant is exactly read, write and list on `bucket`. Idempotent.
-    async fn ensure_grant(&self, key: &Credential, bucket: &str) -> Result<()>;
+    async fn ensure_grant(&self, key: &Credential, bucket: &BucketSpec) -> Result<()>;
     /// Revokes and deletes a key. Idempotent: a missing key is not an error.
     async fn delete_key(&self, key: &Credential) -> Result<()>;
 }
@@ -97,8 +109,10 @@ pub fn connect(kind: &str, config: StoreConfig) -> Result<Box<dyn ObjectStore>> 
     }
 }
 
-/// The longest key name every backend accepts (MinIO user access keys are 3 to 20 characters).
-pub const MAX_KEY_NAME: usize = 20;
+/// The longest key name every backend accepts: AWS IAM user names are at most 64 characters
+/// (Garage key names and MinIO access keys have no upper limit; MinIO's 20 is only the length of
+/// the keys it generates itself).
+pub const MAX_KEY_NAME: usize = 64;
 
 /// Refuses a key name that some backend would not take: 3 to [`MAX_KEY_NAME`] characters of
 /// `[a-z0-9-]`.
@@ -203,7 +217,8 @@ mod tests {
     fn key_names() {
         assert!(check_key_name("p-team-a-0").is_ok());
         assert!(check_key_name("ab").is_err());
-        assert!(check_key_name("a-name-that-is-far-too-long").is_err());
+        assert!(check_key_name(&"a".repeat(65)).is_err());
+        assert!(check_key_name("berth-3f1c0a7e00004000800000000000000a-1").is_ok());
         assert!(check_key_name("Upper").is_err());
         assert!(check_key_name("under_score").is_err());
     }

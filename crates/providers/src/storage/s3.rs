@@ -12,10 +12,10 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier, Tag, Tagging,
 };
 
-use crate::{Error, ErrorKind, Result, Secret};
+use crate::{Error, ErrorKind, OWNER_TAG, Owner, Result, Secret};
 
 /// An S3 client for `endpoint` (empty: AWS's regional endpoint) signing for `region` with the
 /// given key: path-style addressing and checksums only when required, so that S3-compatible
@@ -108,9 +108,10 @@ where
     }
 }
 
-/// Creates `bucket` through S3 unless it is already ours. Outside `us-east-1` AWS needs the
-/// region as a location constraint; S3-compatible stores accept the one they are configured with.
-pub(crate) async fn create_bucket(client: &Client, bucket: &str, region: &str) -> Result<()> {
+/// Creates `bucket` through S3. True when this call made it, false when the caller's credentials
+/// already had it (`BucketAlreadyOwnedByYou`). Outside `us-east-1` AWS needs the region as a
+/// location constraint; S3-compatible stores accept the one they are configured with.
+pub(crate) async fn create_bucket(client: &Client, bucket: &str, region: &str) -> Result<bool> {
     let mut req = client.create_bucket().bucket(bucket);
     if !region.is_empty() && region != "us-east-1" {
         req = req.create_bucket_configuration(
@@ -120,15 +121,120 @@ pub(crate) async fn create_bucket(client: &Client, bucket: &str, region: &str) -
         );
     }
     match req.send().await {
-        Ok(_) => Ok(()),
-        Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => Ok(()),
-        Err(e) if code(&e) == Some("BucketAlreadyExists") => Err(Error::new(
-            ErrorKind::Rejected,
-            format!(
-                "S3 CreateBucket {bucket}: the name is taken by someone else; choose another bucket name template"
-            ),
+        Ok(_) => Ok(true),
+        Err(e) if code(&e) == Some("BucketAlreadyOwnedByYou") => Ok(false),
+        Err(e) if code(&e) == Some("BucketAlreadyExists") => Err(Error::conflict(
+            &format!("bucket {bucket}"),
+            "belongs to another account of the object store",
         )),
         Err(e) => Err(error(&format!("S3 CreateBucket {bucket}"), &e)),
+    }
+}
+
+/// The bucket's tags, by key (none: an empty map).
+pub(crate) async fn tags(
+    client: &Client,
+    bucket: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    match client.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(answer) => Ok(answer
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()),
+        Err(e) if code(&e) == Some("NoSuchTagSet") || code(&e) == Some("NoSuchTagSetError") => {
+            Ok(Default::default())
+        }
+        Err(e) => Err(error(&format!("S3 GetBucketTagging {bucket}"), &e)),
+    }
+}
+
+/// Records `owner` on the bucket as the tag [`OWNER_TAG`], keeping its other tags.
+async fn put_owner_tag(client: &Client, bucket: &str, owner: &Owner) -> Result<()> {
+    let what = format!("S3 PutBucketTagging {bucket}");
+    let mut all = tags(client, bucket).await?;
+    all.insert(OWNER_TAG.to_owned(), owner.uid.clone());
+    let tag_set = all
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::new(ErrorKind::Backend, format!("{what}: {e}")))?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tag_set))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Backend, format!("{what}: {e}")))?;
+    client
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| error(&what, &e))?;
+    Ok(())
+}
+
+/// What the bucket's tags say instead of `owner`, or None if they record `owner`.
+fn not_owned(tags: &std::collections::BTreeMap<String, String>, owner: &Owner) -> Option<String> {
+    match tags.get(OWNER_TAG) {
+        Some(uid) if *uid == owner.uid => None,
+        Some(uid) => Some(format!(
+            "belongs to another project (its tag {OWNER_TAG} is {uid})"
+        )),
+        None => Some(format!("records no owner (it has no tag {OWNER_TAG})")),
+    }
+}
+
+/// Makes `bucket` exist with `owner` recorded as its tag [`OWNER_TAG`] (the S3 way, for MinIO and
+/// AWS). A bucket this call creates is tagged at once, and removed again if the tag cannot be
+/// written, so no unmarked bucket is left behind; one that exists must carry the tag
+/// ([`ErrorKind::Conflict`] if not, unless `owner.adopt`, which writes it).
+pub(crate) async fn ensure_owned_bucket(
+    client: &Client,
+    bucket: &str,
+    region: &str,
+    owner: &Owner,
+) -> Result<()> {
+    if create_bucket(client, bucket, region).await? {
+        if let Err(e) = put_owner_tag(client, bucket, owner).await {
+            // Empty and just made: nothing is lost by removing it.
+            let _ = client.delete_bucket().bucket(bucket).send().await;
+            return Err(e);
+        }
+        return Ok(());
+    }
+    match not_owned(&tags(client, bucket).await?, owner) {
+        None => Ok(()),
+        Some(_) if owner.adopt => put_owner_tag(client, bucket, owner).await,
+        Some(whose) => Err(Error::conflict(&format!("bucket {bucket}"), &whose)),
+    }
+}
+
+/// Whether `bucket` exists and its tag records `owner`.
+pub(crate) async fn owns_bucket(client: &Client, bucket: &str, owner: &Owner) -> Result<bool> {
+    if !bucket_exists(client, bucket).await? {
+        return Ok(false);
+    }
+    Ok(not_owned(&tags(client, bucket).await?, owner).is_none())
+}
+
+/// Deletes `bucket` with everything in it if its tag records `owner`: `Ok(false)` if there is no
+/// such bucket, [`ErrorKind::Conflict`] (and nothing deleted) if it is someone else's.
+pub(crate) async fn delete_owned_bucket(
+    client: &Client,
+    bucket: &str,
+    owner: &Owner,
+) -> Result<bool> {
+    if !bucket_exists(client, bucket).await? {
+        return Ok(false);
+    }
+    if let Some(whose) = not_owned(&tags(client, bucket).await?, owner) {
+        return Err(Error::conflict(&format!("bucket {bucket}"), &whose));
+    }
+    empty_bucket(client, bucket).await?;
+    match client.delete_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if status(&e) == Some(404) => Ok(false),
+        Err(e) => Err(error(&format!("S3 DeleteBucket {bucket}"), &e)),
     }
 }
 
