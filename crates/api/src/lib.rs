@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod labels;
 pub mod mlmodel;
+pub mod namespaces;
 pub mod project;
 pub mod providers;
 pub mod quantity;

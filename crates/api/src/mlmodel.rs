@@ -249,11 +249,18 @@ pub struct ExposeSpec {
     /// Gateway) or istio (an Istio VirtualService on the platform's Istio gateway).
     #[serde(default)]
     pub mode: ExposeMode,
-    /// The host name clients use, such as fraud.models.example.com. Default:
-    /// <model>-<namespace>.<the platform's model domain>, when the platform sets a domain.
+    /// The host name clients use, under the platform's model domain, such as
+    /// fraud.models.example.com. Default: <model>.<namespace>.<the platform's model domain>. A
+    /// host outside the domain, or one another model holds already, is not exposed (Exposed is
+    /// False with the reason); the first model to claim a host keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("expose.hostname must be a DNS name, such as fraud.models.example.com"))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("expose.hostname must be a DNS name, such as fraud.models.example.com"),
+        validation = Rule::new("self.split('.').all(l, size(l) <= 63)").message("expose.hostname: each dot-separated part must be at most 63 characters"),
+        validation = Rule::new("!self.split('.').exists(l, l.startsWith('xn--'))").message("expose.hostname: punycode (xn--) labels are not accepted"),
+        validation = Rule::new("size(self.split('.')) >= 2").message("expose.hostname must be a full name under the platform's model domain, such as fraud.models.example.com")
+    )]
     pub hostname: Option<String>,
 }
 
@@ -340,6 +347,10 @@ pub struct MLModelStatus {
     /// The version serving requests: a hash of the source and the runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_version: Option<String>,
+    /// The host name this model holds on the platform's gateway, once it is exposed there. Another
+    /// model asking for it later is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// The version the spec asks for. It differs from activeVersion while an update rolls out,
     /// or after an update failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,8 +415,12 @@ pub struct ModelSettings {
     /// The Istio gateway (namespace/name) that exposure mode istio binds VirtualServices to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub istio_gateway: Option<String>,
-    /// The domain under which exposed models get a host name, <model>-<namespace>.<domain>.
+    /// The domain every exposed model's host name lives under: by default
+    /// <model>.<namespace>.<domain>. A model may name its own host only under it. Without a domain,
+    /// no model is exposed on the gateway under a host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.split('.').all(l, size(l) <= 63)").message("models.domain must be a DNS name, such as models.example.com"))]
     pub domain: Option<String>,
 }
 

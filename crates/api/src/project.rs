@@ -13,6 +13,32 @@ use crate::providers::{ExternalStatus, RegistrySpec, StorageSpec};
 /// The annotation that lets a Project take over a namespace that already exists. Only a platform
 /// admin may set it (the shipped ValidatingAdmissionPolicy enforces that).
 pub const ADOPT_NAMESPACE_ANNOTATION: &str = "berth.dev/adopt-namespace";
+/// `"true"` lets a Project take over the bucket its name maps to although the bucket does not
+/// record the Project as its owner (a bucket made outside Berth, or another Project's). Platform
+/// admins only.
+pub const ADOPT_STORAGE_ANNOTATION: &str = "berth.dev/adopt-storage";
+/// `"true"` lets a Project take over the OIDC client and realm group its name maps to. Platform
+/// admins only.
+pub const ADOPT_IDENTITY_ANNOTATION: &str = "berth.dev/adopt-identity";
+/// `"true"` lets a Project take over the registry project its name maps to. Platform admins only.
+pub const ADOPT_REGISTRY_ANNOTATION: &str = "berth.dev/adopt-registry";
+/// `"true"` on a Project being deleted: what Berth cannot remove outside the cluster (a provider
+/// that is gone or keeps failing) is abandoned instead of holding the Project for ever; the
+/// Event and the condition name each thing abandoned. Platform admins only.
+pub const ABANDON_EXTERNAL_ANNOTATION: &str = "berth.dev/abandon-external";
+/// `"true"` lets the Delete policy delete a namespace the Project adopted (which held data before
+/// Berth); without it an adopted namespace is kept. Platform admins only.
+pub const DELETE_ADOPTED_NAMESPACE_ANNOTATION: &str = "berth.dev/delete-adopted-namespace";
+
+/// Every annotation only a platform admin may set or change on a Project.
+pub const ADMIN_ANNOTATIONS: &[&str] = &[
+    ADOPT_NAMESPACE_ANNOTATION,
+    ADOPT_STORAGE_ANNOTATION,
+    ADOPT_IDENTITY_ANNOTATION,
+    ADOPT_REGISTRY_ANNOTATION,
+    ABANDON_EXTERNAL_ANNOTATION,
+    DELETE_ADOPTED_NAMESPACE_ANNOTATION,
+];
 
 /// A team's isolated, provisioned home on the platform.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -93,7 +119,8 @@ pub struct ProjectSpec {
 
     /// What happens to the namespace and its data when the project is deleted: Retain (the
     /// platform default unless its settings say otherwise) keeps it, detached and labelled as
-    /// retained; Delete removes it with everything in it.
+    /// retained; Delete removes it with everything in it. Without it, the platform default at the
+    /// time the project was created applies for the project's whole life (status.deletionPolicy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 
@@ -280,6 +307,15 @@ pub struct ProjectStatus {
     /// The namespace the project lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// True when the namespace existed before the project and a platform admin let the project
+    /// adopt it: the Delete policy then keeps it unless a platform admin sets
+    /// berth.dev/delete-adopted-namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_adopted: Option<bool>,
+    /// The deletion policy in force: spec.deletionPolicy, else the platform default recorded when
+    /// the project was first reconciled. A later change of the platform default changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// The owners, comma-separated, for `kubectl get projects`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owners: Option<String>,
@@ -315,5 +351,23 @@ impl Project {
             .namespace
             .as_deref()
             .or(self.metadata.name.as_deref())
+    }
+
+    /// Whether a platform admin set the annotation `key` to `"true"`.
+    pub fn admin_says(&self, key: &str) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .is_some_and(|v| v == "true")
+    }
+
+    /// The deletion policy in force: the spec's, else the one recorded when the project was first
+    /// reconciled, else `default` (a project never reconciled yet).
+    pub fn effective_deletion_policy(&self, default: DeletionPolicy) -> DeletionPolicy {
+        self.spec
+            .deletion_policy
+            .or(self.status.as_ref().and_then(|s| s.deletion_policy))
+            .unwrap_or(default)
     }
 }

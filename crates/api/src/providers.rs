@@ -57,7 +57,9 @@ pub struct StorageSettings {
     /// `secretAccessKey` for minio and aws.
     pub admin_secret_ref: AdminSecretRef,
     /// The bucket name: `{project}` and `{namespace}` are replaced; the result must be a valid
-    /// bucket name (3 to 63 lowercase letters, digits, '-' and '.').
+    /// bucket name (3 to 63 lowercase letters, digits, '-' and '.', not like an IP address, not
+    /// starting with xn-- or sthree-, not ending with -s3alias or --ol-s3). A project keeps the
+    /// bucket name it got first: changing the template affects new projects only.
     #[serde(default = "default_bucket_template")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9.{}-]+$')").message("storage.bucketTemplate may hold lowercase letters, digits, '-', '.' and the placeholders {project} and {namespace}"))]
@@ -236,7 +238,9 @@ pub struct RegistrySpec {
     pub enabled: Option<bool>,
 }
 
-/// What the project has outside the cluster.
+/// What the project has outside the cluster: the names it claimed, each recorded once its owner
+/// record was checked. Deletion removes these names, never names computed again from settings
+/// that may have changed since.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalStatus {
@@ -246,6 +250,9 @@ pub struct ExternalStatus {
     /// The OIDC client's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_client_id: Option<String>,
+    /// The realm group of the project's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_group: Option<String>,
     /// The registry project's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_project: Option<String>,

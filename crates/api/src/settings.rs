@@ -61,6 +61,9 @@ pub struct PlatformSettingsSpec {
     /// How MLModels are downloaded, served and exposed.
     #[serde(default)]
     pub models: crate::mlmodel::ModelSettings,
+    /// Namespaces reserved for the platform.
+    #[serde(default)]
+    pub namespaces: crate::namespaces::NamespaceSettings,
 }
 
 /// Default and maximum quota.
@@ -135,6 +138,7 @@ impl Default for PlatformSettingsSpec {
             identity: None,
             registry: None,
             models: crate::mlmodel::ModelSettings::default(),
+            namespaces: Default::default(),
         }
     }
 }
