@@ -21,6 +21,7 @@ use serde_json::json;
 
 use berth_api::{PlatformSettingsSpec, Project};
 use berth_controllers::project::build::{Environment, build};
+use berth_controllers::project::validate::{Known, validate};
 use berth_testenv::{ControlPlane, Options};
 
 #[derive(Parser)]
@@ -289,7 +290,9 @@ async fn floor(n: usize, args: &Args) -> Result<Figures> {
             let settings = settings.clone();
             async move {
                 let created = api.create(&PostParams::default(), &project(&name)?).await?;
-                let built = build(&created, &settings, Environment::default())?;
+                let validated = validate(&created, &settings, "berth-system", Known::default())
+                    .map_err(|i| anyhow::anyhow!(i.message))?;
+                let built = build(&validated, &settings, &Environment::default())?;
                 let params = PatchParams::apply("berth-floor").force();
                 for child in &built.children {
                     let ns = child.object.namespace();

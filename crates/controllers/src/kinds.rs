@@ -34,9 +34,11 @@ pub fn network_policy() -> ChildKind {
 pub fn service_account() -> ChildKind {
     ChildKind::of::<ServiceAccount>(true, true)
 }
-/// The Secrets with a project's credentials for its bucket, OIDC client and registry robot.
+/// The Secrets with a project's credentials for its bucket, OIDC client and registry robot. They
+/// hold what the project's workloads use: never pruned by the shared apply step, only removed when
+/// their part is switched off.
 pub fn secret() -> ChildKind {
-    ChildKind::of::<Secret>(true, true)
+    ChildKind::of::<Secret>(true, false)
 }
 /// Istio's AuthorizationPolicy, which has no Rust type here.
 pub fn authorization_policy() -> ChildKind {

@@ -90,11 +90,17 @@ impl CachedObject {
         serde_json::from_str(&self.json).ok()
     }
 
-    /// Whether `uid` is this object's controller.
+    /// Whether `uid` is this object's controller: through a controller ownerReference, or, for
+    /// children that carry none so that the garbage collector never deletes them (a namespace and
+    /// what holds data in it), through the label [`berth_api::labels::OWNER_UID`].
     pub fn controlled_by(&self, uid: &str) -> bool {
         self.owner_references
             .iter()
             .any(|r| r.uid == uid && r.controller == Some(true))
+            || self
+                .labels
+                .get(berth_api::labels::OWNER_UID)
+                .is_some_and(|owner| owner == uid)
     }
 }
 

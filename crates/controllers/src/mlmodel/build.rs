@@ -33,6 +33,7 @@ use berth_api::mlmodel::{
 };
 use berth_reconcile::{Desired, Error};
 
+use super::host::Host;
 use crate::kinds;
 
 /// The label that tells a model's serving pods from its download pods.
@@ -101,13 +102,8 @@ impl Version {
     }
 }
 
-/// The names of a model's children.
-pub fn volume_name(model: &str, version: &str) -> String {
-    format!("{model}-{version}")
-}
-pub fn job_name(model: &str, version: &str) -> String {
-    format!("{model}-fetch-{version}")
-}
+/// The names of a model's children (made by the naming authority).
+pub use crate::names::kube::{model_job as job_name, model_volume as volume_name};
 
 /// What the Deployment serves and which volumes exist, as decided by the rollout plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,14 +134,18 @@ pub struct Built {
     pub children: Vec<Desired>,
     pub url: String,
     pub exposure: Exposure,
+    /// The host the model holds on the gateway, for its status.
+    pub host: Option<String>,
 }
 
-/// Builds every desired child of `model` under `plan`.
+/// Builds every desired child of `model` under `plan`, exposed under `host` (decided among every
+/// model by `super::host::decide`).
 pub fn build(
     model: &MLModel,
     settings: &ModelSettings,
     env: Environment,
     plan: &Plan,
+    host: &Host,
 ) -> Result<Built, Error> {
     let name = model
         .metadata
@@ -239,13 +239,22 @@ pub fn build(
 
     let service_host = format!("{name}.{namespace}.svc.cluster.local");
     let expose = model.spec.expose.clone().unwrap_or_default();
-    let host = expose.hostname.clone().or_else(|| {
-        settings
-            .domain
-            .as_ref()
-            .map(|d| format!("{name}-{namespace}.{d}"))
-    });
     let cluster_url = format!("http://{service_host}");
+    let host = match host {
+        Host::Granted(h) => Some(h.clone()),
+        Host::None => None,
+        Host::Refused { reason, message } => {
+            return Ok(Built {
+                children,
+                url: cluster_url,
+                exposure: Exposure::NotPossible {
+                    reason: reason.clone(),
+                    message: message.clone(),
+                },
+                host: None,
+            });
+        }
+    };
     let (exposure, url) = match expose.mode {
         ExposeMode::Cluster => (Exposure::Cluster, cluster_url),
         ExposeMode::Gateway => match (&settings.gateway, env.gateway_api_installed) {
@@ -325,10 +334,12 @@ pub fn build(
         },
     };
 
+    let host = host.filter(|_| expose.mode != ExposeMode::Cluster);
     Ok(Built {
         children,
         url,
         exposure,
+        host,
     })
 }
 

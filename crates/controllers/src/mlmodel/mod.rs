@@ -3,6 +3,7 @@
 //! `status`; all four are pure.
 
 pub mod build;
+pub mod host;
 pub mod observe;
 pub mod plan;
 pub mod status;
@@ -50,6 +51,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub backoffs: Backoffs,
     pub written: Written,
+    /// Every model, for which one holds a host name.
+    pub models: Store<MLModel>,
 }
 
 impl Context {
@@ -89,6 +92,7 @@ pub async fn run(
     );
 
     let (settings, settings_changes) = runner::settings(&client);
+    let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
 
     let context = Arc::new(Context {
         client: client.clone(),
@@ -99,9 +103,9 @@ pub async fn run(
         metrics,
         backoffs: Backoffs::default(),
         written: Written::default(),
+        models: models.clone(),
     });
 
-    let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
     let mut controller = Controller::for_stream(model_stream, models)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(settings_changes)
@@ -240,7 +244,8 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
     let active = recorded_active(model);
     let observed = observe(ctx, model, &settings, &target, active.as_ref());
     let decision = decide(model, &observed, now);
-    let built = build::build(model, &settings, ctx.env, &decision.plan)?;
+    let host = host::decide(model, &ctx.models.state(), &settings);
+    let built = build::build(model, &settings, ctx.env, &decision.plan, &host)?;
     let new_status = status::status(model, &observed, &decision, &built, now);
 
     // The status first: a failure it records is what keeps the failed version from being

@@ -180,6 +180,7 @@ pub fn status(
         observed_generation: generation,
         phase: Some(decision.phase),
         url: Some(built.url.clone()),
+        hostname: built.host.clone(),
         active_version: active_key,
         target_version: Some(target.clone()),
         active_source: decision.active.as_ref().map(|a| a.source.clone()),

@@ -46,6 +46,7 @@ fn kinds(model: &MLModel, plan: &Plan) -> Result<Vec<(String, String)>, Error> {
         &ModelSettings::default(),
         Environment::default(),
         plan,
+        &super::host::Host::None,
     )?
     .children
     .iter()
@@ -148,7 +149,13 @@ fn every_child_is_labelled_and_owned() -> Result<(), Error> {
         volumes: vec![v],
         autoscaled_replicas: None,
     };
-    let built = build(&m, &ModelSettings::default(), Environment::default(), &plan)?;
+    let built = build(
+        &m,
+        &ModelSettings::default(),
+        Environment::default(),
+        &plan,
+        &super::host::Host::None,
+    )?;
     assert_eq!(
         built.children.len(),
         5,
@@ -186,7 +193,13 @@ fn the_download_job_is_bounded_and_kept() -> Result<(), Error> {
         volumes: vec![v],
         autoscaled_replicas: None,
     };
-    let built = build(&m, &ModelSettings::default(), Environment::default(), &plan)?;
+    let built = build(
+        &m,
+        &ModelSettings::default(),
+        Environment::default(),
+        &plan,
+        &super::host::Host::None,
+    )?;
     let job = built
         .children
         .iter()
@@ -220,7 +233,13 @@ fn the_deployment_rolls_without_losing_replicas() -> Result<(), Error> {
         volumes: vec![v],
         autoscaled_replicas: None,
     };
-    let built = build(&m, &ModelSettings::default(), Environment::default(), &plan)?;
+    let built = build(
+        &m,
+        &ModelSettings::default(),
+        Environment::default(),
+        &plan,
+        &super::host::Host::None,
+    )?;
     let desired = built
         .children
         .iter()

@@ -1,13 +1,27 @@
-//! The Project controller: wiring only. What a Project becomes is decided in `build`, what is wrong
-//! with it in `validate`, and what its status says in `status`.
+//! The Project controller. One reconcile is a straight pipeline, each step one call:
+//!
+//! ```text
+//! validate  (pure)  Project + settings + what the caches say -> Validated | Invalid
+//! claim     (IO)    the namespace: create it, or find it is the project's, or a conflict
+//! outside   (IO)    the bucket, OIDC client and registry project, each on its provider
+//! build     (pure)  Validated + settings -> every child in the cluster
+//! apply     (IO)    the shared step: server-side apply, prune by label and UID
+//! status    (pure)  -> conditions; written only when changed, Events on transitions
+//! ```
+//!
+//! The error category decides the requeue: an invalid spec waits for a change, a conflict or a
+//! missing dependency backs off. Deletion is in `deletion`.
 
 pub mod build;
+mod deletion;
 pub mod external;
 pub mod members;
 pub mod namespace;
+pub mod part;
 pub mod status;
 pub mod validate;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +31,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -25,28 +38,35 @@ use tracing::info;
 
 use berth_api::labels::PROJECT;
 use berth_api::settings::SETTINGS_NAME;
-use berth_api::{DeletionPolicy, PlatformSettings, PlatformSettingsSpec, Project};
+use berth_api::{PlatformSettings, PlatformSettingsSpec, Project};
 use berth_reconcile::{
-    Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply, runner,
+    Announcer, Backoffs, Category, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply,
+    runner,
 };
 
-use self::build::{Environment, build};
+use self::build::{Built, Environment};
 use self::namespace::Claim;
-use self::status::Outcome;
+use self::status::{Applied, Outcome, Summary};
+use self::validate::{Known, Validated};
 use crate::kinds;
+use crate::names;
 
 /// The finalizer that runs the deletion policy.
 pub const FINALIZER: &str = "berth.dev/project";
 const CONTROLLER: &str = "project";
 /// Requeue when all is well: a safety net only, since watches bring every change. Reads only.
 const RESYNC: Duration = Duration::from_secs(30 * 60);
+/// A namespace that is someone else's needs a person: look again this often.
+const CONFLICT_RETRY: Duration = Duration::from_secs(60);
 
 /// What every Project reconcile shares.
 pub struct Context {
     pub client: Client,
     pub children: ChildCache,
     pub settings: Store<PlatformSettings>,
-    pub env: Environment,
+    pub istio_installed: bool,
+    /// The namespace Berth's operator runs in: no Project may have it.
+    pub operator_namespace: String,
     pub announcer: Announcer,
     pub metrics: Metrics,
     pub backoffs: Backoffs,
@@ -100,7 +120,8 @@ pub async fn run(
         client: client.clone(),
         children,
         settings,
-        env: Environment { istio_installed },
+        istio_installed,
+        operator_namespace: operator_namespace.clone(),
         announcer: Announcer::new(client.clone(), "berth-project-controller"),
         metrics,
         backoffs: Backoffs::default(),
@@ -139,8 +160,8 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         &api,
         FINALIZER,
         project,
-        async |p| apply_project(&p, &ctx).await,
-        async |p| cleanup(&p, &ctx).await,
+        async |p| reconcile_project(&p, &ctx).await,
+        async |p| deletion::cleanup(&p, &ctx).await,
     )
     .await
 }
@@ -150,107 +171,159 @@ fn owning_project(child: kube::api::DynamicObject) -> Option<ObjectRef<Project>>
     child.labels().get(PROJECT).map(|name| ObjectRef::new(name))
 }
 
+/// The error category decides the requeue: an invalid spec waits for the spec to change (any
+/// change to the Project wakes it); everything else backs off, capped.
 fn error_policy(project: Arc<Project>, error: &Error, ctx: Arc<Context>) -> Action {
-    runner::retry(&ctx.backoffs, CONTROLLER, &project.name_any(), error)
+    match error.category {
+        Category::InvalidSpec => Action::await_change(),
+        _ => runner::retry(&ctx.backoffs, CONTROLLER, &project.name_any(), error),
+    }
 }
 
-/// Makes the cluster match the Project. Returns the next action and how many writes it made.
-async fn apply_project(project: &Project, ctx: &Context) -> Result<(Action, usize), Error> {
-    let name = project.name_any();
+/// Makes the cluster match the Project: the pipeline. Returns the next action and the writes.
+async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, usize), Error> {
     let settings = ctx.settings();
-    let mut writes = 0;
-    let (namespace, subjects, outcome, action) = match validate::validate(project) {
-        Err(e) => (
-            project.namespace_name().unwrap_or_default().to_owned(),
-            members::effective(project),
-            Outcome::Invalid(e),
-            Action::await_change(),
-        ),
-        Ok(()) => {
-            let mut built = build(project, &settings, ctx.env)?;
-            let (outcome, action) = match namespace::claim(ctx, project, &built).await? {
-                Claim::Conflict(message) => (
-                    Outcome::NamespaceConflict(message),
-                    Action::requeue(Duration::from_secs(60)),
-                ),
-                Claim::Terminating => (
-                    Outcome::NamespaceTerminating,
-                    Action::requeue(Duration::from_secs(5)),
-                ),
-                Claim::Ours { created } => {
-                    writes += usize::from(created);
-                    // The outside parts first, so their Secrets go out with the rest; a failing
-                    // provider keeps its Secret as it is and never holds up the in-cluster parts.
-                    let prepared = ctx
-                        .external
-                        .prepare(
-                            project,
-                            &built.namespace,
-                            &built.subjects,
-                            &settings,
-                            &ctx.children,
-                        )
-                        .await;
-                    let mut prepared = prepared;
-                    built.children.extend(prepared.take_secrets());
-                    match apply_children(ctx, project, &built.children).await {
-                        Ok((n, in_flight)) => {
-                            writes += n;
-                            let outcome = Outcome::Applied {
-                                quota: quota_status(ctx, &built.namespace),
-                                istio_missing: settings.istio.enabled && !ctx.env.istio_installed,
-                                network_policies: built
-                                    .children
-                                    .iter()
-                                    .filter(|d| d.kind.resource.kind == "NetworkPolicy")
-                                    .count(),
-                                parts: prepared.states(),
-                                external: prepared.external_status(
-                                    project.status.as_ref().and_then(|s| s.external.as_ref()),
-                                ),
-                            };
-                            let mut next = if in_flight { IN_FLIGHT } else { RESYNC };
-                            if let Some(retry) = prepared.retry_in() {
-                                next = next.min(retry);
-                            }
-                            // The Secrets hold the new credentials: the old ones may go.
-                            ctx.external.finish(&name, prepared).await;
-                            (outcome, Action::requeue(next))
-                        }
-                        Err(e) => (
-                            Outcome::ApplyFailed(e),
-                            Action::requeue(Duration::from_secs(5)),
-                        ),
-                    }
-                }
+    let known = Known {
+        namespace_ours: names::namespace(project)
+            .ok()
+            .and_then(|ns| namespace::held(ctx, &project.uid().unwrap_or_default(), &ns))
+            .is_some(),
+    };
+    let validated = match validate::validate(project, &settings, &ctx.operator_namespace, known) {
+        Ok(v) => v,
+        Err(invalid) => {
+            let summary = Summary {
+                namespace: project.namespace_name().unwrap_or_default().to_owned(),
+                subjects: members::effective(project),
+                deletion_policy: None,
             };
-            (built.namespace, built.subjects, outcome, action)
+            let outcome = Outcome::Invalid {
+                reason: invalid.reason.to_owned(),
+                message: invalid.message,
+            };
+            let writes = write_status(ctx, project, &summary, &outcome).await?;
+            ctx.backoffs.succeeded(&project.name_any());
+            return Ok((Action::await_change(), writes));
         }
     };
+    let summary = Summary {
+        namespace: validated.namespace.clone(),
+        subjects: validated.subjects.clone(),
+        deletion_policy: Some(validated.deletion_policy),
+    };
+    let mut env = environment(ctx, &settings, false);
+    let claim = namespace::claim(
+        ctx,
+        &validated,
+        first(&build::build(&validated, &settings, &env)?)?,
+    )
+    .await?;
+    let (created, adopted) = match claim {
+        Claim::Ours { created, adopted } => (created, adopted),
+        Claim::Conflict(message) => {
+            let writes =
+                write_status(ctx, project, &summary, &Outcome::NamespaceConflict(message)).await?;
+            return Ok((Action::requeue(CONFLICT_RETRY), writes));
+        }
+        Claim::Terminating => {
+            let writes =
+                write_status(ctx, project, &summary, &Outcome::NamespaceTerminating).await?;
+            return Ok((Action::requeue(Duration::from_secs(5)), writes));
+        }
+    };
+    env.adopted = adopted;
+    let outside = ctx
+        .external
+        .sync(&ctx.client, &validated, &settings, &ctx.children)
+        .await;
+    let built = build::build(&validated, &settings, &env)?;
+    let applied = apply_children(ctx, &validated, &built).await;
+    let (outcome, mut writes, next) = match applied {
+        Ok((n, in_flight)) => {
+            let mut next = if in_flight { IN_FLIGHT } else { RESYNC };
+            if let Some(retry) = outside.retry_in() {
+                next = next.min(retry);
+            }
+            let outcome = Outcome::Applied(Applied {
+                quota: quota_status(ctx, &validated.namespace),
+                istio_missing: settings.istio.enabled && !ctx.istio_installed,
+                network_policies: built.network_policies(),
+                parts: outside.states(),
+                external: outside
+                    .external_status(project.status.as_ref().and_then(|s| s.external.as_ref())),
+                now_reserved: validated.now_reserved.clone(),
+                adopted,
+            });
+            (outcome, n, Some(next))
+        }
+        Err(e) => (Outcome::ApplyFailed(e), 0, None),
+    };
+    writes += usize::from(created);
+    writes += write_status(ctx, project, &summary, &outcome).await?;
+    match (outcome, next) {
+        // The status says what failed; the error makes the controller retry with backoff.
+        (Outcome::ApplyFailed(e), _) => Err(e),
+        (_, next) => {
+            ctx.backoffs.succeeded(&project.name_any());
+            Ok((Action::requeue(next.unwrap_or(RESYNC)), writes))
+        }
+    }
+}
 
-    let api: Api<Project> = Api::all(ctx.client.clone());
-    let new_status = status::status(project, &namespace, &subjects, &outcome, Timestamp::now());
+/// The namespace as built: always the first child.
+fn first(built: &Built) -> Result<&berth_reconcile::Desired, Error> {
+    built
+        .namespace()
+        .ok_or_else(|| Error::internal("no namespace was built"))
+}
+
+/// What the builder needs to know about the cluster: Istio, and which platform namespaces are
+/// projects' (the settings named them after a project had them), so that no project trusts them.
+fn environment(ctx: &Context, settings: &PlatformSettingsSpec, adopted: bool) -> Environment {
+    let untrusted: BTreeSet<String> = names::namespace::platform_namespaces(settings)
+        .into_iter()
+        .map(|(ns, _)| ns)
+        .filter(|ns| {
+            ctx.children
+                .get(&kinds::namespace().resource, None, ns)
+                .is_some()
+        })
+        .collect();
+    Environment {
+        istio_installed: ctx.istio_installed,
+        untrusted,
+        adopted,
+    }
+}
+
+/// Writes the status if it changed, with an Event per condition flip. Returns the writes.
+async fn write_status(
+    ctx: &Context,
+    project: &Project,
+    summary: &Summary,
+    outcome: &Outcome,
+) -> Result<usize, Error> {
+    let new = status::status(project, summary, outcome, Timestamp::now());
     let before = project
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    if berth_reconcile::status::write_if_changed(&api, &name, project.status.as_ref(), &new_status)
-        .await?
+    let api: Api<Project> = Api::all(ctx.client.clone());
+    if berth_reconcile::status::write_if_changed(
+        &api,
+        &project.name_any(),
+        project.status.as_ref(),
+        &new,
+    )
+    .await?
     {
-        writes += 1;
         ctx.announcer
-            .transitions(&project.object_ref(&()), &before, &new_status.conditions)
+            .transitions(&project.object_ref(&()), &before, &new.conditions)
             .await;
+        return Ok(1);
     }
-    match outcome {
-        // The status says what failed; the error makes the controller retry with backoff.
-        Outcome::ApplyFailed(e) => Err(e),
-        _ => {
-            ctx.backoffs.succeeded(&name);
-            Ok((action, writes))
-        }
-    }
+    Ok(0)
 }
 
 /// The live quota's status, from the cache.
@@ -261,106 +334,35 @@ fn quota_status(
     let live = ctx.children.get(
         &kinds::resource_quota().resource,
         Some(namespace),
-        "berth-quota",
+        names::kube::QUOTA,
     )?;
     live.parse::<ResourceQuota>()?.status
 }
 
-/// Applies the built children; returns the writes made and whether some writes are still in flight.
+/// Applies the built children; returns the writes made and whether some are still in flight.
 async fn apply_children(
     ctx: &Context,
-    project: &Project,
-    children: &[berth_reconcile::Desired],
+    project: &Validated<'_>,
+    built: &Built,
 ) -> Result<(usize, bool), Error> {
-    let name = project.name_any();
-    let uid = project.uid().unwrap_or_default();
     let report = apply(
         &ctx.client,
         &ctx.children,
         &ctx.written,
-        children,
+        &built.children,
         Owner {
-            name: &name,
-            uid: &uid,
+            name: &project.name,
+            uid: &project.uid,
         },
     )
     .await?;
     if report.wrote() {
-        info!(project = %name, applied = report.applied.len(), pruned = report.pruned.len(), "reconciled");
+        info!(project = %project.name, applied = report.applied.len(), pruned = report.pruned.len(), "reconciled");
     }
     Ok((
         report.applied.len() + report.pruned.len(),
         report.in_flight > 0,
     ))
-}
-
-/// Runs the deletion policy before the Project goes.
-async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize), Error> {
-    let settings = ctx.settings();
-    let policy = project
-        .spec
-        .deletion_policy
-        .unwrap_or(settings.default_deletion_policy);
-    let namespace = project.namespace_name().unwrap_or_default().to_owned();
-    let reference = project.object_ref(&());
-    if !namespace::is_ours(ctx, project, &namespace) {
-        ctx.announcer
-            .publish(
-                &reference,
-                EventType::Normal,
-                "NamespaceLeftAlone",
-                &format!("namespace {namespace} was never this project's, so deleting the project leaves it untouched"),
-            )
-            .await;
-        return Ok((Action::await_change(), 0));
-    }
-    let writes = match policy {
-        DeletionPolicy::Retain => {
-            let detached = namespace::retain(ctx, project, &namespace).await?;
-            let outside = ctx.external.retained(project, &settings);
-            let outside = if outside.is_empty() {
-                String::new()
-            } else {
-                format!("; also kept outside the cluster: {}", outside.join("; "))
-            };
-            ctx.announcer
-                .publish(
-                    &reference,
-                    EventType::Normal,
-                    "Retained",
-                    &format!(
-                        "deletionPolicy Retain: kept namespace {namespace} and its data, detached from Berth and labelled {}=true; its network isolation and quota stay, member access was removed{outside}",
-                        build::RETAINED_LABEL
-                    ),
-                )
-                .await;
-            detached
-        }
-        DeletionPolicy::Delete => {
-            // Outside the cluster first: if a provider is down, the finalizer keeps the Project
-            // (and its status says why) rather than leave a bucket nobody tracks.
-            let removed = ctx.external.delete(project, &settings).await?;
-            namespace::delete(ctx, &namespace).await?;
-            let outside = if removed.is_empty() {
-                String::new()
-            } else {
-                format!("; deleted outside the cluster: {}", removed.join("; "))
-            };
-            ctx.announcer
-                .publish(
-                    &reference,
-                    EventType::Normal,
-                    "Deleted",
-                    &format!(
-                        "deletionPolicy Delete: deleting namespace {namespace} and everything in it{outside}"
-                    ),
-                )
-                .await;
-            1
-        }
-    };
-    info!(project = %project.name_any(), ?policy, namespace, "deletion policy applied");
-    Ok((Action::await_change(), writes))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Who owns the namespace. Berth never takes over a namespace it did not create, unless a platform
-//! admin asks for it with the adopt annotation; and it never deletes one unless the deletion policy
-//! says Delete.
+//! admin asks for it with the adopt annotation; never gives it an ownerReference (the garbage
+//! collector would delete it with the Project); and never deletes it unless the deletion policy
+//! says Delete and, for an adopted one, a platform admin says so too.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{
@@ -10,27 +11,40 @@ use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use berth_api::Project;
-use berth_api::labels::PROJECT;
+use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, OWNER_UID, PROJECT};
 use berth_api::project::ADOPT_NAMESPACE_ANNOTATION;
-use berth_reconcile::{Error, FIELD_MANAGER};
+use berth_reconcile::{ChildKind, Error, FIELD_MANAGER};
 
 use super::Context;
-use super::build::{Built, RETAINED_LABEL};
+use super::build::{ADOPTED_ANNOTATION, RETAINED_LABEL};
+use super::validate::Validated;
 use crate::kinds;
+use crate::names::kube::account_binding;
 
 /// Whether this reconcile may manage the namespace.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// It is the project's (or was just created for it, or is being adopted).
-    Ours { created: bool },
+    /// It is the project's: just created for it, or adopted (it existed before).
+    Ours { created: bool, adopted: bool },
     /// It belongs to someone else; the message says whose and what to do.
     Conflict(String),
     /// It is the project's and is being deleted.
     Terminating,
 }
 
-fn controlled_by<K: Resource>(object: &K, uid: &str) -> bool {
+/// Whether the metadata marks the object as `uid`'s: the UID label, or (from before Berth
+/// stopped setting them) a controller ownerReference.
+fn marked<K: Resource>(object: &K, uid: &str) -> bool {
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(OWNER_UID))
+        .is_some_and(|v| v == uid)
+        || legacy_owner(object, uid)
+}
+
+fn legacy_owner<K: Resource>(object: &K, uid: &str) -> bool {
     object
         .meta()
         .owner_references
@@ -39,26 +53,77 @@ fn controlled_by<K: Resource>(object: &K, uid: &str) -> bool {
         .any(|r| r.uid == uid && r.controller == Some(true))
 }
 
-fn adopting(project: &Project) -> bool {
-    project
-        .annotations()
-        .get(ADOPT_NAMESPACE_ANNOTATION)
+fn adopted<K: Resource>(object: &K) -> bool {
+    object
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ADOPTED_ANNOTATION))
         .is_some_and(|v| v == "true")
 }
 
-/// Decides whether the project may manage its namespace, creating it if it does not exist. A
-/// namespace is created with a plain create, never an apply, so one that appears at the same moment
-/// is reported as a conflict instead of being taken over.
-pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Claim, Error> {
-    let uid = project.uid().unwrap_or_default();
-    let name = &built.namespace;
-    if let Some(live) = ctx.children.get(&kinds::namespace().resource, None, name)
-        && live.controlled_by(&uid)
+/// Removes `uid`'s ownerReference from an object that still has one (made before Berth stopped
+/// setting them on namespaces and what is in them), keeping any other.
+async fn detach(
+    ctx: &Context,
+    kind: &ChildKind,
+    namespace: Option<&str>,
+    name: &str,
+    references: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    uid: &str,
+) -> Result<bool, Error> {
+    if !references.iter().any(|r| r.uid == uid) {
+        return Ok(false);
+    }
+    let others: Vec<_> = references
+        .iter()
+        .filter(|r| r.uid != uid)
+        .cloned()
+        .collect();
+    let patch = json!({"metadata": {"ownerReferences": if others.is_empty() { serde_json::Value::Null } else { json!(others) }}});
+    let api = kind.api(&ctx.client, namespace);
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
     {
-        return Ok(if live.deleting {
-            Claim::Terminating
-        } else {
-            Claim::Ours { created: false }
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decides whether the project may manage its namespace, creating it if it does not exist. A
+/// namespace is created with a plain create, never an apply, so one that appears at the same
+/// moment is reported as a conflict instead of being taken over. `desired` is the namespace as
+/// built.
+pub async fn claim(
+    ctx: &Context,
+    project: &Validated<'_>,
+    desired: &berth_reconcile::Desired,
+) -> Result<Claim, Error> {
+    let uid = project.uid.as_str();
+    let name = project.namespace.as_str();
+    if let Some(live) = ctx.children.get(&kinds::namespace().resource, None, name)
+        && live.controlled_by(uid)
+    {
+        if live.deleting {
+            return Ok(Claim::Terminating);
+        }
+        let ns: Option<Namespace> = live.parse();
+        if let Some(ns) = &ns {
+            detach(
+                ctx,
+                &kinds::namespace(),
+                None,
+                name,
+                ns.owner_references(),
+                uid,
+            )
+            .await?;
+        }
+        return Ok(Claim::Ours {
+            created: false,
+            adopted: ns.as_ref().is_some_and(adopted),
         });
     }
 
@@ -66,16 +131,12 @@ pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Cl
     // A new project's namespace usually does not exist yet: try to create it first, and look only
     // when that fails. A project already in conflict looks first, to spare the failing create.
     let in_conflict = project
+        .project
         .status
         .as_ref()
         .and_then(|s| berth_api::conditions::get(&s.conditions, super::status::NAMESPACE_READY))
         .is_some_and(|c| c.reason == "NamespaceConflict");
     if !in_conflict {
-        let desired = built
-            .children
-            .iter()
-            .find(|d| d.kind.resource.kind == "Namespace")
-            .ok_or_else(|| Error::internal("no namespace was built"))?;
         let api: Api<DynamicObject> = kinds::namespace().api(&ctx.client, None);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -85,7 +146,10 @@ pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Cl
             Ok(created) => {
                 ctx.written
                     .record_write(desired, created.resource_version());
-                return Ok(Claim::Ours { created: true });
+                return Ok(Claim::Ours {
+                    created: true,
+                    adopted: false,
+                });
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -95,17 +159,41 @@ pub async fn claim(ctx: &Context, project: &Project, built: &Built) -> Result<Cl
         None => Ok(Claim::Conflict(format!(
             "namespace {name} existed a moment ago and is gone now; Berth will create it"
         ))),
-        Some(meta) if controlled_by(&meta, &uid) => {
-            Ok(if meta.metadata.deletion_timestamp.is_some() {
-                Claim::Terminating
-            } else {
-                Claim::Ours { created: false }
+        Some(meta) if marked(&meta, uid) => {
+            if meta.metadata.deletion_timestamp.is_some() {
+                return Ok(Claim::Terminating);
+            }
+            detach(
+                ctx,
+                &kinds::namespace(),
+                None,
+                name,
+                meta.owner_references(),
+                uid,
+            )
+            .await?;
+            Ok(Claim::Ours {
+                created: false,
+                adopted: adopted(&meta),
             })
         }
         Some(meta) if meta.metadata.deletion_timestamp.is_some() => Ok(Claim::Conflict(format!(
             "namespace {name} is being deleted and was not this project's; Berth creates it once it is gone"
         ))),
-        Some(_) if adopting(project) => Ok(Claim::Ours { created: false }),
+        Some(_) if project.project.admin_says(ADOPT_NAMESPACE_ANNOTATION) => {
+            // Marked as the project's and as adopted, so that the Delete policy keeps it.
+            let patch = json!({"metadata": {
+                "labels": {MANAGED_BY: MANAGED_BY_VALUE, PROJECT: project.name, OWNER_UID: uid},
+                "annotations": {ADOPTED_ANNOTATION: "true"},
+            }});
+            namespaces
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(Claim::Ours {
+                created: false,
+                adopted: true,
+            })
+        }
         Some(meta) => Ok(Claim::Conflict(conflict_message(name, &meta))),
     }
 }
@@ -130,58 +218,75 @@ fn conflict_message(name: &str, meta: &PartialObjectMeta<Namespace>) -> String {
     }
 }
 
-/// Whether the project controls `namespace` (according to the cache).
-pub fn is_ours(ctx: &Context, project: &Project, namespace: &str) -> bool {
-    let uid = project.uid().unwrap_or_default();
-    ctx.children
-        .get(&kinds::namespace().resource, None, namespace)
-        .is_some_and(|live| live.controlled_by(&uid))
+/// What the cache says of the project's namespace, if it is the project's: whether it is being
+/// deleted, and whether it was adopted.
+pub struct Held {
+    pub deleting: bool,
+    pub adopted: bool,
 }
 
-/// The Retain policy: the namespace, its network policies, quota, limits and service accounts lose
-/// their owner reference (so the garbage collector keeps them) and the namespace is labelled as
-/// retained. Member RoleBindings and the project's cluster roles keep theirs and go with the project.
-/// Returns how many objects it changed.
-pub async fn retain(ctx: &Context, project: &Project, namespace: &str) -> Result<usize, Error> {
-    let uid = project.uid().unwrap_or_default();
-    let name = project.name_any();
-    let kept = [
-        kinds::namespace(),
-        kinds::network_policy(),
-        kinds::resource_quota(),
-        kinds::limit_range(),
-        kinds::service_account(),
-        kinds::secret(),
-    ];
+/// The project's namespace as the cache holds it, if it is the project's.
+pub fn held(ctx: &Context, uid: &str, namespace: &str) -> Option<Held> {
+    let live = ctx
+        .children
+        .get(&kinds::namespace().resource, None, namespace)
+        .filter(|live| live.controlled_by(uid))?;
+    Some(Held {
+        deleting: live.deleting,
+        adopted: live.parse::<Namespace>().as_ref().is_some_and(adopted),
+    })
+}
+
+/// The Retain policy: the namespace and everything in it stay, with their network isolation,
+/// quota, limits, service accounts and credentials Secrets; member RoleBindings go (the members
+/// lose access); the namespace is labelled as retained. Returns how many objects it changed.
+pub async fn retain(
+    ctx: &Context,
+    project_name: &str,
+    uid: &str,
+    namespace: &str,
+) -> Result<usize, Error> {
     let mut changed = 0;
-    for (kind, object) in ctx.children.owned_by(&name) {
-        if !kept.iter().any(|k| k.resource.kind == kind.resource.kind)
-            || !object.controlled_by(&uid)
-        {
+    for (kind, object) in ctx.children.owned_by(project_name) {
+        if !kind.namespaced && kind.resource.kind != "Namespace" {
+            // Per-project ClusterRoles go with the Project (their ownerReference).
             continue;
         }
-        let others: Vec<_> = object
-            .owner_references
-            .iter()
-            .filter(|r| r.uid != uid)
-            .cloned()
-            .collect();
-        let mut patch = json!({"metadata": {"ownerReferences": if others.is_empty() { serde_json::Value::Null } else { json!(others) }}});
-        if kind.resource.kind == "Namespace" {
-            patch["metadata"]["labels"] = json!({ RETAINED_LABEL: "true" });
-            patch["metadata"]["annotations"] = json!({
-                "berth.dev/retained-from-project": name,
-                "berth.dev/retained-from-uid": uid,
-            });
+        if !object.controlled_by(uid) {
+            continue;
         }
-        let api = kind.api(&ctx.client, object.namespace.as_deref().or(Some(namespace)));
-        match api
-            .patch(&object.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => changed += 1,
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        let ns = object.namespace.as_deref();
+        let member_binding =
+            kind.resource.kind == "RoleBinding" && !object.name.starts_with(&account_binding(""));
+        if member_binding {
+            let api = kind.api(&ctx.client, ns);
+            match api.delete(&object.name, &DeleteParams::default()).await {
+                Ok(_) => changed += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        if detach(ctx, &kind, ns, &object.name, &object.owner_references, uid).await? {
+            changed += 1;
+        }
+        if kind.resource.kind == "Namespace" {
+            let patch = json!({"metadata": {
+                "labels": { RETAINED_LABEL: "true" },
+                "annotations": {
+                    "berth.dev/retained-from-project": project_name,
+                    "berth.dev/retained-from-uid": uid,
+                },
+            }});
+            let api: Api<Namespace> = Api::all(ctx.client.clone());
+            match api
+                .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => changed += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(changed)

@@ -4,13 +4,13 @@ use k8s_openapi::api::core::v1::ResourceQuotaStatus;
 use k8s_openapi::jiff::Timestamp;
 
 use berth_api::conditions::{self, Status};
-use berth_api::project::QuotaUsage;
+use berth_api::project::{DeletionPolicy, QuotaUsage};
 use berth_api::providers::ExternalStatus;
 use berth_api::{Project, ProjectStatus, Role};
 use berth_reconcile::Error;
 
-use super::external::{Part, PartState};
 use super::members::{Subject, owners_summary};
+use super::part::{Part, PartState};
 
 pub const READY: &str = "Ready";
 pub const NAMESPACE_READY: &str = "NamespaceReady";
@@ -18,11 +18,20 @@ pub const ACCESS_READY: &str = "AccessReady";
 pub const QUOTA_READY: &str = "QuotaReady";
 pub const NETWORK_READY: &str = "NetworkReady";
 
+/// What the status names whatever the outcome.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub namespace: String,
+    pub subjects: Vec<Subject>,
+    /// The policy in force; None when the project is invalid (then the recorded one stays).
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
 /// What one reconcile came to.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The spec cannot be built; nothing was applied.
-    Invalid(Error),
+    /// The spec cannot be built (reason `InvalidSpec` or `NamespaceReserved`); nothing applied.
+    Invalid { reason: String, message: String },
     /// The namespace exists and is not this project's; nothing was applied.
     NamespaceConflict(String),
     /// The namespace is being deleted; nothing was applied.
@@ -30,27 +39,37 @@ pub enum Outcome {
     /// Applying failed part-way; the next reconcile retries.
     ApplyFailed(Error),
     /// Everything was applied.
-    Applied {
-        quota: Option<ResourceQuotaStatus>,
-        /// Istio is enabled in the settings but its CRDs are not installed.
-        istio_missing: bool,
-        network_policies: usize,
-        /// The outside parts: bucket, OIDC client, registry project.
-        parts: Vec<(Part, PartState)>,
-        external: Option<ExternalStatus>,
-    },
+    Applied(Applied),
+    /// The Project is being deleted and something holds it: why, and what to do.
+    DeletionBlocked(String),
+}
+
+/// What a reconcile that applied everything found.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub quota: Option<ResourceQuotaStatus>,
+    /// Istio is enabled in the settings but its CRDs are not installed.
+    pub istio_missing: bool,
+    pub network_policies: usize,
+    /// The outside parts: bucket, OIDC client, registry project.
+    pub parts: Vec<(Part, PartState)>,
+    pub external: Option<ExternalStatus>,
+    /// The namespace became the platform's after the project had it (see `Validated`).
+    pub now_reserved: Option<String>,
+    pub adopted: bool,
 }
 
 /// The status for `project` after `outcome`, keeping transition times of unchanged conditions.
 pub fn status(
     project: &Project,
-    namespace: &str,
-    subjects: &[Subject],
+    summary: &Summary,
     outcome: &Outcome,
     now: Timestamp,
 ) -> ProjectStatus {
     let previous = project.status.clone().unwrap_or_default();
     let generation = project.metadata.generation;
+    let namespace = summary.namespace.as_str();
+    let subjects = &summary.subjects;
     let mut cs = previous.conditions.clone();
     let put = |cs: &mut Vec<_>, type_: &str, status: Status, reason: &str, message: &str| {
         conditions::set(cs, type_, status, reason, message, generation, now);
@@ -64,18 +83,19 @@ pub fn status(
     );
     let mut quota_usage = previous.quota.clone();
     let mut external = previous.external.clone();
+    let mut adopted = previous.namespace_adopted;
     match outcome {
-        Outcome::Invalid(e) => {
+        Outcome::Invalid { reason, message } => {
             for t in [NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY] {
                 put(
                     &mut cs,
                     t,
                     Status::False,
-                    "InvalidSpec",
-                    "nothing was changed: the spec is invalid (see Ready)",
+                    reason,
+                    "nothing was changed: see Ready",
                 );
             }
-            put(&mut cs, READY, Status::False, "InvalidSpec", &e.message);
+            put(&mut cs, READY, Status::False, reason, message);
         }
         Outcome::NamespaceConflict(message) => {
             put(
@@ -100,49 +120,50 @@ pub fn status(
             let message = format!(
                 "namespace {namespace} is being deleted; Berth recreates it once it is gone"
             );
-            put(
-                &mut cs,
-                NAMESPACE_READY,
-                Status::False,
-                "NamespaceTerminating",
-                &message,
-            );
-            put(
-                &mut cs,
-                READY,
-                Status::False,
-                "NamespaceTerminating",
-                &message,
-            );
+            for t in [NAMESPACE_READY, READY] {
+                put(&mut cs, t, Status::False, "NamespaceTerminating", &message);
+            }
         }
         Outcome::ApplyFailed(e) => {
-            let reason = e.category.reason();
             put(
                 &mut cs,
                 READY,
                 Status::False,
-                reason,
+                e.category.reason(),
                 &format!(
                     "applying the project's objects failed and will be retried: {}",
                     e.message
                 ),
             );
         }
-        Outcome::Applied {
-            quota,
-            istio_missing,
-            network_policies,
-            parts,
-            external: now_external,
-        } => {
-            external = now_external.clone();
-            put(
-                &mut cs,
-                NAMESPACE_READY,
-                Status::True,
-                "NamespaceActive",
-                &format!("namespace {namespace} is active"),
-            );
+        Outcome::DeletionBlocked(message) => {
+            put(&mut cs, READY, Status::False, "DeletionBlocked", message);
+        }
+        Outcome::Applied(applied) => {
+            external = applied.external.clone();
+            adopted = Some(applied.adopted).filter(|a| *a);
+            match &applied.now_reserved {
+                Some(why) => put(
+                    &mut cs,
+                    NAMESPACE_READY,
+                    Status::False,
+                    "NamespaceReserved",
+                    why,
+                ),
+                None => put(
+                    &mut cs,
+                    NAMESPACE_READY,
+                    Status::True,
+                    "NamespaceActive",
+                    &if applied.adopted {
+                        format!(
+                            "namespace {namespace} is active (adopted: it existed before the project, and the Delete policy keeps it)"
+                        )
+                    } else {
+                        format!("namespace {namespace} is active")
+                    },
+                ),
+            }
             put(
                 &mut cs,
                 ACCESS_READY,
@@ -150,7 +171,7 @@ pub fn status(
                 "RoleBindingsApplied",
                 &access_message,
             );
-            match quota.as_ref().and_then(|q| q.hard.as_ref()) {
+            match applied.quota.as_ref().and_then(|q| q.hard.as_ref()) {
                 Some(hard) if !hard.is_empty() => {
                     put(
                         &mut cs,
@@ -159,7 +180,7 @@ pub fn status(
                         "QuotaEnforced",
                         "the ResourceQuota and LimitRange are in force",
                     );
-                    quota_usage = quota.as_ref().map(|q| QuotaUsage {
+                    quota_usage = applied.quota.as_ref().map(|q| QuotaUsage {
                         hard: q.hard.clone().unwrap_or_default(),
                         used: q.used.clone().unwrap_or_default(),
                     });
@@ -172,7 +193,7 @@ pub fn status(
                     "the ResourceQuota is applied; waiting for the quota controller to report usage",
                 ),
             }
-            if *istio_missing {
+            if applied.istio_missing {
                 put(
                     &mut cs,
                     NETWORK_READY,
@@ -188,12 +209,12 @@ pub fn status(
                     "NetworkPoliciesApplied",
                     &format!(
                         "default deny with {} allow rule(s)",
-                        network_policies.saturating_sub(1)
+                        applied.network_policies.saturating_sub(1)
                     ),
                 );
             }
             let mut required = vec![NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY];
-            for (part, state) in parts {
+            for (part, state) in &applied.parts {
                 match state {
                     PartState::Disabled => cs.retain(|c| c.type_ != part.condition()),
                     PartState::Unchanged => {}
@@ -227,7 +248,9 @@ pub fn status(
                     &format!("namespace {namespace} is ready for its members"),
                 );
             } else {
-                let first = conditions::get(&cs, not_ready[0])
+                let first = not_ready
+                    .first()
+                    .and_then(|t| conditions::get(&cs, t))
                     .map(|c| (c.reason.clone(), c.message.clone()));
                 let (reason, message) = first.unwrap_or_else(|| ("NotReady".into(), String::new()));
                 put(
@@ -242,7 +265,9 @@ pub fn status(
     }
     ProjectStatus {
         observed_generation: generation,
-        namespace: Some(namespace.to_owned()),
+        namespace: Some(namespace.to_owned()).filter(|n| !n.is_empty()),
+        namespace_adopted: adopted,
+        deletion_policy: summary.deletion_policy.or(previous.deletion_policy),
         owners: Some(owners_summary(subjects)).filter(|s| !s.is_empty()),
         quota: quota_usage,
         external,

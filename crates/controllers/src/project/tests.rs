@@ -5,16 +5,37 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use proptest::prelude::*;
 
-use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, PROJECT};
+use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, OWNER_UID, PROJECT};
 use berth_api::project::{NetworkSpec, PodSecuritySpec, ResourceQuotaSpec};
 use berth_api::{
     Member, MemberKind, PlatformSettingsSpec, PodSecurityLevel, Project, ProjectSpec, Role,
 };
 
-use super::build::{Environment, build, quota_hard};
+use super::build::{Built, Environment, quota_hard};
+use super::validate::{Known, validate};
+
+const UID: &str = "3f1c0a7e-0000-4000-8000-000000000001";
+
+/// Validates, then builds.
+fn build(
+    project: &Project,
+    settings: &PlatformSettingsSpec,
+    env: Environment,
+) -> Result<Built, berth_reconcile::Error> {
+    let v = validate(project, settings, "berth-system", Known::default())
+        .map_err(|i| berth_reconcile::Error::invalid(i.message))?;
+    super::build::build(&v, settings, &env)
+}
+
+fn istio(installed: bool) -> Environment {
+    Environment {
+        istio_installed: installed,
+        ..Default::default()
+    }
+}
 
 fn with_uid(mut project: Project) -> Project {
-    project.metadata.uid = Some("3f1c0a7e-0000-4000-8000-000000000001".into());
+    project.metadata.uid = Some(UID.into());
     project
 }
 
@@ -63,7 +84,12 @@ fn the_seed_project_gets_everything_it_needs() {
         Environment::default(),
     )
     .unwrap();
-    assert_eq!(built.namespace, "example-project");
+    assert_eq!(
+        built
+            .namespace()
+            .and_then(|n| n.object.metadata.name.clone()),
+        Some("example-project".to_owned())
+    );
     let names = kinds_of(
         &seed_project(),
         &PlatformSettingsSpec::default(),
@@ -119,10 +145,8 @@ fn settings_switch_on_istio_and_kubeflow() {
     let mut settings = PlatformSettingsSpec::default();
     settings.istio.enabled = true;
     settings.kubeflow.enabled = true;
-    let env = Environment {
-        istio_installed: true,
-    };
-    let built = build(&seed_project(), &settings, env).unwrap();
+    let env = istio(true);
+    let built = build(&seed_project(), &settings, env.clone()).unwrap();
     let labels = built.children[0].object.metadata.labels.clone().unwrap();
     assert_eq!(labels["istio-injection"], "enabled");
     assert_eq!(labels["app.kubernetes.io/part-of"], "kubeflow-profile");
@@ -162,6 +186,84 @@ fn extra_network_rules_become_policies() {
     }
 }
 
+#[test]
+fn a_platform_namespace_a_project_owns_is_never_trusted() {
+    let settings = PlatformSettingsSpec {
+        gateway_namespaces: vec!["istio-system".into(), "gw-taken".into()],
+        monitoring_namespaces: vec!["monitoring".into()],
+        ..Default::default()
+    };
+    let env = Environment {
+        untrusted: ["gw-taken".to_owned()].into(),
+        ..Default::default()
+    };
+    let built = build(&seed_project(), &settings, env).unwrap();
+    let platform = built
+        .children
+        .iter()
+        .find(|d| d.object.metadata.name.as_deref() == Some("berth-allow-platform"))
+        .map(|d| d.object.data["spec"].to_string())
+        .unwrap_or_default();
+    assert!(
+        platform.contains("istio-system") && platform.contains("monitoring"),
+        "{platform}"
+    );
+    assert!(!platform.contains("gw-taken"), "{platform}");
+}
+
+#[test]
+fn an_adopted_namespace_is_marked_so() {
+    let env = Environment {
+        adopted: true,
+        ..Default::default()
+    };
+    let built = build(&seed_project(), &PlatformSettingsSpec::default(), env).unwrap();
+    let annotations = built
+        .namespace()
+        .and_then(|n| n.object.metadata.annotations.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get(super::build::ADOPTED_ANNOTATION)
+            .map(String::as_str),
+        Some("true")
+    );
+}
+
+#[test]
+fn a_credentials_secret_has_no_owner_and_records_only_ids() {
+    let project = seed_project();
+    let v = validate(
+        &project,
+        &PlatformSettingsSpec::default(),
+        "berth-system",
+        Known::default(),
+    )
+    .unwrap();
+    let contents = super::build::secret::Contents {
+        type_: "Opaque".into(),
+        data: BTreeMap::from([("AWS_SECRET_ACCESS_KEY".to_owned(), "s3cr3t".to_owned())]),
+        credential_id: "GK123".into(),
+        fingerprint: None,
+    };
+    let secret =
+        super::build::secret::credentials(&v, "berth-storage", &contents, Some("2026-11-30"));
+    assert!(secret.metadata.owner_references.is_none());
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations["berth.dev/credential-id"], "GK123");
+    assert_eq!(annotations["berth.dev/rotation"], "2026-11-30");
+    assert!(!format!("{annotations:?}").contains("s3cr3t"));
+    assert_eq!(
+        secret
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get(OWNER_UID)
+            .map(String::as_str),
+        Some(UID)
+    );
+}
+
 fn member_strategy() -> impl Strategy<Value = Member> {
     (
         prop_oneof![
@@ -183,8 +285,10 @@ proptest! {
         ingress in proptest::collection::vec("[a-z][a-z0-9-]{0,20}", 0..3),
         istio in any::<bool>(),
         kubeflow in any::<bool>(),
-        namespace in proptest::option::of("[a-z][a-z0-9-]{0,30}"),
+        namespace in proptest::option::of("[a-z]([a-z0-9-]{0,30}[a-z0-9])?"),
     ) {
+        let mut owners = owners;
+        owners.push("ada@example.com".into());
         let project = with_uid(Project::new("p", ProjectSpec {
             owners,
             members,
@@ -195,17 +299,26 @@ proptest! {
         let mut settings = PlatformSettingsSpec::default();
         settings.istio.enabled = istio;
         settings.kubeflow.enabled = kubeflow;
-        let built = build(&project, &settings, Environment { istio_installed: istio }).unwrap();
+        // Specs validation refuses (a ServiceAccount member with two '/') are not built.
+        let built = build(&project, &settings, self::istio(istio));
+        prop_assume!(built.is_ok());
+        let built = built.unwrap();
         let mut names = std::collections::HashSet::new();
         for child in &built.children {
             let meta = &child.object.metadata;
             let labels = meta.labels.clone().unwrap_or_default();
             prop_assert_eq!(labels.get(MANAGED_BY).map(String::as_str), Some(MANAGED_BY_VALUE));
             prop_assert_eq!(labels.get(PROJECT).map(String::as_str), Some("p"));
+            prop_assert_eq!(labels.get(OWNER_UID).map(String::as_str), Some(UID));
             let owner = meta.owner_references.clone().unwrap_or_default();
-            prop_assert_eq!(owner.len(), 1);
-            prop_assert_eq!(owner[0].controller, Some(true));
-            prop_assert_eq!(owner[0].kind.as_str(), "Project");
+            if child.kind.namespaced || child.kind.resource.kind == "Namespace" {
+                // The garbage collector must never take a namespace or what is in it.
+                prop_assert!(owner.is_empty(), "{} {:?} has an ownerReference", child.kind.resource.kind, meta.name);
+            } else {
+                prop_assert_eq!(owner.len(), 1);
+                prop_assert_eq!(owner[0].controller, Some(true));
+                prop_assert_eq!(owner[0].kind.as_str(), "Project");
+            }
             let name = meta.name.clone().unwrap_or_default();
             prop_assert!(!name.is_empty() && name.len() <= 253, "bad name {}", name);
             prop_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'), "bad name {}", name);
@@ -222,21 +335,28 @@ mod outside {
     use berth_api::conditions::{self, Status};
     use berth_api::providers::{AdminSecretRef, RegistrySpec, StorageProvider, StorageSettings};
 
-    use super::super::external::{Part, PartState};
     use super::super::members::effective;
-    use super::super::status::{Outcome, status};
+    use super::super::part::{Part, PartState};
+    use super::super::status::{Applied, Outcome, Summary, status};
     use super::*;
 
     fn applied(parts: Vec<(Part, PartState)>) -> Outcome {
-        Outcome::Applied {
+        Outcome::Applied(Applied {
             quota: Some(ResourceQuotaStatus {
                 hard: Some(BTreeMap::from([("pods".into(), Quantity("10".into()))])),
                 used: None,
             }),
-            istio_missing: false,
             network_policies: 4,
             parts,
-            external: None,
+            ..Default::default()
+        })
+    }
+
+    fn summary(project: &Project) -> Summary {
+        Summary {
+            namespace: "example-project".into(),
+            subjects: effective(project),
+            deletion_policy: Some(berth_api::DeletionPolicy::Retain),
         }
     }
 
@@ -262,13 +382,36 @@ mod outside {
     }
 
     #[test]
+    fn the_status_records_the_policy_and_a_namespace_the_platform_now_reserves() {
+        let project = seed_project();
+        let outcome = Outcome::Applied(Applied {
+            now_reserved: Some("namespace example-project is now reserved for the platform".into()),
+            ..Default::default()
+        });
+        let s = status(&project, &summary(&project), &outcome, Timestamp::now());
+        assert_eq!(s.deletion_policy, Some(berth_api::DeletionPolicy::Retain));
+        let ns = conditions::get(&s.conditions, "NamespaceReady");
+        assert_eq!(ns.map(|c| c.reason.as_str()), Some("NamespaceReserved"));
+        assert!(!conditions::is_true(&s.conditions, "Ready"));
+        // Invalid: the recorded policy stays.
+        let mut later = project.clone();
+        later.status = Some(s);
+        let invalid = Outcome::Invalid {
+            reason: "InvalidSpec".into(),
+            message: "no owner".into(),
+        };
+        let mut sum = summary(&later);
+        sum.deletion_policy = None;
+        let s = status(&later, &sum, &invalid, Timestamp::now());
+        assert_eq!(s.deletion_policy, Some(berth_api::DeletionPolicy::Retain));
+    }
+
+    #[test]
     fn ready_covers_only_the_enabled_parts() {
         let project = seed_project();
-        let subjects = effective(&project);
         let s = status(
             &project,
-            "example-project",
-            &subjects,
+            &summary(&project),
             &applied(vec![
                 (Part::Storage, PartState::Disabled),
                 (Part::Identity, PartState::Disabled),
@@ -283,11 +426,9 @@ mod outside {
     #[test]
     fn a_failing_provider_holds_ready_but_not_the_cluster_side() {
         let project = seed_project();
-        let subjects = effective(&project);
         let s = status(
             &project,
-            "example-project",
-            &subjects,
+            &summary(&project),
             &applied(vec![
                 (
                     Part::Storage,
@@ -321,11 +462,9 @@ mod outside {
     #[test]
     fn a_part_waiting_out_its_backoff_keeps_its_condition() {
         let mut project = seed_project();
-        let subjects = effective(&project);
         let first = status(
             &project,
-            "example-project",
-            &subjects,
+            &summary(&project),
             &applied(vec![(
                 Part::Storage,
                 PartState::Set(Status::False, "StorageUnreachable".into(), "down".into()),
@@ -335,8 +474,7 @@ mod outside {
         project.status = Some(first.clone());
         let second = status(
             &project,
-            "example-project",
-            &subjects,
+            &summary(&project),
             &applied(vec![(Part::Storage, PartState::Unchanged)]),
             Timestamp::now(),
         );

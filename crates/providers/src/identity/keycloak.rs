@@ -749,7 +749,7 @@ impl IdentityProvider for Keycloak {
                 format!("{what}: Keycloak's answer has no id"),
             ));
         };
-        let path = self.realm_path(&format!("/clients/{}", segment(&uuid)));
+        let path = self.realm_path(&format!("/clients/{}", segment(uuid)));
         let response = self.admin(&what, Method::DELETE, &path, None).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(());

@@ -10,12 +10,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use berth_api::PlatformSettingsSpec;
 use berth_api::providers::{AdminSecretRef, StorageProvider};
+use berth_providers::identity::IdentityConfig;
 use berth_providers::identity::keycloak::Keycloak;
-use berth_providers::identity::{IdentityConfig, IdentityProvider};
+use berth_providers::registry::RegistryConfig;
 use berth_providers::registry::harbor::Harbor;
-use berth_providers::registry::{Registry, RegistryConfig};
-use berth_providers::storage::{ObjectStore, StoreConfig};
+use berth_providers::storage::StoreConfig;
 use berth_providers::{Error as ProviderError, Secret};
+
+use super::super::part::Part;
+use super::identity::Identity;
+use super::part::OutsidePart;
+use super::registry::Registry;
+use super::storage::Storage;
 
 /// Why a provider cannot be used at all: its condition's reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,22 +55,29 @@ impl Problem {
             NotConfigured => format!("fix {what_to_fix} in PlatformSettings"),
             Rejected => "the request was refused as invalid".to_owned(),
             Backend => "the service answered with an error; Berth retries".to_owned(),
+            Conflict => "nothing of it was used or changed".to_owned(),
         };
         Self::new(e.kind.reason(part), format!("{}: {hint}", e.message))
     }
 }
 
-/// A provider, or why it cannot be used.
-pub type Connection<T> = Option<Result<Arc<T>, Problem>>;
+/// A part on its provider, or why the provider cannot be used.
+pub type Connection = Result<Arc<dyn OutsidePart>, Problem>;
 
-/// Every provider the settings enable (None: not enabled on this platform).
+/// Every part the settings enable, on its provider (a part the platform does not enable is
+/// absent).
 #[derive(Clone, Default)]
 pub struct Connected {
-    pub storage: Connection<dyn ObjectStore>,
-    pub identity: Connection<dyn IdentityProvider>,
-    pub registry: Connection<dyn Registry>,
+    parts: Vec<(Part, Connection)>,
     /// Changes whenever any connection's settings or credentials change.
     pub fingerprint: u64,
+}
+
+impl Connected {
+    /// The part on its provider; None when the platform does not enable it.
+    pub fn part(&self, part: Part) -> Option<&Connection> {
+        self.parts.iter().find(|(p, _)| *p == part).map(|(_, c)| c)
+    }
 }
 
 /// Connects providers from the settings, and remembers the connections until the settings or the
@@ -196,7 +209,7 @@ impl Connections {
                 admin_secret: secret,
             };
             berth_providers::storage::connect(s.provider.as_str(), config)
-                .map(Arc::from)
+                .map(|store| Arc::new(Storage(Arc::from(store))) as Arc<dyn OutsidePart>)
                 .map_err(|e| Problem::from_error("Storage", "storage", &e))
         });
         let identity = settings.identity.as_ref().map(|s| {
@@ -217,7 +230,7 @@ impl Connections {
                 admin_password: password.clone(),
             };
             Keycloak::new(config)
-                .map(|k| Arc::new(k) as Arc<dyn IdentityProvider>)
+                .map(|k| Arc::new(Identity(Arc::new(k))) as Arc<dyn OutsidePart>)
                 .map_err(|e| Problem::from_error("Identity", "identity", &e))
         });
         let registry = settings.registry.as_ref().map(|s| {
@@ -236,14 +249,17 @@ impl Connections {
                 admin_password: password.clone(),
             };
             Harbor::new(config)
-                .map(|h| Arc::new(h) as Arc<dyn Registry>)
+                .map(|h| Arc::new(Registry(Arc::new(h))) as Arc<dyn OutsidePart>)
                 .map_err(|e| Problem::from_error("Registry", "registry", &e))
         });
-        Connected {
-            storage,
-            identity,
-            registry,
-            fingerprint,
-        }
+        let parts = [
+            (Part::Storage, storage),
+            (Part::Identity, identity),
+            (Part::Registry, registry),
+        ]
+        .into_iter()
+        .filter_map(|(part, connection)| connection.map(|c| (part, c)))
+        .collect();
+        Connected { parts, fingerprint }
     }
 }

@@ -1,7 +1,9 @@
 //! Which credential a Project's Secret should hold, decided from what the provider has and what the
 //! Secret says. Pure, so that every crash point can be tested without a server.
 //!
-//! Credentials are named `<prefix><serial>`. The Secret records the id of the one in use. The rule:
+//! Credentials are named `<prefix><serial>` (`crate::names::outside::credential`), the prefix
+//! carrying the Project's UID, so only the Project's own are ever considered. The Secret records
+//! the id of the one in use. The rule:
 //! - the Secret's credential exists and no rotation is asked for: keep it;
 //! - else, a credential newer than the Secret's exists (a crash lost it before its Secret was
 //!   written): recover it, never make another;
@@ -10,6 +12,8 @@
 //! Every other credential under the prefix is revoked, but only once the Secret holds the new one.
 
 use berth_providers::Credential;
+
+use crate::names::outside::{credential, credential_serial};
 
 /// What to do about the credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +33,7 @@ pub fn decide(
     rotate: bool,
     prefix: &str,
 ) -> (Decision, Vec<Credential>) {
-    let serial = |c: &Credential| {
-        c.name
-            .strip_prefix(prefix)
-            .and_then(|s| s.parse::<u64>().ok())
-    };
+    let serial = |c: &Credential| credential_serial(prefix, &c.name);
     let ours: Vec<&Credential> = existing.iter().filter(|c| serial(c).is_some()).collect();
     let current = current_id.and_then(|id| ours.iter().find(|c| c.id == id).copied());
     let others = |keep: Option<&Credential>| -> Vec<Credential> {
@@ -57,7 +57,7 @@ pub fn decide(
         return (Decision::Recover((*newer).clone()), others(Some(newer)));
     }
     let next = ours.iter().filter_map(|c| serial(c)).max().unwrap_or(0) + 1;
-    (Decision::Create(format!("{prefix}{next}")), others(None))
+    (Decision::Create(credential(prefix, next)), others(None))
 }
 
 #[cfg(test)]

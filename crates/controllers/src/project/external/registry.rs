@@ -3,28 +3,34 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use base64::Engine;
 
 use berth_api::providers::RegistrySettings;
 use berth_api::{MemberKind, Role};
-use berth_providers::Error;
-use berth_providers::registry::{Registry, RegistryProjectSpec, RegistryRole};
+use berth_providers::registry::{Registry as RegistryApi, RegistryProjectSpec, RegistryRole};
+use berth_providers::{Error, ErrorKind};
 
+use super::super::build::secret::Contents;
+use super::super::part::Part;
+use super::super::validate::OutsideNames;
 use super::credentials::{Decision, decide};
-use super::{Input, Revoke, Synced};
+use super::part::{Claimed, Held, Input, OutsidePart, Removed, Replaced, Synced};
 
-/// The robot names' prefix; robots are per registry project, so it needs no more.
-pub const ROBOT_PREFIX: &str = "berth-";
+/// Registry projects on an image registry.
+pub struct Registry(pub Arc<dyn RegistryApi>);
 
-/// The registry project's name: the project's.
-pub fn project_name(project: &str) -> String {
-    project.to_owned()
+fn project_name(names: &OutsideNames) -> Result<&str, Error> {
+    names
+        .registry_project
+        .as_deref()
+        .map_err(|refused| Error::new(ErrorKind::Rejected, refused.to_string()))
 }
 
-fn spec(input: &Input) -> RegistryProjectSpec {
+fn spec(input: &Input, name: &str) -> RegistryProjectSpec {
     let settings: Option<&RegistrySettings> = input.settings.registry.as_ref();
     RegistryProjectSpec {
-        name: project_name(input.name),
+        name: name.to_owned(),
         scan_on_push: settings.is_none_or(|s| s.scan_on_push),
         prevent_vulnerable: settings.is_none_or(|s| s.prevent_vulnerable_images),
         severity: settings
@@ -37,6 +43,7 @@ fn spec(input: &Input) -> RegistryProjectSpec {
 /// User members by role: owner is projectAdmin, editor developer, viewer guest.
 fn members(input: &Input) -> Vec<(String, RegistryRole)> {
     input
+        .project
         .subjects
         .iter()
         .filter(|s| s.kind == MemberKind::User)
@@ -52,60 +59,13 @@ fn members(input: &Input) -> Vec<(String, RegistryRole)> {
 }
 
 /// What the sync depends on, for skipping it when nothing changed.
-pub fn inputs(input: &Input) -> (RegistryProjectSpec, Vec<(String, RegistryRole)>) {
-    (spec(input), members(input))
-}
-
-/// Makes the registry project, its members and its robot exist and match; returns the Secret's
-/// contents.
-pub async fn sync(reg: Arc<dyn Registry>, input: &Input<'_>) -> Result<Synced, Error> {
-    let spec = spec(input);
-    reg.ensure_project(&spec).await?;
-    let wanted = members(input);
-    let sync = reg.sync_members(&spec.name, &wanted).await?;
-    let robots = reg.list_robots(&spec.name, ROBOT_PREFIX).await?;
-    let live_auths = input.live_value(".dockerconfigjson");
-    let current = input.live_credential_id().filter(|_| live_auths.is_some());
-    let (decision, stale) = decide(&robots, current, input.rotate.is_some(), ROBOT_PREFIX);
-    let host = reg.host();
-    let (id, config, verb) = match decision {
-        Decision::Keep(robot) => (robot.id, live_auths.unwrap_or_default(), "in use"),
-        Decision::Recover(robot) => {
-            let issued = reg.recover_robot(&spec.name, &robot).await?;
-            let config = docker_config(&host, &issued.login, issued.secret.expose());
-            (issued.credential.id, config, "recovered")
-        }
-        Decision::Create(name) => {
-            let issued = reg.create_robot(&spec.name, &name).await?;
-            let config = docker_config(&host, &issued.login, issued.secret.expose());
-            let verb = if input.rotate.is_some() {
-                "rotated"
-            } else {
-                "created"
-            };
-            (issued.credential.id, config, verb)
-        }
-    };
-    let missing = if sync.missing_users.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; no registry account, so not members: {}",
-            sync.missing_users.join(", ")
-        )
-    };
-    Ok(Synced {
-        secret_type: Some("kubernetes.io/dockerconfigjson".to_owned()),
-        data: BTreeMap::from([(".dockerconfigjson".to_owned(), config)]),
-        credential_id: Some(id),
-        message: format!(
-            "project {} on {host} with {} member(s); push/pull robot ({verb}) in Secret {}, used by the project's service accounts{missing}",
-            spec.name,
-            wanted.len() - sync.missing_users.len(),
-            super::Part::Registry.secret_name(),
-        ),
-        revoke: (!stale.is_empty()).then(|| Revoke::Robots(reg, stale)),
-    })
+pub fn inputs(input: &Input) -> (Option<RegistryProjectSpec>, Vec<(String, RegistryRole)>) {
+    (
+        project_name(&input.project.outside)
+            .ok()
+            .map(|n| spec(input, n)),
+        members(input),
+    )
 }
 
 /// A `.dockerconfigjson` for one registry login.
@@ -117,12 +77,101 @@ fn docker_config(host: &str, username: &str, password: &str) -> String {
     .to_string()
 }
 
-/// The Delete policy: the robots, then the project with its repositories.
-pub async fn delete(reg: Arc<dyn Registry>, input: &Input<'_>) -> Result<String, Error> {
-    let name = project_name(input.name);
-    for robot in reg.list_robots(&name, ROBOT_PREFIX).await? {
-        reg.delete_robot(&robot).await?;
+#[async_trait]
+impl OutsidePart for Registry {
+    async fn sync(&self, input: &Input<'_>) -> Result<Synced, Error> {
+        let reg = &self.0;
+        let names = &input.project.outside;
+        let spec = spec(input, project_name(names)?);
+        reg.ensure_project(&spec, &input.owner).await?;
+        let wanted = members(input);
+        let sync = reg.sync_members(&spec.name, &wanted).await?;
+        let prefix = &names.credential_prefix;
+        let robots = reg.list_robots(&spec.name, prefix).await?;
+        let (decision, stale) = decide(&robots, input.current.as_deref(), input.rotate, prefix);
+        let host = reg.host();
+        let (issued, verb) = match decision {
+            Decision::Keep(_) => (None, "in use"),
+            Decision::Recover(robot) => (
+                Some(reg.recover_robot(&spec.name, &robot).await?),
+                "recovered",
+            ),
+            Decision::Create(name) => (
+                Some(reg.create_robot(&spec.name, &name, &input.owner).await?),
+                if input.rotate { "rotated" } else { "created" },
+            ),
+        };
+        let secret = issued.map(|issued| Contents {
+            type_: "kubernetes.io/dockerconfigjson".to_owned(),
+            data: BTreeMap::from([(
+                ".dockerconfigjson".to_owned(),
+                docker_config(&host, &issued.login, issued.secret.expose()),
+            )]),
+            credential_id: issued.credential.id,
+            fingerprint: None,
+        });
+        let missing = if sync.missing_users.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; no registry account, so not members: {}",
+                sync.missing_users.join(", ")
+            )
+        };
+        Ok(Synced {
+            claimed: Claimed {
+                registry_project: Some(spec.name.clone()),
+                ..Default::default()
+            },
+            secret,
+            message: format!(
+                "project {} on {host} with {} member(s); push/pull robot ({verb}) in Secret {}, used by the project's service accounts{missing}",
+                spec.name,
+                wanted.len() - sync.missing_users.len(),
+                Part::Registry.secret_name(),
+            ),
+            replaced: (!stale.is_empty()).then_some(Replaced::Credentials(stale)),
+        })
     }
-    reg.delete_project(&name).await?;
-    Ok(format!("registry project {name} with its images and robot"))
+
+    async fn revoke_replaced(&self, replaced: &Replaced) -> Result<(), Error> {
+        if let Replaced::Credentials(robots) = replaced {
+            for robot in robots {
+                self.0.delete_robot(robot).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke(&self, held: &Held<'_>) -> Result<Vec<String>, Error> {
+        let Ok(project) = project_name(held.names) else {
+            return Ok(Vec::new());
+        };
+        let mut revoked = Vec::new();
+        for robot in self
+            .0
+            .list_robots(project, &held.names.credential_prefix)
+            .await?
+        {
+            self.0.delete_robot(&robot).await?;
+            revoked.push(format!(
+                "robot {} of registry project {project}",
+                robot.name
+            ));
+        }
+        Ok(revoked)
+    }
+
+    async fn delete(&self, held: &Held<'_>) -> Result<Removed, Error> {
+        let mut removed = Removed::default();
+        let Ok(project) = project_name(held.names) else {
+            return Ok(removed);
+        };
+        let result = self.0.delete_project(project, &held.owner).await;
+        removed.record(
+            format!("registry project {project} with its images"),
+            result,
+        )?;
+        Ok(removed)
+    }
 }

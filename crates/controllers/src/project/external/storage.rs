@@ -3,36 +3,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use berth_api::quantity;
 use berth_providers::storage::{BucketSpec, ObjectStore};
 use berth_providers::{Error, ErrorKind};
 
+use super::super::build::secret::Contents;
+use super::super::part::Part;
 use super::credentials::{Decision, decide};
-use super::{Input, Revoke, Synced};
-use crate::names::short_hash;
+use super::part::{Claimed, Held, Input, OutsidePart, Removed, Replaced, Synced};
+use crate::names::outside;
 
-/// The bucket's name, from the platform's template.
-pub fn bucket_name(input: &Input) -> String {
-    let template = input
-        .settings
-        .storage
-        .as_ref()
-        .map(|s| s.bucket_template.as_str())
-        .unwrap_or("{project}");
-    template
-        .replace("{project}", input.name)
-        .replace("{namespace}", input.namespace)
-}
-
-/// The prefix of the project's key names: short enough for every backend (MinIO takes at most 20
-/// characters), and the same for the project's whole life.
-pub fn key_prefix(project: &str) -> String {
-    format!("b{}-", short_hash(project, 10))
-}
+/// Storage on an object store.
+pub struct Storage(pub Arc<dyn ObjectStore>);
 
 /// The bucket's quota in bytes: the project's, else the platform default.
 fn quota(input: &Input) -> Result<Option<u64>, Error> {
     let q = input
+        .project
         .project
         .spec
         .storage
@@ -52,85 +41,118 @@ fn quota(input: &Input) -> Result<Option<u64>, Error> {
 }
 
 /// What the sync depends on, for skipping it when nothing changed.
-pub fn inputs(input: &Input) -> (String, Option<u64>) {
-    (bucket_name(input), quota(input).ok().flatten())
+pub fn inputs(input: &Input) -> Option<u64> {
+    quota(input).ok().flatten()
 }
 
-/// Makes the bucket and the key exist; returns the Secret's contents.
-pub async fn sync(store: Arc<dyn ObjectStore>, input: &Input<'_>) -> Result<Synced, Error> {
-    let bucket = BucketSpec {
-        name: bucket_name(input),
-        quota_bytes: quota(input)?,
-    };
-    store.ensure_bucket(&bucket).await?;
-    let prefix = key_prefix(input.name);
-    let keys = store.list_keys(&prefix).await?;
-    let live_secret = input.live_value("AWS_SECRET_ACCESS_KEY");
-    // A Secret without its secret half cannot be kept.
-    let current = input.live_credential_id().filter(|_| live_secret.is_some());
-    let (decision, stale) = decide(&keys, current, input.rotate.is_some(), &prefix);
-    // The credential's id (what the Secret records), the login clients use, and its secret.
-    let (id, login, secret, verb) = match decision {
-        Decision::Keep(key) => {
-            store.ensure_grant(&key, &bucket.name).await?;
-            let login = input.live_value("AWS_ACCESS_KEY_ID").unwrap_or_default();
-            (key.id, login, live_secret.unwrap_or_default(), "in use")
-        }
-        Decision::Recover(key) => {
-            let issued = store.recover_key(&key, &bucket.name).await?;
-            let secret = issued.secret.expose().to_owned();
-            (issued.credential.id, issued.login, secret, "recovered")
-        }
-        Decision::Create(name) => {
-            let issued = store.create_key(&name, &bucket.name).await?;
-            let verb = if input.rotate.is_some() {
-                "rotated"
-            } else {
-                "created"
-            };
-            let secret = issued.secret.expose().to_owned();
-            (issued.credential.id, issued.login, secret, verb)
-        }
-    };
-    let mut data = BTreeMap::from([
-        ("AWS_ACCESS_KEY_ID".to_owned(), login.clone()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), secret),
-        ("AWS_REGION".to_owned(), store.region().to_owned()),
-        ("AWS_DEFAULT_REGION".to_owned(), store.region().to_owned()),
-        ("BUCKET".to_owned(), bucket.name.clone()),
-    ]);
-    if !store.endpoint().is_empty() {
-        data.insert("AWS_ENDPOINT_URL".to_owned(), store.endpoint().to_owned());
+fn spec(name: &str, quota_bytes: Option<u64>) -> BucketSpec {
+    BucketSpec {
+        name: name.to_owned(),
+        quota_bytes,
+        policy: outside::bucket_policy(name),
     }
-    let quota = match (bucket.quota_bytes, store.supports_quota()) {
-        (Some(q), true) => format!(", quota {q} bytes"),
-        (Some(_), false) => format!(", no quota: {} has none", store.kind()),
-        (None, _) => String::new(),
-    };
-    Ok(Synced {
-        secret_type: Some("Opaque".to_owned()),
-        data,
-        credential_id: Some(id.clone()),
-        message: format!(
-            "bucket {} on {}{quota}; access key {login} ({verb}) reaches only that bucket, in Secret {}",
-            bucket.name,
-            store.kind(),
-            super::Part::Storage.secret_name()
-        ),
-        revoke: (!stale.is_empty()).then(|| Revoke::Keys(store.clone(), stale)),
-    })
 }
 
-/// The Delete policy: the bucket with every object, then every key.
-pub async fn delete(store: Arc<dyn ObjectStore>, input: &Input<'_>) -> Result<String, Error> {
-    let bucket = bucket_name(input);
-    store.delete_bucket(&bucket).await?;
-    let keys = store.list_keys(&key_prefix(input.name)).await?;
-    for k in &keys {
-        store.delete_key(k).await?;
+/// The bucket name, or the rule it breaks (checked before the part runs).
+fn bucket_name(names: &super::super::validate::OutsideNames) -> Result<&str, Error> {
+    names
+        .bucket
+        .as_deref()
+        .map_err(|refused| Error::new(ErrorKind::Rejected, refused.to_string()))
+}
+
+#[async_trait]
+impl OutsidePart for Storage {
+    async fn sync(&self, input: &Input<'_>) -> Result<Synced, Error> {
+        let store = &self.0;
+        let names = &input.project.outside;
+        let bucket = spec(bucket_name(names)?, quota(input)?);
+        store.ensure_bucket(&bucket, &input.owner).await?;
+        let prefix = &names.credential_prefix;
+        let keys = store.list_keys(prefix).await?;
+        let (decision, stale) = decide(&keys, input.current.as_deref(), input.rotate, prefix);
+        let (login, secret, verb) = match decision {
+            Decision::Keep(key) => {
+                store.ensure_grant(&key, &bucket).await?;
+                (key.id, None, "in use")
+            }
+            Decision::Recover(key) => {
+                let issued = store.recover_key(&key, &bucket).await?;
+                (issued.login.clone(), Some(issued), "recovered")
+            }
+            Decision::Create(name) => {
+                let issued = store.create_key(&name, &bucket).await?;
+                let verb = if input.rotate { "rotated" } else { "created" };
+                (issued.login.clone(), Some(issued), verb)
+            }
+        };
+        let contents = secret.map(|issued| {
+            let mut data = BTreeMap::from([
+                ("AWS_ACCESS_KEY_ID".to_owned(), issued.login.clone()),
+                (
+                    "AWS_SECRET_ACCESS_KEY".to_owned(),
+                    issued.secret.expose().to_owned(),
+                ),
+                ("AWS_REGION".to_owned(), store.region().to_owned()),
+                ("AWS_DEFAULT_REGION".to_owned(), store.region().to_owned()),
+                ("BUCKET".to_owned(), bucket.name.clone()),
+            ]);
+            if !store.endpoint().is_empty() {
+                data.insert("AWS_ENDPOINT_URL".to_owned(), store.endpoint().to_owned());
+            }
+            Contents {
+                type_: "Opaque".to_owned(),
+                data,
+                credential_id: issued.credential.id,
+                fingerprint: None,
+            }
+        });
+        let quota = match (bucket.quota_bytes, store.supports_quota()) {
+            (Some(q), true) => format!(", quota {q} bytes"),
+            (Some(_), false) => format!(", no quota: {} has none", store.kind()),
+            (None, _) => String::new(),
+        };
+        Ok(Synced {
+            claimed: Claimed {
+                bucket: Some(bucket.name.clone()),
+                ..Default::default()
+            },
+            secret: contents,
+            message: format!(
+                "bucket {} on {}{quota}; access key {login} ({verb}) reaches only that bucket, in Secret {}",
+                bucket.name,
+                store.kind(),
+                Part::Storage.secret_name()
+            ),
+            replaced: (!stale.is_empty()).then_some(Replaced::Credentials(stale)),
+        })
     }
-    Ok(format!(
-        "bucket {bucket} with its objects and {} access key(s)",
-        keys.len()
-    ))
+
+    async fn revoke_replaced(&self, replaced: &Replaced) -> Result<(), Error> {
+        if let Replaced::Credentials(keys) = replaced {
+            for key in keys {
+                self.0.delete_key(key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke(&self, held: &Held<'_>) -> Result<Vec<String>, Error> {
+        let mut revoked = Vec::new();
+        for key in self.0.list_keys(&held.names.credential_prefix).await? {
+            self.0.delete_key(&key).await?;
+            revoked.push(format!("access key {}", key.id));
+        }
+        Ok(revoked)
+    }
+
+    async fn delete(&self, held: &Held<'_>) -> Result<Removed, Error> {
+        let mut removed = Removed::default();
+        let Ok(name) = held.names.bucket.as_deref() else {
+            return Ok(removed);
+        };
+        let result = self.0.delete_bucket(&spec(name, None), &held.owner).await;
+        removed.record(format!("bucket {name} with its objects"), result)?;
+        Ok(removed)
+    }
 }

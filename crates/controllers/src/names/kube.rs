@@ -1,0 +1,108 @@
+//! Names of the Kubernetes objects Berth makes: a Project's children in its namespace and the
+//! cluster, and an MLModel's children in its namespace. Names fixed here are the same in every
+//! project namespace (one of each per namespace); the rest are derived so that two inputs never
+//! share a name.
+
+use berth_api::{MemberKind, Role};
+
+use super::label_from;
+
+/// The ClusterRoles members are bound to in their namespace (shipped in deploy/rbac).
+pub const OWNER_ROLE: &str = "berth-project-owner";
+pub const EDITOR_ROLE: &str = "berth-project-editor";
+pub const VIEWER_ROLE: &str = "berth-project-viewer";
+/// Every ClusterRole name deploy/rbac ships: no per-project name may equal one.
+pub const SHIPPED_CLUSTER_ROLES: &[&str] = &[
+    OWNER_ROLE,
+    EDITOR_ROLE,
+    VIEWER_ROLE,
+    "berth-project-edit-berth-kinds",
+    "berth-project-view-berth-kinds",
+    "berth-project-creator",
+    "berth-platform-admin",
+    "berth-operator",
+];
+
+/// The service account for automation in the project: an editor.
+pub const AUTOMATION_ACCOUNT: &str = "project-automation";
+/// Kubeflow's service accounts, with Kubeflow compatibility on.
+pub const KUBEFLOW_EDITOR_ACCOUNT: &str = "default-editor";
+pub const KUBEFLOW_VIEWER_ACCOUNT: &str = "default-viewer";
+
+/// The ResourceQuota and LimitRange of a project.
+pub const QUOTA: &str = "berth-quota";
+pub const LIMITS: &str = "berth-limits";
+
+/// The NetworkPolicies of a project.
+pub const DEFAULT_DENY: &str = "berth-default-deny";
+pub const ALLOW_SAME_NAMESPACE: &str = "berth-allow-same-namespace";
+pub const ALLOW_DNS: &str = "berth-allow-dns";
+pub const ALLOW_PLATFORM: &str = "berth-allow-platform";
+pub const ALLOW_PLATFORM_SERVICES: &str = "berth-allow-platform-services";
+pub const ALLOW_EXTRA_INGRESS: &str = "berth-allow-extra-ingress";
+pub const ALLOW_EXTRA_EGRESS: &str = "berth-allow-extra-egress";
+
+/// Istio's AuthorizationPolicy that lets a project's members in.
+pub const MEMBERS_AUTHORIZATION: &str = "berth-members";
+
+/// The ClusterRole a member of `role` is bound to in the namespace.
+pub fn member_role(role: Role) -> &'static str {
+    match role {
+        Role::Owner => OWNER_ROLE,
+        Role::Editor => EDITOR_ROLE,
+        Role::Viewer => VIEWER_ROLE,
+    }
+}
+
+/// A member's RoleBinding: `berth-<role>-<user|group|sa>-<slug>-<hash of the subject>`.
+pub fn member_binding(role: Role, kind: MemberKind, subject: &str) -> String {
+    let kind = match kind {
+        MemberKind::User => "user",
+        MemberKind::Group => "group",
+        MemberKind::ServiceAccount => "sa",
+    };
+    label_from(&format!("berth-{}-{kind}", role.as_str()), subject)
+}
+
+/// The RoleBinding of one of Berth's service accounts: `berth-sa-<account>`. The `berth-sa-`
+/// prefix never starts a member binding (those start `berth-<role>-`).
+pub fn account_binding(account: &str) -> String {
+    format!("berth-sa-{account}")
+}
+
+/// Who a per-project ClusterRole is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProjectRole {
+    /// Owners: get, update, patch and delete the Project.
+    Owner,
+    /// Everyone else: get it.
+    Member,
+}
+
+/// A per-project ClusterRole (and its binding): `berth-project-<project>-owner` or `-member`.
+/// It never equals a shipped ClusterRole: those do not end in `-owner` or `-member` after a
+/// `berth-project-` prefix with a non-empty project name.
+pub fn project_role(project: &str, role: ProjectRole) -> String {
+    let suffix = match role {
+        ProjectRole::Owner => "owner",
+        ProjectRole::Member => "member",
+    };
+    format!("berth-project-{project}-{suffix}")
+}
+
+/// A model version's volume: `<model>-<version>` (a model name has at most 40 characters and no
+/// version key is `fetch-…`, so volume and Job names never meet).
+pub fn model_volume(model: &str, version: &str) -> String {
+    format!("{model}-{version}")
+}
+
+/// A model version's download Job: `<model>-fetch-<version>`.
+pub fn model_job(model: &str, version: &str) -> String {
+    format!("{model}-fetch-{version}")
+}
+
+/// The model's Deployment, Service, HorizontalPodAutoscaler and route: the model's name, one of
+/// each per model (a model's name is unique in its namespace).
+pub fn model_server(model: &str) -> String {
+    model.to_owned()
+}

@@ -1,0 +1,86 @@
+//! The pure heart of the Project controller: from a validated Project and the platform settings to
+//! every object that should exist for it in the cluster, one builder file per kind. No IO;
+//! unit- and property-tested.
+//!
+//! Namespaced children carry no ownerReference: the garbage collector must never delete a
+//! namespace or what is in it because a Project went (a finalizer removed by hand, the CRD deleted
+//! during an uninstall). They carry Berth's labels and the Project's UID
+//! ([`berth_api::labels::OWNER_UID`]) instead, which is how Berth tells its own from a
+//! namesake's. Only the per-project ClusterRoles and their bindings, which exist for the Project
+//! object itself, have a controller ownerReference and go with it.
+
+mod authorization_policy;
+mod cluster_role;
+mod limit_range;
+mod meta;
+mod namespace;
+mod network_policy;
+mod resource_quota;
+mod role_binding;
+pub mod secret;
+mod service_account;
+
+use std::collections::BTreeSet;
+
+use berth_api::PlatformSettingsSpec;
+use berth_reconcile::{Desired, Error};
+
+use super::validate::Validated;
+
+pub use self::meta::RETAINED_LABEL;
+pub use self::namespace::ADOPTED_ANNOTATION;
+pub use self::resource_quota::quota_hard;
+
+/// What the builder needs to know besides the Project and the settings.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    /// Istio's CRDs are installed, so an AuthorizationPolicy can be created.
+    pub istio_installed: bool,
+    /// Namespaces the settings name as the platform's (gateway, monitoring, egress targets) but
+    /// that belong to projects: no project trusts them.
+    pub untrusted: BTreeSet<String>,
+    /// The namespace was adopted (it existed before the project): it is marked so.
+    pub adopted: bool,
+}
+
+/// Everything a Project should have in the cluster, in the order to apply it (namespace first).
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub children: Vec<Desired>,
+}
+
+impl Built {
+    /// How many NetworkPolicies the project has.
+    pub fn network_policies(&self) -> usize {
+        self.children
+            .iter()
+            .filter(|d| d.kind.resource.kind == "NetworkPolicy")
+            .count()
+    }
+
+    /// The namespace as built.
+    pub fn namespace(&self) -> Option<&Desired> {
+        self.children
+            .iter()
+            .find(|d| d.kind.resource.kind == "Namespace")
+    }
+}
+
+/// Builds every desired child of `project`.
+pub fn build(
+    project: &Validated,
+    settings: &PlatformSettingsSpec,
+    env: &Environment,
+) -> Result<Built, Error> {
+    let mut children = vec![namespace::build(project, settings, env.adopted)?];
+    children.extend(role_binding::members(project)?);
+    children.extend(cluster_role::build(project)?);
+    children.extend(service_account::build(project, settings)?);
+    children.push(resource_quota::build(project, settings)?);
+    children.push(limit_range::build(project, settings)?);
+    children.extend(network_policy::build(project, settings, &env.untrusted)?);
+    if settings.istio.enabled && env.istio_installed {
+        children.push(authorization_policy::build(project, settings)?);
+    }
+    Ok(Built { children })
+}
