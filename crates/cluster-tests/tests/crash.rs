@@ -130,19 +130,28 @@ async fn killed_mid_onboarding_the_operator_converges_without_duplicates() -> Re
     let selector = ListParams::default().labels("app.kubernetes.io/managed-by=berth");
     let mut per_project: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut record = |kind: &str, meta: &kube::api::ObjectMeta| -> Result<()> {
+        // The owner: a controller ownerReference, or (on namespaces and what is in them, which
+        // carry none) the berth.dev/owner-uid label.
         let owners = meta.owner_references.clone().unwrap_or_default();
-        let controllers: Vec<_> = owners
+        let mut controllers: Vec<String> = owners
             .iter()
             .filter(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone())
             .collect();
-        if controllers.len() != 1 || !uids.contains_key(&controllers[0].uid) {
+        controllers.extend(
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get("berth.dev/owner-uid"))
+                .cloned(),
+        );
+        if controllers.len() != 1 || !uids.contains_key(&controllers[0]) {
             bail!(
                 "{kind} {:?} is orphaned or has {} controllers",
                 meta.name,
                 controllers.len()
             );
         }
-        let project = &uids[&controllers[0].uid];
+        let project = &uids[&controllers[0]];
         let key = format!(
             "{kind}/{}/{}",
             meta.namespace.clone().unwrap_or_default(),

@@ -883,7 +883,7 @@ async fn istio_exposure_follows_the_spec() -> Result<()> {
         json!({"source": {"uri": uri}, "expose": {"mode": "istio"}}),
     )
     .await?;
-    let host = format!("mesh-{}.{DOMAIN}", w.ns);
+    let host = format!("mesh.{}.{DOMAIN}", w.ns);
     let ready = w
         .until(
             "mesh",

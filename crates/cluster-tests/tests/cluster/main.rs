@@ -8,3 +8,4 @@ mod lifecycle;
 mod project;
 mod rbac;
 mod support;
+mod takeover;

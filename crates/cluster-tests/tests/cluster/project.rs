@@ -108,10 +108,9 @@ async fn the_seed_project_gets_a_ready_isolated_namespace() -> Result<()> {
     let labels = ns.labels();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(labels["app.kubernetes.io/managed-by"], "berth");
-    assert_eq!(
-        ns.owner_references()[0].uid,
-        project.uid().unwrap_or_default()
-    );
+    // Tracked by label and UID: no ownerReference, so the garbage collector never takes it.
+    assert_eq!(labels.get("berth.dev/owner-uid"), project.uid().as_ref());
+    assert!(ns.owner_references().is_empty());
 
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), &name)
         .list(&ListParams::default())
@@ -382,7 +381,7 @@ async fn an_invalid_spec_changes_nothing_and_says_why() -> Result<()> {
         json!({"owners": ["ada@example.com"], "namespace": "kube-berth-test"}),
     )
     .await?;
-    let project = wait_condition(&client, &name, "Ready", "False", "InvalidSpec").await?;
+    let project = wait_condition(&client, &name, "Ready", "False", "NamespaceReserved").await?;
     let message = get(&project.status.unwrap_or_default().conditions, "Ready")
         .map(|c| c.message.clone())
         .unwrap_or_default();

@@ -4,6 +4,7 @@
 //! its own control plane: these tests change the platform settings.
 
 mod support;
+mod takeover;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -124,8 +125,22 @@ async fn harbor_members(harbor: &HarborDouble, project: &str) -> Result<Vec<(Str
     Ok(out)
 }
 
-/// The robots of a Harbor project.
+/// The push/pull robots of a Harbor project (not its owner-marker robot).
 async fn harbor_robots(harbor: &HarborDouble, project: &str) -> Result<Vec<Value>> {
+    Ok(harbor_all_robots(harbor, project)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            !r["name"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("+berth-owner-")
+        })
+        .collect())
+}
+
+/// Every robot of a Harbor project.
+async fn harbor_all_robots(harbor: &HarborDouble, project: &str) -> Result<Vec<Value>> {
     let robots = rest(
         reqwest::Client::new()
             .get(format!(
@@ -202,9 +217,16 @@ fn storage_settings(garage: &Garage) -> Value {
     })
 }
 
-/// The prefix of a project's key names (see the controller's storage part).
-fn key_prefix(project: &str) -> String {
-    format!("b{}-", berth_controllers::names::short_hash(project, 10))
+/// The prefix of a project's key names: its UID, from the naming authority.
+async fn key_prefix(platform: &Platform, project: &str) -> Result<String> {
+    let uid = platform
+        .projects()
+        .get(project)
+        .await?
+        .metadata
+        .uid
+        .context("no uid")?;
+    Ok(berth_controllers::names::outside::credential_prefix(&uid))
 }
 
 #[tokio::test]
@@ -501,6 +523,7 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let vision_keys = key_prefix(&platform, "vision").await?;
     // Rotation: the new key is in the Secret before the old one stops working.
     let old_id = value(&storage, "AWS_ACCESS_KEY_ID")?;
     let old_secret = value(&storage, "AWS_SECRET_ACCESS_KEY")?;
@@ -532,7 +555,7 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        garage_keys(&garage, &key_prefix("vision")).await?.len(),
+        garage_keys(&garage, &vision_keys).await?.len(),
         1,
         "one key per project"
     );
@@ -702,11 +725,7 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!garage_buckets(&garage).await?.contains("vision"));
-    assert!(
-        garage_keys(&garage, &key_prefix("vision"))
-            .await?
-            .is_empty()
-    );
+    assert!(garage_keys(&garage, &vision_keys).await?.is_empty());
     assert_eq!(clients_named(&keycloak, "berth-vision").await?, 0);
     assert_eq!(group_members(&keycloak, "berth-vision").await?, None);
     assert!(!harbor_project_exists(&harbor, "vision").await?);
@@ -791,7 +810,9 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
     for name in &names {
         assert!(buckets.contains(name), "bucket {name} missing");
         assert_eq!(
-            garage_keys(&garage, &key_prefix(name)).await?.len(),
+            garage_keys(&garage, &key_prefix(&platform, name).await?)
+                .await?
+                .len(),
             1,
             "{name} has one key"
         );
