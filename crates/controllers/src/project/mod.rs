@@ -212,18 +212,24 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
         deletion_policy: Some(validated.deletion_policy),
     };
     let mut env = environment(ctx, &settings, false);
-    let claim = namespace::claim(
-        ctx,
-        &validated,
-        first(&build::build(&validated, &settings, &env)?)?,
-    )
-    .await?;
+    let first_build = build::build(&validated, &settings, &env)?;
+    let claim = namespace::claim(ctx, &validated, first(&first_build)?).await?;
     let (created, adopted) = match claim {
         Claim::Ours { created, adopted } => (created, adopted),
         Claim::Conflict(message) => {
+            // Nothing goes into a namespace that is not the project's; its owners still get
+            // their access to the Project object, so that they can fix or delete it.
+            let access = Built {
+                children: first_build
+                    .children
+                    .into_iter()
+                    .filter(|d| !d.kind.namespaced && d.kind.resource.kind != "Namespace")
+                    .collect(),
+            };
+            let (applied, _) = apply_children(ctx, &validated, &access).await?;
             let writes =
                 write_status(ctx, project, &summary, &Outcome::NamespaceConflict(message)).await?;
-            return Ok((Action::requeue(CONFLICT_RETRY), writes));
+            return Ok((Action::requeue(CONFLICT_RETRY), writes + applied));
         }
         Claim::Terminating => {
             let writes =

@@ -79,7 +79,7 @@ impl BucketInfo {
             )
         } else {
             format!(
-                "belongs to someone else (aliases held by {})",
+                "belongs to another project or someone else (local aliases held by the keys {})",
                 markers.join(", ")
             )
         }

@@ -156,6 +156,8 @@ struct Recorded {
     fingerprint: Option<String>,
     rotation: Option<String>,
     resource_version: Option<String>,
+    /// Set when an earlier Berth gave it an ownerReference to the Project: the others to keep.
+    legacy_owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
 }
 
 impl External {
@@ -213,12 +215,20 @@ impl External {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
+        let legacy = live.owner_references.iter().any(|r| r.uid == project.uid);
         Recorded {
             exists: true,
             credential_id: get(CREDENTIAL_ID_ANNOTATION),
             fingerprint: get(FINGERPRINT_ANNOTATION),
             rotation: get(ROTATION_ANNOTATION),
             resource_version: live.resource_version.clone(),
+            legacy_owner: legacy.then(|| {
+                live.owner_references
+                    .iter()
+                    .filter(|r| r.uid != project.uid)
+                    .cloned()
+                    .collect()
+            }),
         }
     }
 
@@ -240,6 +250,11 @@ impl External {
             retry_in: None,
         };
         let recorded = Self::recorded(children, project, part);
+        if let Some(others) = &recorded.legacy_owner
+            && let Err(e) = secrets::detach(client, &project.namespace, part, others).await
+        {
+            warn!(project = %project.name, part = part.label(), "detaching a credentials Secret from the Project failed, retried: {e}");
+        }
         if !part.enabled(project.project, settings) {
             // Opted out (or switched off by the platform) after it was provisioned: its
             // credentials are revoked, then its Secret goes; the data (the bucket, the images)

@@ -3,6 +3,7 @@
 //! its part is switched off; the shared apply step never prunes one (they hold what workloads use).
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
@@ -29,6 +30,30 @@ pub async fn write(
     )
     .await?;
     Ok(())
+}
+
+/// Removes `uid`'s ownerReference from `part`'s Secret, which an earlier Berth set: the garbage
+/// collector would delete the Secret (what workloads use) with the Project.
+pub async fn detach(
+    client: &Client,
+    namespace: &str,
+    part: Part,
+    others: &[OwnerReference],
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({"metadata": {"ownerReferences": if others.is_empty() { serde_json::Value::Null } else { serde_json::json!(others) }}});
+    match api
+        .patch(
+            part.secret_name(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Removes `part`'s Secret from `namespace`. A missing one is fine.
