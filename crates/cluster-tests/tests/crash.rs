@@ -144,6 +144,8 @@ async fn killed_mid_onboarding_the_operator_converges_without_duplicates() -> Re
                 .and_then(|l| l.get("berth.dev/owner-uid"))
                 .cloned(),
         );
+        controllers.sort();
+        controllers.dedup();
         if controllers.len() != 1 || !uids.contains_key(&controllers[0]) {
             bail!(
                 "{kind} {:?} is orphaned or has {} controllers",

@@ -4,6 +4,7 @@
 mod access;
 mod apps;
 mod crd;
+mod hosts;
 mod lifecycle;
 mod project;
 mod rbac;

@@ -3,7 +3,9 @@
 //! run here). The operator runs as a real process under the RBAC Berth ships. Its own binary with
 //! its own control plane: these tests change the platform settings.
 
+mod deletion;
 mod support;
+mod survival;
 mod takeover;
 
 use std::collections::BTreeSet;
@@ -729,7 +731,15 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
     assert_eq!(clients_named(&keycloak, "berth-vision").await?, 0);
     assert_eq!(group_members(&keycloak, "berth-vision").await?, None);
     assert!(!harbor_project_exists(&harbor, "vision").await?);
-    Ok(())
+
+    // Then the takeover attempts, on the same services.
+    takeover::nothing_outside_the_cluster_is_taken_by_its_name(
+        &mut platform,
+        &garage,
+        &keycloak,
+        &harbor,
+    )
+    .await
 }
 
 fn message_of(p: &berth_api::Project, t: &str) -> String {
@@ -742,7 +752,21 @@ fn message_of(p: &berth_api::Project, t: &str) -> String {
 
 const OUTAGE_PROJECTS: usize = 20;
 
+/// Two outages side by side, each on a control plane of its own: the object store's (it never
+/// blocks the projects and heals without duplicates; meanwhile a Delete project is deleted and
+/// abandoned), and the operator's (`survival.rs`: tenant data survives without it). Both mostly
+/// wait, on Garage's restart and on the garbage collector, so together they take the time of the
+/// longer.
 #[tokio::test]
+async fn outages_of_the_object_store_and_of_the_operator_lose_nothing() -> Result<()> {
+    let (store, operator) = tokio::join!(
+        an_object_store_outage_never_blocks_the_projects_and_heals_without_duplicates(),
+        survival::tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_deleted_crd(),
+    );
+    store.context("the object store's outage")?;
+    operator.context("the operator's outage")
+}
+
 async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_duplicates()
 -> Result<()> {
     let (platform, garage) = tokio::join!(Platform::start(), Garage::start());
@@ -753,6 +777,7 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
     platform
         .settings(json!({"storage": storage_settings(&garage)}))
         .await?;
+    let doomed_keys = deletion::before(&mut platform).await?;
 
     // The store goes down for 30 s while 20 Projects are created.
     garage.stop();
@@ -786,6 +811,8 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
         "all {OUTAGE_PROJECTS} in-cluster parts Ready {:.1} s into the outage",
         down.elapsed().as_secs_f64()
     );
+    // Meanwhile, a Delete project is deleted: its bucket is out of reach.
+    deletion::during(&mut platform).await?;
     let rest = Duration::from_secs(30).saturating_sub(down.elapsed());
     tokio::time::sleep(rest).await;
     garage.restart().await?;
@@ -822,7 +849,11 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
             "{name}'s key works"
         );
     }
-    assert_eq!(buckets.len(), OUTAGE_PROJECTS);
+    assert_eq!(
+        buckets.iter().filter(|b| b.starts_with("outage-")).count(),
+        OUTAGE_PROJECTS
+    );
+    deletion::after(&mut platform, &garage, &doomed_keys).await?;
     let _ = &platform.plane;
     Ok(())
 }

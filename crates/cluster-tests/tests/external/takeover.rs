@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use berth_api::Project;
@@ -21,7 +21,7 @@ use berth_services::{Garage, Keycloak, Minio};
 use super::support::*;
 use super::{
     REALM, garage_buckets, garage_keys, group_members, harbor_all_robots, harbor_members,
-    key_prefix, keycloak_realm, storage_settings,
+    key_prefix,
 };
 
 /// A user who may create Projects, and a client acting as them.
@@ -70,7 +70,7 @@ async fn create_as(client: &Client, name: &str, spec: Value) -> Result<()> {
     }
 }
 
-fn message(p: &Project, t: &str) -> String {
+pub fn message(p: &Project, t: &str) -> String {
     p.status
         .as_ref()
         .and_then(|s| berth_api::conditions::get(&s.conditions, t))
@@ -173,47 +173,20 @@ async fn harbor_call(
     .map(drop)
 }
 
-#[tokio::test]
-async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
-    let (platform, garage, keycloak, harbor) = tokio::join!(
-        Platform::start(),
-        Garage::start(),
-        Keycloak::start(),
-        HarborDouble::start()
-    );
-    let (mut platform, garage, keycloak, harbor) = (platform?, garage?, keycloak?, harbor?);
-    keycloak_realm(&keycloak, &["alice", "mallory", "trent"]).await?;
-    for user in ["alice", "mallory", "trent"] {
+/// Run inside the first test of `main.rs`, on its platform (storage, identity and registry
+/// configured and working), sharing its Garage, Keycloak and Harbor double.
+pub async fn nothing_outside_the_cluster_is_taken_by_its_name(
+    platform: &mut Platform,
+    garage: &Garage,
+    keycloak: &Keycloak,
+    harbor: &HarborDouble,
+) -> Result<()> {
+    for user in ["mallory", "trent"] {
+        keycloak
+            .create_user(REALM, user, &format!("{user}@example.com"))
+            .await?;
         harbor.add_user(user);
     }
-    platform
-        .admin_secret("garage-admin", &[("adminToken", garage.admin_token())])
-        .await?;
-    platform
-        .admin_secret(
-            "keycloak-admin",
-            &[
-                ("username", keycloak.admin_username()),
-                ("password", keycloak.admin_password()),
-            ],
-        )
-        .await?;
-    platform
-        .admin_secret(
-            "harbor-admin",
-            &[
-                ("username", harbor.admin_username()),
-                ("password", harbor.admin_password()),
-            ],
-        )
-        .await?;
-    platform
-        .settings(json!({
-            "storage": storage_settings(&garage),
-            "identity": {"provider": "keycloak", "url": keycloak.base_url(), "realm": REALM, "adminSecretRef": {"name": "keycloak-admin"}},
-            "registry": {"provider": "harbor", "url": harbor.url(), "adminSecretRef": {"name": "harbor-admin"}},
-        }))
-        .await?;
 
     // The victims, made outside Berth under the names a Project named "ledger" maps to: alice's
     // bucket with her data and her key, a client and a group of the realm, a registry project
@@ -236,7 +209,7 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
         .body(b"2026,profit".to_vec().into())
         .send()
         .await?;
-    let kc = KeycloakAdmin::new(&keycloak).await?;
+    let kc = KeycloakAdmin::new(keycloak).await?;
     kc.post(
         "/clients",
         json!({"clientId": "berth-ledger", "publicClient": false, "redirectUris": ["https://ledger.example.com/*"]}),
@@ -245,24 +218,24 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
     kc.post("/groups", json!({"name": "berth-ledger"})).await?;
     kc.join("alice", "berth-ledger").await?;
     harbor_call(
-        &harbor,
+        harbor,
         reqwest::Method::POST,
         "/projects",
         json!({"project_name": "ledger"}),
     )
     .await?;
     harbor_call(
-        &harbor,
+        harbor,
         reqwest::Method::POST,
         "/projects/ledger/members",
         json!({"role_id": 1, "member_user": {"username": "alice"}}),
     )
     .await?;
     harbor.add_repository("ledger", "payroll");
-    let ledger_members = harbor_members(&harbor, "ledger").await?;
+    let ledger_members = harbor_members(harbor, "ledger").await?;
 
     // Mallory, a project creator, asks for a Project named ledger.
-    let as_mallory = creator(&platform, "mallory").await?;
+    let as_mallory = creator(platform, "mallory").await?;
     create_as(&as_mallory, "ledger", json!({"owners": ["mallory"]})).await?;
     let p = platform
         .wait_project(
@@ -295,19 +268,19 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
     assert!(!is_true(&p, "Ready"));
     for secret in ["berth-storage", "berth-oidc", "berth-registry"] {
         assert!(
-            no_secret(&platform, "ledger", secret).await?,
+            no_secret(platform, "ledger", secret).await?,
             "{secret} was written"
         );
     }
     // The victims are untouched: alice's data and key, the client, the group, the registry project.
-    let ledger_prefix = key_prefix(&platform, "ledger").await?;
+    let ledger_prefix = key_prefix(platform, "ledger").await?;
     let check_victims = || async {
         assert!(
             can_read(&alice_s3, "ledger", "books.csv").await,
             "alice lost her data"
         );
         assert!(
-            garage_keys(&garage, &ledger_prefix).await?.is_empty(),
+            garage_keys(garage, &ledger_prefix).await?.is_empty(),
             "a key was made on alice's bucket"
         );
         assert_eq!(
@@ -315,16 +288,16 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
             json!(["https://ledger.example.com/*"])
         );
         assert_eq!(
-            group_members(&keycloak, "berth-ledger").await?,
+            group_members(keycloak, "berth-ledger").await?,
             Some(BTreeSet::from(["alice".to_owned()]))
         );
-        assert_eq!(harbor_members(&harbor, "ledger").await?, ledger_members);
+        assert_eq!(harbor_members(harbor, "ledger").await?, ledger_members);
         assert_eq!(
             harbor.repositories("ledger"),
             vec!["ledger/payroll".to_owned()]
         );
         assert!(
-            harbor_all_robots(&harbor, "ledger").await?.is_empty(),
+            harbor_all_robots(harbor, "ledger").await?.is_empty(),
             "a robot was put on ledger"
         );
         anyhow::Ok(())
@@ -368,7 +341,7 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
 
     // A Project of the same name as another team's retained one, in a namespace of its own, gets
     // a conflict, not the old team's bucket, client or registry project.
-    let as_trent = creator(&platform, "trent").await?;
+    let as_trent = creator(platform, "trent").await?;
     create_as(&as_trent, "shared", json!({"owners": ["trent"]})).await?;
     platform
         .wait_project("shared", "Ready", Duration::from_secs(60), |p| {
@@ -421,7 +394,7 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
     );
     for secret in ["berth-storage", "berth-oidc", "berth-registry"] {
         assert!(
-            no_secret(&platform, "shared-too", secret).await?,
+            no_secret(platform, "shared-too", secret).await?,
             "{secret} was written"
         );
     }
@@ -443,145 +416,10 @@ async fn nothing_outside_the_cluster_is_taken_by_its_name() -> Result<()> {
         .await?;
     let ledger_s3 = s3_from_secret(&platform.secret("ledger", "berth-storage").await?)?;
     assert!(can_read(&ledger_s3, "ledger", "books.csv").await);
-    assert!(garage_buckets(&garage).await?.contains("ledger"));
+    assert!(garage_buckets(garage).await?.contains("ledger"));
     eprintln!(
         "{attempts} takeover attempts in all, each refused; adoption by a platform admin works"
     );
-    let _ = &mut platform;
-    Ok(())
-}
-
-#[tokio::test]
-async fn deletion_uses_recorded_names_and_an_admin_can_abandon_a_gone_provider() -> Result<()> {
-    let (platform, garage) = tokio::join!(Platform::start(), Garage::start());
-    let (mut platform, mut garage) = (platform?, garage?);
-    platform
-        .admin_secret("garage-admin", &[("adminToken", garage.admin_token())])
-        .await?;
-    platform
-        .settings(json!({"storage": storage_settings(&garage)}))
-        .await?;
-    for name in ["recorded", "doomed"] {
-        platform
-            .create_project(
-                json!({"owners": [format!("{name}@example.com")], "deletionPolicy": "Delete"}),
-                name,
-            )
-            .await?;
-    }
-    for name in ["recorded", "doomed"] {
-        platform
-            .wait_project(name, "Ready", Duration::from_secs(60), |p| {
-                is_true(p, "Ready")
-            })
-            .await?;
-    }
-
-    // The template changes after the project got its bucket; someone makes a bucket under the
-    // new name. Deleting the project removes the bucket it recorded, and leaves the other alone.
-    platform
-        .settings(json!({"storage": {"bucketTemplate": "moved-{project}"}}))
-        .await?;
-    let bystander = garage.create_bucket("moved-recorded").await?;
-    let key = garage.create_key("bystander", false).await?;
-    garage.allow(&bystander, &key, true, true, false).await?;
-    let bystander_s3 = s3(
-        garage.s3_endpoint(),
-        garage.region(),
-        &key.access_key_id,
-        &key.secret_access_key,
-    );
-    bystander_s3
-        .put_object()
-        .bucket("moved-recorded")
-        .key("keep.txt")
-        .body(b"mine".to_vec().into())
-        .send()
-        .await?;
-    platform
-        .projects()
-        .delete("recorded", &DeleteParams::default())
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while platform.projects().get_opt("recorded").await?.is_some() {
-        if Instant::now() > deadline {
-            bail!(
-                "recorded was not deleted: {:?}",
-                platform.projects().get("recorded").await?.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let buckets = garage_buckets(&garage).await?;
-    assert!(!buckets.contains("recorded"), "the recorded bucket stayed");
-    assert!(
-        buckets.contains("moved-recorded"),
-        "a bucket that was never the project's went"
-    );
-    assert!(can_read(&bystander_s3, "moved-recorded", "keep.txt").await);
-
-    // The object store goes away for good; deleting a Delete project waits and says why.
-    let doomed_keys = key_prefix(&platform, "doomed").await?;
-    garage.stop();
-    platform
-        .projects()
-        .delete("doomed", &DeleteParams::default())
-        .await?;
-    let p = platform
-        .wait_project("doomed", "deletion blocked", Duration::from_secs(60), |p| {
-            condition(p, "Ready").is_some_and(|(_, r)| r == "DeletionBlocked")
-        })
-        .await?;
-    let m = message(&p, "Ready");
-    assert!(
-        m.contains("bucket doomed") && m.contains("berth.dev/abandon-external"),
-        "{m}"
-    );
-    // Its owner cannot abandon it.
-    let as_owner = platform
-        .plane
-        .cluster()
-        .impersonate("doomed@example.com", &[])
-        .await?;
-    let refused = Api::<Project>::all(as_owner)
-        .patch(
-            "doomed",
-            &PatchParams::default(),
-            &Patch::Merge(
-                &json!({"metadata": {"annotations": {"berth.dev/abandon-external": "true"}}}),
-            ),
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(kube::Error::Api(ref s)) if s.message.contains("only a platform admin")),
-        "{refused:?}"
-    );
-    // A platform admin does.
-    platform
-        .annotate("doomed", "berth.dev/abandon-external", "true")
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while platform.projects().get_opt("doomed").await?.is_some() {
-        if Instant::now() > deadline {
-            bail!("doomed was not let go");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let events = Api::<Event>::all(platform.client.clone())
-        .list(&ListParams::default().fields("involvedObject.name=doomed"))
-        .await?;
-    let abandoned = events
-        .items
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("Abandoned"))
-        .and_then(|e| e.message.clone())
-        .context("no Abandoned event")?;
-    assert!(abandoned.contains("bucket doomed"), "{abandoned}");
-    // Back up, the store still has the abandoned bucket and key: nothing was half-removed.
-    garage.restart().await?;
-    assert!(garage_buckets(&garage).await?.contains("doomed"));
-    assert_eq!(garage_keys(&garage, &doomed_keys).await?.len(), 1);
-    let _ = &mut platform;
     Ok(())
 }
 

@@ -9,7 +9,11 @@
 //! - the Project CRD deleted (an uninstall) with the operator running: even a Delete Project keeps
 //!   its namespace.
 //!
-//! A test binary of its own: it stops the operator and deletes the CRD.
+//! It runs in the external binary, side by side with the object store's outage test, on a control
+//! plane of its own (it stops the operator and deletes the CRD) with a real Garage: what a Delete
+//! project holds outside the cluster survives an uninstall too. Most of its time is the garbage
+//! collector's own delay in watching a newly installed kind (its discovery runs every 30 s), which
+//! overlaps that way with the store's 30 s outage.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,8 +28,12 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use berth_api::{DeletionPolicy, PlatformSettings, Project};
-use berth_testenv::{ControlPlane, Options, Process};
+use berth_api::{DeletionPolicy, Project};
+use berth_services::Garage;
+use berth_testenv::{ControlPlane, Process};
+
+use super::storage_settings;
+use super::support::{Platform, can_read, s3_from_secret};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -40,6 +48,11 @@ async fn start_operator(plane: &ControlPlane, run: u32) -> Result<Process> {
         )
         .await?;
     Ok(process)
+}
+
+/// Whether the garbage collector and the operator left `bucket` on Garage.
+async fn bucket_stays(garage: &Garage, bucket: &str) -> Result<bool> {
+    Ok(super::garage_buckets(garage).await?.contains(bucket))
 }
 
 async fn until<T, F, Fut>(what: &str, mut check: F) -> Result<T>
@@ -177,13 +190,50 @@ fn recorded(p: &Project) -> Option<DeletionPolicy> {
     p.status.as_ref().and_then(|s| s.deletion_policy)
 }
 
-#[tokio::test]
-async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_deleted_crd()
+pub async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_deleted_crd()
 -> Result<()> {
-    let plane = ControlPlane::start(Options::default()).await?;
-    let client = plane.cluster().client().await?;
-    let mut operator = start_operator(&plane, 1).await?;
+    let begin = std::time::Instant::now();
+    let (platform, garage) = tokio::join!(Platform::start(), Garage::start());
+    let (mut platform, garage) = (platform?, garage?);
+    platform
+        .admin_secret("garage-admin", &[("adminToken", garage.admin_token())])
+        .await?;
+    platform
+        .settings(json!({"storage": storage_settings(&garage)}))
+        .await?;
+    let plane = &platform.plane;
+    let client = platform.client.clone();
     let projects: Api<Project> = Api::all(client.clone());
+    // The garbage collector watches a new kind only from its next discovery sync (every 30 s):
+    // a Project deleted at once, with a dependent, gets that going while the rest is set up.
+    let warmup: Project = serde_json::from_value(json!({
+        "apiVersion": "berth.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": "warmup"}, "spec": {"owners": ["nobody@example.com"]},
+    }))?;
+    let warmup = projects.create(&PostParams::default(), &warmup).await?;
+    let mut canary = ObjectMeta {
+        name: Some("warmup-canary".into()),
+        owner_references: Some(vec![OwnerReference {
+            api_version: "berth.dev/v1alpha1".into(),
+            kind: "Project".into(),
+            name: "warmup".into(),
+            uid: warmup.uid().context("no uid")?,
+            controller: None,
+            block_owner_deletion: None,
+        }]),
+        ..Default::default()
+    };
+    canary.namespace = Some("default".into());
+    Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: canary,
+                ..Default::default()
+            },
+        )
+        .await?;
+    projects.delete("warmup", &DeleteParams::default()).await?;
     for (name, policy) in [
         ("kept", None),
         ("flipped", None),
@@ -207,6 +257,16 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
         let p = ready(&client, name).await?;
         assert_eq!(recorded(&p), Some(policy), "{name}");
         fill(&client, &p).await?;
+        let storage = Api::<Secret>::namespaced(client.clone(), name)
+            .get("berth-storage")
+            .await?;
+        s3_from_secret(&storage)?
+            .put_object()
+            .bucket(name)
+            .key("weights.bin")
+            .body(b"tenant data".to_vec().into())
+            .send()
+            .await?;
         // Nothing in the namespace points at the Project.
         for rb in Api::<RoleBinding>::namespaced(client.clone(), name)
             .list(&ListParams::default())
@@ -217,13 +277,13 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
         }
     }
 
+    eprintln!(
+        "{:.1} s: three projects Ready with their data",
+        begin.elapsed().as_secs_f64()
+    );
     // 1. The platform default changes to Delete: a project created before keeps Retain.
-    Api::<PlatformSettings>::all(client.clone())
-        .patch(
-            "default",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"defaultDeletionPolicy": "Delete"}})),
-        )
+    platform
+        .settings(json!({"defaultDeletionPolicy": "Delete"}))
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -232,11 +292,16 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
     );
     projects.delete("flipped", &DeleteParams::default()).await?;
     gone(&projects, "flipped").await?;
+    eprintln!("{:.1} s: flipped is gone", begin.elapsed().as_secs_f64());
     survived(&client, "flipped").await?;
-    eprintln!("1/3: a settings change of the default did not turn Retain into Delete");
+    assert!(bucket_stays(&garage, "flipped").await?);
+    eprintln!(
+        "{:.1} s: 1/3: a settings change of the default did not turn Retain into Delete",
+        begin.elapsed().as_secs_f64()
+    );
 
     // 2. The operator is down; a Retain project is deleted and its finalizer removed by hand.
-    operator.stop(Duration::from_secs(5));
+    platform.operator.stop(Duration::from_secs(5));
     projects.delete("kept", &DeleteParams::default()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -252,12 +317,21 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
         .await?;
     gone(&projects, "kept").await?;
     survived(&client, "kept").await?;
-    eprintln!("2/3: the operator stopped and the finalizer removed by hand: the data stayed");
+    assert!(bucket_stays(&garage, "kept").await?);
+    eprintln!(
+        "{:.1} s: 2/3: the operator stopped and the finalizer removed by hand: the data stayed",
+        begin.elapsed().as_secs_f64()
+    );
 
     // 3. The operator is back, and the Project CRD is deleted (an uninstall): even the project
     //    whose policy is Delete keeps its namespace.
-    let mut operator = start_operator(&plane, 2).await?;
+    let mut operator = start_operator(plane, 2).await?;
     ready(&client, "doomed").await?;
+    let doomed_s3 = s3_from_secret(
+        &Api::<Secret>::namespaced(client.clone(), "doomed")
+            .get("berth-storage")
+            .await?,
+    )?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.delete("projects.berth.dev", &DeleteParams::default())
         .await?;
@@ -270,6 +344,7 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
     })
     .await?;
     survived(&client, "doomed").await?;
+    assert!(bucket_stays(&garage, "doomed").await?);
     let events = Api::<Event>::all(client.clone())
         .list(&ListParams::default().fields("involvedObject.name=doomed"))
         .await?;
@@ -280,7 +355,12 @@ async fn tenant_data_survives_a_removed_finalizer_a_stopped_operator_and_a_delet
             .any(|e| e.reason.as_deref() == Some("UninstallRetains")),
         "no UninstallRetains event"
     );
-    eprintln!("3/3: the CRD deleted: a Delete project's namespace stayed");
+    // And outside the cluster: the Delete project's bucket, its data and its key.
+    assert!(can_read(&doomed_s3, "doomed", "weights.bin").await);
+    eprintln!(
+        "{:.1} s: 3/3: the CRD deleted: a Delete project's namespace and bucket stayed",
+        begin.elapsed().as_secs_f64()
+    );
     operator.stop(Duration::from_secs(5));
     Ok(())
 }
