@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -18,7 +18,7 @@ use super::{garage_buckets, garage_keys, key_prefix};
 
 /// Before the outage: two Delete projects, Ready.
 pub async fn before(platform: &mut Platform) -> Result<String> {
-    for name in ["recorded", "doomed"] {
+    for name in ["recorded", "doomed", "orphaned"] {
         platform
             .create_project(
                 json!({"owners": [format!("{name}@example.com")], "deletionPolicy": "Delete"}),
@@ -26,7 +26,7 @@ pub async fn before(platform: &mut Platform) -> Result<String> {
             )
             .await?;
     }
-    for name in ["recorded", "doomed"] {
+    for name in ["recorded", "doomed", "orphaned"] {
         platform
             .wait_project(name, "Ready", Duration::from_secs(60), |p| {
                 is_true(p, "Ready")
@@ -140,5 +140,24 @@ pub async fn after(platform: &mut Platform, garage: &Garage, doomed_keys: &str) 
         "a bucket that was never the project's went"
     );
     assert!(can_read(&bystander_s3, "moved-recorded", "keep.txt").await);
+
+    // A project whose namespace is already going when it is deleted: its bucket and key go too.
+    let orphaned_keys = key_prefix(platform, "orphaned").await?;
+    Api::<Namespace>::all(platform.client.clone())
+        .delete("orphaned", &DeleteParams::default())
+        .await?;
+    platform
+        .projects()
+        .delete("orphaned", &DeleteParams::default())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while platform.projects().get_opt("orphaned").await?.is_some() {
+        if Instant::now() > deadline {
+            bail!("orphaned was not deleted");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!garage_buckets(garage).await?.contains("orphaned"));
+    assert!(garage_keys(garage, &orphaned_keys).await?.is_empty());
     Ok(())
 }

@@ -100,9 +100,3 @@ pub fn model_volume(model: &str, version: &str) -> String {
 pub fn model_job(model: &str, version: &str) -> String {
     format!("{model}-fetch-{version}")
 }
-
-/// The model's Deployment, Service, HorizontalPodAutoscaler and route: the model's name, one of
-/// each per model (a model's name is unique in its namespace).
-pub fn model_server(model: &str) -> String {
-    model.to_owned()
-}
