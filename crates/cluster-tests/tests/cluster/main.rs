@@ -3,8 +3,11 @@
 
 mod access;
 mod apps;
+mod attacks;
 mod crd;
 mod lifecycle;
+mod operator_token;
+mod policies;
 mod project;
 mod rbac;
 mod support;
