@@ -10,4 +10,5 @@ mod operator_token;
 mod policies;
 mod project;
 mod rbac;
+mod removals;
 mod support;
