@@ -165,7 +165,7 @@ async fn a_hung_renewal_stops_the_leader_before_a_standby_takes_over() -> Result
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let timing: Vec<String> = TIMING.iter().map(|s| (*s).to_owned()).collect();
-    let (mut standby, _) = plane
+    let (standby, _) = plane
         .cluster()
         .start_operator(&binary, plane.dir(), "standby.log", &timing)
         .await?;

@@ -166,7 +166,13 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
     );
     let services: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), "older", &virtual_service_v1beta1());
-    let service = services.get("mesh").await?;
+    // The status is written before the children are applied.
+    let service = eventually(
+        "the v1beta1 VirtualService",
+        Duration::from_secs(30),
+        || async { Ok(services.get_opt("mesh").await?) },
+    )
+    .await?;
     assert_eq!(
         service.data["spec"]["gateways"],
         json!(["istio-system/models"])

@@ -74,6 +74,18 @@ pub const ADMIN_NETWORK_POLICY: OptionalKind = OptionalKind {
     namespaced: false,
 };
 
+/// The network-policy-api's ClusterNetworkPolicy (`policy.networking.k8s.io/v1alpha2`, from
+/// network-policy-api v0.3), which replaced AdminNetworkPolicy: with `tier: Admin` it is the same
+/// admin-tier policy. Cluster-scoped.
+pub const CLUSTER_NETWORK_POLICY: OptionalKind = OptionalKind {
+    product: "the network policy API",
+    group: "policy.networking.k8s.io",
+    kind: "ClusterNetworkPolicy",
+    plural: "clusternetworkpolicies",
+    versions: &["v1alpha2"],
+    namespaced: false,
+};
+
 impl OptionalKind {
     /// This kind as a child kind at `version`, pruned like every child.
     pub fn at(&self, version: &str) -> ChildKind {
