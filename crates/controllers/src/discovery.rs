@@ -193,12 +193,7 @@ pub async fn find(client: &Client, kind: &OptionalKind) -> Result<Found, Error> 
                 .collect();
             Ok(choose(kind, Some(&served)))
         }
-        Err(kube::Error::Discovery(discovery_error))
-            if matches!(
-                discovery_error,
-                kube::error::DiscoveryError::MissingApiGroup(_)
-            ) =>
-        {
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
             Ok(choose(kind, None))
         }
         Err(e) => Err(Error::with_detail(

@@ -9,6 +9,7 @@
 //!   Berth) belong to an `Update` entry of Berth's field manager, which apply never removes: before
 //!   applying such an object, the apply step hands those fields to its apply entry (as client-go's
 //!   `csaupgrade` does), so the apply that follows removes what is no longer desired.
+//!
 //! Fields another manager also set (a platform admin's `kubectl edit`) stay theirs, as server-side
 //! apply intends.
 
