@@ -66,6 +66,15 @@ pub fn project_children(istio_installed: bool) -> Vec<ChildKind> {
     kinds
 }
 
+/// Every kind the Project controller creates, with the optional kinds (AuthorizationPolicy,
+/// ClusterNetworkPolicy or AdminNetworkPolicy) at the versions discovery found
+/// (`crate::discovery`). Replaces [`project_children`] once the Project controller discovers them.
+pub fn project_children_found(optional: &[ChildKind]) -> Vec<ChildKind> {
+    let mut kinds = project_children(false);
+    kinds.extend(optional.iter().cloned());
+    kinds
+}
+
 /// What an MLModel creates. Model volumes are pruned: each holds a downloaded copy of a version
 /// that its source still has, and an old version's volume must go once a new one is active.
 pub fn job() -> ChildKind {
