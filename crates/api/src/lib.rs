@@ -2,12 +2,15 @@
 //! every controller uses to read and write them. Nothing in this crate does IO.
 
 pub mod conditions;
+pub mod egress;
 pub mod labels;
+pub mod members;
 pub mod mlmodel;
 pub mod namespaces;
 pub mod project;
 pub mod providers;
 pub mod quantity;
+pub mod quota;
 pub mod settings;
 
 pub use mlmodel::{MLModel, MLModelSpec, MLModelStatus, ModelSettings};

@@ -85,13 +85,15 @@ pub struct ProjectSpec {
     pub namespace: Option<String>,
 
     /// Extra labels for the namespace. Berth's own labels and the pod-security labels are set from
-    /// the spec and cannot be overridden here.
+    /// the spec and cannot be overridden here. Without a platform admin, only keys starting with a
+    /// prefix in the platform settings' `tenantNamespaceMetadata.labelPrefixes`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64), inner(length(max = 63)))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('pod-security.kubernetes.io/') && !k.startsWith('berth.dev/') && k != 'app.kubernetes.io/managed-by' && !k.startsWith('istio') && k != 'kubernetes.io/metadata.name')").message("namespaceLabels cannot set pod-security.kubernetes.io/*, berth.dev/*, istio*, app.kubernetes.io/managed-by or kubernetes.io/metadata.name: Berth sets those from the spec"))]
     pub namespace_labels: BTreeMap<String, String>,
 
-    /// Extra annotations for the namespace.
+    /// Extra annotations for the namespace. Without a platform admin, only keys starting with a
+    /// prefix in the platform settings' `tenantNamespaceMetadata.annotationPrefixes`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('berth.dev/'))").message("namespaceAnnotations cannot set berth.dev/* annotations"))]
@@ -204,10 +206,15 @@ pub(crate) fn resource_list_schema(_: &mut schemars::SchemaGenerator) -> schemar
 #[serde(rename_all = "camelCase")]
 pub struct ResourceQuotaSpec {
     /// Hard limits by resource name, as in a ResourceQuota: `cpu`, `memory`, `requests.nvidia.com/gpu`,
-    /// `persistentvolumeclaims`, `pods` and so on.
+    /// `persistentvolumeclaims`, `pods` and so on. Each resource once: `cpu` and `requests.cpu`
+    /// (like `nvidia.com/gpu` and `requests.nvidia.com/gpu`) are one resource.
     #[serde(default)]
     #[schemars(schema_with = "resource_list_schema")]
-    #[x_kube(validation = Rule::new("self.all(k, isQuantity(string(self[k])))").message("every quota value must be a quantity, such as 16, 500m or 32Gi"))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, isQuantity(string(self[k])))").message("every quota value must be a quantity, such as 16, 500m or 32Gi"),
+        validation = Rule::new(crate::quota::names_rule()).message("every resourceQuota.hard key must be a resource a ResourceQuota knows, such as cpu, limits.memory, pods, nvidia.com/gpu or count/secrets"),
+        validation = Rule::new(crate::quota::once_rule()).message("resourceQuota.hard names one resource twice (such as cpu and requests.cpu, which are the same); give it once")
+    )]
     pub hard: ResourceList,
 }
 
@@ -237,10 +244,15 @@ pub struct NetworkSpec {
     #[x_kube(validation = Rule::new("self.all(n, n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("allowIngressFromNamespaces must list namespace names (DNS labels)"))]
     pub allow_ingress_from_namespaces: Vec<String>,
     /// Address ranges outside the cluster that the project's pods may connect to, in CIDR
-    /// notation, such as 10.20.0.0/16 or 203.0.113.7/32.
+    /// notation, such as 10.20.0.0/16 or 203.0.113.7/32. Without a platform admin, only ranges
+    /// inside the platform settings' `tenantEgress.allowedCIDRs`. Link-local addresses and the API
+    /// server are never reachable this way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(length(max = 43)))]
-    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("allowEgressTo must list CIDRs, such as 10.20.0.0/16 or 203.0.113.7/32"))]
+    #[x_kube(
+        validation = Rule::new("self.all(c, isCIDR(c))").message("allowEgressTo must list CIDRs, such as 10.20.0.0/16 or 203.0.113.7/32"),
+        validation = Rule::new("self.all(c, !isCIDR(c) || !(cidr('169.254.0.0/16').containsCIDR(c) || cidr('fe80::/10').containsCIDR(c)))").message("allowEgressTo cannot open link-local addresses (169.254.0.0/16, fe80::/10: the cloud metadata service and the node's own services); Berth never opens egress to them")
+    )]
     pub allow_egress_to: Vec<String>,
 }
 

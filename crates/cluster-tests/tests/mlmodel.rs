@@ -79,7 +79,7 @@ async fn world(prefix: &str) -> Result<World> {
     let (_, client) = support::with_operator().await?;
     runtime::start()?;
     let s3 = s3::s3()?;
-    let ns = support::namespace(&client, prefix).await?;
+    let ns = support::project_namespace(&client, prefix).await?;
     s3.secret(&client, &ns, "berth-storage", &s3.secret_key.clone())
         .await?;
     Ok(World { client, ns, s3 })

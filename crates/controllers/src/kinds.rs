@@ -3,13 +3,14 @@
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::ApiResource;
 
-use berth_reconcile::ChildKind;
+use berth_api::providers::{IDENTITY_SECRET, REGISTRY_SECRET, STORAGE_SECRET};
+use berth_reconcile::{ChildKind, Projection};
 
 /// Namespaces hold user data: they are never pruned, only deleted by an explicit Delete policy.
+/// Their annotations come from the Project's spec, so the cache keeps them.
 pub fn namespace() -> ChildKind {
-    ChildKind::of::<Namespace>(false, false)
+    ChildKind::of::<Namespace>(false, false).projected(Projection::AppliedWithAnnotations)
 }
 pub fn role_binding() -> ChildKind {
     ChildKind::of::<RoleBinding>(true, true)
@@ -34,25 +35,18 @@ pub fn network_policy() -> ChildKind {
 pub fn service_account() -> ChildKind {
     ChildKind::of::<ServiceAccount>(true, true)
 }
-/// The Secrets with a project's credentials for its bucket, OIDC client and registry robot. They
-/// hold what the project's workloads use: never pruned by the shared apply step, only removed when
-/// their part is switched off.
+/// The Secrets with a project's credentials for its bucket, OIDC client and registry robot, and no
+/// other: the operator watches (and may read) Secrets of these names only. They hold what the
+/// project's workloads use: never pruned by the shared apply step, only removed when their part
+/// is switched off.
 pub fn secret() -> ChildKind {
-    ChildKind::of::<Secret>(true, false)
+    ChildKind::of::<Secret>(true, false).named(&[STORAGE_SECRET, IDENTITY_SECRET, REGISTRY_SECRET])
 }
-/// Istio's AuthorizationPolicy, which has no Rust type here.
+/// Istio's AuthorizationPolicy at `security.istio.io/v1`. The version the cluster serves comes from
+/// discovery ([`crate::discovery::AUTHORIZATION_POLICY`]); this one is for callers that have not
+/// looked.
 pub fn authorization_policy() -> ChildKind {
-    ChildKind {
-        resource: ApiResource {
-            group: "security.istio.io".into(),
-            version: "v1".into(),
-            api_version: "security.istio.io/v1".into(),
-            kind: "AuthorizationPolicy".into(),
-            plural: "authorizationpolicies".into(),
-        },
-        namespaced: true,
-        prune: true,
-    }
+    crate::discovery::AUTHORIZATION_POLICY.at("v1")
 }
 
 /// Every kind the Project controller creates; Istio's only when its CRD is installed.
@@ -74,6 +68,15 @@ pub fn project_children(istio_installed: bool) -> Vec<ChildKind> {
     kinds
 }
 
+/// Every kind the Project controller creates, with the optional kinds (AuthorizationPolicy,
+/// ClusterNetworkPolicy or AdminNetworkPolicy) at the versions discovery found
+/// (`crate::discovery`). Replaces [`project_children`] once the Project controller discovers them.
+pub fn project_children_found(optional: &[ChildKind]) -> Vec<ChildKind> {
+    let mut kinds = project_children(false);
+    kinds.extend(optional.iter().cloned());
+    kinds
+}
+
 /// What an MLModel creates. Model volumes are pruned: each holds a downloaded copy of a version
 /// that its source still has, and an old version's volume must go once a new one is active.
 pub fn job() -> ChildKind {
@@ -92,42 +95,15 @@ pub fn horizontal_pod_autoscaler() -> ChildKind {
     ChildKind::of::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(true, true)
 }
 /// Pods are watched, never applied or pruned: their Job or ReplicaSet owns them. They carry the
-/// model's labels from the templates, and their state tells why a version does not come up.
+/// model's labels from the templates, and their state tells why a version does not come up: the
+/// cache keeps their status, not their spec.
 pub fn pod() -> ChildKind {
-    ChildKind::of::<k8s_openapi::api::core::v1::Pod>(true, false)
-}
-/// Gateway API's HTTPRoute, which has no Rust type here.
-pub fn http_route() -> ChildKind {
-    ChildKind {
-        resource: ApiResource {
-            group: "gateway.networking.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "gateway.networking.k8s.io/v1".into(),
-            kind: "HTTPRoute".into(),
-            plural: "httproutes".into(),
-        },
-        namespaced: true,
-        prune: true,
-    }
-}
-/// Istio's VirtualService, which has no Rust type here.
-pub fn virtual_service() -> ChildKind {
-    ChildKind {
-        resource: ApiResource {
-            group: "networking.istio.io".into(),
-            version: "v1".into(),
-            api_version: "networking.istio.io/v1".into(),
-            kind: "VirtualService".into(),
-            plural: "virtualservices".into(),
-        },
-        namespaced: true,
-        prune: true,
-    }
+    ChildKind::of::<k8s_openapi::api::core::v1::Pod>(true, false).projected(Projection::Status)
 }
 
-/// Every kind the MLModel controller creates or watches; the routing kinds only when their CRDs
-/// are installed.
-pub fn model_children(gateway_api_installed: bool, istio_installed: bool) -> Vec<ChildKind> {
+/// Every kind the MLModel controller creates or watches; `routes` are the routing kinds the
+/// cluster serves (HTTPRoute, VirtualService), at the version discovery found.
+pub fn model_children(routes: &[ChildKind]) -> Vec<ChildKind> {
     let mut kinds = vec![
         persistent_volume_claim(),
         job(),
@@ -136,11 +112,6 @@ pub fn model_children(gateway_api_installed: bool, istio_installed: bool) -> Vec
         horizontal_pod_autoscaler(),
         pod(),
     ];
-    if gateway_api_installed {
-        kinds.push(http_route());
-    }
-    if istio_installed {
-        kinds.push(virtual_service());
-    }
+    kinds.extend(routes.iter().cloned());
     kinds
 }

@@ -46,6 +46,20 @@ struct Flags {
     /// How many Projects, and how many MLModels, are reconciled at once.
     #[arg(long, env = "BERTH_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// A kubeconfig for leader election alone (default: the one above). Its own connection keeps
+    /// busy controllers from delaying renewals.
+    #[arg(long, env = "BERTH_LEADER_ELECTION_KUBECONFIG")]
+    leader_election_kubeconfig: Option<PathBuf>,
+    /// Seconds a standby waits, after it last saw the lease change, before taking it over.
+    #[arg(long, env = "BERTH_LEASE_DURATION", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds the leader may go without renewing the lease before it stops (less than the lease
+    /// duration).
+    #[arg(long, env = "BERTH_RENEW_DEADLINE", default_value_t = 10)]
+    renew_deadline_seconds: u64,
+    /// Seconds between renewals, and between a standby's looks at the lease.
+    #[arg(long, env = "BERTH_RETRY_PERIOD", default_value_t = 2)]
+    retry_period_seconds: u64,
 }
 
 #[derive(Clone)]
@@ -64,7 +78,17 @@ async fn main() -> Result<()> {
         )
         .init();
     let flags = Flags::parse();
-    let client = client(&flags).await?;
+    let client = client(flags.kubeconfig.as_deref()).await?;
+    let timing = lease::Timing::new(
+        Duration::from_secs(flags.lease_duration_seconds),
+        Duration::from_secs(flags.renew_deadline_seconds),
+        Duration::from_secs(flags.retry_period_seconds),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let lease_client = match &flags.leader_election_kubeconfig {
+        Some(path) => self::client(Some(path)).await?,
+        None => client.clone(),
+    };
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -89,17 +113,18 @@ async fn main() -> Result<()> {
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
     let elector = lease::Elector::new(
-        client.clone(),
+        lease_client,
         &flags.lease_namespace,
         "berth-operator",
         &identity,
-        Duration::from_secs(15),
+        timing,
     );
+    let mut leading_since = tokio::time::Instant::now();
     if flags.leader_elect {
         // A standby replica is healthy and ready: it serves probes and waits its turn.
         health.ready.store(true, Ordering::Relaxed);
         tokio::select! {
-            _ = elector.acquire() => {}
+            since = elector.acquire() => leading_since = since,
             _ = stopped(stop_rx.clone()) => {
                 info!("stopped before becoming the leader");
                 return Ok(());
@@ -126,7 +151,7 @@ async fn main() -> Result<()> {
     };
     let lost_lease = async {
         if flags.leader_elect {
-            elector.hold().await;
+            elector.hold(leading_since).await;
         } else {
             std::future::pending::<()>().await;
         }
@@ -134,6 +159,8 @@ async fn main() -> Result<()> {
     tokio::select! {
         _ = controllers => {}
         _ = lost_lease => {
+            // At once, before the lease can run out for a standby: no graceful shutdown, which
+            // could take longer than the time left.
             error!("lost the leader lease: exiting so that only one replica acts");
             std::process::exit(1);
         }
@@ -146,8 +173,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn client(flags: &Flags) -> Result<Client> {
-    let config = match &flags.kubeconfig {
+async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;

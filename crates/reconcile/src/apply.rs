@@ -1,5 +1,17 @@
 //! The one step every controller uses to make the cluster match: server-side apply what is desired
 //! and not already there, and delete by label what is no longer desired.
+//!
+//! Removals apply. Server-side apply removes a field the desired object no longer holds only when
+//! Berth's apply is its sole owner, so:
+//! - every desired object carries the hash of its content ([`DESIRED_HASH_ANNOTATION`]), and
+//!   "live contains desired", which cannot see a dropped field, sees the hash change;
+//! - fields Berth wrote with a plain create or update (the namespace's create, writes of an older
+//!   Berth) belong to an `Update` entry of Berth's field manager, which apply never removes: before
+//!   applying such an object, the apply step hands those fields to its apply entry (as client-go's
+//!   `csaupgrade` does), so the apply that follows removes what is no longer desired.
+//!
+//! Fields another manager also set (a platform admin's `kubectl edit`) stay theirs, as server-side
+//! apply intends.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -7,6 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -193,6 +206,9 @@ pub async fn apply(
             continue;
         }
         let api = item.kind.api(client, namespace.as_deref());
+        if live.as_ref().is_some_and(|l| l.updated_by_berth) {
+            hand_over_to_apply(&api, &name).await?;
+        }
         let answer = api
             .patch(&name, &params, &Patch::Apply(&item.object))
             .await?;
@@ -234,6 +250,97 @@ pub async fn apply(
     Ok(report)
 }
 
+/// Hands the fields of every `Update` entry of Berth's field manager to its `Apply` entry, so a
+/// later apply that drops them removes them. One JSON patch of `metadata.managedFields`, guarded
+/// by the resourceVersion read (a conflict is retried by the next reconcile).
+async fn hand_over_to_apply(api: &kube::Api<DynamicObject>, name: &str) -> Result<(), Error> {
+    let live = match api.get(name).await {
+        Ok(live) => live,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(entries) = live.metadata.managed_fields.as_ref() else {
+        return Ok(());
+    };
+    let Some(handed) = handed_over(entries, k8s_openapi::jiff::Timestamp::now()) else {
+        return Ok(());
+    };
+    let patch = serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": live.metadata.resource_version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": handed},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch)
+        .map_err(|e| Error::internal(format!("building the managed-fields patch: {e}")))?;
+    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await?;
+    info!(object = %name, "handed fields written by create or update to server-side apply, so removals apply");
+    Ok(())
+}
+
+/// `entries` with Berth's `Update` entries (on the main resource, of the apply entry's API
+/// version) merged into its `Apply` entry, or `None` when there is nothing to hand over.
+pub fn handed_over(
+    entries: &[ManagedFieldsEntry],
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<Vec<ManagedFieldsEntry>> {
+    let ours = |e: &ManagedFieldsEntry, operation: &str| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.operation.as_deref() == Some(operation)
+            && e.subresource.as_deref().unwrap_or_default().is_empty()
+    };
+    let apply = entries.iter().find(|e| ours(e, "Apply"));
+    let version = apply.and_then(|a| a.api_version.clone()).or_else(|| {
+        entries
+            .iter()
+            .find(|e| ours(e, "Update"))
+            .and_then(|e| e.api_version.clone())
+    });
+    let updates: Vec<&ManagedFieldsEntry> = entries
+        .iter()
+        .filter(|e| ours(e, "Update") && e.api_version == version)
+        .collect();
+    if updates.is_empty() {
+        return None;
+    }
+    let mut fields = serde_json::Value::Object(Default::default());
+    for entry in apply.into_iter().chain(updates.iter().copied()) {
+        if let Some(set) = &entry.fields_v1 {
+            merge_field_sets(&mut fields, &set.0);
+        }
+    }
+    let mut out: Vec<ManagedFieldsEntry> = entries
+        .iter()
+        .filter(|e| !(ours(e, "Apply") || (ours(e, "Update") && e.api_version == version)))
+        .cloned()
+        .collect();
+    out.push(ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.to_owned()),
+        operation: Some("Apply".to_owned()),
+        api_version: version,
+        fields_type: Some("FieldsV1".to_owned()),
+        fields_v1: Some(FieldsV1(fields)),
+        time: Some(Time(now)),
+        subresource: None,
+    });
+    Some(out)
+}
+
+/// The union of two managed-field sets (nested objects of `f:`/`k:`/`v:`/`i:` keys).
+fn merge_field_sets(into: &mut serde_json::Value, from: &serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (key, value) in b {
+                merge_field_sets(a.entry(key.clone()).or_insert(serde_json::json!({})), value);
+            }
+        }
+        (into, from) => {
+            if into.as_object().is_none_or(|o| o.is_empty()) && !from.is_null() {
+                *into = from.clone();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
@@ -256,6 +363,49 @@ mod tests {
             .as_ref()
             .and_then(|a| a.get(DESIRED_HASH_ANNOTATION))
             .cloned()
+    }
+
+    #[test]
+    fn a_plain_create_is_handed_to_the_apply_entry() {
+        use k8s_openapi::jiff::Timestamp;
+        let entry =
+            |manager: &str, operation: &str, fields: serde_json::Value| ManagedFieldsEntry {
+                manager: Some(manager.into()),
+                operation: Some(operation.into()),
+                api_version: Some("v1".into()),
+                fields_type: Some("FieldsV1".into()),
+                fields_v1: Some(FieldsV1(fields)),
+                time: None,
+                subresource: None,
+            };
+        let entries = vec![
+            entry(
+                FIELD_MANAGER,
+                "Update",
+                json!({"f:metadata": {"f:labels": {"f:a": {}, "f:gone": {}}}}),
+            ),
+            entry(
+                FIELD_MANAGER,
+                "Apply",
+                json!({"f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}}}),
+            ),
+            entry(
+                "kubectl-edit",
+                "Update",
+                json!({"f:metadata": {"f:labels": {"f:x": {}}}}),
+            ),
+        ];
+        let handed = handed_over(&entries, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(handed.len(), 2, "{handed:?}");
+        assert_eq!(handed[0].manager.as_deref(), Some("kubectl-edit"));
+        let apply = &handed[1];
+        assert_eq!(apply.operation.as_deref(), Some("Apply"));
+        assert_eq!(
+            apply.fields_v1.as_ref().unwrap().0,
+            json!({"f:metadata": {"f:labels": {"f:a": {}, "f:b": {}, "f:gone": {}}}})
+        );
+        // Nothing to hand over the second time.
+        assert!(handed_over(&handed, Timestamp::UNIX_EPOCH).is_none());
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! reading from the API server, and the same watches wake the owner's reconcile on any change.
 //! The cache keeps each object as compact JSON text plus the few fields looked up often, not as a
 //! tree of values: at thousands of Projects that is most of the operator's memory.
+//!
+//! The cache holds only what the controllers read ([`Projection`]): never managed fields, the
+//! last-applied annotation or annotations Berth does not set, never a pod's spec, and never the
+//! data of a Secret Berth does not read. Tenants cannot add to it: only the operator may create an
+//! object with Berth's labels (`deploy/rbac/20-admission.yaml`), so its size follows what Berth
+//! creates, not what tenants do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -16,6 +22,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tracing::warn;
 
 use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 
@@ -27,16 +34,92 @@ pub struct ChildKind {
     /// Children of this kind that are no longer desired are deleted. Never set for kinds that
     /// hold user data (namespaces): those are removed only by an explicit deletion policy.
     pub prune: bool,
+    /// When not empty, the only names of this kind Berth uses: the cache watches each name
+    /// (a `metadata.name` field selector, which RBAC authorizes by `resourceNames`) instead of the
+    /// whole kind, so the operator needs no right to read the others.
+    pub names: &'static [&'static str],
+    /// What the cache keeps of each object.
+    pub projection: Projection,
+}
+
+/// What the cache keeps of each object of a kind. Every projection drops `managedFields`, the
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation and the annotations outside
+/// `berth.dev/` (Berth sets no others on its children, and compares what it sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// The object as applied and compared: spec, data, status.
+    Applied,
+    /// As [`Projection::Applied`], keeping every annotation but the last-applied one: the
+    /// Namespace, whose annotations come from the Project's spec.
+    AppliedWithAnnotations,
+    /// Observed only (pods): metadata and status, no spec.
+    Status,
+}
+
+/// The annotation `kubectl apply` keeps a whole copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+impl Projection {
+    /// Trims `object` (as JSON) to what the cache keeps for `kind`.
+    fn trim(self, kind: &ChildKind, object: &mut serde_json::Value) {
+        let Some(map) = object.as_object_mut() else {
+            return;
+        };
+        if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.remove("managedFields");
+            if let Some(annotations) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                annotations.retain(|key, _| {
+                    key != LAST_APPLIED
+                        && (self == Projection::AppliedWithAnnotations
+                            || key.starts_with("berth.dev/"))
+                });
+            }
+        }
+        if self == Projection::Status {
+            map.remove("spec");
+        }
+        // Secret data only for the names Berth reads.
+        if kind.resource.kind == "Secret" && kind.resource.group.is_empty() {
+            let name = map
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or_default();
+            if !kind.names.contains(&name) {
+                map.remove("data");
+                map.remove("stringData");
+            }
+        }
+    }
 }
 
 impl ChildKind {
-    /// The child kind of a typed Kubernetes resource.
+    /// The child kind of a typed Kubernetes resource: every object of the kind, as applied.
     pub fn of<K: Resource<DynamicType = ()>>(namespaced: bool, prune: bool) -> Self {
+        Self::dynamic(ApiResource::erase::<K>(&()), namespaced, prune)
+    }
+
+    /// The child kind of a resource found by discovery or with no Rust type.
+    pub fn dynamic(resource: ApiResource, namespaced: bool, prune: bool) -> Self {
         Self {
-            resource: ApiResource::erase::<K>(&()),
+            resource,
             namespaced,
             prune,
+            names: &[],
+            projection: Projection::Applied,
         }
+    }
+
+    /// Only objects with these names, each watched on its own.
+    pub fn named(mut self, names: &'static [&'static str]) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// What the cache keeps of each object.
+    pub fn projected(mut self, projection: Projection) -> Self {
+        self.projection = projection;
+        self
     }
 
     /// An API handle for this kind in `namespace` (ignored for cluster-scoped kinds).
@@ -61,14 +144,25 @@ pub struct CachedObject {
     pub owner_references: Vec<OwnerReference>,
     pub resource_version: Option<String>,
     pub deleting: bool,
-    /// The object as JSON, without `metadata.managedFields`.
+    /// Fields of the object are owned by a non-apply write of Berth's field manager (a plain
+    /// create, or a write by an older Berth): server-side apply cannot remove those, so the
+    /// apply step first hands them to its apply entry (see [`crate::apply`]).
+    pub updated_by_berth: bool,
+    /// The object as JSON, trimmed by its kind's [`Projection`].
     json: Box<str>,
 }
 
 impl CachedObject {
-    /// The cached form of `object`, whose managed fields the watch has already dropped.
-    fn from_object(object: &DynamicObject) -> Option<Self> {
-        let json = serde_json::to_string(object).ok()?;
+    /// The cached form of `object`, trimmed for `kind`.
+    fn from_object(kind: &ChildKind, object: &DynamicObject) -> Option<Self> {
+        let updated_by_berth = object.managed_fields().iter().any(|entry| {
+            entry.manager.as_deref() == Some(crate::apply::FIELD_MANAGER)
+                && entry.operation.as_deref() == Some("Update")
+                && entry.subresource.as_deref().unwrap_or_default().is_empty()
+        });
+        let mut value = serde_json::to_value(object).ok()?;
+        kind.projection.trim(kind, &mut value);
+        let json = serde_json::to_string(&value).ok()?;
         Some(Self {
             namespace: object.namespace(),
             name: object.name_any(),
@@ -76,6 +170,7 @@ impl CachedObject {
             owner_references: object.owner_references().to_vec(),
             resource_version: object.resource_version(),
             deleting: object.metadata.deletion_timestamp.is_some(),
+            updated_by_berth,
             json: json.into_boxed_str(),
         })
     }
@@ -150,7 +245,7 @@ impl Objects {
     }
 }
 
-/// The cache of one kind, filled by its watch.
+/// The cache of one watch: a kind, or one name of a kind.
 struct KindCache {
     kind: ChildKind,
     objects: RwLock<Objects>,
@@ -164,9 +259,10 @@ impl KindCache {
         let key = |o: &DynamicObject| (o.namespace(), o.name_any());
         match event {
             watcher::Event::Apply(o) => {
-                if let (Some(cached), Ok(mut objects)) =
-                    (CachedObject::from_object(o), self.objects.write())
-                {
+                if let (Some(cached), Ok(mut objects)) = (
+                    CachedObject::from_object(&self.kind, o),
+                    self.objects.write(),
+                ) {
                     objects.insert(key(o), Arc::new(cached));
                 }
             }
@@ -181,9 +277,10 @@ impl KindCache {
                 }
             }
             watcher::Event::InitApply(o) => {
-                if let (Some(cached), Ok(mut relisting)) =
-                    (CachedObject::from_object(o), self.relisting.write())
-                {
+                if let (Some(cached), Ok(mut relisting)) = (
+                    CachedObject::from_object(&self.kind, o),
+                    self.relisting.write(),
+                ) {
                     relisting.insert(key(o), Arc::new(cached));
                 }
             }
@@ -198,12 +295,35 @@ impl KindCache {
             }
         }
     }
+
+    /// A watch error. When the API server does not serve the kind (404: its CRD was removed, or
+    /// the version is no longer served), there are no objects of it: the cache is empty and ready,
+    /// so no reconcile or deletion waits for a kind that is not there. Other errors are retried
+    /// by the watch and leave the cache as it is.
+    fn failed(&self, error: &watcher::Error) {
+        let not_served = matches!(
+            error,
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+                if status.code == 404
+        );
+        if not_served {
+            if let Ok(mut objects) = self.objects.write() {
+                let index = objects.index;
+                *objects = Objects::new(index);
+            }
+            if !*self.ready.borrow() {
+                warn!(kind = %self.kind.resource.api_version, resource = %self.kind.resource.plural, "not served by the API server: treated as having no objects");
+            }
+            self.ready.send_replace(true);
+        }
+    }
 }
 
 /// Caches of every Berth-managed object of each child kind.
 #[derive(Clone)]
 pub struct ChildCache {
-    kinds: Arc<Vec<KindCache>>,
+    watches: Arc<Vec<KindCache>>,
 }
 
 /// A watch stream that fills one kind's cache; hand it to the controller so changes wake owners.
@@ -211,9 +331,9 @@ pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
 impl ChildCache {
-    /// Starts a label-selected watch per kind, indexing children by their `berth.dev/project`
-    /// label. Returns the cache and, per kind, the stream that drives it (it must be polled,
-    /// normally by the controller it triggers).
+    /// Starts a label-selected watch per kind (per name, for kinds limited to some names),
+    /// indexing children by their `berth.dev/project` label. Returns the cache and, per watch, the
+    /// stream that drives it (it must be polled, normally by the controller it triggers).
     pub fn watch(
         client: &Client,
         kinds: Vec<ChildKind>,
@@ -230,11 +350,22 @@ impl ChildCache {
         index_label: &'static str,
     ) -> (Self, Vec<(ChildStream, ApiResource)>) {
         let selector = format!("{MANAGED_BY}={MANAGED_BY_VALUE}");
+        // One watch per kind, or per name of a kind limited to names.
+        let mut watches: Vec<(ChildKind, Option<&'static str>)> = Vec::new();
+        for kind in kinds {
+            if kind.names.is_empty() {
+                watches.push((kind, None));
+            } else {
+                for name in kind.names {
+                    watches.push((kind.clone(), Some(*name)));
+                }
+            }
+        }
         let caches: Arc<Vec<KindCache>> = Arc::new(
-            kinds
-                .into_iter()
-                .map(|kind| KindCache {
-                    kind,
+            watches
+                .iter()
+                .map(|(kind, _)| KindCache {
+                    kind: kind.clone(),
                     objects: RwLock::new(Objects::new(index_label)),
                     relisting: RwLock::new(Objects::new(index_label)),
                     ready: watch::channel(false).0,
@@ -242,32 +373,38 @@ impl ChildCache {
                 .collect(),
         );
         let mut streams = Vec::with_capacity(caches.len());
-        for (index, cache) in caches.iter().enumerate() {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &cache.kind.resource);
-            let config = watcher::Config::default().labels(&selector).any_semantic();
+        for (index, (kind, name)) in watches.iter().enumerate() {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+            let mut config = watcher::Config::default().labels(&selector).any_semantic();
+            if let Some(name) = name {
+                config = config.fields(&format!("metadata.name={name}"));
+            }
             let filler = caches.clone();
+            let failed = caches.clone();
             let stream = watcher(api, config)
                 .default_backoff()
-                .modify(|o| o.managed_fields_mut().clear())
                 .inspect_ok(move |event| filler[index].apply(event))
+                .inspect_err(move |error| failed[index].failed(error))
+                // What the controller gets is only used to find the owner.
+                .modify(|o| o.managed_fields_mut().clear())
                 // Deletions too: a child deleted by hand must wake its owner to restore it.
                 .touched_objects()
                 .boxed();
-            streams.push((stream as ChildStream, cache.kind.resource.clone()));
+            streams.push((stream as ChildStream, kind.resource.clone()));
         }
-        (Self { kinds: caches }, streams)
+        (Self { watches: caches }, streams)
     }
 
-    /// Waits until every kind's cache has its first full list.
+    /// Waits until every watch has its first full list (or found its kind not served).
     pub async fn ready(&self) {
-        for cache in self.kinds.iter() {
+        for cache in self.watches.iter() {
             let mut ready = cache.ready.subscribe();
             let _ = ready.wait_for(|r| *r).await;
         }
     }
 
-    fn kind(&self, resource: &ApiResource) -> Option<&KindCache> {
-        self.kinds.iter().find(|c| c.kind.same(resource))
+    fn of_kind<'a>(&'a self, resource: &'a ApiResource) -> impl Iterator<Item = &'a KindCache> {
+        self.watches.iter().filter(|c| c.kind.same(resource))
     }
 
     /// The live object, if Berth manages one by that kind, namespace and name.
@@ -277,26 +414,27 @@ impl ChildCache {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<Arc<CachedObject>> {
-        let cache = self.kind(resource)?;
-        let namespace = if cache.kind.namespaced {
-            namespace.map(str::to_owned)
-        } else {
-            None
-        };
-        cache
-            .objects
-            .read()
-            .ok()?
-            .by_key
-            .get(&(namespace, name.to_owned()))
-            .cloned()
+        self.of_kind(resource).find_map(|cache| {
+            let namespace = if cache.kind.namespaced {
+                namespace.map(str::to_owned)
+            } else {
+                None
+            };
+            cache
+                .objects
+                .read()
+                .ok()?
+                .by_key
+                .get(&(namespace, name.to_owned()))
+                .cloned()
+        })
     }
 
     /// Every cached child whose index label (`berth.dev/project` unless the cache was made with
     /// [`ChildCache::watch_indexed`]) is `owner`, with its kind.
     pub fn owned_by(&self, owner: &str) -> Vec<(ChildKind, Arc<CachedObject>)> {
         let mut found = Vec::new();
-        for cache in self.kinds.iter() {
+        for cache in self.watches.iter() {
             let Ok(objects) = cache.objects.read() else {
                 continue;
             };
@@ -311,7 +449,7 @@ impl ChildCache {
 
     /// How many objects the caches hold.
     pub fn len(&self) -> usize {
-        self.kinds
+        self.watches
             .iter()
             .map(|c| c.objects.read().map(|o| o.by_key.len()).unwrap_or(0))
             .sum()
@@ -319,5 +457,88 @@ impl ChildCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The size of the cached JSON, in bytes: what the caches cost beyond their indexes.
+    pub fn json_bytes(&self) -> usize {
+        self.watches
+            .iter()
+            .map(|c| {
+                c.objects
+                    .read()
+                    .map(|o| o.by_key.values().map(|v| v.json.len()).sum::<usize>())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Pod, Secret};
+    use serde_json::json;
+
+    fn cached(kind: &ChildKind, value: serde_json::Value) -> serde_json::Value {
+        let object: DynamicObject = serde_json::from_value(value).unwrap();
+        CachedObject::from_object(kind, &object).unwrap().value()
+    }
+
+    #[test]
+    fn the_cache_keeps_no_annotations_it_does_not_read_and_no_managed_fields() {
+        let kind = ChildKind::of::<k8s_openapi::api::core::v1::ConfigMap>(true, true);
+        let got = cached(
+            &kind,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "a", "namespace": "n",
+                "annotations": {"berth.dev/desired-hash": "1", "big": "x".repeat(10_000), LAST_APPLIED: "{}"},
+                "managedFields": [{"manager": "berth-operator", "operation": "Apply"}],
+            }, "data": {"k": "v"}}),
+        );
+        assert_eq!(
+            got["metadata"]["annotations"],
+            json!({"berth.dev/desired-hash": "1"})
+        );
+        assert!(got["metadata"].get("managedFields").is_none());
+        assert_eq!(got["data"], json!({"k": "v"}));
+    }
+
+    #[test]
+    fn secret_data_is_kept_only_for_the_names_berth_reads() {
+        let kind = ChildKind::of::<Secret>(true, true).named(&["berth-storage"]);
+        let secret = |name: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "n"}, "data": {"k": "dg=="}});
+        assert_eq!(
+            cached(&kind, secret("berth-storage"))["data"],
+            json!({"k": "dg=="})
+        );
+        assert!(cached(&kind, secret("forged")).get("data").is_none());
+    }
+
+    #[test]
+    fn pods_keep_their_status_and_not_their_spec() {
+        let kind = ChildKind::of::<Pod>(true, false).projected(Projection::Status);
+        let got = cached(
+            &kind,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"}},
+                   "spec": {"containers": [{"name": "c", "env": [{"name": "E", "value": "x".repeat(10_000)}]}]},
+                   "status": {"phase": "Running"}}),
+        );
+        assert!(got.get("spec").is_none());
+        assert_eq!(got["status"]["phase"], "Running");
+        assert_eq!(got["metadata"]["labels"]["a"], "b");
+    }
+
+    #[test]
+    fn a_plain_create_by_berth_is_noticed() {
+        let kind = ChildKind::of::<k8s_openapi::api::core::v1::Namespace>(false, false);
+        let object: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": "a",
+            "managedFields": [{"manager": crate::apply::FIELD_MANAGER, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}}],
+        }})).unwrap();
+        assert!(
+            CachedObject::from_object(&kind, &object)
+                .unwrap()
+                .updated_by_berth
+        );
     }
 }

@@ -36,12 +36,16 @@ impl Category {
     }
 }
 
-/// A reconcile failure: its category and a message safe to show a user (no credentials).
+/// A reconcile failure: its category, a message for the people who read conditions and Events
+/// (what failed and what to do, in Berth's words: no credentials, no raw backend bodies, no admin
+/// endpoints), and the raw detail, which goes to the operator log only ([`Error::log_text`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
     pub category: Category,
     pub message: String,
+    /// What the backend said, for the operator log; never shown in a condition or an Event.
+    pub detail: Option<String>,
 }
 
 impl Error {
@@ -49,6 +53,28 @@ impl Error {
         Self {
             category,
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// An error whose `detail` (a backend's body, an admin URL) is for the operator log only.
+    pub fn with_detail(
+        category: Category,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            category,
+            message: message.into(),
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// The message and, where there is one, the detail: for the operator log.
+    pub fn log_text(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{} [{detail}]", self.message),
+            None => self.message.clone(),
         }
     }
 
@@ -75,7 +101,19 @@ impl From<kube::Error> for Error {
             kube::Error::Api(_) => Category::Internal,
             _ => Category::DependencyUnavailable,
         };
-        Self::new(category, e.to_string())
+        let message = match &e {
+            // The API server's own message is meant for users (an admission policy's words, a
+            // validation error); the status around it is not.
+            kube::Error::Api(status) if !status.message.is_empty() => {
+                format!("the Kubernetes API refused a write: {}", status.message)
+            }
+            kube::Error::Api(status) => format!(
+                "the Kubernetes API answered {} {}",
+                status.code, status.reason
+            ),
+            _ => "the Kubernetes API could not be reached; Berth retries".to_owned(),
+        };
+        Self::with_detail(category, message, e.to_string())
     }
 }
 
@@ -88,6 +126,19 @@ pub fn backoff(failures: u32, cap: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_users_see_leaves_the_raw_answer_to_the_log() {
+        let status = kube::core::Status::failure("denied by berth-operator-scope", "Forbidden")
+            .with_code(403);
+        let e = Error::from(kube::Error::Api(Box::new(status)));
+        assert_eq!(
+            e.message,
+            "the Kubernetes API refused a write: denied by berth-operator-scope"
+        );
+        assert!(!e.message.contains("ErrorResponse") && !e.message.contains("Status {"));
+        assert!(e.log_text().contains("403"));
+    }
 
     #[test]
     fn backoff_doubles_then_caps() {

@@ -1,4 +1,10 @@
 //! Events: one for each condition that changes status, so `kubectl describe` tells the story.
+//!
+//! A namespaced object's Events land in its namespace. A cluster-scoped object's (a Project's)
+//! land in `default`, which its members cannot read and everyone else can: publish them where the
+//! people who work with the object look too, with [`in_namespace`]. Notes are for users: say what
+//! failed and what to do in Berth's words, and leave raw backend answers to the operator log
+//! ([`crate::Error::log_text`]).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -86,6 +92,18 @@ impl Announcer {
     }
 }
 
+/// The reference under which Events about the cluster-scoped object `reference` are published
+/// into `namespace` (a Project's Events into its namespace, where its members can read them with
+/// `kubectl events` or `kubectl get events`). The API server keeps Events about an object without a
+/// namespace in `default`; one that names a namespace may be published there, so the reference
+/// carries `namespace`, and everything else (kind, name, UID) names the object as it is.
+pub fn in_namespace(reference: &ObjectReference, namespace: &str) -> ObjectReference {
+    ObjectReference {
+        namespace: Some(namespace.to_owned()),
+        ..reference.clone()
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -95,4 +113,32 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_scoped_reference_moves_into_the_namespace_and_keeps_its_identity() {
+        let project = ObjectReference {
+            api_version: Some("berth.dev/v1alpha1".into()),
+            kind: Some("Project".into()),
+            name: Some("fraud".into()),
+            uid: Some("u-1".into()),
+            ..Default::default()
+        };
+        let moved = in_namespace(&project, "fraud-ns");
+        assert_eq!(moved.namespace.as_deref(), Some("fraud-ns"));
+        assert_eq!(moved.uid, project.uid);
+        assert_eq!(moved.kind, project.kind);
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(600);
+        let cut = truncate(&text, 1024);
+        assert!(cut.len() <= 1024 + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -15,7 +15,7 @@ pub mod status;
 
 pub use apply::{Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply};
 pub use backoff::Backoffs;
-pub use children::{CachedObject, ChildCache, ChildKind, ChildStream};
+pub use children::{CachedObject, ChildCache, ChildKind, ChildStream, Projection};
 pub use error::{Category, Error};
-pub use events::Announcer;
+pub use events::{Announcer, in_namespace};
 pub use metrics::Metrics;

@@ -124,6 +124,6 @@ where
 /// After a failed reconcile of `key`: retry with capped exponential backoff, and say so.
 pub fn retry(backoffs: &Backoffs, controller: &str, key: &str, error: &Error) -> Action {
     let wait = backoffs.failed(key, Duration::from_secs(300));
-    warn!(controller, object = %key, category = ?error.category, error = %error, retry_in = ?wait, "reconcile failed");
+    warn!(controller, object = %key, category = ?error.category, error = %error.log_text(), retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
 }

@@ -3,10 +3,14 @@
 
 mod access;
 mod apps;
+mod attacks;
 mod crd;
 mod hosts;
 mod lifecycle;
+mod operator_token;
+mod policies;
 mod project;
 mod rbac;
+mod removals;
 mod support;
 mod takeover;

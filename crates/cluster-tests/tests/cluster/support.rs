@@ -47,6 +47,39 @@ pub async fn namespace(client: &Client, prefix: &str) -> Result<String> {
     Ok(name)
 }
 
+/// Creates a namespace with a unique name, labelled as a project namespace Berth manages (as the
+/// Project controller labels the namespaces it creates), for tests that need one without a Project:
+/// the operator writes only in namespaces labelled so.
+pub async fn project_namespace(client: &Client, prefix: &str) -> Result<String> {
+    let name = unique(prefix);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(
+                        [
+                            (
+                                berth_api::labels::MANAGED_BY,
+                                berth_api::labels::MANAGED_BY_VALUE,
+                            ),
+                            (berth_api::labels::PROJECT, name.as_str()),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                    ),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(name)
+}
+
 /// Polls `check` until it returns `Some`, failing with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
 where

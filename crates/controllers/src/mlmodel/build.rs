@@ -31,7 +31,7 @@ use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, MODEL};
 use berth_api::mlmodel::{
     ExposeMode, MLModel, ModelSettings, ModelSource, RuntimeName, RuntimeSpec,
 };
-use berth_reconcile::{Desired, Error};
+use berth_reconcile::{ChildKind, Desired, Error};
 
 use super::host::Host;
 use crate::kinds;
@@ -61,11 +61,14 @@ pub const FINAL_EXIT_CODES: [i32; 6] = [2, 3, 4, 5, 6, 8];
 /// The user and group the model's containers run as (Pod Security "restricted").
 const RUN_AS: i64 = 65532;
 
-/// What the builder needs to know about the cluster besides the spec.
-#[derive(Clone, Copy, Debug, Default)]
+/// What the builder needs to know about the cluster besides the spec: the routing kinds it serves,
+/// at the version discovery found (`crate::discovery`).
+#[derive(Clone, Debug, Default)]
 pub struct Environment {
-    pub gateway_api_installed: bool,
-    pub istio_installed: bool,
+    /// Gateway API's HTTPRoute, if served.
+    pub http_route: Option<ChildKind>,
+    /// Istio's VirtualService, if served.
+    pub virtual_service: Option<ChildKind>,
 }
 
 /// One version of a model: what makes it, and its content key.
@@ -122,8 +125,11 @@ pub struct Plan {
 pub enum Exposure {
     /// The Service only.
     Cluster,
-    /// A route of the given kind was built.
-    Routed(&'static str),
+    /// A route of `kind` at `api_version` was built.
+    Routed {
+        kind: &'static str,
+        api_version: String,
+    },
     /// The route cannot be made: why, and what to do.
     NotPossible { reason: String, message: String },
 }
@@ -257,22 +263,22 @@ pub fn build(
     };
     let (exposure, url) = match expose.mode {
         ExposeMode::Cluster => (Exposure::Cluster, cluster_url),
-        ExposeMode::Gateway => match (&settings.gateway, env.gateway_api_installed) {
-            (_, false) => (
+        ExposeMode::Gateway => match (&settings.gateway, &env.http_route) {
+            (_, None) => (
                 Exposure::NotPossible {
                     reason: "GatewayAPINotInstalled".into(),
                     message: "expose.mode is gateway but the Gateway API (HTTPRoute) is not installed in this cluster; the model is reachable inside the cluster only".into(),
                 },
                 cluster_url,
             ),
-            (None, true) => (
+            (None, Some(_)) => (
                 Exposure::NotPossible {
                     reason: "GatewayNotConfigured".into(),
                     message: "expose.mode is gateway but the platform settings name no Gateway (models.gateway); ask a platform admin. The model is reachable inside the cluster only".into(),
                 },
                 cluster_url,
             ),
-            (Some(gateway), true) => {
+            (Some(gateway), Some(route)) => {
                 let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name, "namespace": gateway.namespace});
                 if let Some(section) = &gateway.section_name {
                     parent["sectionName"] = json!(section);
@@ -285,41 +291,45 @@ pub fn build(
                     spec["hostnames"] = json!([host]);
                 }
                 children.push(Desired::from_value(
-                    &kinds::http_route(),
+                    route,
                     json!({"metadata": ctx.meta(&name, BTreeMap::new()), "spec": spec}),
                 )?);
                 let url = host
                     .as_ref()
                     .map(|h| format!("http://{h}"))
                     .unwrap_or(cluster_url);
-                (Exposure::Routed("HTTPRoute"), url)
+                let routed = Exposure::Routed {
+                    kind: "HTTPRoute",
+                    api_version: route.resource.api_version.clone(),
+                };
+                (routed, url)
             }
         },
-        ExposeMode::Istio => match (&settings.istio_gateway, env.istio_installed, &host) {
-            (_, false, _) => (
+        ExposeMode::Istio => match (&settings.istio_gateway, &env.virtual_service, &host) {
+            (_, None, _) => (
                 Exposure::NotPossible {
                     reason: "IstioNotInstalled".into(),
                     message: "expose.mode is istio but Istio (VirtualService) is not installed in this cluster; the model is reachable inside the cluster only".into(),
                 },
                 cluster_url,
             ),
-            (None, true, _) => (
+            (None, Some(_), _) => (
                 Exposure::NotPossible {
                     reason: "IstioGatewayNotConfigured".into(),
                     message: "expose.mode is istio but the platform settings name no Istio gateway (models.istioGateway); ask a platform admin. The model is reachable inside the cluster only".into(),
                 },
                 cluster_url,
             ),
-            (Some(_), true, None) => (
+            (Some(_), Some(_), None) => (
                 Exposure::NotPossible {
                     reason: "NoHostname".into(),
                     message: "expose.mode is istio but there is no host name: set expose.hostname (the platform sets no model domain). The model is reachable inside the cluster only".into(),
                 },
                 cluster_url,
             ),
-            (Some(gateway), true, Some(host)) => {
+            (Some(gateway), Some(route), Some(host)) => {
                 children.push(Desired::from_value(
-                    &kinds::virtual_service(),
+                    route,
                     json!({
                         "metadata": ctx.meta(&name, BTreeMap::new()),
                         "spec": {
@@ -329,7 +339,11 @@ pub fn build(
                         },
                     }),
                 )?);
-                (Exposure::Routed("VirtualService"), format!("http://{host}"))
+                let routed = Exposure::Routed {
+                    kind: "VirtualService",
+                    api_version: route.resource.api_version.clone(),
+                };
+                (routed, format!("http://{host}"))
             }
         },
     };

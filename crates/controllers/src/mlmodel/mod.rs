@@ -15,7 +15,6 @@ use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
@@ -33,6 +32,7 @@ use berth_reconcile::{
 
 use self::build::{COMPONENT, DOWNLOAD, Environment, SERVER, VERSION, Version, job_name};
 use self::plan::{Observed, decide, recorded_active};
+use crate::discovery::{self, Found};
 use crate::kinds;
 
 /// The finalizer that removes a model's children before the model goes.
@@ -65,15 +65,6 @@ impl Context {
     }
 }
 
-async fn crd_installed(client: &Client, name: &str) -> bool {
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-}
-
 /// Runs the MLModel controller until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -81,15 +72,23 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let env = Environment {
-        gateway_api_installed: crd_installed(&client, "httproutes.gateway.networking.k8s.io").await,
-        istio_installed: crd_installed(&client, "virtualservices.networking.istio.io").await,
+    // Which routing kinds the cluster serves, and at which version. Until discovery answers, the
+    // controller does not start: a failed call is never taken to mean "not installed".
+    let mut shutdown = Box::pin(shutdown);
+    let found = tokio::select! {
+        found = discovery::find_until_answered(&client, &[discovery::HTTP_ROUTE, discovery::VIRTUAL_SERVICE]) => found,
+        _ = &mut shutdown => {
+            info!("mlmodel controller stopped before discovery answered");
+            return;
+        }
     };
-    let (children, streams) = ChildCache::watch_indexed(
-        &client,
-        kinds::model_children(env.gateway_api_installed, env.istio_installed),
-        MODEL,
-    );
+    let env = Environment {
+        http_route: found.first().and_then(Found::kind).cloned(),
+        virtual_service: found.get(1).and_then(Found::kind).cloned(),
+    };
+    let routes: Vec<_> = found.iter().filter_map(Found::kind).cloned().collect();
+    let (children, streams) =
+        ChildCache::watch_indexed(&client, kinds::model_children(&routes), MODEL);
 
     let (settings, settings_changes) = runner::settings(&client);
     let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
@@ -114,8 +113,8 @@ pub async fn run(
         controller = controller.watches_stream_with(stream, owning_model, resource);
     }
     info!(
-        gateway_api = env.gateway_api_installed,
-        istio = env.istio_installed,
+        http_route = %found.first().map(Found::describe).unwrap_or_default(),
+        virtual_service = %found.get(1).map(Found::describe).unwrap_or_default(),
         "mlmodel controller started"
     );
     controller
@@ -245,7 +244,7 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
     let observed = observe(ctx, model, &settings, &target, active.as_ref());
     let decision = decide(model, &observed, now);
     let host = host::decide(model, &ctx.models.state(), &settings);
-    let built = build::build(model, &settings, ctx.env, &decision.plan, &host)?;
+    let built = build::build(model, &settings, ctx.env.clone(), &decision.plan, &host)?;
     let new_status = status::status(model, &observed, &decision, &built, now);
 
     // The status first: a failure it records is what keeps the failed version from being

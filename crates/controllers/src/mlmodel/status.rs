@@ -133,11 +133,14 @@ pub fn status(
             "ServiceReady",
             &format!("reachable inside the cluster at {}", built.url),
         ),
-        Exposure::Routed(kind) => put(
+        Exposure::Routed { kind, api_version } => put(
             EXPOSED,
             Status::True,
             &format!("{kind}Applied"),
-            &format!("reachable at {} through a {kind}", built.url),
+            &format!(
+                "reachable at {} through a {kind} ({api_version})",
+                built.url
+            ),
         ),
         Exposure::NotPossible { reason, message } => put(EXPOSED, Status::False, reason, message),
     }
