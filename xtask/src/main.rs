@@ -63,6 +63,12 @@ pub fn build_control_plane() -> Result<PathBuf> {
     run_build_script("tools/build.sh")
 }
 
+/// Builds (or finds in the cache) the real node's binaries, and installs the Debian packages it
+/// uses; returns the binaries' directory.
+pub fn build_node() -> Result<PathBuf> {
+    run_build_script("tools/node/build.sh")
+}
+
 /// Runs one of the pinned build scripts under `tools/`; returns the directory it prints last.
 pub fn run_build_script(relative: &str) -> Result<PathBuf> {
     let script = repo_root().join(relative);
@@ -91,8 +97,11 @@ fn workspace_unless_packages(cargo_args: &[String]) -> Option<&'static str> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    eprintln!("==> [1/4] control plane binaries (tools/build.sh)");
+    eprintln!(
+        "==> [1/4] control plane binaries (tools/build.sh) and the real node's (tools/node/build.sh)"
+    );
     let bin_dir = build_control_plane()?;
+    let node_dir = build_node()?;
     eprintln!("==> [2/4] MinIO, Garage and Keycloak (tools/minio, tools/garage, tools/keycloak)");
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
@@ -107,6 +116,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .arg("--no-fail-fast")
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
+        .env("BERTH_NODE_DIR", &node_dir)
         .env("BERTH_OPERATOR_BIN", &built.operator)
         .env("BERTH_MODEL_FETCH_BIN", &built.model_fetch)
         .env("BERTH_MINIO_DIR", &minio)
