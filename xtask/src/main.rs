@@ -3,9 +3,11 @@
 //! - `dev`: the local platform: a real control plane, the operator, and the samples.
 //! - `test`: every test in the workspace, against a real control plane.
 //! - `crdgen`: writes `deploy/crds/` from the API types (`--check` fails on drift).
+//! - `images`: Berth's OCI image archives, built here (`target/images/images.json`).
 
 mod crdgen;
 mod dev;
+mod images;
 mod models;
 mod providers;
 
@@ -39,6 +41,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build Berth's OCI images (pause, model-server, model-fetch, operator, the provisioner and
+    /// its helper) into target/images, with images.json and settings.yaml.
+    Images(images::Args),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +52,7 @@ fn main() -> Result<()> {
         Task::Dev(args) => dev::run(args),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Crdgen { check } => crdgen::run(check),
+        Task::Images(args) => images::run(args),
     }
 }
 
