@@ -25,7 +25,7 @@ pub const STORAGE_CLASS: &str = "local-path";
 /// The images the add-ons run, by their name in the images manifest.
 pub const COREDNS_IMAGE: &str = "coredns";
 pub const PROVISIONER_IMAGE: &str = "local-path-provisioner";
-pub const PROVISIONER_HELPER_IMAGE: &str = "local-path-helper";
+pub const PROVISIONER_HELPER_IMAGE: &str = "helper";
 
 /// kube-router's rights: it reads what NetworkPolicies select and writes nothing.
 const KUBE_ROUTER_RBAC: &str = r#"

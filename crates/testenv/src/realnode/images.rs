@@ -71,6 +71,12 @@ impl Images {
         })
     }
 
+    /// Adds (or replaces, by name) one image.
+    pub fn add(&mut self, image: ImageRef) {
+        self.images.retain(|i| i.name != image.name);
+        self.images.push(image);
+    }
+
     /// Every image.
     pub fn all(&self) -> &[ImageRef] {
         &self.images

@@ -17,6 +17,7 @@
 
 mod addons;
 mod config;
+mod coredns_image;
 mod host;
 mod images;
 
@@ -278,6 +279,8 @@ impl RealNode {
                 &access.certs.kube_router.key,
             ),
         )?;
+        let mut images = images;
+        images.add(coredns_image::coredns_image(&binaries.path("coredns"))?);
         let sandbox = images
             .get("pause")
             .map(|i| i.reference.clone())
@@ -335,14 +338,12 @@ impl RealNode {
             logs: logs.clone(),
         };
         node.wait_for_containerd(binaries, begin).await?;
-        let imported = node.images.import(&binaries.path("ctr"))?;
-        progress(
-            show,
-            &format!(
-                "{imported} images imported into containerd after {:.1} s",
-                begin.elapsed().as_secs_f64()
-            ),
-        );
+        // The images are imported while the kubelet starts: the node needs none to be Ready.
+        let import = {
+            let images = node.images.clone();
+            let ctr = binaries.path("ctr");
+            tokio::task::spawn_blocking(move || images.import(&ctr))
+        };
 
         let kubelet_args = vec![
             format!("--config={}", file("kubelet.json")),
@@ -373,6 +374,16 @@ impl RealNode {
         )?);
         node.wait_until_ready(&client, begin, Duration::from_secs(60))
             .await?;
+        let imported = import
+            .await
+            .map_err(|e| Error::Build(format!("importing the images: {e}")))??;
+        progress(
+            show,
+            &format!(
+                "{imported} images imported into containerd after {:.1} s",
+                begin.elapsed().as_secs_f64()
+            ),
+        );
         // kube-router reads the node's address from its status, which the kubelet has written
         // once the node is Ready.
         node.processes.push(Process::spawn_with_env(
