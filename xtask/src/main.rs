@@ -112,8 +112,11 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
-    eprintln!("==> [3/4] the binaries the cluster tests run: the operator and berth-model-fetch");
+    eprintln!(
+        "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
+    );
     let built = dev::build_operator(&repo_root())?;
+    let images = images::build(&images::default_out())?;
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
@@ -123,6 +126,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
         .env("BERTH_NODE_DIR", &node_dir)
+        .env("BERTH_IMAGES", &images)
         .env("BERTH_OPERATOR_BIN", &built.operator)
         .env("BERTH_MODEL_FETCH_BIN", &built.model_fetch)
         .env("BERTH_MINIO_DIR", &minio)

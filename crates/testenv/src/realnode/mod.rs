@@ -103,7 +103,11 @@ impl NodeBinaries {
     /// `BERTH_NODE_DIR` if set; otherwise whatever `tools/node/build.sh` builds or finds in its
     /// cache (it also installs runc, the CNI plugins, iptables, ipset and nftables from Debian).
     pub fn locate() -> Result<Self, Error> {
-        let dir = locate_build("tools/node/build.sh", "BERTH_NODE_DIR")?;
+        Self::at(locate_build("tools/node/build.sh", "BERTH_NODE_DIR")?)
+    }
+
+    /// The binaries in `dir`, checked to be all there.
+    pub fn at(dir: PathBuf) -> Result<Self, Error> {
         for name in REQUIRED {
             if !dir.join(name).exists() {
                 return Err(Error::Build(format!(
