@@ -209,29 +209,31 @@ async fn explain_prediction(client: &kube::Client) {
 /// For `--smoke`: one prediction through the sample model's ClusterIP, checked against the
 /// model's own numbers (y = relu(xW + b) = [0, 2.75] for x = [1, 2, 3]).
 async fn predict(client: &kube::Client) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ip = sample_service_ip(client).await?;
-    let url = format!("http://{ip}/v2/models/fraud-scorer/infer");
-    let answer = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            &url,
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            SAMPLE_REQUEST,
-        ])
-        .output()
+    let path = "/v2/models/fraud-scorer/infer";
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((ip.as_str(), 80)).await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {ip}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SAMPLE_REQUEST}",
+            SAMPLE_REQUEST.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .context("running curl")?;
-    let body: serde_json::Value = serde_json::from_slice(&answer.stdout).with_context(|| {
-        format!(
-            "the sample model's answer at {url}: {} {}",
-            String::from_utf8_lossy(&answer.stdout),
-            String::from_utf8_lossy(&answer.stderr)
-        )
-    })?;
+        .context("the sample model did not answer within 10 s")?
+        .with_context(|| format!("asking http://{ip}{path}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(json)
+        .with_context(|| format!("the sample model's answer at http://{ip}{path}: {text}"))?;
     let y: Vec<f64> = body["outputs"]
         .as_array()
         .and_then(|o| o.iter().find(|t| t["name"] == "y"))
