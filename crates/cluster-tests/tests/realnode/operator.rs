@@ -79,3 +79,38 @@ async fn the_operator_runs_as_a_pod_and_reconciles_a_project() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_real_node_waits_for_the_first_and_then_says_so() -> anyhow::Result<()> {
+    let env = env().await?;
+    // The shared node holds the machine's lock; another start waits, then fails clearly.
+    let begin = std::time::Instant::now();
+    let second = tokio::task::spawn_blocking(|| {
+        berth_testenv::realnode::HostLease::acquire_within(true, Duration::from_secs(2))
+    })
+    .await?;
+    let waited = begin.elapsed();
+    match second {
+        Ok(_) => anyhow::bail!("a second real node started while the first runs"),
+        Err(e) => {
+            let message = e.to_string();
+            eprintln!("second start after {waited:?}: {message}");
+            ensure!(message.contains("busy"), "{message}");
+            ensure!(
+                waited >= Duration::from_secs(2),
+                "it did not wait: {waited:?}"
+            );
+        }
+    }
+    // The first is untouched.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    let node = nodes.get(NODE_NAME).await?;
+    let ready = node
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    ensure!(ready, "the real node is no longer Ready");
+    Ok(())
+}

@@ -18,7 +18,7 @@ const NONROOT: u64 = 65532;
 const EPOCH: u64 = 0;
 
 fn image_error(e: berth_images::Error) -> Error {
-    Error::Build(format!("building the CoreDNS image: {e}"))
+    Error::RealNode(format!("building the CoreDNS image: {e}"))
 }
 
 /// The image's reference: `berth.dev/coredns:<version>`, the version from the binary.
@@ -31,7 +31,9 @@ fn reference(binary: &Path) -> Result<String, Error> {
     let version = text
         .lines()
         .find_map(|l| l.strip_prefix("CoreDNS-"))
-        .ok_or_else(|| Error::Build(format!("{} -version printed {text:?}", binary.display())))?;
+        .ok_or_else(|| {
+            Error::RealNode(format!("{} -version printed {text:?}", binary.display()))
+        })?;
     Ok(format!("berth.dev/coredns:{}", version.trim()))
 }
 
@@ -43,7 +45,7 @@ pub fn coredns_image(binary: &Path) -> Result<ImageRef, Error> {
     let dir: PathBuf = real
         .parent()
         .map(|p| p.join("image"))
-        .ok_or_else(|| Error::Build(format!("{} has no directory", real.display())))?;
+        .ok_or_else(|| Error::RealNode(format!("{} has no directory", real.display())))?;
     let archive_path = dir.join("coredns.tar");
     let digest_path = dir.join("digest");
     let reference = reference(&real)?;

@@ -50,6 +50,15 @@ impl HostLease {
     /// while another run holds it, then prepares the host. Fails with the holder's words when the
     /// node stays busy or the host cannot be set up.
     pub fn acquire(progress: bool) -> Result<Self, Error> {
+        let wait = std::env::var("BERTH_NODE_LOCK_WAIT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600);
+        Self::acquire_within(progress, Duration::from_secs(wait))
+    }
+
+    /// [`HostLease::acquire`], waiting at most `wait` for another run to release the node.
+    pub fn acquire_within(progress: bool, wait: Duration) -> Result<Self, Error> {
         let script = script();
         let mut command = Command::new("bash");
         command
@@ -62,6 +71,7 @@ impl HostLease {
             // up after us.
             .process_group(0);
         environment(&mut command);
+        command.env("BERTH_NODE_LOCK_WAIT", wait.as_secs().max(1).to_string());
         if !progress {
             command.stderr(Stdio::null());
         }
@@ -84,10 +94,10 @@ impl HostLease {
         let lease = Self { holder, stdin };
         match answer.trim() {
             "ready" => Ok(lease),
-            "busy" => Err(Error::Build(
+            "busy" => Err(Error::RealNode(
                 "the real node is busy: another run holds it (see the message above); only one real node runs per machine".into(),
             )),
-            other => Err(Error::Build(format!(
+            other => Err(Error::RealNode(format!(
                 "tools/node/host.sh could not prepare the host for the real node (answered {other:?}; see its messages above)"
             ))),
         }
@@ -103,7 +113,7 @@ impl HostLease {
             .status()
             .map_err(|e| Error::io("running host.sh sysctls", e))?;
         if !status.success() {
-            return Err(Error::Build(format!(
+            return Err(Error::RealNode(format!(
                 "host.sh sysctls exited with {status}"
             )));
         }

@@ -64,7 +64,7 @@ impl Images {
     /// The reference of the image called `name`, or an error naming what is missing.
     pub fn reference(&self, name: &str) -> Result<String, Error> {
         self.get(name).map(|i| i.reference.clone()).ok_or_else(|| {
-            Error::Build(format!(
+            Error::RealNode(format!(
                 "no image {name} in the manifest ({}); `cargo xtask images` builds it",
                 IMAGES_ENV
             ))
@@ -99,7 +99,7 @@ impl Images {
                 .output()
                 .map_err(|e| Error::io(format!("running {}", ctr.display()), e))?;
             if !output.status.success() {
-                return Err(Error::Build(format!(
+                return Err(Error::RealNode(format!(
                     "ctr images import {} failed: {}",
                     image.archive.display(),
                     String::from_utf8_lossy(&output.stderr).trim()
@@ -119,7 +119,7 @@ fn build() -> Result<PathBuf, Error> {
         .status()
         .map_err(|e| Error::io("running cargo xtask images", e))?;
     if !status.success() {
-        return Err(Error::Build(format!(
+        return Err(Error::RealNode(format!(
             "cargo xtask images exited with {status}"
         )));
     }

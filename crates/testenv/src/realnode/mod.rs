@@ -110,7 +110,7 @@ impl NodeBinaries {
     pub fn at(dir: PathBuf) -> Result<Self, Error> {
         for name in REQUIRED {
             if !dir.join(name).exists() {
-                return Err(Error::Build(format!(
+                return Err(Error::RealNode(format!(
                     "{} has no {name}; run tools/node/build.sh",
                     dir.display()
                 )));
@@ -232,7 +232,7 @@ impl RealNode {
     ) -> Result<Self, Error> {
         let begin = Instant::now();
         let access = plane.node_access().ok_or_else(|| {
-            Error::Build(
+            Error::RealNode(
                 "the control plane was not started for a real node (Options::real_node)".into(),
             )
         })?;
@@ -380,7 +380,7 @@ impl RealNode {
             .await?;
         let imported = import
             .await
-            .map_err(|e| Error::Build(format!("importing the images: {e}")))??;
+            .map_err(|e| Error::RealNode(format!("importing the images: {e}")))??;
         progress(
             show,
             &format!(
