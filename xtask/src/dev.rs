@@ -54,6 +54,7 @@ async fn dev(args: Args) -> Result<()> {
     );
     let built = build_operator(&root)?;
     let operator_bin = built.operator;
+    let images = crate::images::build(&crate::images::default_out())?;
 
     step(
         3,
@@ -77,6 +78,8 @@ async fn dev(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let cluster = control_plane.cluster().clone();
     let client = cluster.client().await?;
+    // The model images by tag and digest, as just built, over deploy/settings/.
+    crate::images::apply_settings(&client, &images).await?;
 
     step(
         4,

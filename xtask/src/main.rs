@@ -105,6 +105,8 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
     eprintln!("==> [3/4] the binaries the cluster tests run: the operator and berth-model-fetch");
     let built = dev::build_operator(&repo_root())?;
+    eprintln!("==> [images] Berth's OCI images (cargo xtask images), for BERTH_IMAGES");
+    let images = images::build(&images::default_out())?;
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
@@ -118,6 +120,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .env("BERTH_MINIO_DIR", &minio)
         .env("BERTH_GARAGE_DIR", &garage)
         .env("BERTH_KEYCLOAK_DIR", &keycloak)
+        .env("BERTH_IMAGES", &images)
         .status()
         .context("running cargo test")?;
     if !status.success() {
