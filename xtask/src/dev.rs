@@ -59,7 +59,8 @@ async fn dev(args: Args) -> Result<()> {
     );
     let built = build_operator(&root)?;
     let operator_bin = built.operator;
-    let images = Images::read(&crate::images::build(&crate::images::default_out())?)?;
+    let images_json = crate::images::build(&crate::images::default_out())?;
+    let images = Images::read(&images_json)?;
 
     step(
         3,
@@ -93,6 +94,8 @@ async fn dev(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let cluster = control_plane.cluster().clone();
     let client = cluster.client().await?;
+    // The model images by tag and digest, as just built, over deploy/settings/.
+    crate::images::apply_settings(&client, &images_json).await?;
 
     step(
         5,

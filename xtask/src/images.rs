@@ -10,25 +10,20 @@
 //! `nonroot` (65532), and the machine's CA bundle; it runs as `65532:65532`. The same inputs give
 //! the same digests (`berth_images`); see docs/development.md, "Images".
 
+mod contents;
 mod sources;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use berth_images::image::{Image, RunConfig};
-use berth_images::layer::{Content, Layer, Owner, Tree};
+use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 use crate::repo_root;
 
-/// Where the project's source lives, for the `org.opencontainers.image.source` label.
-const SOURCE: &str = "https://github.com/berth-dev/berth";
-/// The nonroot user and group every image runs as (distroless' `nonroot`).
-pub const NONROOT: u64 = 65532;
-const PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
-const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The field manager `settings.yaml` is applied with, so it merges over `deploy/settings/`.
+pub const SETTINGS_FIELD_MANAGER: &str = "berth-images";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +32,7 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-/// One line of `images.json`.
+/// One entry of `images.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The image's short name, such as `pause`.
@@ -65,17 +60,6 @@ pub fn default_out() -> PathBuf {
         .join("images")
 }
 
-/// What goes into the images and how they are labelled, fixed for one run.
-struct Context_ {
-    /// Every entry's time: `SOURCE_DATE_EPOCH`, or 0.
-    epoch: u64,
-    /// The commit the images are built from (`-dirty` with uncommitted changes).
-    revision: String,
-    /// Compressed layers by the digest of their tar, so an unchanged layer is not compressed again.
-    layer_cache: PathBuf,
-    used_layers: std::cell::RefCell<Vec<PathBuf>>,
-}
-
 fn step(k: usize, n: usize, what: &str) {
     eprintln!("==> [images {k}/{n}] {what}");
 }
@@ -89,26 +73,70 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         .with_context(|| format!("resolving {}", out.display()))?;
     let work = out.join(".work");
     std::fs::create_dir_all(&work)?;
-    let cx = Context_ {
+    let stamp = contents::Stamp {
         epoch: source_date_epoch()?,
         revision: revision(),
         layer_cache: out.join(".layers"),
         used_layers: Default::default(),
     };
-    std::fs::create_dir_all(&cx.layer_cache)?;
-    let n = 2;
+    std::fs::create_dir_all(&stamp.layer_cache)?;
+    let n = 5;
 
     step(1, n, "pause: gcc -static deploy/images/pause/pause.c");
     let pause = sources::pause(&work, berth_api::mlmodel::IMAGE_TAG)?;
 
-    step(2, n, "assembling the images");
-    let definitions = vec![pause_image(&pause)?];
+    step(
+        2,
+        n,
+        "berth-model-server, berth-model-fetch, berth-operator: cargo build --profile image \
+         (cold: the release build of their dependencies, about 10-20 minutes on 2 cores)",
+    );
+    let rust = sources::rust_binaries(&work)?;
+
+    step(
+        3,
+        n,
+        "local-path-provisioner: tools/local-path-provisioner/build.sh (Go, cached by its pin)",
+    );
+    let provisioner = sources::tool("tools/local-path-provisioner/build.sh")?;
+
+    step(
+        4,
+        n,
+        "busybox: tools/busybox/build.sh (Debian's busybox-static, cached by its version)",
+    );
+    let busybox = sources::tool("tools/busybox/build.sh")?;
+
+    step(5, n, "assembling the images");
+    let definitions = [
+        contents::pause(&pause)?,
+        contents::berth(
+            "model-server",
+            &rust.model_server,
+            "Berth's ONNX model server (KServe Open Inference Protocol v2 over HTTP)",
+        )?,
+        contents::berth(
+            "model-fetch",
+            &rust.model_fetch,
+            "Berth's model download: s3:// and https:// into a volume, resumed and verified",
+        )?,
+        contents::berth(
+            "operator",
+            &rust.operator,
+            "Berth's operator: Projects and MLModels",
+        )?,
+        contents::provisioner(&provisioner)?,
+        contents::helper(&busybox)?,
+    ];
     let mut entries = Vec::new();
     for (i, definition) in definitions.iter().enumerate() {
         let started = Instant::now();
-        let image = definition.build(&cx)?;
+        let image = definition.build(&stamp)?;
         let archive = out.join(format!("{}.tar", definition.name));
-        write_atomically(&archive, &berth_images::archive::archive(&image, cx.epoch)?)?;
+        write_atomically(
+            &archive,
+            &berth_images::archive::archive(&image, stamp.epoch)?,
+        )?;
         eprintln!(
             "    ({}/{}) {:<24} {:>8} compressed  {}  {:.1} s",
             i + 1,
@@ -125,7 +153,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
             archive,
         });
     }
-    cx.drop_unused_layers();
+    stamp.drop_unused_layers();
 
     let json = out.join("images.json");
     write_atomically(&json, &serde_json::to_vec_pretty(&entries)?)?;
@@ -140,12 +168,6 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         begin.elapsed().as_secs_f64()
     );
     Ok(json)
-}
-
-/// Reads `images.json`.
-pub fn read_entries(json: &Path) -> Result<Vec<Entry>> {
-    let text = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("parsing {}", json.display()))
 }
 
 fn source_date_epoch() -> Result<u64> {
@@ -198,174 +220,150 @@ fn human(bytes: u64) -> String {
     }
 }
 
-impl Context_ {
-    /// The layer of `tree`, compressing it only when no earlier run did.
-    fn layer(&self, tree: &Tree, comment: &str) -> Result<Layer> {
-        let tar = tree.tar(self.epoch)?;
-        let diff_id = berth_images::sha256_digest(&tar);
-        let cached = self
-            .layer_cache
-            .join(diff_id.trim_start_matches("sha256:"))
-            .with_extension("gz");
-        self.used_layers.borrow_mut().push(cached.clone());
-        if let Ok(gz) = std::fs::read(&cached) {
-            return Ok(Layer::from_compressed(&tar, gz, comment));
-        }
-        let layer = Layer::from_tar(&tar, comment)?;
-        write_atomically(&cached, &layer.blob.bytes)?;
-        Ok(layer)
-    }
-
-    fn drop_unused_layers(&self) {
-        let used = self.used_layers.borrow();
-        if let Ok(entries) = std::fs::read_dir(&self.layer_cache) {
-            for entry in entries.flatten() {
-                if !used.contains(&entry.path()) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-    }
-}
-
-/// One image: its name, reference, labels, how it runs, and its layers' contents.
-struct Definition {
-    name: String,
-    reference: String,
-    version: String,
-    licenses: String,
-    description: String,
-    run: RunConfig,
-    /// Layers bottom first: a comment and the files.
-    layers: Vec<(String, Tree)>,
-}
-
-impl Definition {
-    fn build(&self, cx: &Context_) -> Result<Image> {
-        let mut run = self.run.clone();
-        let labels = [
-            ("org.opencontainers.image.title", self.name.as_str()),
-            ("org.opencontainers.image.description", &self.description),
-            ("org.opencontainers.image.source", SOURCE),
-            ("org.opencontainers.image.version", &self.version),
-            ("org.opencontainers.image.revision", &cx.revision),
-            ("org.opencontainers.image.licenses", &self.licenses),
-        ];
-        run.labels = labels
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect::<BTreeMap<_, _>>();
-        let layers = self
-            .layers
-            .iter()
-            .map(|(comment, tree)| cx.layer(tree, comment))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Image::build(&self.reference, &run, layers, cx.epoch)?)
-    }
-}
-
-/// `/etc/passwd`, `/etc/group`, the nonroot user's home and a world-writable `/tmp`: the layer
-/// every image starts from.
-fn users_layer() -> Result<Tree> {
-    let mut tree = Tree::new();
-    tree.file(
-        "/etc/passwd",
-        Content::Bytes(
-            format!(
-                "root:x:0:0:root:/root:/sbin/nologin\n\
-                 nonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"
-            )
-            .into_bytes(),
-        ),
-        0o644,
-    )?
-    .file(
-        "/etc/group",
-        Content::Bytes(format!("root:x:0:\nnonroot:x:{NONROOT}:\n").into_bytes()),
-        0o644,
-    )?
-    .dir(
-        "/home/nonroot",
-        0o755,
-        Owner::new(NONROOT, NONROOT, "nonroot", "nonroot"),
-    )?
-    .dir("/tmp", 0o1777, Owner::root())?;
-    Ok(tree)
-}
-
-/// The machine's CA bundle (that one file), for TLS to object stores and the API server.
-fn ca_layer() -> Result<Tree> {
-    let mut tree = Tree::new();
-    tree.file(CA_BUNDLE, Content::Path(CA_BUNDLE.into()), 0o644)?;
-    Ok(tree)
-}
-
-/// `binary` at `path` and the shared libraries it loads, at the paths ldd resolves them to here.
-fn binary_layer(binary: &Path, path: &str) -> Result<Tree> {
-    let mut tree = Tree::new();
-    tree.file(path, Content::Path(binary.to_owned()), 0o755)?;
-    for library in sources::shared_libraries(binary)? {
-        let name = library.to_string_lossy().into_owned();
-        tree.file(&name, Content::Path(library), 0o755)?;
-    }
-    Ok(tree)
-}
-
-fn run_config(entrypoint: &[&str], cmd: &[&str], working_dir: &str, env: &[&str]) -> RunConfig {
-    RunConfig {
-        user: format!("{NONROOT}:{NONROOT}"),
-        entrypoint: entrypoint.iter().map(|s| (*s).to_owned()).collect(),
-        cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
-        env: env.iter().map(|s| (*s).to_owned()).collect(),
-        working_dir: working_dir.to_owned(),
-        labels: BTreeMap::new(),
-    }
-}
-
-/// The sandbox image: the static pause binary and the users, nothing else.
-fn pause_image(binary: &Path) -> Result<Definition> {
-    Ok(Definition {
-        name: "pause".into(),
-        reference: berth_api::mlmodel::berth_image("pause"),
-        version: berth_api::mlmodel::IMAGE_TAG.into(),
-        licenses: "Apache-2.0".into(),
-        description: "The pod sandbox: holds the pod's namespaces, reaps orphans, exits on SIGTERM"
-            .into(),
-        run: run_config(&["/pause"], &[], "/", &[PATH]),
-        layers: vec![
-            ("users".into(), users_layer()?),
-            ("pause".into(), binary_layer(binary, "/pause")?),
-        ],
-    })
-}
-
-/// `settings.yaml`: the model images of `entries` by tag and digest, as a PlatformSettings that
-/// server-side apply merges over `deploy/settings/default.yaml`.
-fn settings_yaml(entries: &[Entry]) -> Result<String> {
-    let pinned = |name: &str| -> Option<String> {
+/// The PlatformSettings of `settings.yaml`: the model images of `entries` by tag and digest.
+fn settings(entries: &[Entry]) -> Result<serde_json::Value> {
+    let pinned = |name: &str| -> Result<String> {
         entries
             .iter()
             .find(|e| e.name == name)
             .map(|e| format!("{}@{}", e.reference, e.digest))
+            .with_context(|| format!("images.json has no {name} image"))
     };
-    let mut models = serde_json::Map::new();
-    if let Some(fetch) = pinned("model-fetch") {
-        models.insert("fetchImage".into(), fetch.into());
-    }
-    if let Some(onnx) = pinned("model-server") {
-        models.insert("runtimeImages".into(), serde_json::json!({ "onnx": onnx }));
-    }
-    let settings = serde_json::json!({
+    Ok(serde_json::json!({
         "apiVersion": "berth.dev/v1alpha1",
         "kind": "PlatformSettings",
         "metadata": {"name": "default"},
-        "spec": {"models": models},
-    });
+        "spec": {"models": {
+            "fetchImage": pinned("model-fetch")?,
+            "runtimeImages": {"onnx": pinned("model-server")?},
+        }},
+    }))
+}
+
+/// `settings.yaml`: [`settings`] with a comment saying how to apply it.
+fn settings_yaml(entries: &[Entry]) -> Result<String> {
     Ok(format!(
         "# Written by `cargo xtask images`: Berth's model images by tag and digest, as built here.\n\
          # Apply it over deploy/settings/ with a field manager of its own (server-side apply):\n\
-         #   kubectl apply --server-side --field-manager=berth-images -f {}\n{}",
-        "target/images/settings.yaml",
-        serde_yaml::to_string(&settings)?
+         #   kubectl apply --server-side --field-manager={SETTINGS_FIELD_MANAGER} -f settings.yaml\n{}",
+        serde_yaml::to_string(&settings(entries)?)?
     ))
+}
+
+/// Applies the `settings.yaml` beside `images_json` to the cluster: server-side apply with its own
+/// field manager, so it sets the model images by digest and leaves the rest of the settings (from
+/// `deploy/settings/`) as they are.
+pub async fn apply_settings(client: &kube::Client, images_json: &Path) -> Result<()> {
+    let path = images_json.with_file_name("settings.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let api: Api<berth_api::PlatformSettings> = Api::all(client.clone());
+    api.patch(
+        "default",
+        &PatchParams::apply(SETTINGS_FIELD_MANAGER).force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .with_context(|| format!("applying {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_api::mlmodel::berth_image;
+
+    use super::*;
+
+    fn entry(name: &str, digest: char) -> Entry {
+        Entry {
+            name: name.into(),
+            reference: berth_image(name),
+            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+            archive: PathBuf::from(format!("/x/{name}.tar")),
+        }
+    }
+
+    /// The generated settings are a valid PlatformSettings whose model images are the built-in
+    /// defaults (the tags) with the digests of this build: defaults and images cannot drift.
+    #[test]
+    fn settings_pin_the_default_model_images_by_digest() {
+        let entries = [
+            entry("pause", 'a'),
+            entry("model-server", 'b'),
+            entry("model-fetch", 'c'),
+        ];
+        let yaml = settings_yaml(&entries).unwrap();
+        let parsed: berth_api::PlatformSettings = serde_yaml::from_str(&yaml).unwrap();
+        let defaults = berth_api::ModelSettings::default();
+        let models = parsed.spec.models;
+        assert_eq!(
+            models.fetch_image,
+            format!("{}@sha256:{}", defaults.fetch_image, "c".repeat(64))
+        );
+        assert_eq!(
+            models.runtime_images.onnx,
+            format!("{}@sha256:{}", defaults.runtime_images.onnx, "b".repeat(64))
+        );
+        // The other settings are left to deploy/settings/: the fragment sets only these two.
+        let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(value["spec"].as_object().unwrap().len(), 1);
+        assert_eq!(value["spec"]["models"].as_object().unwrap().len(), 2);
+        assert!(settings(&entries[..1]).is_err());
+    }
+
+    /// Each Dockerfile under deploy/images/ runs its image as `cargo xtask images` does: same
+    /// user, entrypoint, command, working directory and environment. A change to one without the
+    /// other fails here.
+    #[test]
+    fn dockerfiles_say_what_the_built_images_say() {
+        for name in contents::NAMES {
+            let path = repo_root().join(format!("deploy/images/{name}/Dockerfile"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Continuation lines joined, then the final stage only.
+            let text = text.replace("\\\n", " ");
+            let last_stage = text.rsplit("\nFROM ").next().unwrap();
+            let mut user = None;
+            let mut workdir = None;
+            let mut entrypoint: Vec<String> = vec![];
+            let mut cmd: Vec<String> = vec![];
+            let mut env = vec![];
+            let mut source = None;
+            for line in last_stage.lines().map(str::trim) {
+                let (instruction, rest) = line.split_once(' ').unwrap_or((line, ""));
+                match instruction {
+                    "USER" => user = Some(rest.to_owned()),
+                    "WORKDIR" => workdir = Some(rest.to_owned()),
+                    "ENTRYPOINT" => entrypoint = serde_json::from_str(rest).unwrap(),
+                    "CMD" => cmd = serde_json::from_str(rest).unwrap(),
+                    "ENV" => env.extend(rest.split_whitespace().map(str::to_owned)),
+                    "LABEL" => {
+                        for pair in rest.split_whitespace() {
+                            if let Some(v) = pair.strip_prefix("org.opencontainers.image.source=") {
+                                source = Some(v.trim_matches('"').to_owned());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let run = contents::run_of(name).unwrap();
+            let file = path.display();
+            assert_eq!(user.as_deref(), Some(run.user.as_str()), "USER in {file}");
+            assert_eq!(
+                workdir.as_deref(),
+                Some(run.working_dir.as_str()),
+                "WORKDIR in {file}"
+            );
+            assert_eq!(entrypoint, run.entrypoint, "ENTRYPOINT in {file}");
+            assert_eq!(cmd, run.cmd, "CMD in {file}");
+            assert_eq!(env, run.env, "ENV in {file}");
+            assert_eq!(
+                source.as_deref(),
+                Some(contents::SOURCE),
+                "LABEL source in {file}"
+            );
+        }
+    }
 }

@@ -126,12 +126,12 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
         .env("BERTH_NODE_DIR", &node_dir)
-        .env("BERTH_IMAGES", &images)
         .env("BERTH_OPERATOR_BIN", &built.operator)
         .env("BERTH_MODEL_FETCH_BIN", &built.model_fetch)
         .env("BERTH_MINIO_DIR", &minio)
         .env("BERTH_GARAGE_DIR", &garage)
         .env("BERTH_KEYCLOAK_DIR", &keycloak)
+        .env("BERTH_IMAGES", &images)
         .status()
         .context("running cargo test")?;
     if !status.success() {

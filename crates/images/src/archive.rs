@@ -235,7 +235,7 @@ pub fn read(bytes: &[u8]) -> Result<ReadArchive> {
     let config_descriptor = manifest.config();
     let config: ImageConfiguration = parse(
         blob(
-            &config_descriptor.digest().to_string(),
+            config_descriptor.digest().as_ref(),
             config_descriptor.size(),
             "config",
         )?,
@@ -248,7 +248,7 @@ pub fn read(bytes: &[u8]) -> Result<ReadArchive> {
     }
     let mut layers = Vec::new();
     for (descriptor, diff_id) in manifest.layers().iter().zip(config.rootfs().diff_ids()) {
-        let compressed = blob(&descriptor.digest().to_string(), descriptor.size(), "layer")?;
+        let compressed = blob(descriptor.digest().as_ref(), descriptor.size(), "layer")?;
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new(compressed.as_slice())
             .read_to_end(&mut tar)
@@ -265,10 +265,10 @@ pub fn read(bytes: &[u8]) -> Result<ReadArchive> {
     let expected_layers: Vec<String> = manifest
         .layers()
         .iter()
-        .map(|d| blob_path(&d.digest().to_string()))
+        .map(|d| blob_path(d.digest().as_ref()))
         .collect();
     if docker.len() != 1
-        || docker[0].config != blob_path(&config_descriptor.digest().to_string())
+        || docker[0].config != blob_path(config_descriptor.digest().as_ref())
         || docker[0].layers != expected_layers
     {
         return Err(invalid(

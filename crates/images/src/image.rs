@@ -16,9 +16,9 @@ pub struct RunConfig {
     /// `uid:gid`, such as `65532:65532`. Numeric, so that the kubelet can check `runAsNonRoot`
     /// without reading `/etc/passwd`.
     pub user: String,
-    /// The command, with an absolute path.
+    /// The command, with an absolute path (none when empty: `cmd` is then the command).
     pub entrypoint: Vec<String>,
-    /// Default arguments after the entrypoint.
+    /// Default arguments after the entrypoint (none when empty).
     pub cmd: Vec<String>,
     /// `NAME=value` pairs.
     pub env: Vec<String>,
@@ -96,7 +96,6 @@ impl Image {
         let mut config = ConfigBuilder::default()
             .user(run.user.clone())
             .env(run.env.clone())
-            .entrypoint(run.entrypoint.clone())
             .working_dir(run.working_dir.clone())
             .labels(
                 run.labels
@@ -104,6 +103,9 @@ impl Image {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<HashMap<_, _>>(),
             );
+        if !run.entrypoint.is_empty() {
+            config = config.entrypoint(run.entrypoint.clone());
+        }
         if !run.cmd.is_empty() {
             config = config.cmd(run.cmd.clone());
         }
