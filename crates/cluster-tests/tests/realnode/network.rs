@@ -165,7 +165,7 @@ async fn projects_are_isolated_from_each_other_for_real() -> Result<()> {
     // DNS from inside a project: the default-deny lets it through to kube-system only.
     if let Some(script) = by_namespace.get_mut(a.as_str()) {
         script.push_str(
-            "if nslookup kubernetes.default.svc.cluster.local 2>&1 | grep -q 198.19.0.1; then echo a-dns reached; else echo a-dns blocked; fi\n",
+            "if nslookup kubernetes.default.svc.cluster.local 2>&1 | grep -qE '198\\.19\\.0\\.1([^0-9]|$)'; then echo a-dns reached; else echo a-dns blocked; fi\n",
         );
     }
     let mut seen = BTreeMap::new();
