@@ -140,7 +140,12 @@ async fn model_status(
     Ok(models.get(name).await?.status.unwrap_or_default())
 }
 
-async fn until_ready_on(models: &Api<MLModel>, name: &str, version_uri: &str) -> Result<String> {
+async fn until_ready_on(
+    models: &Api<MLModel>,
+    name: &str,
+    version_uri: &str,
+    previous: Option<&str>,
+) -> Result<String> {
     eventually(
         &format!("MLModel {name} Ready serving {version_uri}"),
         Duration::from_secs(240),
@@ -149,7 +154,8 @@ async fn until_ready_on(models: &Api<MLModel>, name: &str, version_uri: &str) ->
             let status = m.status.clone().unwrap_or_default();
             let serving = m.spec.source.uri == version_uri
                 && status.phase == Some(Phase::Ready)
-                && status.active_version == status.target_version;
+                && status.active_version == status.target_version
+                && status.active_version.as_deref() != previous;
             Ok(serving.then(|| status.active_version.clone().unwrap_or_default()))
         },
     )
@@ -206,7 +212,7 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
             &Patch::Apply(&model),
         )
         .await?;
-    let v1 = until_ready_on(&models, "scorer", &v1_uri).await?;
+    let v1 = until_ready_on(&models, "scorer", &v1_uri, None).await?;
     eprintln!(
         "v1 ({v1}) Ready after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -293,9 +299,14 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()?;
-    let first = infer(&http, &url)
-        .await
-        .context("inference through the ClusterIP")?;
+    // kube-proxy programs the Service's endpoints a moment after the pods are Ready.
+    let first = eventually(
+        "an answer through the ClusterIP",
+        Duration::from_secs(30),
+        || async { Ok(infer(&http, &url).await.ok()) },
+    )
+    .await
+    .context("inference through the ClusterIP")?;
     ensure!(first == v1, "answered by {first}, expected {v1}");
 
     // An update while a client sends requests without pause.
@@ -318,7 +329,7 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
             &Patch::Merge(&json!({"spec": {"source": {"uri": v2_uri}}})),
         )
         .await?;
-    let v2 = until_ready_on(&models, "scorer", &v2_uri).await?;
+    let v2 = until_ready_on(&models, "scorer", &v2_uri, Some(&v1)).await?;
     ensure!(v2 != v1, "the update made no new version");
     // Until the old pods are gone as well.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -342,7 +353,8 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
         },
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // And on, past the old pods' last seconds, until the new version has answered for a while.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     stop.store(true, Ordering::Relaxed);
     let answers = client_task.await?;
     let failures: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();

@@ -37,7 +37,7 @@ async fn a_pod_runs_on_the_real_node_and_reaches_a_service_by_name() -> Result<(
         "{PROBE}\
          echo \"user $(id -u)\"\n\
          echo \"route $(ip route 2>/dev/null | tr '\\n' ';')\"\n\
-         wget -q -O- http://web.{ns}.svc.cluster.local/ && echo by-name-ok\n\
+         for i in $(seq 1 30); do timeout 4 wget -q -O- http://web.{ns}.svc.cluster.local/ && echo by-name-ok && break; sleep 0.5; done\n\
          probe pod http://{pod_ip}:8080/\n\
          probe service http://{cluster_ip}/\n\
          probe outside http://203.0.113.1/\n"
@@ -160,7 +160,7 @@ async fn projects_are_isolated_from_each_other_for_real() -> Result<()> {
         by_namespace
             .entry(ns)
             .or_insert_with(|| PROBE.to_owned())
-            .push_str(&format!("probe {name} {url}\n"));
+            .push_str(&format!("probe '{name}' {url}\n"));
     }
     // DNS from inside a project: the default-deny lets it through to kube-system only.
     if let Some(script) = by_namespace.get_mut(a.as_str()) {

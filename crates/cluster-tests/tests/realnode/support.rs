@@ -272,6 +272,22 @@ pub async fn web_server(
         .and_then(|s| s.cluster_ip)
         .context("the Service has no ClusterIP")?;
     let ip = ready_pod_ip(client, namespace, name, Duration::from_secs(60)).await?;
+    // kube-proxy programs the Service a moment after the pod is Ready: wait until this machine
+    // (the node, which every policy lets in) connects through it.
+    let address = format!("{cluster_ip}:80");
+    eventually(
+        &format!("Service {namespace}/{name} programmed by kube-proxy"),
+        Duration::from_secs(30),
+        || async {
+            let connect = tokio::net::TcpStream::connect(address.as_str());
+            Ok(tokio::time::timeout(Duration::from_secs(2), connect)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|_| ()))
+        },
+    )
+    .await?;
     Ok((ip, cluster_ip))
 }
 
