@@ -261,9 +261,16 @@ async fn allow_object_store(client: &kube::Client) -> Result<()> {
     Ok(())
 }
 
-/// Every pod of `namespace` runs on the real node from now on.
+/// Every pod of `namespace` runs on the real node from now on (once the operator has made it).
 async fn place_on_real_node(client: &kube::Client, namespace: &str) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while namespaces.get_opt(namespace).await?.is_none() {
+        if Instant::now() > deadline {
+            bail!("the operator made no namespace {namespace} in 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let patch = serde_json::json!({"metadata": {"annotations": realnode::namespace_placement()}});
     namespaces
         .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
