@@ -156,6 +156,9 @@ async fn dev(args: Args) -> Result<()> {
             Err(e) => Err(e),
         }
     } else {
+        if let Err(e) = predict(&client).await {
+            eprintln!("(the sample model does not answer yet: {e:#})");
+        }
         explain_prediction(&client).await;
         eprintln!("Press Ctrl-C to stop.");
         watch_until_interrupted(&mut control_plane, &mut node, &mut operator).await
@@ -212,6 +215,18 @@ async fn explain_prediction(client: &kube::Client) {
 /// For `--smoke`: one prediction through the sample model's ClusterIP, checked against the
 /// model's own numbers (y = relu(xW + b) = [0, 2.75] for x = [1, 2, 3]).
 async fn predict(client: &kube::Client) -> Result<serde_json::Value> {
+    // kube-proxy programs the Service a moment after the model is Ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match predict_once(client).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn predict_once(client: &kube::Client) -> Result<serde_json::Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ip = sample_service_ip(client).await?;
     let path = "/v2/models/fraud-scorer/infer";
