@@ -48,20 +48,9 @@ build_kwok() {
 }
 
 build_kube() {
-  local major minor
-  major=$(echo "${KUBE_VERSION#v}" | cut -d. -f1)
-  minor=$(echo "${KUBE_VERSION#v}" | cut -d. -f2)
-  local ldflags="-s -w \
-    -X k8s.io/component-base/version.gitVersion=${KUBE_VERSION} \
-    -X k8s.io/component-base/version.gitMajor=${major} \
-    -X k8s.io/component-base/version.gitMinor=${minor} \
-    -X k8s.io/component-base/version.gitTreeState=clean \
-    -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION} \
-    -X k8s.io/client-go/pkg/version.gitMajor=${major} \
-    -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
   local c
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    go_build build "$1/$c" "k8s.io/kubernetes/cmd/$c" "$ldflags"
+    go_build build "$1/$c" "k8s.io/kubernetes/cmd/$c" "$(kube_ldflags)"
   done
 }
 

@@ -58,3 +58,19 @@ cached_build() {
   done
   log "$tool" "$name: built in $((SECONDS - start)) s"
 }
+
+# kube_ldflags: the ldflags that make a k8s.io/kubernetes command report KUBE_VERSION (from
+# versions.env) instead of v0.0.0-master.
+kube_ldflags() {
+  local major minor
+  major=$(echo "${KUBE_VERSION#v}" | cut -d. -f1)
+  minor=$(echo "${KUBE_VERSION#v}" | cut -d. -f2)
+  echo "-s -w \
+    -X k8s.io/component-base/version.gitVersion=${KUBE_VERSION} \
+    -X k8s.io/component-base/version.gitMajor=${major} \
+    -X k8s.io/component-base/version.gitMinor=${minor} \
+    -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION} \
+    -X k8s.io/client-go/pkg/version.gitMajor=${major} \
+    -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
+}

@@ -1,15 +1,19 @@
-//! `cargo xtask dev`: the local platform. Starts the real control plane, runs the operator against
-//! it, applies the samples, and keeps everything running until Ctrl-C, then stops it all.
+//! `cargo xtask dev`: the local platform. Starts the real control plane with one real node beside
+//! its kwok nodes, runs the operator against it, applies the samples (the sample model runs on the
+//! real node), and keeps everything running until Ctrl-C, then stops it all and puts the host back
+//! as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process};
-use kube::api::Api;
+use berth_testenv::realnode::{self, HostLease, Images, NODE_IP, NodeBinaries};
+use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process, RealNode};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, Patch, PatchParams};
 
-use crate::{build_control_plane, models, providers, repo_root};
+use crate::{build_control_plane, build_node, models, providers, repo_root};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,49 +41,64 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 7;
+    let total = 8;
     let begin = Instant::now();
 
     step(
         1,
         total,
-        "control-plane binaries (tools/build.sh; a cold build takes about 10 minutes)",
+        "control-plane and real-node binaries (tools/build.sh, tools/node/build.sh; a cold build takes about 25 minutes)",
     );
     let binaries = Binaries::at(build_control_plane()?)?;
+    let node_binaries = NodeBinaries::at(build_node()?)?;
 
     step(
         2,
         total,
-        "building the operator and berth-model-fetch (cargo build)",
+        "building the operator (cargo build) and Berth's images (cargo xtask images)",
     );
     let built = build_operator(&root)?;
     let operator_bin = built.operator;
+    let images_json = crate::images::build(&crate::images::default_out())?;
+    let images = Images::read(&images_json)?;
 
     step(
         3,
         total,
-        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage and Keycloak beside them (a cold Garage build takes about 15 minutes)",
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage (on the real node's address) and Keycloak beside them (a cold Garage build takes about 15 minutes)",
     );
+    // One real node per machine: this waits while another run holds it.
+    let lease = HostLease::acquire(true)?;
     let (control_plane, garage, keycloak) = tokio::join!(
         ControlPlane::start(Options {
             nodes: args.nodes,
             binaries: Some(binaries),
+            real_node: true,
             ..Options::default()
         }),
-        berth_services::Garage::start(),
+        berth_services::Garage::start_on(NODE_IP),
         berth_services::Keycloak::start(),
     );
     let control_plane = control_plane?;
     let garage = garage.context("starting Garage")?;
     let keycloak = keycloak.context("starting Keycloak")?;
+
+    step(
+        4,
+        total,
+        "starting the real node: containerd, the kubelet, kube-proxy, kube-router, CoreDNS, local-path-provisioner",
+    );
+    let mut node = RealNode::start(lease, &control_plane, &node_binaries, images, true).await?;
     let kubeconfig = dev_dir.join("kubeconfig");
     std::fs::copy(control_plane.kubeconfig_path(), &kubeconfig)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let cluster = control_plane.cluster().clone();
     let client = cluster.client().await?;
+    // The model images by tag and digest, as just built, over deploy/settings/.
+    crate::images::apply_settings(&client, &images_json).await?;
 
     step(
-        4,
+        5,
         total,
         "starting the operator under its own service account (deploy/rbac)",
     );
@@ -90,13 +109,14 @@ async fn dev(args: Args) -> Result<()> {
     wait_operator_ready(&mut operator, health_port).await?;
 
     step(
-        5,
+        6,
         total,
         "configuring Garage (object storage) and Keycloak (realm berth) as the platform's providers",
     );
     providers::configure(&client, &garage, &keycloak, &root.join("deploy/samples")).await?;
+    allow_object_store(&client).await?;
 
-    step(6, total, "applying deploy/samples/");
+    step(7, total, "applying deploy/samples/");
     let applied =
         berth_testenv::manifests::apply_dirs(&client, &[root.join("deploy/samples")]).await?;
     for name in &applied {
@@ -104,11 +124,12 @@ async fn dev(args: Args) -> Result<()> {
     }
 
     step(
-        7,
+        8,
         total,
-        "the sample model: an ONNX model uploaded to the sample project's bucket, and deploy/samples/models",
+        "the sample model on the real node: an ONNX model uploaded to the sample project's bucket, and deploy/samples/models",
     );
-    let model_runtime = models::sample(&client, &root, &dev_dir, built.model_fetch).await?;
+    place_on_real_node(&client, "fraud-detection").await?;
+    let model_runtime = models::sample(&client, &root, &dev_dir, None).await?;
 
     let mut control_plane = control_plane;
     eprintln!();
@@ -124,20 +145,31 @@ async fn dev(args: Args) -> Result<()> {
     providers::explain(&garage, &keycloak);
     eprintln!("Operator log: {}", operator_log.display());
     eprintln!("Control-plane logs: {}", control_plane.dir().display());
+    eprintln!("Real node's logs: {}", node.logs().display());
 
     let outcome = if args.smoke {
         match smoke_check(&cluster, &applied).await {
-            Ok(()) => models::smoke_check(&client).await,
+            Ok(()) => match models::smoke_check(&client).await {
+                Ok(()) => predict(&client).await.map(|_| ()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     } else {
+        if let Err(e) = predict(&client).await {
+            eprintln!("(the sample model does not answer yet: {e:#})");
+        }
+        explain_prediction(&client).await;
         eprintln!("Press Ctrl-C to stop.");
-        watch_until_interrupted(&mut control_plane, &mut operator).await
+        watch_until_interrupted(&mut control_plane, &mut node, &mut operator).await
     };
 
-    eprintln!("==> stopping the operator and the control plane");
-    model_runtime.abort();
+    eprintln!("==> stopping the operator, the real node and the control plane");
+    if let Some(runtime) = model_runtime {
+        runtime.abort();
+    }
     operator.stop(Duration::from_secs(10));
+    node.stop();
     control_plane.stop();
     drop(garage);
     drop(keycloak);
@@ -147,9 +179,123 @@ async fn dev(args: Args) -> Result<()> {
     outcome
 }
 
+/// The sample model's request: the mlp of make_models.py takes x: FP32 [N, 3].
+const SAMPLE_REQUEST: &str =
+    r#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#;
+
+/// The sample model's Service address.
+async fn sample_service_ip(client: &kube::Client) -> Result<String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "fraud-detection");
+    services
+        .get("fraud-scorer")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("the sample model's Service has no ClusterIP")
+}
+
+/// The one command a new user runs for a prediction: the Service's ClusterIP is reachable from
+/// this machine (kube-proxy's rules on the real node).
+async fn explain_prediction(client: &kube::Client) {
+    match sample_service_ip(client).await {
+        Ok(ip) => {
+            eprintln!(
+                "Ask the sample model for a prediction (through its Service, on the real node):"
+            );
+            eprintln!();
+            eprintln!(
+                "    curl -s http://{ip}/v2/models/fraud-scorer/infer -H 'Content-Type: application/json' -d '{SAMPLE_REQUEST}'"
+            );
+            eprintln!();
+        }
+        Err(e) => eprintln!("(no prediction command: {e:#})"),
+    }
+}
+
+/// For `--smoke`: one prediction through the sample model's ClusterIP, checked against the
+/// model's own numbers (y = relu(xW + b) = [0, 2.75] for x = [1, 2, 3]).
+async fn predict(client: &kube::Client) -> Result<serde_json::Value> {
+    // kube-proxy programs the Service a moment after the model is Ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match predict_once(client).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn predict_once(client: &kube::Client) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = sample_service_ip(client).await?;
+    let path = "/v2/models/fraud-scorer/infer";
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((ip.as_str(), 80)).await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {ip}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SAMPLE_REQUEST}",
+            SAMPLE_REQUEST.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("the sample model did not answer within 10 s")?
+        .with_context(|| format!("asking http://{ip}{path}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(json)
+        .with_context(|| format!("the sample model's answer at http://{ip}{path}: {text}"))?;
+    let y: Vec<f64> = body["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|t| t["name"] == "y"))
+        .and_then(|t| t["data"].as_array())
+        .map(|d| d.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default();
+    if y != [0.0, 2.75] {
+        bail!("the sample model answered {body}, expected y = [0, 2.75]");
+    }
+    eprintln!("    prediction through http://{ip}: y = {y:?}");
+    Ok(body)
+}
+
+/// The sample project's pods may reach the object store on the real node's address (its
+/// default-deny network policy lets them reach nothing else outside).
+async fn allow_object_store(client: &kube::Client) -> Result<()> {
+    let settings: Api<berth_api::PlatformSettings> = Api::all(client.clone());
+    let patch = serde_json::json!({"spec": {"storage": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}}}});
+    settings
+        .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Every pod of `namespace` runs on the real node from now on (once the operator has made it).
+async fn place_on_real_node(client: &kube::Client, namespace: &str) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while namespaces.get_opt(namespace).await?.is_none() {
+        if Instant::now() > deadline {
+            bail!("the operator made no namespace {namespace} in 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": realnode::namespace_placement()}});
+    namespaces
+        .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
 /// The binaries the platform runs: the operator, and `berth-model-fetch` (the model download
-/// Job's binary, which the stand-in container runtime runs). Built in one cargo invocation, so
-/// their shared dependencies are compiled once.
+/// Job's binary, which the stand-in container runtime runs on kwok-only clusters). Built in one
+/// cargo invocation, so their shared dependencies are compiled once.
 pub struct Built {
     pub operator: PathBuf,
     pub model_fetch: PathBuf,
@@ -252,6 +398,7 @@ async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
 
 async fn watch_until_interrupted(
     control_plane: &mut ControlPlane,
+    node: &mut RealNode,
     operator: &mut Process,
 ) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -262,6 +409,7 @@ async fn watch_until_interrupted(
             _ = &mut interrupted => return Ok(()),
             _ = tick.tick() => {
                 control_plane.check_running()?;
+                node.check_running()?;
                 if let Some(status) = operator.exited() {
                     bail!(
                         "the operator exited with {status}; the end of its log ({}):\n{}",

@@ -3,9 +3,11 @@
 //! - `dev`: the local platform: a real control plane, the operator, and the samples.
 //! - `test`: every test in the workspace, against a real control plane.
 //! - `crdgen`: writes `deploy/crds/` from the API types (`--check` fails on drift).
+//! - `images`: Berth's OCI image archives, built here (`target/images/images.json`).
 
 mod crdgen;
 mod dev;
+mod images;
 mod models;
 mod providers;
 
@@ -39,6 +41,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build Berth's OCI images (pause, model-server, model-fetch, operator, the provisioner and
+    /// its helper) into target/images, with images.json and settings.yaml.
+    Images(images::Args),
 }
 
 fn main() -> Result<()> {
@@ -47,6 +52,7 @@ fn main() -> Result<()> {
         Task::Dev(args) => dev::run(args),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Crdgen { check } => crdgen::run(check),
+        Task::Images(args) => images::run(args),
     }
 }
 
@@ -61,6 +67,12 @@ pub fn repo_root() -> PathBuf {
 /// Builds (or finds in the cache) the pinned control-plane binaries; returns their directory.
 pub fn build_control_plane() -> Result<PathBuf> {
     run_build_script("tools/build.sh")
+}
+
+/// Builds (or finds in the cache) the real node's binaries, and installs the Debian packages it
+/// uses; returns the binaries' directory.
+pub fn build_node() -> Result<PathBuf> {
+    run_build_script("tools/node/build.sh")
 }
 
 /// Runs one of the pinned build scripts under `tools/`; returns the directory it prints last.
@@ -91,14 +103,20 @@ fn workspace_unless_packages(cargo_args: &[String]) -> Option<&'static str> {
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    eprintln!("==> [1/4] control plane binaries (tools/build.sh)");
+    eprintln!(
+        "==> [1/4] control plane binaries (tools/build.sh) and the real node's (tools/node/build.sh)"
+    );
     let bin_dir = build_control_plane()?;
+    let node_dir = build_node()?;
     eprintln!("==> [2/4] MinIO, Garage and Keycloak (tools/minio, tools/garage, tools/keycloak)");
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
-    eprintln!("==> [3/4] the binaries the cluster tests run: the operator and berth-model-fetch");
+    eprintln!(
+        "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
+    );
     let built = dev::build_operator(&repo_root())?;
+    let images = images::build(&images::default_out())?;
     eprintln!("==> [4/4] cargo test --workspace");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(repo_root())
@@ -107,11 +125,13 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .arg("--no-fail-fast")
         .args(cargo_args)
         .env("BERTH_BIN_DIR", &bin_dir)
+        .env("BERTH_NODE_DIR", &node_dir)
         .env("BERTH_OPERATOR_BIN", &built.operator)
         .env("BERTH_MODEL_FETCH_BIN", &built.model_fetch)
         .env("BERTH_MINIO_DIR", &minio)
         .env("BERTH_GARAGE_DIR", &garage)
         .env("BERTH_KEYCLOAK_DIR", &keycloak)
+        .env("BERTH_IMAGES", &images)
         .status()
         .context("running cargo test")?;
     if !status.success() {

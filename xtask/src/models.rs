@@ -2,9 +2,10 @@
 //! to the sample Project's bucket with the Project's own storage credentials, and the sample
 //! MLModel pointing at it.
 //!
-//! kwok runs no containers. What stands in for the container runtime is
-//! `berth_testenv::model_runtime`: it provisions the volumes and runs the real `berth-model-fetch`
-//! for each download pod; the serving pods are made Ready by kwok without running a server.
+//! The sample model's pods run on the real node (its namespace is placed there): the download Job
+//! runs berth-model-fetch from its image against Garage, and berth-model-server serves it. On
+//! kwok nodes alone (no real node), `berth_testenv::model_runtime` stands in for a container
+//! runtime instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,25 +24,31 @@ const ONNX_VERSION: &str = "1.20.1";
 const PROJECT: &str = "fraud-detection";
 const MODEL_KEY: &str = "models/fraud-scorer/v1/model.onnx";
 
-/// Makes the sample model, uploads it, starts the stand-in runtime and applies the sample
-/// MLModel. Returns the runtime's task.
+/// Makes the sample model, uploads it, and applies the sample MLModel. With `stand_in` (the
+/// berth-model-fetch binary) it also starts the stand-in runtime for kwok nodes and returns its
+/// task; without, the model's pods run on the real node.
 pub async fn sample(
     client: &Client,
     root: &Path,
     dev_dir: &Path,
-    fetch: PathBuf,
-) -> Result<tokio::task::JoinHandle<()>> {
+    stand_in: Option<PathBuf>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let model = make_model(root, dev_dir)?;
     let secret = storage_secret(client).await?;
     upload(&secret, &model).await?;
-    let volumes = dev_dir.join("volumes");
-    let _ = std::fs::remove_dir_all(&volumes);
-    std::fs::create_dir_all(&volumes)?;
-    let runtime = tokio::spawn(berth_testenv::model_runtime::run(
-        client.clone(),
-        fetch,
-        volumes,
-    ));
+    let runtime = match stand_in {
+        Some(fetch) => {
+            let volumes = dev_dir.join("volumes");
+            let _ = std::fs::remove_dir_all(&volumes);
+            std::fs::create_dir_all(&volumes)?;
+            Some(tokio::spawn(berth_testenv::model_runtime::run(
+                client.clone(),
+                fetch,
+                volumes,
+            )))
+        }
+        None => None,
+    };
     let applied =
         berth_testenv::manifests::apply_dirs(client, &[root.join("deploy/samples/models")]).await?;
     for name in &applied {

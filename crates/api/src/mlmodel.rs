@@ -442,8 +442,24 @@ impl Default for ModelSettings {
     }
 }
 
+/// The registry part of the references of Berth's own images. `cargo xtask images` builds them
+/// here and a node loads them from their archives; they are never pulled.
+pub const IMAGE_REGISTRY: &str = "berth.dev";
+
+/// The tag of Berth's own images: the version of Berth's crates.
+pub const IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// `berth.dev/<name>:<version>`, the reference of Berth's own image `name` (`model-fetch`,
+/// `model-server`, `operator`, `pause`). The built-in defaults name images by this tag only: a
+/// digest cannot be compiled into the binaries the images hold. `cargo xtask images` writes the
+/// same references with their digests (`target/images/settings.yaml`), and the platform applies
+/// that over these defaults (docs/development.md, "Images").
+pub fn berth_image(name: &str) -> String {
+    format!("{IMAGE_REGISTRY}/{name}:{IMAGE_TAG}")
+}
+
 fn default_fetch_image() -> String {
-    "ghcr.io/berth-dev/model-fetch:0.1.0".to_owned()
+    berth_image("model-fetch")
 }
 fn default_download_timeout() -> i64 {
     3600
@@ -494,7 +510,7 @@ impl Default for RuntimeImages {
 }
 
 fn default_onnx_image() -> String {
-    "ghcr.io/berth-dev/model-server:0.1.0".to_owned()
+    berth_image("model-server")
 }
 fn default_tensorflow_image() -> String {
     "tensorflow/serving:2.18.0".to_owned()

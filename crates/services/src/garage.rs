@@ -68,12 +68,19 @@ impl Garage {
     /// assigns this node all of a 1 GB single-zone layout and applies it, and returns once
     /// `/health` on the admin API answers 200.
     pub async fn start() -> Result<Self> {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// [`Garage::start`] with the S3 and admin APIs on `address` instead of loopback: the real
+    /// node's address (`berth_testenv::realnode::NODE_IP`), where its pods reach them and no
+    /// other machine does. Its cluster RPC stays on loopback.
+    pub async fn start_on(address: &str) -> Result<Self> {
         let bin = locate("garage", "tools/garage/build.sh", "BERTH_GARAGE_DIR")?.join("garage");
         let begin = Instant::now();
         let dir = RunDir::new("garage")?;
         let [rpc_port, s3_port, admin_port] = free_ports()?;
-        let s3_endpoint = format!("http://127.0.0.1:{s3_port}");
-        let admin_endpoint = format!("http://127.0.0.1:{admin_port}");
+        let s3_endpoint = format!("http://{address}:{s3_port}");
+        let admin_endpoint = format!("http://{address}:{admin_port}");
         let admin_token = random_hex(32)?;
         progress(
             "garage",
@@ -98,10 +105,10 @@ rpc_secret = "{rpc_secret}"
 
 [s3_api]
 s3_region = "{GARAGE_REGION}"
-api_bind_addr = "127.0.0.1:{s3_port}"
+api_bind_addr = "{address}:{s3_port}"
 
 [admin]
-api_bind_addr = "127.0.0.1:{admin_port}"
+api_bind_addr = "{address}:{admin_port}"
 admin_token = "{admin_token}"
 metrics_token = "{metrics_token}"
 "#,

@@ -28,6 +28,11 @@ pub struct Options {
     pub binaries: Option<Binaries>,
     /// Write an audit log of every request (metadata only), for benchmarks that count requests.
     pub audit: bool,
+    /// Serve the API on the real node's address ([`crate::realnode::NODE_IP`]) instead of
+    /// loopback, so that pods reach it through the `kubernetes` Service, and make the client
+    /// certificates the node's components use. The node's bridge must exist first (see
+    /// [`crate::realnode::HostLease`]).
+    pub real_node: bool,
 }
 
 impl Default for Options {
@@ -39,6 +44,7 @@ impl Default for Options {
             progress: std::env::var_os("BERTH_QUIET").is_none(),
             binaries: None,
             audit: false,
+            real_node: false,
         }
     }
 }
@@ -52,6 +58,15 @@ pub struct ControlPlane {
     remove_dir: bool,
     cluster: Cluster,
     started_in: Duration,
+    node_access: Option<NodeAccess>,
+}
+
+/// What the real node needs to join the cluster: the API's address, the CA, and the client
+/// certificates of its components.
+pub(crate) struct NodeAccess {
+    pub server: String,
+    pub ca_cert: String,
+    pub certs: crate::pki::NodeCerts,
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
@@ -113,7 +128,12 @@ impl ControlPlane {
             scheduler_port,
             kwok_port,
         ] = free_ports()?;
-        let server = format!("https://127.0.0.1:{api_port}");
+        let api_address = if options.real_node {
+            crate::realnode::NODE_IP
+        } else {
+            "127.0.0.1"
+        };
+        let server = format!("https://{api_address}:{api_port}");
 
         let pki = Pki::generate()?;
         let ca_file = dir.join("ca.crt");
@@ -126,6 +146,10 @@ impl ControlPlane {
         write(&sa_key_file, &pki.service_account_key)?;
         let sa_pub_file = dir.join("service-account.pub");
         write(&sa_pub_file, &pki.service_account_public_key)?;
+        let kubelet_client_cert = dir.join("apiserver-kubelet-client.crt");
+        let kubelet_client_key = dir.join("apiserver-kubelet-client.key");
+        write(&kubelet_client_cert, &pki.kubelet_client.cert)?;
+        write(&kubelet_client_key, &pki.kubelet_client.key)?;
 
         // Static tokens: the admin (who may also impersonate), and each component as the identity
         // the bootstrap RBAC policy expects.
@@ -215,22 +239,31 @@ impl ControlPlane {
                 "kube-apiserver",
                 vec![
                     format!("--etcd-servers={etcd_url}"),
-                    "--bind-address=127.0.0.1".into(),
-                    "--advertise-address=127.0.0.1".into(),
+                    format!("--bind-address={api_address}"),
+                    format!("--advertise-address={api_address}"),
                     format!("--secure-port={api_port}"),
                     format!("--cert-dir={}", d("apiserver-certs")),
                     format!("--tls-cert-file={}", cert_file.display()),
                     format!("--tls-private-key-file={}", key_file.display()),
                     format!("--client-ca-file={}", ca_file.display()),
                     format!("--token-auth-file={}", tokens_file.display()),
-                    "--authorization-mode=RBAC".into(),
+                    // Node: a kubelet may read and write only what concerns its own node.
+                    "--authorization-mode=Node,RBAC".into(),
+                    // NodeRestriction: the same at admission. PodNodeSelector and
+                    // PodTolerationRestriction: a namespace can put all its pods on the real
+                    // node (see realnode::namespace_placement).
+                    "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction".into(),
+                    format!("--kubelet-client-certificate={}", kubelet_client_cert.display()),
+                    format!("--kubelet-client-key={}", kubelet_client_key.display()),
+                    // A node's name is not in any DNS here.
+                    "--kubelet-preferred-address-types=InternalIP".into(),
                     "--service-account-issuer=https://kubernetes.default.svc".into(),
                     format!("--service-account-key-file={}", sa_pub_file.display()),
                     format!(
                         "--service-account-signing-key-file={}",
                         sa_key_file.display()
                     ),
-                    "--service-cluster-ip-range=10.96.0.0/16".into(),
+                    format!("--service-cluster-ip-range={}", crate::realnode::SERVICE_RANGE),
                     "--allow-privileged=true".into(),
                     "--profiling=false".into(),
                 ]
@@ -256,6 +289,7 @@ impl ControlPlane {
                     ),
                     format!("--root-ca-file={}", ca_file.display()),
                     "--use-service-account-credentials=true".into(),
+                    format!("--service-cluster-ip-range={}", crate::realnode::SERVICE_RANGE),
                     "--controllers=*".into(),
                     "--kube-api-qps=200".into(),
                     "--kube-api-burst=400".into(),
@@ -301,6 +335,11 @@ impl ControlPlane {
             remove_dir,
             cluster,
             started_in: Duration::ZERO,
+            node_access: options.real_node.then(|| NodeAccess {
+                server: server.clone(),
+                ca_cert: pki.ca_cert.clone(),
+                certs: pki.node.clone(),
+            }),
         };
 
         let prober = Prober::new(&pki.ca_cert)?;
@@ -376,6 +415,11 @@ impl ControlPlane {
             ),
         );
         Ok(plane)
+    }
+
+    /// What the real node needs to join, when started with [`Options::real_node`].
+    pub(crate) fn node_access(&self) -> Option<&NodeAccess> {
+        self.node_access.as_ref()
     }
 
     /// The cluster, for clients.

@@ -41,6 +41,8 @@ pub enum Error {
     Wait { what: String, message: String },
     #[error("the shared control plane failed to start: {0}")]
     SharedStartFailed(String),
+    #[error("the real node: {0}")]
+    RealNode(String),
 }
 
 impl Error {

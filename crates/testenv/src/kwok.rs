@@ -241,8 +241,12 @@ pub fn args(kubeconfig: &Path, config: &Path, server_port: u16) -> Vec<String> {
         ),
         format!("--server-address=127.0.0.1:{server_port}"),
         "--node-lease-duration-seconds=40".into(),
-        "--cidr=10.244.0.1/16".into(),
-        "--node-ip=10.244.0.1".into(),
+        // Fake pods' addresses: in the pod range (198.18.0.0/16), clear of the real node's
+        // 198.18.0.0/24; nothing listens on them, and a real node's host routes them nowhere.
+        "--cidr=198.18.128.1/18".into(),
+        // The fake nodes' address: loopback, so that nothing sent to a fake kubelet (a log
+        // request through the apiserver, say) leaves this machine.
+        "--node-ip=127.0.0.1".into(),
     ]
 }
 

@@ -52,44 +52,63 @@ pub fn parse_objects(text: &str, origin: &str) -> Result<Vec<DynamicObject>, Err
 /// Server-side applies every object in every YAML file of `dirs`, in order; returns `Kind/name` of each.
 pub async fn apply_dirs(client: &Client, dirs: &[PathBuf]) -> Result<Vec<String>, Error> {
     let discovery = Discovery::new(client.clone()).run().await?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = Vec::new();
     for dir in dirs {
         for file in yaml_files(dir)? {
             let origin = file.display().to_string();
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::io(format!("reading {origin}"), e))?;
-            for object in parse_objects(&text, &origin)? {
-                let types = object.types.clone().ok_or_else(|| Error::Manifest {
-                    origin: origin.clone(),
-                    message: "an object has no apiVersion or kind".into(),
-                })?;
-                let gvk =
-                    kube::api::GroupVersionKind::try_from(&types).map_err(|e| Error::Manifest {
-                        origin: origin.clone(),
-                        message: e.to_string(),
-                    })?;
-                let (resource, capabilities) =
-                    discovery.resolve_gvk(&gvk).ok_or_else(|| Error::Manifest {
-                        origin: origin.clone(),
-                        message: format!(
-                            "the cluster does not serve {}/{}",
-                            types.api_version, types.kind
-                        ),
-                    })?;
-                let name = object.name_any();
-                let api: Api<DynamicObject> = match capabilities.scope {
-                    Scope::Cluster => Api::all_with(client.clone(), &resource),
-                    Scope::Namespaced => Api::namespaced_with(
-                        client.clone(),
-                        object.namespace().as_deref().unwrap_or("default"),
-                        &resource,
-                    ),
-                };
-                api.patch(&name, &params, &Patch::Apply(&object)).await?;
-                applied.push(format!("{}/{}", types.kind, name));
-            }
+            applied.extend(
+                apply_objects(client, &discovery, parse_objects(&text, &origin)?, &origin).await?,
+            );
         }
+    }
+    Ok(applied)
+}
+
+/// Server-side applies every object of a multi-document YAML text, in order; returns `Kind/name`
+/// of each. `origin` names the text in errors.
+pub async fn apply_text(client: &Client, text: &str, origin: &str) -> Result<Vec<String>, Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    apply_objects(client, &discovery, parse_objects(text, origin)?, origin).await
+}
+
+async fn apply_objects(
+    client: &Client,
+    discovery: &Discovery,
+    objects: Vec<DynamicObject>,
+    origin: &str,
+) -> Result<Vec<String>, Error> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::new();
+    for object in objects {
+        let types = object.types.clone().ok_or_else(|| Error::Manifest {
+            origin: origin.to_owned(),
+            message: "an object has no apiVersion or kind".into(),
+        })?;
+        let gvk = kube::api::GroupVersionKind::try_from(&types).map_err(|e| Error::Manifest {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let (resource, capabilities) =
+            discovery.resolve_gvk(&gvk).ok_or_else(|| Error::Manifest {
+                origin: origin.to_owned(),
+                message: format!(
+                    "the cluster does not serve {}/{}",
+                    types.api_version, types.kind
+                ),
+            })?;
+        let name = object.name_any();
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object.namespace().as_deref().unwrap_or("default"),
+                &resource,
+            ),
+        };
+        api.patch(&name, &params, &Patch::Apply(&object)).await?;
+        applied.push(format!("{}/{}", types.kind, name));
     }
     Ok(applied)
 }

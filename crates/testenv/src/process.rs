@@ -100,6 +100,17 @@ pub struct Process {
 impl Process {
     /// Starts `program args` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self, Error> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// Like [`Process::spawn`], with `env` set on top of this process's environment.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Self, Error> {
         let spawn_error = |source: io::Error| Error::Spawn {
             name: name.to_owned(),
             program: program.to_path_buf(),
@@ -110,6 +121,7 @@ impl Process {
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -14,11 +14,11 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, Lifecycle,
+    LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
@@ -58,6 +58,8 @@ pub const DEFAULT_STORAGE_SECRET: &str = "berth-storage";
 /// denied, checksum mismatch, its own deadline, an archive that cannot be unpacked. The Job fails
 /// at once on these instead of using its retries.
 pub const FINAL_EXIT_CODES: [i32; 6] = [2, 3, 4, 5, 6, 8];
+/// Seconds a serving pod that is being replaced keeps serving before it is asked to stop.
+pub const PRE_STOP_SECONDS: i64 = 5;
 /// The user and group the model's containers run as (Pod Security "restricted").
 const RUN_AS: i64 = 65532;
 
@@ -696,6 +698,18 @@ impl Ctx<'_> {
                 ..Default::default()
             }]),
             readiness_probe: Some(probe),
+            // A replaced pod keeps serving while the Service's endpoints forget it: without the
+            // pause, kube-proxy on some node still sends it new connections after it stopped
+            // listening, and they fail (seen on the real node during a rollout).
+            lifecycle: Some(Lifecycle {
+                pre_stop: Some(LifecycleHandler {
+                    sleep: Some(SleepAction {
+                        seconds: PRE_STOP_SECONDS,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             resources: resources(model),
             volume_mounts: Some(vec![VolumeMount {
                 name: "model".into(),

@@ -1,0 +1,10 @@
+//! Berth on a real node: one cluster for the binary with one real node beside its kwok nodes
+//! (berth_testenv::shared_real_node), real containers from Berth's images, real traffic. The
+//! tests take turns (the node and the machine's network are one), each under its own names.
+
+mod models;
+mod network;
+mod operator;
+mod platform;
+mod security;
+mod support;

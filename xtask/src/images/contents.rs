@@ -1,0 +1,296 @@
+//! What each image holds and how it runs: the layers (users, CA bundle, binary and libraries) and
+//! the run configuration of every image `cargo xtask images` builds.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use berth_images::image::{Image, RunConfig};
+use berth_images::layer::{Content, Layer, Owner, Tree};
+
+use super::{sources, write_atomically};
+
+/// Where the project's source lives, for the `org.opencontainers.image.source` label.
+pub const SOURCE: &str = "https://github.com/berth-dev/berth";
+/// The nonroot user and group every image runs as (distroless' `nonroot`).
+pub const NONROOT: u64 = 65532;
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The images, in the order they are built and listed in `images.json`.
+#[cfg(test)]
+pub const NAMES: [&str; 6] = [
+    "pause",
+    "model-server",
+    "model-fetch",
+    "operator",
+    "local-path-provisioner",
+    "helper",
+];
+
+/// Where Berth's binary `berth-<name>` lives in its image (on PATH, so a pod's `command` may name
+/// it alone, as the model download Job does).
+fn berth_binary_path(name: &str) -> String {
+    format!("/usr/local/bin/berth-{name}")
+}
+
+/// How image `name` runs: user, entrypoint, command, environment (no secrets) and working
+/// directory. The Dockerfiles under deploy/images/ say the same (a test compares them).
+pub fn run_of(name: &str) -> Result<RunConfig> {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let path = "PATH=/usr/local/bin:/usr/bin:/bin";
+    let ca = format!("SSL_CERT_FILE={CA_BUNDLE}");
+    let (entrypoint, cmd, env, working_dir) = match name {
+        "pause" => (strings(&["/pause"]), vec![], strings(&[path]), "/"),
+        "model-server" | "model-fetch" | "operator" => (
+            vec![berth_binary_path(name)],
+            vec![],
+            vec![path.to_owned(), ca],
+            "/home/nonroot",
+        ),
+        "local-path-provisioner" => (
+            strings(&["/usr/local/bin/local-path-provisioner"]),
+            vec![],
+            vec![path.to_owned(), ca],
+            "/home/nonroot",
+        ),
+        // Like the upstream busybox image: no entrypoint, `sh` as the command.
+        "helper" => (
+            vec![],
+            strings(&["/bin/sh"]),
+            strings(&["PATH=/bin"]),
+            "/home/nonroot",
+        ),
+        other => bail!("no image is called {other}"),
+    };
+    Ok(RunConfig {
+        user: format!("{NONROOT}:{NONROOT}"),
+        entrypoint,
+        cmd,
+        env,
+        working_dir: working_dir.to_owned(),
+        labels: BTreeMap::new(),
+    })
+}
+
+/// What is the same for every image of one run.
+pub struct Stamp {
+    /// Every entry's time, and the config's `created`: `SOURCE_DATE_EPOCH`, or 0.
+    pub epoch: u64,
+    /// The commit the images are built from (`-dirty` with uncommitted changes).
+    pub revision: String,
+    /// Compressed layers by the digest of their tar, so an unchanged layer is not compressed again.
+    pub layer_cache: PathBuf,
+    pub used_layers: RefCell<Vec<PathBuf>>,
+}
+
+impl Stamp {
+    /// The layer of `tree`, compressing it only when no earlier run did.
+    fn layer(&self, tree: &Tree, comment: &str) -> Result<Layer> {
+        let tar = tree.tar(self.epoch)?;
+        let diff_id = berth_images::sha256_digest(&tar);
+        let cached = self
+            .layer_cache
+            .join(format!("{}.gz", diff_id.trim_start_matches("sha256:")));
+        self.used_layers.borrow_mut().push(cached.clone());
+        if let Ok(gz) = std::fs::read(&cached) {
+            return Ok(Layer::from_compressed(&tar, gz, comment));
+        }
+        let layer = Layer::from_tar(&tar, comment)?;
+        write_atomically(&cached, &layer.blob.bytes)?;
+        Ok(layer)
+    }
+
+    /// Removes the cached layers this run did not use.
+    pub fn drop_unused_layers(&self) {
+        let used = self.used_layers.borrow();
+        if let Ok(entries) = std::fs::read_dir(&self.layer_cache) {
+            for entry in entries.flatten() {
+                if !used.contains(&entry.path()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// One image: its name, reference, labels, how it runs, and its layers' contents.
+pub struct Definition {
+    pub name: String,
+    pub reference: String,
+    version: String,
+    licenses: String,
+    description: String,
+    /// Layers bottom first: a comment and the files.
+    layers: Vec<(String, Tree)>,
+}
+
+impl Definition {
+    pub fn build(&self, stamp: &Stamp) -> Result<Image> {
+        let mut run = run_of(&self.name)?;
+        let labels = [
+            ("org.opencontainers.image.title", self.name.as_str()),
+            ("org.opencontainers.image.description", &self.description),
+            ("org.opencontainers.image.source", SOURCE),
+            ("org.opencontainers.image.version", &self.version),
+            ("org.opencontainers.image.revision", &stamp.revision),
+            ("org.opencontainers.image.licenses", &self.licenses),
+        ];
+        run.labels = labels
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let layers = self
+            .layers
+            .iter()
+            .map(|(comment, tree)| stamp.layer(tree, comment))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Image::build(&self.reference, &run, layers, stamp.epoch)?)
+    }
+}
+
+/// `/etc/passwd`, `/etc/group`, the nonroot user's home and a world-writable `/tmp`: the layer
+/// every image starts from (the same bytes in each, so a node stores it once).
+fn users_layer() -> Result<Tree> {
+    let mut tree = Tree::new();
+    tree.file(
+        "/etc/passwd",
+        Content::Bytes(
+            format!(
+                "root:x:0:0:root:/root:/sbin/nologin\n\
+                 nonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/sbin/nologin\n"
+            )
+            .into_bytes(),
+        ),
+        0o644,
+    )?
+    .file(
+        "/etc/group",
+        Content::Bytes(format!("root:x:0:\nnonroot:x:{NONROOT}:\n").into_bytes()),
+        0o644,
+    )?
+    .dir(
+        "/home/nonroot",
+        0o755,
+        Owner::new(NONROOT, NONROOT, "nonroot", "nonroot"),
+    )?
+    .dir("/tmp", 0o1777, Owner::root())?;
+    Ok(tree)
+}
+
+/// The machine's CA bundle (that one file), for TLS to object stores and the API server.
+fn ca_layer() -> Result<Tree> {
+    let mut tree = Tree::new();
+    tree.file(CA_BUNDLE, Content::Path(CA_BUNDLE.into()), 0o644)?;
+    Ok(tree)
+}
+
+/// `binary` at `path` and the shared libraries it loads, at the paths ldd resolves them to here.
+fn binary_layer(binary: &Path, path: &str) -> Result<Tree> {
+    let mut tree = Tree::new();
+    tree.file(path, Content::Path(binary.to_owned()), 0o755)?;
+    for library in sources::shared_libraries(binary)? {
+        let name = library.to_string_lossy().into_owned();
+        tree.file(&name, Content::Path(library), 0o755)?;
+    }
+    Ok(tree)
+}
+
+/// The first line of `dir/file`, as the tools/ scripts write their pins.
+fn pin(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// The sandbox image: the static pause binary and the users, nothing else.
+pub fn pause(binary: &Path) -> Result<Definition> {
+    Ok(Definition {
+        name: "pause".into(),
+        reference: berth_api::mlmodel::berth_image("pause"),
+        version: berth_api::mlmodel::IMAGE_TAG.into(),
+        licenses: "Apache-2.0".into(),
+        description: "The pod sandbox: holds the pod's namespaces, reaps orphans, exits on SIGTERM"
+            .into(),
+        layers: vec![
+            ("users".into(), users_layer()?),
+            ("pause".into(), binary_layer(binary, "/pause")?),
+        ],
+    })
+}
+
+/// The image of Berth's binary `berth-<name>`: the binary and its libraries, the users and the
+/// CA bundle.
+pub fn berth(name: &str, binary: &Path, description: &str) -> Result<Definition> {
+    Ok(Definition {
+        name: name.into(),
+        reference: berth_api::mlmodel::berth_image(name),
+        version: berth_api::mlmodel::IMAGE_TAG.into(),
+        licenses: "Apache-2.0".into(),
+        description: description.into(),
+        layers: vec![
+            ("users".into(), users_layer()?),
+            ("ca-certificates".into(), ca_layer()?),
+            (
+                format!("berth-{name}"),
+                binary_layer(binary, &berth_binary_path(name))?,
+            ),
+        ],
+    })
+}
+
+/// rancher/local-path-provisioner (static), tagged with its module version. Its Deployment gives
+/// the command line (`local-path-provisioner start --config …`).
+pub fn provisioner(dir: &Path) -> Result<Definition> {
+    let version = pin(dir, "VERSION")?;
+    Ok(Definition {
+        name: "local-path-provisioner".into(),
+        reference: format!(
+            "{}/local-path-provisioner:{version}",
+            berth_api::mlmodel::IMAGE_REGISTRY
+        ),
+        version,
+        licenses: "Apache-2.0".into(),
+        description: "rancher/local-path-provisioner, built from its Go module: node-local \
+                      PersistentVolumes"
+            .into(),
+        layers: vec![
+            ("users".into(), users_layer()?),
+            ("ca-certificates".into(), ca_layer()?),
+            (
+                "local-path-provisioner".into(),
+                binary_layer(
+                    &dir.join("local-path-provisioner"),
+                    "/usr/local/bin/local-path-provisioner",
+                )?,
+            ),
+        ],
+    })
+}
+
+/// A static busybox with every applet linked in /bin: the provisioner's helper pods (`sh`,
+/// `mkdir`, `rm`) and connection checks (`wget`, `nc`, `nslookup`, `timeout`).
+pub fn helper(dir: &Path) -> Result<Definition> {
+    let mut tree = Tree::new();
+    tree.file("/bin/busybox", Content::Path(dir.join("busybox")), 0o755)?;
+    let applets = std::fs::read_to_string(dir.join("APPLETS"))
+        .with_context(|| format!("reading {}", dir.join("APPLETS").display()))?;
+    for applet in applets.lines().map(str::trim) {
+        if !applet.is_empty() && applet != "busybox" && !applet.contains('/') {
+            tree.symlink(&format!("/bin/{applet}"), "busybox")?;
+        }
+    }
+    Ok(Definition {
+        name: "helper".into(),
+        reference: berth_api::mlmodel::berth_image("helper"),
+        version: berth_api::mlmodel::IMAGE_TAG.into(),
+        licenses: "GPL-2.0-only".into(),
+        description: format!(
+            "A shell and tools for helper pods and connection checks: busybox {} (Debian's \
+             busybox-static)",
+            pin(dir, "VERSION")?
+        ),
+        layers: vec![("users".into(), users_layer()?), ("busybox".into(), tree)],
+    })
+}
