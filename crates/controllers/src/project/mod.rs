@@ -332,7 +332,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
             if let Some(retry) = outside.retry_in() {
                 next = next.min(retry);
             }
-            let outcome = Outcome::Applied(Applied {
+            let outcome = Outcome::Applied(Box::new(Applied {
                 quota: quota_status(ctx, &validated.namespace),
                 istio: settings.istio.enabled.then(|| {
                     let found = &ctx.found.authorization_policy;
@@ -356,7 +356,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
                     .external_status(project.status.as_ref().and_then(|s| s.external.as_ref())),
                 now_reserved: validated.now_reserved.clone(),
                 adopted,
-            });
+            }));
             (outcome, n, Some(next))
         }
         Err(e) => (Outcome::ApplyFailed(e), 0, None),

@@ -38,8 +38,8 @@ pub enum Outcome {
     NamespaceTerminating,
     /// Applying failed part-way; the next reconcile retries.
     ApplyFailed(Error),
-    /// Everything was applied.
-    Applied(Applied),
+    /// Everything was applied (boxed: it is by far the largest outcome).
+    Applied(Box<Applied>),
     /// The Project is being deleted and something holds it: why, and what to do.
     DeletionBlocked(String),
 }

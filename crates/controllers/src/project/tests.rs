@@ -362,7 +362,7 @@ mod outside {
     use berth_api::members::{EmailUserNames, effective};
 
     fn applied(parts: Vec<(Part, PartState)>) -> Outcome {
-        Outcome::Applied(Applied {
+        Outcome::Applied(Box::new(Applied {
             quota: Some(ResourceQuotaStatus {
                 hard: Some(BTreeMap::from([("pods".into(), Quantity("10".into()))])),
                 used: None,
@@ -370,7 +370,7 @@ mod outside {
             network_policies: 4,
             parts,
             ..Default::default()
-        })
+        }))
     }
 
     fn summary(project: &Project) -> Summary {
@@ -405,10 +405,10 @@ mod outside {
     #[test]
     fn the_status_records_the_policy_and_a_namespace_the_platform_now_reserves() {
         let project = seed_project();
-        let outcome = Outcome::Applied(Applied {
+        let outcome = Outcome::Applied(Box::new(Applied {
             now_reserved: Some("namespace example-project is now reserved for the platform".into()),
             ..Default::default()
-        });
+        }));
         let s = status(&project, &summary(&project), &outcome, Timestamp::now());
         assert_eq!(s.deletion_policy, Some(berth_api::DeletionPolicy::Retain));
         let ns = conditions::get(&s.conditions, "NamespaceReady");
