@@ -63,9 +63,26 @@ build_istio() {
   chmod u+w "$1/istio-crds/istio.yaml"
 }
 
+# The admin-tier network policy API's CRDs, from the pinned sigs.k8s.io/network-policy-api module:
+# ClusterNetworkPolicy (current) in current/, and AdminNetworkPolicy v1alpha1 from the legacy
+# release tools/network-policy-api/go.mod names (pinned by its go.sum lines) in legacy/. Tests
+# install one set or the other to exercise Berth's admin-tier policy.
+build_network_policy_api() {
+  local current legacy
+  current=$(go_module_dir sigs.k8s.io/network-policy-api)
+  legacy=$(sed -n 's#^// legacy \(sigs.k8s.io/network-policy-api\) \(v[0-9.]*\)$#\1@\2#p' go.mod)
+  [ -n "$legacy" ] || { log build "  tools/network-policy-api/go.mod names no legacy version"; return 1; }
+  legacy=$(go_module_dir "$legacy")
+  mkdir -p "$1/network-policy-api-crds/current" "$1/network-policy-api-crds/legacy"
+  cp "$current"/config/crd/standard/policy.networking.k8s.io_*.yaml "$1/network-policy-api-crds/current/"
+  cp "$legacy"/config/crd/policy.networking.k8s.io_adminnetworkpolicies.yaml "$1/network-policy-api-crds/legacy/"
+  chmod -R u+w "$1/network-policy-api-crds"
+}
+
 component etcd "etcd" build_etcd
 component kwok "kwok stages" build_kwok
 component kube "kube-apiserver kube-controller-manager kube-scheduler" build_kube
 component istio "istio-crds" build_istio
+component network-policy-api "network-policy-api-crds" build_network_policy_api
 
 echo "$cache/bin"

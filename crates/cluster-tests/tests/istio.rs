@@ -2,7 +2,11 @@
 //! the pinned istio.io/api module): namespaces join the mesh, members get in through an
 //! AuthorizationPolicy keyed on the user-id header, Kubeflow's labels and service accounts appear.
 //! Its own binary, so changing the platform settings cannot disturb other tests. The operator's
-//! /metrics is checked here too.
+//! /metrics is checked here too. The control plane also serves the current network-policy-api
+//! (ClusterNetworkPolicy), so each project gets its admin-tier policy as one.
+
+#[path = "optional/admin_tier.rs"]
+mod admin_tier;
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,14 @@ async fn istio_and_kubeflow_compatibility() -> Result<()> {
     })
     .await?;
     let client = plane.cluster().client().await?;
-    berth_testenv::manifests::apply_dirs(&client, &[binaries.istio_crds_dir()]).await?;
+    berth_testenv::manifests::apply_dirs(
+        &client,
+        &[
+            binaries.istio_crds_dir(),
+            admin_tier::crds_dir(&binaries, "current")?,
+        ],
+    )
+    .await?;
     let settings: Api<PlatformSettings> = Api::all(client.clone());
     let on = json!({"spec": {"istio": {"enabled": true, "userIdHeader": "kubeflow-userid", "userIdPrefix": "accounts.example.com:"}, "kubeflow": {"enabled": true}}});
     settings
@@ -107,6 +118,38 @@ async fn istio_and_kubeflow_compatibility() -> Result<()> {
         "{rules}"
     );
 
+    // The admin-tier policy, at the newest version the cluster serves, and NetworkReady says so.
+    let cnp = admin_tier::resource("ClusterNetworkPolicy", "v1beta1");
+    admin_tier::expect_policy(
+        &client,
+        &cnp,
+        "mesh",
+        "mesh",
+        &["istio-system", "mesh", "monitoring"],
+    )
+    .await?;
+    let network = projects
+        .get("mesh")
+        .await?
+        .status
+        .and_then(|s| berth_api::conditions::get(&s.conditions, "NetworkReady").cloned())
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        network
+            .contains("ClusterNetworkPolicy policy.networking.k8s.io/v1beta1 berth-isolate-mesh")
+            && network.contains("AuthorizationPolicy security.istio.io/v1"),
+        "{network}"
+    );
+    let refused =
+        admin_tier::operator_cannot_widen(plane.cluster(), plane.dir(), &cnp, "mesh", "mesh")
+            .await?;
+    eprintln!("the operator's token and ClusterNetworkPolicy: {refused} attempts, all refused");
+    let refused =
+        admin_tier::owner_cannot_undo(plane.cluster(), &client, &cnp, "mesh", "ada@example.com")
+            .await?;
+    eprintln!("the owner and ClusterNetworkPolicy: {refused} attempts, all refused");
+
     // The operator's metrics count the reconciles.
     let metrics = http_get(port, "/metrics").await?;
     assert!(
@@ -117,6 +160,12 @@ async fn istio_and_kubeflow_compatibility() -> Result<()> {
         metrics.contains("berth_reconcile_duration_seconds"),
         "{metrics}"
     );
+
+    // The admin-tier policy goes with the Project.
+    projects
+        .delete("mesh", &kube::api::DeleteParams::default())
+        .await?;
+    admin_tier::expect_gone(&client, &cnp, "mesh").await?;
     plane.kill();
     Ok(())
 }

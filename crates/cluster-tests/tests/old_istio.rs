@@ -1,13 +1,18 @@
-//! An older Istio: its CRDs serve v1beta1 (and v1alpha3) but not v1, as before Istio 1.22. Made
-//! from the pinned istio.io/api CRDs with the v1 version taken out. Berth finds the served version
-//! by discovery: an MLModel exposed through Istio gets a v1beta1 VirtualService and says so in its
-//! Exposed condition, and is deleted with it; a Project reconciles and is deleted although Istio's
-//! AuthorizationPolicy is not served at the version the Project controller watches. Its own binary
-//! and control plane, since the CRDs differ from the other tests'.
+//! Older optional kinds. An older Istio: its CRDs serve v1beta1 (and v1alpha3) but not v1, as
+//! before Istio 1.22, made from the pinned istio.io/api CRDs with the v1 version taken out. And the
+//! older network-policy-api (v0.1.1), which serves AdminNetworkPolicy v1alpha1. Berth finds the
+//! served versions by discovery: a Project with Istio enabled gets a v1beta1 AuthorizationPolicy
+//! and an AdminNetworkPolicy, its NetworkReady condition names both versions, and it is deleted
+//! with them; an MLModel exposed through Istio gets a v1beta1 VirtualService and says so in its
+//! Exposed condition, and is deleted with it. Its own binary and control plane, since the CRDs
+//! differ from the other tests'.
 
 #[allow(dead_code)]
 #[path = "cluster/support.rs"]
 mod support;
+
+#[path = "optional/admin_tier.rs"]
+mod admin_tier;
 
 use std::time::Duration;
 
@@ -74,6 +79,16 @@ fn virtual_service_v1beta1() -> ApiResource {
     }
 }
 
+fn authorization_policy_v1beta1() -> ApiResource {
+    ApiResource {
+        group: "security.istio.io".into(),
+        version: "v1beta1".into(),
+        api_version: "security.istio.io/v1beta1".into(),
+        kind: "AuthorizationPolicy".into(),
+        plural: "authorizationpolicies".into(),
+    }
+}
+
 fn condition<'a>(
     model: &'a MLModel,
     type_: &str,
@@ -97,13 +112,18 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
     let old = plane.dir().join("istio-v1beta1");
     let changed = without_v1(&binaries.istio_crds_dir(), &old)?;
     assert!(changed >= 2, "no Istio CRD had a v1 to take out");
-    berth_testenv::manifests::apply_dirs(&client, &[old]).await?;
+    let legacy_policy_api = admin_tier::crds_dir(&binaries, "legacy")?;
+    berth_testenv::manifests::apply_dirs(&client, &[old, legacy_policy_api]).await?;
     let settings: Api<PlatformSettings> = Api::all(client.clone());
     settings
         .patch(
             "default",
             &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"models": {"istioGateway": "istio-system/models", "domain": "models.example.com"}}})),
+            &Patch::Merge(&json!({"spec": {
+                "istio": {"enabled": true},
+                "gatewayNamespaces": ["istio-system"],
+                "models": {"istioGateway": "istio-system/models", "domain": "models.example.com"},
+            }})),
         )
         .await?;
     let (operator, _) = plane
@@ -116,15 +136,15 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
         )
         .await?;
 
-    // A Project reconciles, and is deleted, although the AuthorizationPolicy version its
-    // controller watches is not served.
+    // A Project reconciles with Istio enabled: its members' AuthorizationPolicy at v1beta1, its
+    // admin-tier policy as an AdminNetworkPolicy, and NetworkReady names what it found.
     let project: Project = serde_json::from_value(json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "Project", "metadata": {"name": "older"},
-        "spec": {"owners": ["ada@example.com"], "deletionPolicy": "Delete"},
+        "spec": {"owners": ["Ada@Example.com"], "deletionPolicy": "Delete"},
     }))?;
     let projects: Api<Project> = Api::all(client.clone());
     projects.create(&PostParams::default(), &project).await?;
-    eventually(
+    let ready = eventually(
         "the project to be Ready",
         Duration::from_secs(60),
         || async {
@@ -132,11 +152,54 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
             Ok(p.status
                 .as_ref()
                 .is_some_and(|s| berth_api::conditions::is_true(&s.conditions, "Ready"))
-                .then_some(()))
+                .then_some(p))
         },
     )
     .await
     .with_context(|| operator.log_tail(4000))?;
+    let network = ready
+        .status
+        .as_ref()
+        .and_then(|s| berth_api::conditions::get(&s.conditions, "NetworkReady"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    for found in [
+        "AuthorizationPolicy security.istio.io/v1beta1",
+        "AdminNetworkPolicy policy.networking.k8s.io/v1alpha1",
+    ] {
+        assert!(
+            network.contains(found),
+            "NetworkReady does not name {found}: {network}"
+        );
+    }
+    let authorization: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "older", &authorization_policy_v1beta1());
+    let members = authorization.get("berth-members").await?;
+    // Members as the identity provider issues their names: lower-case.
+    assert!(
+        members.data["spec"]["rules"]
+            .to_string()
+            .contains("\"ada@example.com\""),
+        "{}",
+        members.data["spec"]
+    );
+    let anp = admin_tier::resource("AdminNetworkPolicy", "v1alpha1");
+    admin_tier::expect_policy(
+        &client,
+        &anp,
+        "older",
+        "older",
+        &["istio-system", "monitoring", "older"],
+    )
+    .await?;
+    let refused =
+        admin_tier::operator_cannot_widen(plane.cluster(), plane.dir(), &anp, "older", "older")
+            .await?;
+    eprintln!("the operator's token and AdminNetworkPolicy: {refused} attempts, all refused");
+    let refused =
+        admin_tier::owner_cannot_undo(plane.cluster(), &client, &anp, "older", "ada@example.com")
+            .await?;
+    eprintln!("the owner and AdminNetworkPolicy: {refused} attempts, all refused");
 
     // An MLModel exposed through Istio: a v1beta1 VirtualService, and the condition says so.
     let spec: MLModelSpec = serde_json::from_value(json!({
@@ -193,13 +256,15 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
     .with_context(|| operator.log_tail(4000))?;
     assert!(services.get_opt("mesh").await?.is_none());
 
-    // And the Project's.
+    // And the Project's, with its AuthorizationPolicy (in the namespace it deletes) and its
+    // admin-tier policy (which goes with the Project).
     projects.delete("older", &DeleteParams::default()).await?;
     eventually("the project to go", Duration::from_secs(60), || async {
         Ok(projects.get_opt("older").await?.is_none().then_some(()))
     })
     .await
     .with_context(|| operator.log_tail(4000))?;
+    admin_tier::expect_gone(&client, &anp, "older").await?;
     plane.kill();
     Ok(())
 }

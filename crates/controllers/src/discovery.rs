@@ -74,15 +74,16 @@ pub const ADMIN_NETWORK_POLICY: OptionalKind = OptionalKind {
     namespaced: false,
 };
 
-/// The network-policy-api's ClusterNetworkPolicy (`policy.networking.k8s.io/v1alpha2`, from
-/// network-policy-api v0.3), which replaced AdminNetworkPolicy: with `tier: Admin` it is the same
-/// admin-tier policy. Cluster-scoped.
+/// The network-policy-api's ClusterNetworkPolicy (`policy.networking.k8s.io`, from
+/// network-policy-api v0.3, which serves it at `v1beta1` and `v1alpha2` with the same fields),
+/// which replaced AdminNetworkPolicy: with `tier: Admin` it is the same admin-tier policy.
+/// Cluster-scoped.
 pub const CLUSTER_NETWORK_POLICY: OptionalKind = OptionalKind {
     product: "the network policy API",
     group: "policy.networking.k8s.io",
     kind: "ClusterNetworkPolicy",
     plural: "clusternetworkpolicies",
-    versions: &["v1alpha2"],
+    versions: &["v1beta1", "v1alpha2"],
     namespaced: false,
 };
 
@@ -234,6 +235,26 @@ pub async fn find_until_answered(client: &Client, kinds: &[OptionalKind]) -> Vec
                 failures += 1;
                 let wait = berth_reconcile::error::backoff(failures, Duration::from_secs(30));
                 warn!(error = %e.log_text(), retry_in = ?wait, "discovery failed; not treating the kinds as absent");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// [`api_server_addresses`], asking again (1 s, 2 s … up to 30 s apart) until the API server
+/// answers: without them, a project's egress could open the API server.
+pub async fn api_server_addresses_until_answered(client: &Client) -> Vec<Cidr> {
+    let mut failures = 0u32;
+    loop {
+        match api_server_addresses(client).await {
+            Ok(addresses) => {
+                info!(addresses = ?addresses.iter().map(ToString::to_string).collect::<Vec<_>>(), "the API server's addresses, closed to every project's egress");
+                return addresses;
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = berth_reconcile::error::backoff(failures, Duration::from_secs(30));
+                warn!(error = %e.log_text(), retry_in = ?wait, "could not read the API server's addresses; asking again");
                 tokio::time::sleep(wait).await;
             }
         }

@@ -39,18 +39,19 @@ pub fn service_account() -> ChildKind {
 /// other: the operator watches (and may read) Secrets of these names only. They hold what the
 /// project's workloads use: never pruned by the shared apply step, only removed when their part
 /// is switched off.
+///
+/// They are watched as metadata only: the controller reads their labels, ownerReferences,
+/// resourceVersion and Berth's annotations (`berth.dev/credential-id`, `-fingerprint`,
+/// `rotation`), never the credentials, so the API server never sends those to the operator.
 pub fn secret() -> ChildKind {
-    ChildKind::of::<Secret>(true, false).named(&[STORAGE_SECRET, IDENTITY_SECRET, REGISTRY_SECRET])
+    ChildKind::of::<Secret>(true, false)
+        .named(&[STORAGE_SECRET, IDENTITY_SECRET, REGISTRY_SECRET])
+        .projected(Projection::Metadata)
 }
-/// Istio's AuthorizationPolicy at `security.istio.io/v1`. The version the cluster serves comes from
-/// discovery ([`crate::discovery::AUTHORIZATION_POLICY`]); this one is for callers that have not
-/// looked.
-pub fn authorization_policy() -> ChildKind {
-    crate::discovery::AUTHORIZATION_POLICY.at("v1")
-}
-
-/// Every kind the Project controller creates; Istio's only when its CRD is installed.
-pub fn project_children(istio_installed: bool) -> Vec<ChildKind> {
+/// Every kind the Project controller creates, with the optional kinds (AuthorizationPolicy,
+/// ClusterNetworkPolicy, AdminNetworkPolicy) at the versions discovery found
+/// (`crate::discovery`): a kind the cluster does not serve is neither built nor watched.
+pub fn project_children_found(optional: &[ChildKind]) -> Vec<ChildKind> {
     let mut kinds = vec![
         namespace(),
         role_binding(),
@@ -62,17 +63,6 @@ pub fn project_children(istio_installed: bool) -> Vec<ChildKind> {
         service_account(),
         secret(),
     ];
-    if istio_installed {
-        kinds.push(authorization_policy());
-    }
-    kinds
-}
-
-/// Every kind the Project controller creates, with the optional kinds (AuthorizationPolicy,
-/// ClusterNetworkPolicy or AdminNetworkPolicy) at the versions discovery found
-/// (`crate::discovery`). Replaces [`project_children`] once the Project controller discovers them.
-pub fn project_children_found(optional: &[ChildKind]) -> Vec<ChildKind> {
-    let mut kinds = project_children(false);
     kinds.extend(optional.iter().cloned());
     kinds
 }

@@ -8,7 +8,8 @@
 //!
 //! The cache holds only what the controllers read ([`Projection`]): never managed fields, the
 //! last-applied annotation or annotations Berth does not set, never a pod's spec, and never the
-//! data of a Secret Berth does not read. Tenants cannot add to it: only the operator may create an
+//! data of a Secret: controllers read a Secret's labels, ownerReferences, resourceVersion and
+//! Berth's annotations, never the credentials in it. Tenants cannot add to it: only the operator may create an
 //! object with Berth's labels (`deploy/rbac/20-admission.yaml`), so its size follows what Berth
 //! creates, not what tenants do.
 
@@ -54,6 +55,10 @@ pub enum Projection {
     AppliedWithAnnotations,
     /// Observed only (pods): metadata and status, no spec.
     Status,
+    /// Metadata only, watched as such (the API server sends no more): credentials Secrets, of
+    /// which the controllers read labels, ownerReferences, resourceVersion and Berth's
+    /// annotations, never the data.
+    Metadata,
 }
 
 /// The annotation `kubectl apply` keeps a whole copy of the object in.
@@ -78,17 +83,14 @@ impl Projection {
         if self == Projection::Status {
             map.remove("spec");
         }
-        // Secret data only for the names Berth reads.
+        if self == Projection::Metadata {
+            map.retain(|key, _| matches!(key.as_str(), "apiVersion" | "kind" | "metadata"));
+        }
+        // No Secret data: no controller reads it from the cache, and a cache of credentials is
+        // one more place for them to leak from.
         if kind.resource.kind == "Secret" && kind.resource.group.is_empty() {
-            let name = map
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(|n| n.as_str())
-                .unwrap_or_default();
-            if !kind.names.contains(&name) {
-                map.remove("data");
-                map.remove("stringData");
-            }
+            map.remove("data");
+            map.remove("stringData");
         }
     }
 }
@@ -381,7 +383,15 @@ impl ChildCache {
             }
             let filler = caches.clone();
             let failed = caches.clone();
-            let stream = watcher(api, config)
+            let events = if kind.projection == Projection::Metadata {
+                // `Api<PartialObjectMeta<_>>` asks the API server for metadata only.
+                let meta: Api<kube::core::PartialObjectMeta<DynamicObject>> =
+                    Api::all_with(client.clone(), &kind.resource);
+                watcher(meta, config).map_ok(metadata_only).boxed()
+            } else {
+                watcher(api, config).boxed()
+            };
+            let stream = events
                 .default_backoff()
                 .inspect_ok(move |event| filler[index].apply(event))
                 .inspect_err(move |error| failed[index].failed(error))
@@ -473,6 +483,25 @@ impl ChildCache {
     }
 }
 
+/// A metadata-only watch event as the cache and the controllers take objects: a [`DynamicObject`]
+/// with metadata and nothing else.
+fn metadata_only(
+    event: watcher::Event<kube::core::PartialObjectMeta<DynamicObject>>,
+) -> watcher::Event<DynamicObject> {
+    let object = |p: kube::core::PartialObjectMeta<DynamicObject>| DynamicObject {
+        types: p.types,
+        metadata: p.metadata,
+        data: serde_json::Value::Object(Default::default()),
+    };
+    match event {
+        watcher::Event::Apply(p) => watcher::Event::Apply(object(p)),
+        watcher::Event::Delete(p) => watcher::Event::Delete(object(p)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(object(p)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,14 +533,29 @@ mod tests {
     }
 
     #[test]
-    fn secret_data_is_kept_only_for_the_names_berth_reads() {
+    fn no_secret_data_is_kept_only_what_controllers_read() {
         let kind = ChildKind::of::<Secret>(true, true).named(&["berth-storage"]);
-        let secret = |name: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "n"}, "data": {"k": "dg=="}});
-        assert_eq!(
-            cached(&kind, secret("berth-storage"))["data"],
-            json!({"k": "dg=="})
-        );
-        assert!(cached(&kind, secret("forged")).get("data").is_none());
+        let secret = |name: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {
+                "name": name, "namespace": "n", "resourceVersion": "7",
+                "labels": {"berth.dev/project": "p"},
+                "annotations": {"berth.dev/credential-id": "GK1", "berth.dev/credential-fingerprint": "f", "berth.dev/rotation": "r", "other": "x"},
+                "ownerReferences": [{"apiVersion": "berth.dev/v1alpha1", "kind": "Project", "name": "p", "uid": "u"}],
+            }, "data": {"AWS_SECRET_ACCESS_KEY": "c2VjcmV0"}, "stringData": {"k": "secret"}})
+        };
+        for name in ["berth-storage", "forged"] {
+            let got = cached(&kind, secret(name));
+            assert!(got.get("data").is_none(), "{got}");
+            assert!(got.get("stringData").is_none(), "{got}");
+            assert!(!got.to_string().contains("c2VjcmV0") && !got.to_string().contains("secret\""));
+            assert_eq!(
+                got["metadata"]["annotations"],
+                json!({"berth.dev/credential-id": "GK1", "berth.dev/credential-fingerprint": "f", "berth.dev/rotation": "r"})
+            );
+            assert_eq!(got["metadata"]["labels"]["berth.dev/project"], "p");
+            assert_eq!(got["metadata"]["ownerReferences"][0]["uid"], "u");
+            assert_eq!(got["metadata"]["resourceVersion"], "7");
+        }
     }
 
     #[test]

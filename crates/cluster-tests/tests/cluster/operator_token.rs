@@ -49,6 +49,21 @@ fn binding(name: &str, role: &str) -> RoleBinding {
     }
 }
 
+/// An Event about a namespace, in `namespace`.
+fn event(namespace: &str) -> Result<k8s_openapi::api::events::v1::Event> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": unique("event"), "namespace": namespace},
+        "eventTime": "2026-11-30T00:00:00.000000Z",
+        "reportingController": "berth.dev/project-controller",
+        "reportingInstance": "test",
+        "action": "Reconcile",
+        "reason": "Test",
+        "type": "Normal",
+        "note": "a project's bucket and its provider's answer",
+        "regarding": {"apiVersion": "v1", "kind": "Namespace", "name": namespace},
+    }))?)
+}
+
 /// The outcome of one attempt: refused (and why), or not.
 fn refusal<T>(result: Result<T, kube::Error>) -> Option<String> {
     match result {
@@ -277,6 +292,24 @@ async fn the_operators_token_is_refused_outside_the_namespaces_berth_manages() -
             refusal(
                 Api::<Secret>::namespaced(operator.clone(), &managed)
                     .get("someone-elses")
+                    .await,
+            ),
+        ),
+        (
+            "reading back a credentials Secret it writes (it never needs to)",
+            "cannot get resource \"secrets\"",
+            refusal(
+                Api::<Secret>::namespaced(operator.clone(), &managed)
+                    .get("berth-storage")
+                    .await,
+            ),
+        ),
+        (
+            "an Event in default, which anyone may read",
+            "writes only in namespaces it manages",
+            refusal(
+                Api::<k8s_openapi::api::events::v1::Event>::namespaced(operator.clone(), "default")
+                    .create(&dry(), &event("default")?)
                     .await,
             ),
         ),

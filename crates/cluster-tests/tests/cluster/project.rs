@@ -100,9 +100,11 @@ async fn the_seed_project_gets_a_ready_isolated_namespace() -> Result<()> {
         );
     }
     let quota = status.quota.context("no quota usage")?;
-    assert_eq!(quota.hard["cpu"].0, "16");
-    assert_eq!(quota.hard["memory"].0, "32Gi");
-    assert!(quota.used.contains_key("cpu"));
+    // `cpu` is `requests.cpu`: the quota names each resource once, in its canonical form.
+    assert_eq!(quota.hard["requests.cpu"].0, "16");
+    assert_eq!(quota.hard["requests.memory"].0, "32Gi");
+    assert!(!quota.hard.contains_key("cpu"), "{:?}", quota.hard);
+    assert!(quota.used.contains_key("requests.cpu"));
 
     let ns = Api::<Namespace>::all(client.clone()).get(&name).await?;
     let labels = ns.labels();

@@ -7,6 +7,7 @@ mod deletion;
 mod support;
 mod survival;
 mod takeover;
+mod words;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -315,6 +316,15 @@ async fn a_project_gets_a_bucket_a_client_and_a_registry_project_that_follow_its
         "{}",
         message("RegistryReady")
     );
+    // In Berth's words: what failed and what to do. The providers' admin endpoints and raw
+    // answers go to the operator's log only.
+    words::conditions_keep_endpoints_and_answers_to_the_log(
+        &platform,
+        &p,
+        &[garage.admin_endpoint(), keycloak.base_url()],
+    )?;
+    // The members read that in their namespace's Events; nothing of it is in default.
+    words::members_read_events_and_default_holds_none(&platform, "vision", "alice").await?;
 
     // Fixed: everything is provisioned.
     platform
@@ -806,7 +816,20 @@ async fn an_object_store_outage_never_blocks_the_projects_and_heals_without_dupl
             )
             .await?;
         assert!(!is_true(&p, "Ready"));
+        // What failed in Berth's words; the address it failed at is in the operator's log only.
+        let unreachable = message_of(&p, "StorageReady");
+        assert!(
+            (unreachable.contains("no answer from the storage provider")
+                || unreachable.contains("the storage provider did not answer"))
+                && !unreachable.contains(garage.admin_endpoint())
+                && !unreachable.contains("http://"),
+            "{unreachable}"
+        );
     }
+    assert!(
+        platform.operator_log().contains(garage.admin_endpoint()),
+        "the operator's log does not say where the store did not answer"
+    );
     eprintln!(
         "all {OUTAGE_PROJECTS} in-cluster parts Ready {:.1} s into the outage",
         down.elapsed().as_secs_f64()

@@ -45,6 +45,15 @@ pub const ALLOW_EXTRA_EGRESS: &str = "berth-allow-extra-egress";
 /// Istio's AuthorizationPolicy that lets a project's members in.
 pub const MEMBERS_AUTHORIZATION: &str = "berth-members";
 
+/// The admin-tier network policy of a project (an AdminNetworkPolicy or a ClusterNetworkPolicy,
+/// cluster-scoped): `berth-isolate-<project>`. A project name is a DNS label, so the name is a
+/// DNS subdomain of at most 77 characters and no two projects share one.
+/// `deploy/rbac/22-operator-scope.yaml` lets the operator write admin-tier policies of this form
+/// only (`^berth-isolate-[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).
+pub fn isolation_policy(project: &str) -> String {
+    format!("berth-isolate-{project}")
+}
+
 /// The ClusterRole a member of `role` is bound to in the namespace.
 pub fn member_role(role: Role) -> &'static str {
     match role {

@@ -18,6 +18,7 @@
 //! | member RoleBinding | `berth-<role>-<kind>-<slug>-<128-bit hash>` ([`kube::member_binding`]) | label |
 //! | per-project ClusterRole(Binding) | `berth-project-<project>-owner`/`-member` | ownerReference |
 //! | quota, limits, policies, accounts | fixed names ([`kube`]) in the project's namespace | label |
+//! | admin-tier network policy | `berth-isolate-<project>` ([`kube::isolation_policy`]) | ownerReference |
 //! | bucket | the platform template with one placeholder ([`outside::bucket`]) | tag, or marker key |
 //! | access key, robot | `berth-<uid>-<serial>` ([`outside::credential`]) | the name itself |
 //! | Garage marker key, Harbor marker robot | `berth-owner-<uid>` | the name itself |

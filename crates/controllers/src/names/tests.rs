@@ -183,6 +183,21 @@ proptest! {
     }
 
     #[test]
+    fn isolation_policies_are_subdomains_the_operator_scope_admits_and_distinct(a in dns_label(), b in dns_label()) {
+        let x = kube::isolation_policy(&a);
+        // A DNS-1123 subdomain, as the API server checks a cluster-scoped object's name: at most
+        // 253 characters of lowercase letters, digits, '-' and '.', alphanumeric at both ends.
+        prop_assert!(x.len() <= 253 && x.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')), "{}", x);
+        // What deploy/rbac/22-operator-scope.yaml matches: ^berth-isolate-[a-z0-9]([-a-z0-9]*[a-z0-9])?$
+        let rest = x.strip_prefix("berth-isolate-").unwrap_or_default();
+        prop_assert_eq!(rest, a.as_str());
+        prop_assert!(is_dns_label(rest), "{}", x);
+        if a != b {
+            prop_assert_ne!(x, kube::isolation_policy(&b));
+        }
+    }
+
+    #[test]
     fn buckets_are_valid_everywhere_and_one_per_project(
         a in dns_label(), b in dns_label(),
         prefix in "([a-z0-9][-a-z0-9.]{0,8})?", by_namespace: bool,

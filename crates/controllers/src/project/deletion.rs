@@ -13,10 +13,10 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use berth_api::project::{
@@ -25,19 +25,20 @@ use berth_api::project::{
 use berth_api::{Project, ProjectStatus};
 use berth_reconcile::{Category, Error};
 
-use super::Context;
 use super::build::RETAINED_LABEL;
-use super::members::effective;
 use super::namespace;
 use super::status::{self, Outcome, Summary};
 use super::validate::outside_names;
+use super::{Context, event_reference};
 
 /// Runs the deletion policy before the Project goes. Ok: the finalizer may go.
 pub async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize), Error> {
     let settings = ctx.settings();
     let name = project.name_any();
     let uid = project.uid().unwrap_or_default();
-    let reference = project.object_ref(&());
+    // Events about a deletion go to the platform admins (the operator's namespace): the namespace
+    // is going, or kept without its members' access. A retained namespace gets its own copy.
+    let reference = event_reference(ctx, project, None);
     let namespace = project
         .status
         .as_ref()
@@ -84,6 +85,16 @@ pub async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize)
             ctx.announcer
                 .publish(&reference, EventType::Normal, "Retained", &note)
                 .await;
+            if held.is_some() {
+                ctx.announcer
+                    .publish(
+                        &event_reference(ctx, project, Some(&namespace)),
+                        EventType::Normal,
+                        "Retained",
+                        &note,
+                    )
+                    .await;
+            }
         }
         DeletionPolicy::Delete => {
             let abandon = project.admin_says(ABANDON_EXTERNAL_ANNOTATION);
@@ -157,8 +168,41 @@ pub async fn cleanup(project: &Project, ctx: &Context) -> Result<(Action, usize)
                 .await;
         }
     }
+    // The admin-tier network policy goes with the Project whatever the policy: its ownerReference
+    // would take it too, but only once the garbage collector has noticed the kind.
+    writes += remove_admin_tier(ctx, &name, &uid).await?;
     info!(project = %name, ?policy, namespace, "deletion policy applied");
     Ok((Action::await_change(), writes))
+}
+
+/// Deletes the project's admin-tier network policy (of each admin-tier kind the cluster serves,
+/// where the cache holds one controlled by `uid`). Returns the deletes made.
+async fn remove_admin_tier(ctx: &Context, project: &str, uid: &str) -> Result<usize, Error> {
+    let name = crate::names::kube::isolation_policy(project);
+    let mut deleted = 0;
+    for found in [
+        &ctx.found.cluster_network_policy,
+        &ctx.found.admin_network_policy,
+    ] {
+        let Some(kind) = found.kind() else { continue };
+        let ours = ctx
+            .children
+            .get(&kind.resource, None, &name)
+            .is_some_and(|live| live.controlled_by(uid) && !live.deleting);
+        if !ours {
+            continue;
+        }
+        match kind
+            .api(&ctx.client, None)
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => deleted += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
 }
 
 /// Whether the Project CRD is being deleted: an uninstall.
@@ -180,7 +224,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let summary = Summary {
         namespace: namespace.to_owned(),
-        subjects: effective(project),
+        subjects: berth_api::members::effective(&project.spec, ctx.settings().email_user_names),
         deletion_policy: None,
     };
     let new: ProjectStatus = status::status(project, &summary, &outcome, Timestamp::now());

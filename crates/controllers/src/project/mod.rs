@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::{ResourceQuota, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -36,6 +35,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::info;
 
+use berth_api::egress::Cidr;
 use berth_api::labels::PROJECT;
 use berth_api::settings::SETTINGS_NAME;
 use berth_api::{PlatformSettings, PlatformSettingsSpec, Project};
@@ -48,6 +48,7 @@ use self::build::{Built, Environment};
 use self::namespace::Claim;
 use self::status::{Applied, Outcome, Summary};
 use self::validate::{Known, Validated};
+use crate::discovery::{self, Found};
 use crate::kinds;
 use crate::names;
 
@@ -64,7 +65,10 @@ pub struct Context {
     pub client: Client,
     pub children: ChildCache,
     pub settings: Store<PlatformSettings>,
-    pub istio_installed: bool,
+    /// What discovery found of the optional kinds, once, at startup.
+    pub found: FoundKinds,
+    /// The API server's addresses, which no project's egress reaches.
+    pub api_server: Vec<Cidr>,
     /// The namespace Berth's operator runs in: no Project may have it.
     pub operator_namespace: String,
     pub announcer: Announcer,
@@ -85,6 +89,63 @@ impl Context {
     }
 }
 
+/// The optional kinds a Project may have, as discovery found them.
+#[derive(Clone, Debug)]
+pub struct FoundKinds {
+    /// Istio's AuthorizationPolicy.
+    pub authorization_policy: Found,
+    /// network-policy-api's ClusterNetworkPolicy (v0.3 and later).
+    pub cluster_network_policy: Found,
+    /// network-policy-api's AdminNetworkPolicy (v0.1).
+    pub admin_network_policy: Found,
+}
+
+impl FoundKinds {
+    /// The kinds to ask discovery for, in the order [`FoundKinds::from_answers`] takes them.
+    pub const ASKED: [discovery::OptionalKind; 3] = [
+        discovery::AUTHORIZATION_POLICY,
+        discovery::CLUSTER_NETWORK_POLICY,
+        discovery::ADMIN_NETWORK_POLICY,
+    ];
+
+    /// From the answers to [`FoundKinds::ASKED`], in order.
+    pub fn from_answers(found: Vec<Found>) -> Self {
+        let mut found = found.into_iter();
+        let mut next = || {
+            found
+                .next()
+                .unwrap_or_else(|| Found::NotServed("discovery gave no answer".into()))
+        };
+        Self {
+            authorization_policy: next(),
+            cluster_network_policy: next(),
+            admin_network_policy: next(),
+        }
+    }
+
+    /// Every served kind: the caches watch each (both admin-tier kinds where both are served,
+    /// so that a policy of the kind no longer written is pruned).
+    pub fn served(&self) -> Vec<berth_reconcile::ChildKind> {
+        [
+            &self.authorization_policy,
+            &self.cluster_network_policy,
+            &self.admin_network_policy,
+        ]
+        .into_iter()
+        .filter_map(Found::kind)
+        .cloned()
+        .collect()
+    }
+
+    /// The admin-tier kind to write: ClusterNetworkPolicy, which replaced AdminNetworkPolicy,
+    /// where served; else AdminNetworkPolicy.
+    pub fn admin_tier(&self) -> Option<&berth_reconcile::ChildKind> {
+        self.cluster_network_policy
+            .kind()
+            .or(self.admin_network_policy.kind())
+    }
+}
+
 /// Runs the Project controller until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -93,13 +154,22 @@ pub async fn run(
     operator_namespace: String,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let istio_installed = Api::<CustomResourceDefinition>::all(client.clone())
-        .get_opt("authorizationpolicies.security.istio.io")
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    let (children, streams) = ChildCache::watch(&client, kinds::project_children(istio_installed));
+    // Which optional kinds the cluster serves, and the API server's addresses. Until the API
+    // server answers, the controller does not start: a failed call is never taken to mean "not
+    // installed", nor "no addresses to keep egress from".
+    let mut shutdown = Box::pin(shutdown);
+    let (found, api_server) = tokio::select! {
+        found = async {
+            let found = discovery::find_until_answered(&client, &FoundKinds::ASKED).await;
+            (FoundKinds::from_answers(found), discovery::api_server_addresses_until_answered(&client).await)
+        } => found,
+        _ = &mut shutdown => {
+            info!("project controller stopped before discovery answered");
+            return;
+        }
+    };
+    let (children, streams) =
+        ChildCache::watch(&client, kinds::project_children_found(&found.served()));
 
     let (settings, settings_changes) = runner::settings(&client);
 
@@ -120,7 +190,8 @@ pub async fn run(
         client: client.clone(),
         children,
         settings,
-        istio_installed,
+        found: found.clone(),
+        api_server: api_server.clone(),
         operator_namespace: operator_namespace.clone(),
         announcer: Announcer::new(client.clone(), "berth-project-controller"),
         metrics,
@@ -143,7 +214,13 @@ pub async fn run(
     for (stream, resource) in streams {
         controller = controller.watches_stream_with(stream, owning_project, resource);
     }
-    info!(istio_installed, "project controller started");
+    info!(
+        authorization_policy = %found.authorization_policy.describe(),
+        cluster_network_policy = %found.cluster_network_policy.describe(),
+        admin_network_policy = %found.admin_network_policy.describe(),
+        api_server = ?api_server.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "project controller started"
+    );
     controller
         .run(reconcile, error_policy, context)
         .for_each(|_| futures::future::ready(()))
@@ -194,7 +271,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
         Err(invalid) => {
             let summary = Summary {
                 namespace: project.namespace_name().unwrap_or_default().to_owned(),
-                subjects: members::effective(project),
+                subjects: berth_api::members::effective(&project.spec, settings.email_user_names),
                 deletion_policy: None,
             };
             let outcome = Outcome::Invalid {
@@ -219,12 +296,17 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
         Claim::Conflict(message) => {
             // Nothing goes into a namespace that is not the project's; its owners still get
             // their access to the Project object, so that they can fix or delete it.
+            // (The admin-tier network policy, cluster-scoped too, isolates a namespace that is
+            // not the project's: it is not written either.)
             let access = Built {
                 children: first_build
                     .children
                     .into_iter()
-                    .filter(|d| !d.kind.namespaced && d.kind.resource.kind != "Namespace")
+                    .filter(|d| {
+                        d.kind.resource.group == "rbac.authorization.k8s.io" && !d.kind.namespaced
+                    })
                     .collect(),
+                network_notes: Vec::new(),
             };
             let (applied, _) = apply_children(ctx, &validated, &access).await?;
             let writes =
@@ -250,16 +332,31 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
             if let Some(retry) = outside.retry_in() {
                 next = next.min(retry);
             }
-            let outcome = Outcome::Applied(Applied {
+            let outcome = Outcome::Applied(Box::new(Applied {
                 quota: quota_status(ctx, &validated.namespace),
-                istio_missing: settings.istio.enabled && !ctx.istio_installed,
+                istio: settings.istio.enabled.then(|| {
+                    let found = &ctx.found.authorization_policy;
+                    match found {
+                        Found::Served(_) => Ok(found.describe()),
+                        Found::NotServed(why) => Err(why.clone()),
+                    }
+                }),
+                admin_tier: ctx.found.admin_tier().map(|kind| {
+                    format!(
+                        "{} {} {}",
+                        kind.resource.kind,
+                        kind.resource.api_version,
+                        names::kube::isolation_policy(&validated.name)
+                    )
+                }),
                 network_policies: built.network_policies(),
+                network_notes: built.network_notes.clone(),
                 parts: outside.states(),
                 external: outside
                     .external_status(project.status.as_ref().and_then(|s| s.external.as_ref())),
                 now_reserved: validated.now_reserved.clone(),
                 adopted,
-            });
+            }));
             (outcome, n, Some(next))
         }
         Err(e) => (Outcome::ApplyFailed(e), 0, None),
@@ -283,8 +380,9 @@ fn first(built: &Built) -> Result<&berth_reconcile::Desired, Error> {
         .ok_or_else(|| Error::internal("no namespace was built"))
 }
 
-/// What the builder needs to know about the cluster: Istio, and which platform namespaces are
-/// projects' (the settings named them after a project had them), so that no project trusts them.
+/// What the builder needs to know about the cluster: the optional kinds discovery found, the API
+/// server's addresses, and which platform namespaces are projects' (the settings named them after
+/// a project had them), so that no project trusts them.
 fn environment(ctx: &Context, settings: &PlatformSettingsSpec, adopted: bool) -> Environment {
     let untrusted: BTreeSet<String> = names::namespace::platform_namespaces(settings)
         .into_iter()
@@ -296,10 +394,27 @@ fn environment(ctx: &Context, settings: &PlatformSettingsSpec, adopted: bool) ->
         })
         .collect();
     Environment {
-        istio_installed: ctx.istio_installed,
+        authorization_policy: ctx.found.authorization_policy.kind().cloned(),
+        admin_network_policy: ctx.found.admin_tier().cloned(),
+        api_server: ctx.api_server.clone(),
         untrusted,
         adopted,
     }
+}
+
+/// Where a Project's Events go: into `namespace` (its namespace, while that is Berth's for this
+/// project), where its members read them with `kubectl events -n <namespace>`; otherwise into the
+/// operator's namespace, which only platform admins read. Never into `default`, which anyone may
+/// read: a Project's Events name its bucket and say what its providers answered.
+pub fn event_reference(
+    ctx: &Context,
+    project: &Project,
+    namespace: Option<&str>,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    berth_reconcile::in_namespace(
+        &project.object_ref(&()),
+        namespace.unwrap_or(&ctx.operator_namespace),
+    )
 }
 
 /// Writes the status if it changed, with an Event per condition flip. Returns the writes.
@@ -324,8 +439,12 @@ async fn write_status(
     )
     .await?
     {
+        // The namespace is the project's once claimed; before that (an invalid spec, a
+        // conflict) or while it goes, the Events go to the platform admins.
+        let ours = matches!(outcome, Outcome::Applied(_) | Outcome::ApplyFailed(_));
+        let reference = event_reference(ctx, project, ours.then_some(summary.namespace.as_str()));
         ctx.announcer
-            .transitions(&project.object_ref(&()), &before, &new.conditions)
+            .transitions(&reference, &before, &new.conditions)
             .await;
         return Ok(1);
     }

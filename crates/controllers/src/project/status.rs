@@ -38,8 +38,8 @@ pub enum Outcome {
     NamespaceTerminating,
     /// Applying failed part-way; the next reconcile retries.
     ApplyFailed(Error),
-    /// Everything was applied.
-    Applied(Applied),
+    /// Everything was applied (boxed: it is by far the largest outcome).
+    Applied(Box<Applied>),
     /// The Project is being deleted and something holds it: why, and what to do.
     DeletionBlocked(String),
 }
@@ -48,9 +48,15 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 pub struct Applied {
     pub quota: Option<ResourceQuotaStatus>,
-    /// Istio is enabled in the settings but its CRDs are not installed.
-    pub istio_missing: bool,
+    /// Istio, where the settings enable it: the AuthorizationPolicy's kind and version written
+    /// (`Ok`, as discovery describes it), or why none can be (`Err`: not served).
+    pub istio: Option<Result<String, String>>,
+    /// The admin-tier network policy written, as discovery describes its kind; `None` where the
+    /// cluster serves no admin-tier API (nothing is written, nothing waits for it).
+    pub admin_tier: Option<String>,
     pub network_policies: usize,
+    /// Egress ranges that open less than they ask, or nothing.
+    pub network_notes: Vec<String>,
     /// The outside parts: bucket, OIDC client, registry project.
     pub parts: Vec<(Part, PartState)>,
     pub external: Option<ExternalStatus>,
@@ -193,25 +199,40 @@ pub fn status(
                     "the ResourceQuota is applied; waiting for the quota controller to report usage",
                 ),
             }
-            if applied.istio_missing {
-                put(
+            match &applied.istio {
+                Some(Err(why)) => put(
                     &mut cs,
                     NETWORK_READY,
                     Status::False,
                     "IstioNotInstalled",
-                    "the platform settings enable Istio but its CRDs are not installed: install Istio or set istio.enabled to false",
-                );
-            } else {
-                put(
-                    &mut cs,
-                    NETWORK_READY,
-                    Status::True,
-                    "NetworkPoliciesApplied",
                     &format!(
+                        "the platform settings enable Istio, but {why}: install Istio (Berth writes AuthorizationPolicy security.istio.io/v1 or v1beta1), or set istio.enabled to false; Berth looks again when the operator restarts"
+                    ),
+                ),
+                istio => {
+                    let mut message = format!(
                         "default deny with {} allow rule(s)",
                         applied.network_policies.saturating_sub(1)
-                    ),
-                );
+                    );
+                    if let Some(admin) = &applied.admin_tier {
+                        message.push_str(&format!(
+                            "; ingress from other namespaces denied at the admin tier ({admin}), which the project's NetworkPolicies cannot override"
+                        ));
+                    }
+                    if let Some(Ok(found)) = istio {
+                        message.push_str(&format!("; members let in through {found}"));
+                    }
+                    for note in &applied.network_notes {
+                        message.push_str(&format!("; {note}"));
+                    }
+                    put(
+                        &mut cs,
+                        NETWORK_READY,
+                        Status::True,
+                        "NetworkPoliciesApplied",
+                        &message,
+                    );
+                }
             }
             let mut required = vec![NAMESPACE_READY, ACCESS_READY, QUOTA_READY, NETWORK_READY];
             for (part, state) in &applied.parts {

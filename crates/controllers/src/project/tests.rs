@@ -29,7 +29,8 @@ fn build(
 
 fn istio(installed: bool) -> Environment {
     Environment {
-        istio_installed: installed,
+        authorization_policy: installed
+            .then(|| crate::discovery::AUTHORIZATION_POLICY.at("v1beta1")),
         ..Default::default()
     }
 }
@@ -130,14 +131,26 @@ fn namespace_carries_pod_security_and_user_labels() {
 }
 
 #[test]
-fn project_quota_replaces_the_defaults_it_names() {
+fn project_quota_replaces_the_defaults_it_names_in_any_spelling() {
     let hard = quota_hard(&PlatformSettingsSpec::default(), &seed_project());
-    assert_eq!(hard["cpu"], Quantity("16".into()));
-    assert_eq!(hard["memory"], Quantity("32Gi".into()));
-    // `cpu` and `requests.cpu` are one resource: the default must not cap the project's ask.
-    assert!(!hard.contains_key("requests.cpu"));
-    assert!(!hard.contains_key("requests.memory"));
+    // `cpu` and `requests.cpu` are one resource: the project's ask replaces the default, and the
+    // quota names it once, canonically.
+    assert_eq!(hard["requests.cpu"], Quantity("16".into()));
+    assert_eq!(hard["requests.memory"], Quantity("32Gi".into()));
+    assert!(!hard.contains_key("cpu"));
+    assert!(!hard.contains_key("memory"));
     assert!(hard.contains_key("limits.cpu"));
+    // What the project does not name keeps its default, GPUs included.
+    assert_eq!(hard["requests.nvidia.com/gpu"], Quantity("0".into()));
+    let mut gpus = seed_project();
+    if let Some(q) = gpus.spec.resource_quota.as_mut() {
+        q.hard.insert("nvidia.com/gpu".into(), Quantity("2".into()));
+        q.hard.insert("count/secrets".into(), Quantity("10".into()));
+    }
+    let hard = quota_hard(&PlatformSettingsSpec::default(), &gpus);
+    assert_eq!(hard["requests.nvidia.com/gpu"], Quantity("2".into()));
+    assert_eq!(hard["secrets"], Quantity("10".into()));
+    assert!(!hard.contains_key("nvidia.com/gpu") && !hard.contains_key("count/secrets"));
 }
 
 #[test]
@@ -154,6 +167,14 @@ fn settings_switch_on_istio_and_kubeflow() {
     assert!(names.contains(&("ServiceAccount".into(), "default-editor".into())));
     assert!(names.contains(&("ServiceAccount".into(), "default-viewer".into())));
     assert!(names.contains(&("AuthorizationPolicy".into(), "berth-members".into())));
+    // At the version discovery found.
+    let built = build(&seed_project(), &settings, istio(true)).unwrap();
+    let policy = built
+        .children
+        .iter()
+        .find(|d| d.kind.resource.kind == "AuthorizationPolicy")
+        .map(|d| d.kind.resource.api_version.clone());
+    assert_eq!(policy.as_deref(), Some("security.istio.io/v1beta1"));
     // Istio enabled but not installed: no AuthorizationPolicy is attempted.
     let names = kinds_of(&seed_project(), &settings, Environment::default());
     assert!(!names.iter().any(|(k, _)| k == "AuthorizationPolicy"));
@@ -335,13 +356,13 @@ mod outside {
     use berth_api::conditions::{self, Status};
     use berth_api::providers::{AdminSecretRef, RegistrySpec, StorageProvider, StorageSettings};
 
-    use super::super::members::effective;
     use super::super::part::{Part, PartState};
     use super::super::status::{Applied, Outcome, Summary, status};
     use super::*;
+    use berth_api::members::{EmailUserNames, effective};
 
     fn applied(parts: Vec<(Part, PartState)>) -> Outcome {
-        Outcome::Applied(Applied {
+        Outcome::Applied(Box::new(Applied {
             quota: Some(ResourceQuotaStatus {
                 hard: Some(BTreeMap::from([("pods".into(), Quantity("10".into()))])),
                 used: None,
@@ -349,13 +370,13 @@ mod outside {
             network_policies: 4,
             parts,
             ..Default::default()
-        })
+        }))
     }
 
     fn summary(project: &Project) -> Summary {
         Summary {
             namespace: "example-project".into(),
-            subjects: effective(project),
+            subjects: effective(&project.spec, EmailUserNames::LowerCase),
             deletion_policy: Some(berth_api::DeletionPolicy::Retain),
         }
     }
@@ -384,10 +405,10 @@ mod outside {
     #[test]
     fn the_status_records_the_policy_and_a_namespace_the_platform_now_reserves() {
         let project = seed_project();
-        let outcome = Outcome::Applied(Applied {
+        let outcome = Outcome::Applied(Box::new(Applied {
             now_reserved: Some("namespace example-project is now reserved for the platform".into()),
             ..Default::default()
-        });
+        }));
         let s = status(&project, &summary(&project), &outcome, Timestamp::now());
         assert_eq!(s.deletion_policy, Some(berth_api::DeletionPolicy::Retain));
         let ns = conditions::get(&s.conditions, "NamespaceReady");

@@ -10,10 +10,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
+use berth_api::members::effective;
 use berth_api::project::DeletionPolicy;
 use berth_api::{MemberKind, PlatformSettingsSpec, Project, Role};
 
-use super::members::{Subject, effective};
+use super::members::Subject;
 use crate::names::{self, Refused, outside};
 
 /// A Project that passed validation: everything build, apply and status need, checked.
@@ -73,7 +74,7 @@ pub fn validate<'a>(
     known: Known,
 ) -> Result<Validated<'a>, Invalid> {
     let mut problems = Vec::new();
-    let subjects = effective(project);
+    let subjects = effective(&project.spec, settings.email_user_names);
     if !subjects.iter().any(|s| s.role == Role::Owner) {
         problems.push(
             "the project has no owner: list one under spec.owners, or give a member role: owner"
@@ -120,6 +121,13 @@ pub fn validate<'a>(
             }
         }
     }
+    // Admission refuses a quota that names one resource twice (`cpu` and `requests.cpu`); one
+    // admitted before that rule, or by someone who bypassed it, says which value to keep.
+    if let Some(quota) = &project.spec.resource_quota
+        && let Err(duplicate) = berth_api::quota::normalise(&quota.hard)
+    {
+        problems.push(format!("spec.resourceQuota.hard: {duplicate}"));
+    }
     let namespace = match names::namespace(project) {
         Ok(ns) => Some(ns),
         Err(refused) => {
@@ -127,6 +135,27 @@ pub fn validate<'a>(
             None
         }
     };
+    // Every editor can run pods as a ServiceAccount of the namespace, so one as owner would make
+    // every editor an owner. Admission refuses it; this holds for what it did not see.
+    if let Some(ns) = &namespace {
+        let own_account_user = format!("system:serviceaccount:{ns}:");
+        for subject in subjects.iter().filter(|s| s.role == Role::Owner) {
+            let in_namespace = match subject.kind {
+                MemberKind::ServiceAccount => subject
+                    .name
+                    .split_once('/')
+                    .is_none_or(|(account_ns, _)| account_ns == ns),
+                MemberKind::User => subject.name.starts_with(&own_account_user),
+                MemberKind::Group => false,
+            };
+            if in_namespace {
+                problems.push(format!(
+                    "service account {:?} is in the project's own namespace and cannot be an owner: every editor can run pods as it. Give it role editor, or use an account of another namespace",
+                    subject.name
+                ));
+            }
+        }
+    }
     let (Some(namespace), Some(uid), Some(owner_reference)) = (
         namespace.filter(|_| problems.is_empty()),
         project.uid(),
@@ -262,6 +291,52 @@ mod tests {
         assert!(message.contains("no owner"), "{message}");
         assert!(message.contains("DNS label"), "{message}");
         assert!(message.contains("spec.resourceQuota.hard.cpu"), "{message}");
+    }
+
+    #[test]
+    fn what_admission_refuses_holds_for_projects_it_never_saw() {
+        let mut p = owned(None);
+        p.spec.members = vec![
+            berth_api::Member {
+                kind: MemberKind::ServiceAccount,
+                name: "robot".into(),
+                role: Role::Owner,
+            },
+            berth_api::Member {
+                kind: MemberKind::User,
+                name: "system:serviceaccount:team-a:bot".into(),
+                role: Role::Owner,
+            },
+            berth_api::Member {
+                kind: MemberKind::ServiceAccount,
+                name: "other-ns/robot".into(),
+                role: Role::Owner,
+            },
+        ];
+        p.spec.resource_quota = Some(ResourceQuotaSpec {
+            hard: [
+                ("cpu".to_owned(), Quantity("1".into())),
+                ("requests.cpu".to_owned(), Quantity("1000".into())),
+            ]
+            .into(),
+        });
+        let message = validate(&p, &Default::default(), "berth-system", Known::default())
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(
+            message.contains("\"robot\" is in the project's own namespace"),
+            "{message}"
+        );
+        assert!(
+            message.contains("system:serviceaccount:team-a:bot"),
+            "{message}"
+        );
+        assert!(!message.contains("other-ns/robot"), "{message}");
+        assert!(
+            message.contains("the same resource (requests.cpu)"),
+            "{message}"
+        );
     }
 
     #[test]

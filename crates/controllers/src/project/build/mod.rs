@@ -9,6 +9,7 @@
 //! namesake's. Only the per-project ClusterRoles and their bindings, which exist for the Project
 //! object itself, have a controller ownerReference and go with it.
 
+mod admin_network_policy;
 mod authorization_policy;
 mod cluster_role;
 mod limit_range;
@@ -23,19 +24,27 @@ mod service_account;
 use std::collections::BTreeSet;
 
 use berth_api::PlatformSettingsSpec;
-use berth_reconcile::{Desired, Error};
+use berth_api::egress::{Cidr, link_local};
+use berth_reconcile::{ChildKind, Desired, Error};
 
 use super::validate::Validated;
 
+pub use self::admin_network_policy::PRIORITY as ADMIN_TIER_PRIORITY;
 pub use self::meta::RETAINED_LABEL;
 pub use self::namespace::ADOPTED_ANNOTATION;
 pub use self::resource_quota::quota_hard;
 
-/// What the builder needs to know besides the Project and the settings.
+/// What the builder needs to know besides the Project and the settings: what discovery found in
+/// the cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
-    /// Istio's CRDs are installed, so an AuthorizationPolicy can be created.
-    pub istio_installed: bool,
+    /// Istio's AuthorizationPolicy at the version the cluster serves; `None`: not served.
+    pub authorization_policy: Option<ChildKind>,
+    /// The admin-tier network policy kind the cluster serves (ClusterNetworkPolicy, else
+    /// AdminNetworkPolicy); `None`: neither.
+    pub admin_network_policy: Option<ChildKind>,
+    /// The API server's addresses: no project's egress reaches them.
+    pub api_server: Vec<Cidr>,
     /// Namespaces the settings name as the platform's (gateway, monitoring, egress targets) but
     /// that belong to projects: no project trusts them.
     pub untrusted: BTreeSet<String>,
@@ -47,6 +56,8 @@ pub struct Environment {
 #[derive(Clone, Debug)]
 pub struct Built {
     pub children: Vec<Desired>,
+    /// What the NetworkReady condition should add: egress ranges that open less than they ask.
+    pub network_notes: Vec<String>,
 }
 
 impl Built {
@@ -78,9 +89,40 @@ pub fn build(
     children.extend(service_account::build(project, settings)?);
     children.push(resource_quota::build(project, settings)?);
     children.push(limit_range::build(project, settings)?);
-    children.extend(network_policy::build(project, settings, &env.untrusted)?);
-    if settings.istio.enabled && env.istio_installed {
-        children.push(authorization_policy::build(project, settings)?);
+    let (policies, network_notes) =
+        network_policy::build(project, settings, &env.untrusted, &blocked(settings, env))?;
+    children.extend(policies);
+    if let Some(kind) = &env.admin_network_policy {
+        children.push(admin_network_policy::build(
+            project,
+            settings,
+            &env.untrusted,
+            kind,
+        )?);
     }
-    Ok(Built { children })
+    if settings.istio.enabled
+        && let Some(kind) = &env.authorization_policy
+    {
+        children.push(authorization_policy::build(project, settings, kind)?);
+    }
+    Ok(Built {
+        children,
+        network_notes,
+    })
+}
+
+/// What no project's egress may reach: link-local, the API server's addresses and the platform's
+/// `tenantEgress.blockedCIDRs` (a range that does not parse is skipped: the settings' schema
+/// refuses those).
+pub fn blocked(settings: &PlatformSettingsSpec, env: &Environment) -> Vec<Cidr> {
+    let mut blocked = link_local();
+    blocked.extend(env.api_server.iter().copied());
+    blocked.extend(
+        settings
+            .tenant_egress
+            .blocked_cidrs
+            .iter()
+            .filter_map(|c| Cidr::parse(c).ok()),
+    );
+    blocked
 }

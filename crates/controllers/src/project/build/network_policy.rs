@@ -4,6 +4,13 @@
 //!
 //! A namespace the settings name as the platform's but that belongs to a project (the settings
 //! changed after the project had it) is never trusted: it is left out of every peer list.
+//!
+//! `spec.network.allowEgressTo` never opens what no project may reach: link-local (the cloud
+//! metadata service), the API server's addresses and `PlatformSettings.tenantEgress.blockedCIDRs`
+//! are cut out of each range (`ipBlock.except`, `berth_api::egress::ip_block`), and a range that
+//! lies wholly inside them opens nothing, with a note for the NetworkReady condition. Admission
+//! refuses such ranges from non-admins; this holds for platform admins and for settings that
+//! changed later.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use berth_api::PlatformSettingsSpec;
+use berth_api::egress::{Cidr, ip_block};
 use berth_reconcile::{Desired, Error};
 
 use super::super::part::Part;
@@ -26,12 +34,16 @@ use crate::names::kube::{
     ALLOW_SAME_NAMESPACE, DEFAULT_DENY,
 };
 
+/// The project's NetworkPolicies, and notes for its NetworkReady condition about egress ranges
+/// that open less than they ask (or nothing). `blocked` is what no project's egress may reach.
 pub fn build(
     project: &Validated,
     settings: &PlatformSettingsSpec,
     untrusted: &BTreeSet<String>,
-) -> Result<Vec<Desired>, Error> {
-    policies(project, settings, untrusted)
+    blocked: &[Cidr],
+) -> Result<(Vec<Desired>, Vec<String>), Error> {
+    let (policies, notes) = policies(project, settings, untrusted, blocked);
+    let desired = policies
         .into_iter()
         .map(|(name, spec)| {
             Desired::new(
@@ -42,7 +54,65 @@ pub fn build(
                 },
             )
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((desired, notes))
+}
+
+/// The namespaces whose traffic into the project's namespace the platform admits: the settings'
+/// gateway and monitoring namespaces that are still the platform's (not the project's own, not
+/// one a project holds), and the project's `spec.network.allowIngressFromNamespaces`.
+pub fn trusted_ingress(
+    project: &Validated,
+    settings: &PlatformSettingsSpec,
+    untrusted: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = settings
+        .gateway_namespaces
+        .iter()
+        .chain(&settings.monitoring_namespaces)
+        .filter(|n| n.as_str() != project.namespace && !untrusted.contains(n.as_str()))
+        .cloned()
+        .collect();
+    if let Some(network) = &project.project.spec.network {
+        out.extend(network.allow_ingress_from_namespaces.iter().cloned());
+    }
+    out
+}
+
+/// The peers `allowEgressTo` opens, each without the blocked ranges inside it, and a note for each
+/// range that opens less than it names.
+fn egress_peers(asked: &[String], blocked: &[Cidr]) -> (Vec<NetworkPolicyPeer>, Vec<String>) {
+    let mut peers = Vec::new();
+    let mut notes = Vec::new();
+    for text in asked {
+        let Ok(range) = Cidr::parse(text) else {
+            notes.push(format!(
+                "allowEgressTo {text:?} is not a CIDR range and opens nothing"
+            ));
+            continue;
+        };
+        match ip_block(&range, blocked) {
+            Some((cidr, except)) => {
+                if !except.is_empty() {
+                    notes.push(format!(
+                        "allowEgressTo {text} opens it except {}, which no project may reach",
+                        except.join(", ")
+                    ));
+                }
+                peers.push(NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr,
+                        except: Some(except).filter(|e| !e.is_empty()),
+                    }),
+                    ..Default::default()
+                });
+            }
+            None => notes.push(format!(
+                "allowEgressTo {text} opens nothing: it lies inside a range no project may reach (link-local, the API server's addresses or PlatformSettings.spec.tenantEgress.blockedCIDRs)"
+            )),
+        }
+    }
+    (peers, notes)
 }
 
 fn namespaces_peer(names: &[String]) -> NetworkPolicyPeer {
@@ -73,11 +143,15 @@ fn all_pods() -> Option<LabelSelector> {
     Some(LabelSelector::default())
 }
 
+type Policies = Vec<(&'static str, NetworkPolicySpec)>;
+
 fn policies(
     project: &Validated,
     settings: &PlatformSettingsSpec,
     untrusted: &BTreeSet<String>,
-) -> Vec<(&'static str, NetworkPolicySpec)> {
+    blocked: &[Cidr],
+) -> (Policies, Vec<String>) {
+    let mut notes = Vec::new();
     let namespace = project.namespace.as_str();
     let trusted = |names: &[String]| -> Vec<String> {
         names
@@ -204,20 +278,17 @@ fn policies(
                 },
             ));
         }
-        if !network.allow_egress_to.is_empty() {
+        let (peers, egress_notes) = egress_peers(&network.allow_egress_to, blocked);
+        notes.extend(egress_notes);
+        // No peer left: no policy. An egress rule without peers would open everything.
+        if !peers.is_empty() {
             policies.push((
                 ALLOW_EXTRA_EGRESS,
                 NetworkPolicySpec {
                     pod_selector: all_pods(),
                     policy_types: Some(vec!["Egress".into()]),
                     egress: Some(vec![NetworkPolicyEgressRule {
-                        to: Some(
-                            network
-                                .allow_egress_to
-                                .iter()
-                                .map(|c| cidr_peer(c))
-                                .collect(),
-                        ),
+                        to: Some(peers),
                         ports: None,
                     }]),
                     ..Default::default()
@@ -225,5 +296,74 @@ fn policies(
             ));
         }
     }
-    policies
+    (policies, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(text: &str) -> Cidr {
+        Cidr::parse(text).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn egress_never_opens_what_no_project_may_reach() {
+        let mut blocked = berth_api::egress::link_local();
+        blocked.push(c("198.19.0.1/32"));
+        blocked.push(c("203.0.113.128/25"));
+        let asked: Vec<String> = [
+            "0.0.0.0/0",
+            "169.254.169.254/32",
+            "203.0.113.0/24",
+            "203.0.113.200/32",
+            "192.0.2.0/24",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let (peers, notes) = egress_peers(&asked, &blocked);
+        let blocks: Vec<(String, Vec<String>)> = peers
+            .iter()
+            .filter_map(|p| p.ip_block.clone())
+            .map(|b| (b.cidr, b.except.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (
+                    "0.0.0.0/0".to_owned(),
+                    vec![
+                        "169.254.0.0/16".to_owned(),
+                        "198.19.0.1/32".to_owned(),
+                        "203.0.113.128/25".to_owned()
+                    ]
+                ),
+                (
+                    "203.0.113.0/24".to_owned(),
+                    vec!["203.0.113.128/25".to_owned()]
+                ),
+                ("192.0.2.0/24".to_owned(), vec![]),
+            ]
+        );
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("169.254.169.254/32 opens nothing"))
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("203.0.113.200/32 opens nothing"))
+        );
+    }
+
+    #[test]
+    fn a_range_that_opens_nothing_leaves_no_policy() {
+        let blocked = berth_api::egress::link_local();
+        let (peers, notes) = egress_peers(&["169.254.0.0/16".to_owned()], &blocked);
+        assert!(peers.is_empty());
+        assert_eq!(notes.len(), 1);
+    }
 }

@@ -1,5 +1,7 @@
 //! The project's ResourceQuota: the platform's default with the project's values in place of the
-//! ones they name.
+//! ones they name, whatever spelling either uses (`berth_api::quota::merge`). Keys come out in
+//! their canonical form (`cpu` is written `requests.cpu`), so a resource is never limited twice
+//! under two names, and a project's ask always replaces the default for the same resource.
 
 use std::collections::BTreeMap;
 
@@ -28,31 +30,17 @@ pub fn build(project: &Validated, settings: &PlatformSettingsSpec) -> Result<Des
     )
 }
 
-/// Quota names that mean the same resource: `cpu` is `requests.cpu`, and so on.
-const QUOTA_ALIASES: &[(&str, &str)] = &[
-    ("cpu", "requests.cpu"),
-    ("memory", "requests.memory"),
-    ("ephemeral-storage", "requests.ephemeral-storage"),
-];
-
-/// The platform's default quota with the project's values in place of the defaults they name (a
-/// project's `cpu` replaces the default `requests.cpu`, since both mean the same).
+/// The platform's default quota with the project's values in place of the defaults for the same
+/// resources, keys canonical (`berth_api::quota::canonical`).
 pub fn quota_hard(
     settings: &PlatformSettingsSpec,
     project: &Project,
 ) -> BTreeMap<String, Quantity> {
-    let mut hard = settings.quota.default.clone();
-    if let Some(quota) = &project.spec.resource_quota {
-        for (resource, value) in &quota.hard {
-            for (a, b) in QUOTA_ALIASES {
-                if resource == a {
-                    hard.remove(*b);
-                } else if resource == b {
-                    hard.remove(*a);
-                }
-            }
-            hard.insert(resource.clone(), value.clone());
-        }
-    }
-    hard
+    let asked = project
+        .spec
+        .resource_quota
+        .as_ref()
+        .map(|q| q.hard.clone())
+        .unwrap_or_default();
+    berth_api::quota::merge(&settings.quota.default, &asked)
 }

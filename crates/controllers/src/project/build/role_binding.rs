@@ -80,3 +80,70 @@ pub fn rbac_subject(subject: &Subject, project_namespace: &str) -> RbacSubject {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::members::EmailUserNames;
+    use berth_api::{Member, PlatformSettingsSpec, Project, ProjectSpec, Role};
+
+    use crate::project::validate::{Known, validate};
+
+    /// The owner listed as `Ada.Lovelace@Example.com` and again as a viewer in lower case.
+    fn duplicated() -> Project {
+        let mut p = Project::new(
+            "team-a",
+            ProjectSpec {
+                owners: vec!["Ada.Lovelace@Example.com".into()],
+                members: vec![Member {
+                    kind: MemberKind::User,
+                    name: "ada.lovelace@example.com".into(),
+                    role: Role::Viewer,
+                }],
+                ..Default::default()
+            },
+        );
+        p.metadata.uid = Some("3f1c0a7e-0000-4000-8000-000000000001".into());
+        p
+    }
+
+    fn bindings(settings: &PlatformSettingsSpec) -> Vec<(String, String, String)> {
+        let p = duplicated();
+        let Ok(v) = validate(&p, settings, "berth-system", Known::default()) else {
+            unreachable!("valid")
+        };
+        let Ok(built) = members(&v) else {
+            unreachable!("builds")
+        };
+        built
+            .iter()
+            .map(|d| {
+                (
+                    d.object.data["roleRef"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    d.object.data["subjects"][0]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    d.object.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_person_in_two_spellings_is_one_owner_named_as_the_provider_issues_it() {
+        let lower = bindings(&PlatformSettingsSpec::default());
+        assert_eq!(lower.len(), 1, "{lower:?}");
+        assert_eq!(lower[0].0, "berth-project-owner");
+        assert_eq!(lower[0].1, "ada.lovelace@example.com");
+        let written = bindings(&PlatformSettingsSpec {
+            email_user_names: EmailUserNames::AsWritten,
+            ..Default::default()
+        });
+        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(written[0].1, "Ada.Lovelace@Example.com");
+    }
+}

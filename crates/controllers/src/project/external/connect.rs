@@ -10,56 +10,20 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use berth_api::PlatformSettingsSpec;
 use berth_api::providers::{AdminSecretRef, StorageProvider};
+use berth_providers::Secret;
 use berth_providers::identity::IdentityConfig;
 use berth_providers::identity::keycloak::Keycloak;
 use berth_providers::registry::RegistryConfig;
 use berth_providers::registry::harbor::Harbor;
 use berth_providers::storage::StoreConfig;
-use berth_providers::{Error as ProviderError, Secret};
+use tracing::warn;
 
 use super::super::part::Part;
 use super::identity::Identity;
 use super::part::OutsidePart;
+pub use super::problem::Problem;
 use super::registry::Registry;
 use super::storage::Storage;
-
-/// Why a provider cannot be used at all: its condition's reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub reason: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    /// A provider error, as the condition for `part` ("Storage", "Identity", "Registry") says it,
-    /// with what to fix.
-    pub fn from_error(part: &str, what_to_fix: &str, e: &ProviderError) -> Self {
-        use berth_providers::ErrorKind::*;
-        let hint = match e.kind {
-            Unreachable => format!(
-                "check {what_to_fix}'s URL in PlatformSettings and that the service is up; Berth retries"
-            ),
-            Unauthorized => format!(
-                "the admin credentials in the Secret named by {what_to_fix}.adminSecretRef were rejected: update that Secret"
-            ),
-            Forbidden => format!(
-                "the admin identity in {what_to_fix}.adminSecretRef lacks a right Berth needs: grant it"
-            ),
-            NotConfigured => format!("fix {what_to_fix} in PlatformSettings"),
-            Rejected => "the request was refused as invalid".to_owned(),
-            Backend => "the service answered with an error; Berth retries".to_owned(),
-            Conflict => "nothing of it was used or changed".to_owned(),
-        };
-        Self::new(e.kind.reason(part), format!("{}: {hint}", e.message))
-    }
-}
 
 /// A part on its provider, or why the provider cannot be used.
 pub type Connection = Result<Arc<dyn OutsidePart>, Problem>;
@@ -252,7 +216,7 @@ impl Connections {
                 .map(|h| Arc::new(Registry(Arc::new(h))) as Arc<dyn OutsidePart>)
                 .map_err(|e| Problem::from_error("Registry", "registry", &e))
         });
-        let parts = [
+        let parts: Vec<(Part, Connection)> = [
             (Part::Storage, storage),
             (Part::Identity, identity),
             (Part::Registry, registry),
@@ -260,6 +224,13 @@ impl Connections {
         .into_iter()
         .filter_map(|(part, connection)| connection.map(|c| (part, c)))
         .collect();
+        // Once per change of the settings or the admin Secrets: the conditions say it in Berth's
+        // words, the log keeps what the provider said.
+        for (part, connection) in &parts {
+            if let Err(problem) = connection {
+                warn!(part = part.label(), reason = %problem.reason, "provider not usable: {}", problem.log_text());
+            }
+        }
         Connected { parts, fingerprint }
     }
 }

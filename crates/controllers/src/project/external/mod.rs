@@ -20,6 +20,7 @@ pub mod connect;
 pub mod credentials;
 mod identity;
 pub mod part;
+pub mod problem;
 mod registry;
 mod removal;
 mod secrets;
@@ -387,7 +388,7 @@ impl External {
                     RETRY_CAP
                 };
                 let wait = self.backoffs.failed(&key, cap);
-                warn!(project = %project.name, part = part.label(), reason = %problem.reason, retry_in = ?wait, "provider sync failed: {}", problem.message);
+                warn!(project = %project.name, part = part.label(), reason = %problem.reason, retry_in = ?wait, "provider sync failed: {}", problem.log_text());
                 if let Ok(mut memory) = self.state.lock() {
                     let m = memory.entry(key).or_default();
                     m.next_try = Some(now + wait);
@@ -427,7 +428,7 @@ impl External {
             && let Err(problem) = timed(part, connection.revoke_replaced(replaced)).await
         {
             in_sync = false;
-            warn!(project = %project.name, part = part.label(), "revoking a replaced credential failed, retried on the next sync: {}", problem.message);
+            warn!(project = %project.name, part = part.label(), "revoking a replaced credential failed, retried on the next sync: {}", problem.log_text());
         }
         self.backoffs.succeeded(&key);
         if let Ok(mut memory) = self.state.lock() {
@@ -481,14 +482,15 @@ pub(super) async fn timed<T>(
     let field = part.setting();
     match tokio::time::timeout(CALL_TIMEOUT, work).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if e.kind == ErrorKind::Conflict => Err(Problem::new(
-            format!("{}Conflict", part.label()),
-            format!(
+        Ok(Err(e)) if e.kind == ErrorKind::Conflict => Err(Problem {
+            reason: format!("{}Conflict", part.label()),
+            message: format!(
                 "{}: nothing of it was used or changed. If it should be this project's, a platform admin adopts it with the annotation {}=\"true\" on the Project; otherwise the project needs another name",
-                e.message,
+                problem::in_berths_words(&e.message),
                 part.adopt_annotation()
             ),
-        )),
+            detail: Some(e.message),
+        }),
         Ok(Err(e)) => Err(Problem::from_error(part.label(), field, &e)),
         Err(_) => Err(Problem::new(
             format!("{}Unreachable", part.label()),

@@ -96,7 +96,8 @@ impl Removed {
                 Ok(())
             }
             Err(e) if e.kind == berth_providers::ErrorKind::Conflict => {
-                self.left_alone.push(e.message);
+                self.left_alone
+                    .push(super::problem::in_berths_words(&e.message));
                 Ok(())
             }
             Err(e) => Err(e),

@@ -1,6 +1,7 @@
 //! The Delete and Retain policies outside the cluster.
 
 use berth_api::{PlatformSettingsSpec, Project};
+use tracing::warn;
 
 use super::super::part::Part;
 use super::super::validate::OutsideNames;
@@ -78,13 +79,27 @@ impl External {
                     ),
                     &mut removal,
                 ),
-                Some(Err(problem)) => failure(*part, problem.message.clone(), &mut removal),
+                Some(Err(problem)) => {
+                    warn!(
+                        part = part.label(),
+                        "deletion outside the cluster: {}",
+                        problem.log_text()
+                    );
+                    failure(*part, problem.message.clone(), &mut removal)
+                }
                 Some(Ok(connection)) => match timed(*part, connection.revoke(&held)).await {
                     Ok(revoked) => {
                         removal.revoked.extend(revoked);
                         revoked_parts.push((*part, connection.clone()));
                     }
-                    Err(problem) => failure(*part, problem.message, &mut removal),
+                    Err(problem) => {
+                        warn!(
+                            part = part.label(),
+                            "revoking credentials for a deletion: {}",
+                            problem.log_text()
+                        );
+                        failure(*part, problem.message, &mut removal)
+                    }
                 },
             }
         }
@@ -94,7 +109,14 @@ impl External {
                     removal.removed.extend(done.removed);
                     removal.left_alone.extend(done.left_alone);
                 }
-                Err(problem) => failure(part, problem.message, &mut removal),
+                Err(problem) => {
+                    warn!(
+                        part = part.label(),
+                        "deleting outside the cluster: {}",
+                        problem.log_text()
+                    );
+                    failure(part, problem.message, &mut removal)
+                }
             }
         }
         if removal.failed.is_empty() {
