@@ -18,7 +18,7 @@ recipe=2
 key_of() { cache_key "$recipe $goversion" "$(cat "$here/versions.env" "$here/$1/go.mod" "$here/$1/go.sum")"; }
 
 step=0
-total_steps=4
+total_steps=5
 # component DIR "FILES" FUNCTION: builds tools/DIR with FUNCTION unless cached; links FILES into bin/.
 component() {
   local dir=$1 files=$2 fn=$3
