@@ -30,7 +30,7 @@ if ! command -v wrk >/dev/null; then
     log bench-tools "wrk is missing: apt-get install wrk=$wrk_version*"; exit 1
   fi
 fi
-got=$(wrk -v 2>&1 | sed -n 's/^wrk \(debian\/\)\{0,1\}\([0-9.]*\).*/\2/p' | head -1)
+got=$(wrk -v 2>&1 | sed -n 's/^wrk \(debian\/\)\{0,1\}\([0-9.]*\).*/\2/p' | head -1 || true)
 [ "$got" = "$wrk_version" ] || log bench-tools "warning: wrk is $got, the benchmarks were pinned on $wrk_version"
 
 # venv NAME LOCK: a virtualenv with exactly the locked packages.
