@@ -1,59 +1,117 @@
-//! Onboarding benchmark: N Projects on the real local control plane, Berth side by side with the
-//! floor (a minimal client applying the same child objects directly, with the same concurrency).
+//! Onboarding benchmark: N tenants on the real local control plane, Berth side by side with the
+//! floor (a minimal client applying the same child objects, with the same concurrency) and with
+//! Kubeflow's profile controller (the same owner, quota and namespace labels, as Profiles).
 //!
-//!     cargo run --release -p berth-bench --bin onboard -- --projects 1,100,1000
+//!     cargo build --release -p berth-operator -p berth-bench
+//!     ./target/release/onboard --projects 1,100,1000 --repeats 3
 //!
-//! Each variant runs on a fresh control plane with an audit log, so requests are counted by the
-//! API server itself, per user. Prints one table; nothing is asserted.
+//! Each run gets a fresh control plane with an audit log, so requests are counted by the API
+//! server itself, per user. The variants are interleaved (each repeat runs every N and variant, in
+//! an order that rotates between repeats), and the summary gives the median and the range of
+//! every figure with the machine's load beside it. Nothing is asserted: it prints figures.
 
-use std::collections::BTreeMap;
+mod audit;
+mod berth;
+mod floor;
+mod kubeflow;
+mod machine;
+mod project_build;
+mod report;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use berth_api::{PlatformSettingsSpec, Project};
-use berth_controllers::project::build::{Environment, build};
-use berth_controllers::project::validate::{Known, validate};
+use berth_api::Project;
 use berth_testenv::{ControlPlane, Options};
 
-#[derive(Parser)]
-struct Args {
-    /// How many Projects to onboard, one run per value.
+use crate::report::Run;
+
+#[derive(Parser, Clone)]
+pub struct Args {
+    /// How many tenants to onboard, one run per value per repeat.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     projects: Vec<usize>,
-    /// Concurrent requests from the client that creates Projects, and of the floor's applies. The
-    /// operator reconciles this many Projects at once too.
+    /// Which variants to run.
+    #[arg(long, value_delimiter = ',', default_value = "floor,berth,kubeflow")]
+    variants: Vec<String>,
+    /// How many times to run every N and variant.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Concurrent creators of Projects (every variant), and concurrent reconciles (Berth's
+    /// operator, the floor's appliers). Kubeflow's controller runs as shipped: one worker.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// How long to watch for writes once everything is Ready.
+    /// How long to watch for writes once everything is done and has settled.
     #[arg(long, default_value_t = 60)]
     steady_seconds: u64,
     /// The operator binary (a release build is fairest).
     #[arg(long, default_value = "target/release/berth-operator")]
     operator: PathBuf,
+    /// The directory tools/kubeflow-profile-controller/build.sh prints (built when not given).
+    #[arg(long, env = "BERTH_KUBEFLOW_DIR")]
+    kubeflow: Option<PathBuf>,
+    /// Where every run's raw figures are appended, one JSON object a line.
+    #[arg(long, default_value = "target/onboard-runs.jsonl")]
+    runs_file: PathBuf,
 }
 
-const OPERATOR_USER: &str = "system:serviceaccount:berth-system:berth-operator";
-
-struct Figures {
-    variant: &'static str,
-    seconds: f64,
-    requests_per_project: f64,
-    steady_writes_per_hour: Option<f64>,
-    lease_writes_per_hour: Option<f64>,
-    peak_rss_mib: Option<f64>,
-    cpu_seconds: Option<f64>,
+/// A fresh control plane with an audit log, and the admin's client.
+pub struct Bench {
+    pub plane: ControlPlane,
+    pub admin: Client,
 }
 
-fn project(name: &str) -> Result<Project> {
+impl Bench {
+    pub async fn start() -> Result<Self> {
+        let plane = ControlPlane::start(Options {
+            audit: true,
+            progress: false,
+            ..Options::default()
+        })
+        .await?;
+        let admin = plane.cluster().client().await?;
+        audit::wait_settled(
+            &plane.audit_log(),
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(Self { plane, admin })
+    }
+
+    pub fn audit(&self) -> Result<audit::AuditLog> {
+        audit::AuditLog::read(&self.plane.audit_log())
+    }
+}
+
+/// A client from a kubeconfig file, with a read timeout long enough for a busy API server.
+pub async fn client_from(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.read_timeout = Some(Duration::from_secs(60));
+    Ok(Client::try_from(config)?)
+}
+
+pub fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bench-{i}")).collect()
+}
+
+/// The Project every variant onboards (Kubeflow's Profile copies its owner and quota).
+pub fn project(name: &str) -> Result<Project> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "Project",
         "metadata": {"name": name},
@@ -65,87 +123,16 @@ fn project(name: &str) -> Result<Project> {
     }))?)
 }
 
-async fn client_from(path: &Path) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path)?;
-    let mut config =
-        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    config.read_timeout = Some(Duration::from_secs(60));
-    Ok(Client::try_from(config)?)
-}
-
-/// Requests in the audit log by `user`, split into all and writes, within [from, to) of the log's
-/// own clock (RFC 3339 strings compare in order).
-fn audit_counts(
-    log: &Path,
-    user: &str,
-    from: &str,
-    to: &str,
-    skip_leases: bool,
-) -> Result<(usize, usize, usize)> {
-    let text =
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    let (mut all, mut writes, mut lease_writes) = (0, 0, 0);
-    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
-    for line in text.lines() {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if event["user"]["username"] != user {
-            continue;
-        }
-        let at = event["requestReceivedTimestamp"]
-            .as_str()
-            .unwrap_or_default();
-        if at < from || at >= to {
-            continue;
-        }
-        let verb = event["verb"].as_str().unwrap_or_default();
-        let is_write = matches!(
-            verb,
-            "create" | "update" | "patch" | "delete" | "deletecollection"
-        );
-        let is_lease = event["objectRef"]["resource"] == "leases";
-        if is_lease && skip_leases {
-            if is_write {
-                lease_writes += 1;
-            }
-            continue;
-        }
-        all += 1;
-        if is_write {
-            writes += 1;
-        }
-        let sub = event["objectRef"]["subresource"]
-            .as_str()
-            .map(|s| format!("/{s}"))
-            .unwrap_or_default();
-        *by_kind
-            .entry(format!(
-                "{} {}{}",
-                verb,
-                event["objectRef"]["resource"].as_str().unwrap_or("?"),
-                sub
-            ))
-            .or_default() += 1;
-    }
-    if all > 0 {
-        let breakdown: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        eprintln!("[onboard]   {user} requests: {}", breakdown.join(", "));
-    }
-    Ok((all, writes, lease_writes))
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-async fn create_projects(client: &Client, names: &[String], concurrency: usize) -> Result<()> {
-    let api: Api<Project> = Api::all(client.clone());
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
+/// Creates `objects` through `api`, `concurrency` at a time.
+pub async fn create_all<K>(api: &Api<K>, objects: Vec<K>, concurrency: usize) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    futures::stream::iter(objects)
+        .map(|object| {
             let api = api.clone();
             async move {
-                api.create(&PostParams::default(), &project(&name)?).await?;
+                api.create(&PostParams::default(), &object).await?;
                 anyhow::Ok(())
             }
         })
@@ -155,227 +142,188 @@ async fn create_projects(client: &Client, names: &[String], concurrency: usize) 
     Ok(())
 }
 
-fn proc_figures(pid: u32) -> (Option<f64>, Option<f64>) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .map(|kib| kib / 1024.0)
-        });
-    #[allow(unsafe_code)]
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
-        });
-    (rss, cpu)
-}
-
-async fn fresh_cluster() -> Result<(ControlPlane, Client, PathBuf)> {
-    let plane = ControlPlane::start(Options {
-        audit: true,
-        progress: false,
-        ..Options::default()
-    })
-    .await?;
-    let admin = plane.cluster().client().await?;
-    let operator_kubeconfig = plane.dir().join("operator-bench.kubeconfig");
-    plane
-        .cluster()
-        .operator_kubeconfig(&operator_kubeconfig)
-        .await?;
-    Ok((plane, admin, operator_kubeconfig))
-}
-
-async fn berth(n: usize, args: &Args) -> Result<Figures> {
-    let (plane, admin, _) = fresh_cluster().await?;
-    let (mut operator, _) = plane
-        .cluster()
-        .start_operator(
-            &args.operator,
-            plane.dir(),
-            "operator.log",
-            &[format!("--concurrency={}", args.concurrency)],
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let names: Vec<String> = (0..n).map(|i| format!("bench-{i}")).collect();
-    let from = now_rfc3339();
+/// Waits, with one watch (a list of everything several times a second would load the API server
+/// in only some variants), until `n` objects are `done`; calls `alive` on every event and every
+/// second so a dead controller fails the run at once.
+pub async fn wait_done<K>(
+    api: Api<K>,
+    n: usize,
+    timeout: Duration,
+    done: impl Fn(&K) -> bool,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let start = Instant::now();
-    create_projects(&admin, &names, args.concurrency).await?;
-    // Readiness from a watch, not by listing: a list of every Project several times a second would
-    // load the API server, and only in this variant.
-    let api: Api<Project> = Api::all(admin.clone());
-    let mut ready = std::collections::HashSet::new();
+    let mut finished = std::collections::HashSet::new();
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
-    while ready.len() < n {
-        if let Some(status) = operator.exited() {
-            bail!(
-                "the operator exited with {status}:\n{}",
-                operator.log_tail(3000)
-            );
+    while finished.len() < n {
+        alive()?;
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            bail!("only {} of {n} done after {timeout:?}", finished.len());
         }
-        let next = tokio::time::timeout(
-            Duration::from_secs(1800).saturating_sub(start.elapsed()),
-            events.try_next(),
-        )
-        .await;
-        let Ok(Ok(Some(project))) = next else {
-            bail!(
-                "only {} of {n} Projects Ready when the watch ended or 30 minutes passed",
-                ready.len()
-            );
-        };
-        if project
-            .status
-            .as_ref()
-            .is_some_and(|s| berth_api::conditions::is_true(&s.conditions, "Ready"))
-        {
-            ready.insert(project.name_any());
+        match tokio::time::timeout(left.min(Duration::from_secs(1)), events.try_next()).await {
+            Err(_) => continue,
+            Ok(Err(e)) => bail!("the watch failed: {e}"),
+            Ok(Ok(None)) => bail!("the watch ended"),
+            Ok(Ok(Some(object))) => {
+                if done(&object) {
+                    finished.insert(object.meta().name.clone().unwrap_or_default());
+                }
+            }
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let ready_at = now_rfc3339();
-    // Let the last transitions settle (in-flight checks, quota usage), then watch for writes.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let steady_from = now_rfc3339();
-    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let steady_to = now_rfc3339();
-    let (rss, cpu) = proc_figures(operator.pid());
-    operator.stop(Duration::from_secs(10));
-    let log = plane.audit_log();
-    let (requests, _, _) = audit_counts(&log, OPERATOR_USER, &from, &ready_at, true)?;
-    let (_, steady_writes, lease_writes) =
-        audit_counts(&log, OPERATOR_USER, &steady_from, &steady_to, true)?;
-    let per_hour = 3600.0 / args.steady_seconds as f64;
-    plane.kill();
-    Ok(Figures {
-        variant: "berth",
-        seconds,
-        requests_per_project: requests as f64 / n as f64,
-        steady_writes_per_hour: Some(steady_writes as f64 * per_hour),
-        lease_writes_per_hour: Some(lease_writes as f64 * per_hour),
-        peak_rss_mib: rss,
-        cpu_seconds: cpu,
-    })
+    Ok(())
 }
 
-/// The floor: create the Projects, then server-side apply exactly the children Berth would build,
-/// as the operator's service account, with the same concurrency. No caches, no status, no checks.
-async fn floor(n: usize, args: &Args) -> Result<Figures> {
-    let (plane, admin, operator_kubeconfig) = fresh_cluster().await?;
-    let client = client_from(&operator_kubeconfig).await?;
-    let names: Vec<String> = (0..n).map(|i| format!("bench-{i}")).collect();
-    // The same settings the operator would read: the installed `default` PlatformSettings.
-    let settings = Api::<berth_api::PlatformSettings>::all(admin.clone())
-        .get_opt(berth_api::settings::SETTINGS_NAME)
-        .await?
-        .map(|s| s.spec)
-        .unwrap_or_else(PlatformSettingsSpec::default);
-    let from = now_rfc3339();
+/// Waits until the Lease `namespace/name` is held by a holder whose identity ends with `-{pid}`
+/// (Berth's operator names itself `<host>-<pid>`): the operator is leading and its controllers
+/// start, with no fixed sleep.
+pub async fn wait_for_lease(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    pid: u32,
+    timeout: Duration,
+) -> Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let suffix = format!("-{pid}");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let holder = api
+            .get_opt(name)
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if holder.as_deref().is_some_and(|h| h.ends_with(&suffix)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the operator (pid {pid}) did not take the lease {namespace}/{name} within {timeout:?}; holder {holder:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sums the samples of a Prometheus counter family (`name` then `{` or a space) whose labels contain
+/// `label`, from a metrics endpoint.
+pub async fn counter_sum(url: &str, name: &str, label: &str) -> Result<f64> {
+    let text = reqwest::get(url).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
+/// Waits until the reconcile counter at `url` has counted at least `n` and then stayed still for
+/// `quiet`: the controller has re-reconciled everything and gone idle.
+pub async fn wait_reconciled(
+    url: &str,
+    counter: &str,
+    label: &str,
+    n: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Result<f64> {
     let start = Instant::now();
-    let api: Api<Project> = Api::all(admin.clone());
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = api.clone();
-            let client = client.clone();
-            let settings = settings.clone();
-            async move {
-                let created = api.create(&PostParams::default(), &project(&name)?).await?;
-                let validated = validate(&created, &settings, "berth-system", Known::default())
-                    .map_err(|i| anyhow::anyhow!(i.message))?;
-                let built = build(&validated, &settings, &Environment::default())?;
-                let params = PatchParams::apply("berth-floor").force();
-                for child in &built.children {
-                    let ns = child.object.namespace();
-                    child
-                        .kind
-                        .api(&client, ns.as_deref())
-                        .patch(
-                            &child.object.name_any(),
-                            &params,
-                            &Patch::Apply(&child.object),
-                        )
-                        .await?;
-                }
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let seconds = start.elapsed().as_secs_f64();
-    let to = now_rfc3339();
-    let (requests, _, _) = audit_counts(&plane.audit_log(), OPERATOR_USER, &from, &to, true)?;
-    plane.kill();
-    Ok(Figures {
-        variant: "floor",
-        seconds,
-        requests_per_project: requests as f64 / n as f64,
-        steady_writes_per_hour: None,
-        lease_writes_per_hour: None,
-        peak_rss_mib: None,
-        cpu_seconds: None,
-    })
+    let mut last = (f64::NAN, Instant::now());
+    loop {
+        let now = counter_sum(url, counter, label).await.unwrap_or(f64::NAN);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now >= n as f64 && last.1.elapsed() >= quiet {
+            return Ok(now);
+        }
+        if start.elapsed() > timeout {
+            bail!("{counter} at {url} reached {now} (of at least {n}) within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
-fn show(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}"))
-        .unwrap_or_else(|| "-".into())
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Everything is done: let in-flight work settle (quota usage, last status writes), then count
+/// the writes of a quiet window.
+pub async fn settle_then_window(args: &Args) -> (Timestamp, Timestamp) {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let from = now();
+    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
+    (from, now())
+}
+
+async fn run_one(variant: &str, n: usize, repeat: usize, args: &Args) -> Result<Run> {
+    match variant {
+        "floor" => floor::run(n, repeat, args).await,
+        "berth" => berth::run(n, repeat, args).await,
+        "kubeflow" => kubeflow::run(n, repeat, args).await,
+        other => bail!("unknown variant {other}: floor, berth or kubeflow"),
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    if !args.operator.exists() {
+    let mut args = Args::parse();
+    if args.variants.iter().any(|v| v == "berth") && !args.operator.exists() {
         bail!(
             "{} not found: build it with `cargo build --release -p berth-operator`",
             args.operator.display()
         );
     }
-    let mut results: BTreeMap<usize, Vec<Figures>> = BTreeMap::new();
-    for &n in &args.projects {
-        eprintln!("[onboard] N={n}: floor (fresh control plane)…");
-        let f = floor(n, &args).await?;
-        eprintln!(
-            "[onboard] N={n}: floor done in {:.1} s; berth (fresh control plane)…",
-            f.seconds
-        );
-        let b = berth(n, &args).await?;
-        eprintln!("[onboard] N={n}: berth done in {:.1} s", b.seconds);
-        results.entry(n).or_default().extend([f, b]);
+    if args.variants.iter().any(|v| v == "kubeflow") && args.kubeflow.is_none() {
+        args.kubeflow = Some(kubeflow::locate()?);
     }
-    println!(
-        "| N | variant | time to all Ready (s) | vs floor | API requests / Project | steady writes / h (excl. lease) | lease renewals / h | peak RSS (MiB) | CPU (s) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (n, figures) in &results {
-        let floor_seconds = figures
-            .iter()
-            .find(|f| f.variant == "floor")
-            .map(|f| f.seconds)
-            .unwrap_or(f64::NAN);
-        for f in figures {
-            println!(
-                "| {n} | {} | {:.2} | {:.2}× | {:.1} | {} | {} | {} | {} |",
-                f.variant,
-                f.seconds,
-                f.seconds / floor_seconds,
-                f.requests_per_project,
-                show(f.steady_writes_per_hour, 0),
-                show(f.lease_writes_per_hour, 0),
-                show(f.peak_rss_mib, 1),
-                show(f.cpu_seconds, 2),
-            );
+    if let Some(dir) = args.runs_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut runs_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.runs_file)
+        .with_context(|| format!("opening {}", args.runs_file.display()))?;
+    let total = args.repeats * args.projects.len() * args.variants.len();
+    let mut runs = Vec::new();
+    for repeat in 0..args.repeats {
+        for &n in &args.projects {
+            // Rotate the order each repeat, so no variant always runs first (on a cold cache) or
+            // last (after the others heated the machine).
+            let k = args.variants.len();
+            for i in 0..k {
+                let variant = args.variants[(i + repeat) % k].clone();
+                eprintln!(
+                    "[onboard] run {}/{total}: repeat {}, N={n}, {variant} (load {:.1})…",
+                    runs.len() + 1,
+                    repeat + 1,
+                    machine::load_1m()
+                );
+                let run = run_one(&variant, n, repeat, &args)
+                    .await
+                    .with_context(|| format!("{variant}, N={n}, repeat {}", repeat + 1))?;
+                eprintln!("[onboard]   {}", run.json());
+                writeln!(runs_file, "{}", run.json())?;
+                runs.push(run);
+            }
         }
     }
+    println!(
+        "onboard --projects {} --variants {} --repeats {} --concurrency {} --steady-seconds {}",
+        args.projects
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        args.variants.join(","),
+        args.repeats,
+        args.concurrency,
+        args.steady_seconds
+    );
+    report::print_summary(&runs, &mut std::io::stdout())?;
     Ok(())
 }

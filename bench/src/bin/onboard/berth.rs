@@ -1,0 +1,131 @@
+//! Berth: the release operator under its own service account and shipped RBAC, leader election on,
+//! reconciling `concurrency` Projects at once while the same client creates them `concurrency` at a
+//! time. Done: a watch has seen every Project `Ready=True`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use kube::api::Api;
+
+use berth_api::Project;
+use berth_testenv::Process;
+
+use crate::report::Run;
+use crate::{
+    Args, Bench, create_all, machine, names, now, project, settle_then_window, wait_done,
+    wait_for_lease, wait_reconciled,
+};
+
+const OPERATOR_USER: &str = "system:serviceaccount:berth-system:berth-operator";
+/// The Project controller requeues every Project this long after its last reconcile
+/// (`RESYNC` in crates/controllers/src/project/mod.rs): its resync period.
+const RESYNC_SECONDS: f64 = 30.0 * 60.0;
+
+async fn start_operator(bench: &Bench, args: &Args, log: &str) -> Result<(Process, u16)> {
+    let (operator, port) = bench
+        .plane
+        .cluster()
+        .start_operator(
+            &args.operator,
+            bench.plane.dir(),
+            log,
+            &[format!("--concurrency={}", args.concurrency)],
+        )
+        .await?;
+    wait_for_lease(
+        &bench.admin,
+        "berth-system",
+        "berth-operator",
+        operator.pid(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    Ok((operator, port))
+}
+
+pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
+    let load_start = machine::load_1m();
+    let bench = Bench::start().await?;
+    let (mut operator, _) = start_operator(&bench, args, "operator.log").await?;
+    // Its start-up lists and watches are not per-Project work: the clock starts after them.
+    crate::audit::wait_started(
+        &bench.plane.audit_log(),
+        OPERATOR_USER,
+        "projects",
+        Duration::from_millis(1500),
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    let from = now();
+    let start = Instant::now();
+    let api: Api<Project> = Api::all(bench.admin.clone());
+    let projects = names(n)
+        .iter()
+        .map(|name| project(name))
+        .collect::<Result<Vec<_>>>()?;
+    let ready = |p: &Project| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| berth_api::conditions::is_true(&s.conditions, "Ready"))
+    };
+    let alive = || match operator.exited() {
+        Some(status) => bail!(
+            "the operator exited with {status}:\n{}",
+            operator.log_tail(3000)
+        ),
+        None => Ok(()),
+    };
+    let (created, waited) = tokio::join!(
+        create_all(&api, projects, args.concurrency),
+        wait_done(api.clone(), n, Duration::from_secs(1800), ready, alive)
+    );
+    created?;
+    waited?;
+    let seconds = start.elapsed().as_secs_f64();
+    let ready_at = now();
+
+    let (steady_from, steady_to) = settle_then_window(args).await;
+    let peak_rss_mib = machine::peak_rss_mib(operator.pid());
+    let cpu_seconds = machine::cpu_seconds(operator.pid());
+
+    // What a resync does: every Project reconciled once more with nothing changed. A restart does
+    // exactly that (the new leader lists every Project), with the harder case of empty caches.
+    operator.stop(Duration::from_secs(10));
+    let resync_from = now();
+    let (operator, port) = start_operator(&bench, args, "operator-resync.log").await?;
+    wait_reconciled(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        "berth_reconciles_total",
+        "controller=\"project\"",
+        n,
+        Duration::from_secs(5),
+        Duration::from_secs(900),
+    )
+    .await?;
+    let resync_to = now();
+    drop(operator);
+
+    let audit = bench.audit()?;
+    let onboarding = audit.counts(OPERATOR_USER, from, ready_at, "berth onboarding");
+    let steady = audit.counts(OPERATOR_USER, steady_from, steady_to, "berth steady");
+    let resync = audit.counts(OPERATOR_USER, resync_from, resync_to, "berth resync");
+    let load_end = machine::load_1m();
+    bench.plane.kill();
+    Ok(Run {
+        n,
+        variant: "berth",
+        repeat,
+        seconds,
+        requests_per_object: onboarding.all as f64 / n as f64,
+        steady_writes: Some(steady.writes),
+        steady_seconds: args.steady_seconds as f64,
+        lease_writes: Some(steady.lease_writes),
+        restart_writes: Some(resync.writes),
+        restart_is_resync: false,
+        resync_period_seconds: Some(RESYNC_SECONDS),
+        peak_rss_mib,
+        cpu_seconds,
+        load: (load_start, load_end),
+    })
+}
