@@ -62,7 +62,7 @@ async fn restart_apiserver(platform: &Platform, down: Duration) -> Result<Proces
 }
 
 #[tokio::test]
-#[ignore = "fault suite (a minute): cargo xtask test -- -p berth-cluster-tests --test faults -- --ignored"]
+#[ignore = "fault suite, minutes: PROPTEST_CASES=50000 cargo xtask test -- -p berth-cluster-tests --test faults -- --include-ignored"]
 async fn after_an_api_server_restart_everything_converges_within_30_s_without_duplicates()
 -> Result<()> {
     let mut platform = Platform::start().await?;

@@ -55,7 +55,7 @@ pub async fn outside_services(
 }
 
 #[tokio::test]
-#[ignore = "fault suite (minutes): cargo xtask test -- -p berth-cluster-tests --test faults -- --ignored"]
+#[ignore = "fault suite, minutes: PROPTEST_CASES=50000 cargo xtask test -- -p berth-cluster-tests --test faults -- --include-ignored"]
 async fn the_operator_killed_ten_times_mid_onboarding_leaves_exactly_one_of_everything()
 -> Result<()> {
     let (platform, garage, keycloak) =

@@ -77,7 +77,7 @@ impl Relay {
 }
 
 #[tokio::test]
-#[ignore = "fault suite (two minutes): cargo xtask test -- -p berth-cluster-tests --test faults -- --ignored"]
+#[ignore = "fault suite, minutes: PROPTEST_CASES=50000 cargo xtask test -- -p berth-cluster-tests --test faults -- --include-ignored"]
 async fn a_keycloak_outage_leaves_the_cluster_side_alone_says_why_and_heals() -> Result<()> {
     let (platform, keycloak) = tokio::join!(Platform::start(), Keycloak::start());
     let (mut platform, keycloak) = (platform?, keycloak?);
