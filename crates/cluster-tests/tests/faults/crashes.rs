@@ -1,7 +1,7 @@
 //! The operator SIGKILLed ten times at random points while 200 Projects with storage (real Garage)
 //! and identity (real Keycloak) are onboarded. Each kill is shown to land while work is pending.
 //! Afterwards every Project has exactly what an undisturbed reference Project has, in the cluster
-//! (children by label and owner) and outside it (one bucket, key, client and group each, and
+//! (children by label and owner) and outside it (one bucket, key, owner marker, client and group each, and
 //! nothing that belongs to no Project).
 
 use std::time::{Duration, Instant};
@@ -154,6 +154,7 @@ async fn the_operator_killed_ten_times_mid_onboarding_leaves_exactly_one_of_ever
     let one = Owned {
         buckets: 1,
         keys: 1,
+        markers: 1,
         clients: 1,
         groups: 1,
     };
@@ -169,7 +170,7 @@ async fn the_operator_killed_ten_times_mid_onboarding_leaves_exactly_one_of_ever
         strays.join("\n")
     );
     eprintln!(
-        "{} Projects: each with {:?} in the cluster and one bucket, key, client and group",
+        "{} Projects: each with {:?} in the cluster and one bucket, key, owner marker, client and group",
         projects.len(),
         census.per_project.get(REFERENCE)
     );

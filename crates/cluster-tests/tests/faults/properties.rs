@@ -236,19 +236,27 @@ fn model_spec() -> impl Strategy<Value = Value> {
 }
 
 /// The Project controller's pure steps, as the controller runs them: validate, then build.
-fn project_pure_steps(project: &Project, settings: &PlatformSettingsSpec) {
-    if berth_controllers::project::validate::validate(project).is_ok() {
-        let _ = berth_controllers::project::build::build(
-            project,
-            settings,
-            berth_controllers::project::build::Environment::default(),
-        );
+/// Whether the spec passed validation and reached the builders.
+fn project_pure_steps(project: &Project, settings: &PlatformSettingsSpec) -> bool {
+    let mut built = false;
+    use berth_controllers::project::{build, validate};
+    for known in [
+        validate::Known::default(),
+        validate::Known {
+            namespace_ours: true,
+        },
+    ] {
+        if let Ok(validated) = validate::validate(project, settings, "berth-system", known) {
+            let _ = build::build(&validated, settings, &build::Environment::default());
+            built = true;
+        }
     }
+    built
 }
 
 /// The MLModel controller's pure steps: decide the rollout from nothing observed yet, then build.
 fn model_pure_steps(model: &MLModel) {
-    use berth_controllers::mlmodel::{build, observe, plan};
+    use berth_controllers::mlmodel::{build, host, observe, plan};
     let uri = model.spec.source.uri.clone();
     let observed = plan::Observed {
         target_download: observe::download(None, &[], &uri, "10m"),
@@ -257,11 +265,14 @@ fn model_pure_steps(model: &MLModel) {
         serving: None,
     };
     let decision = plan::decide(model, &observed, k8s_openapi::jiff::Timestamp::now());
+    let settings = ModelSettings::default();
+    let host = host::wanted(model, &settings);
     let _ = build::build(
         model,
-        &ModelSettings::default(),
+        &settings,
         build::Environment::default(),
         &decision.plan,
+        &host,
     );
 }
 
@@ -296,27 +307,37 @@ fn generated_projects_never_panic_the_pure_steps() {
     let cases = config.cases;
     let mut runner = TestRunner::new(config);
     let reached = std::cell::Cell::new(0u32);
+    let built = std::cell::Cell::new(0u32);
     let result = runner.run(&(project_spec(), "[a-z][a-z0-9-]{0,62}"), |(spec, name)| {
         let object = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Project",
                             "metadata": {"name": name, "uid": "0b7c1f0e-0000-4000-8000-000000000001"}, "spec": spec});
         // What the API server would never store does not reach the controller.
         if let Ok(project) = serde_json::from_value::<Project>(object) {
             reached.set(reached.get() + 1);
+            let mut any = false;
             for s in &settings {
-                project_pure_steps(&project, s);
+                any |= project_pure_steps(&project, s);
             }
+            built.set(built.get() + u32::from(any));
         }
         Ok(())
     });
     assert!(result.is_ok(), "{result:?}");
     eprintln!(
-        "{} of {cases} generated specs reached the pure steps",
-        reached.get()
+        "{} of {cases} generated specs reached the pure steps, {} passed validation and were built",
+        reached.get(),
+        built.get()
     );
     assert!(
         reached.get() > cases / 2,
         "only {} specs reached the pure steps",
         reached.get()
+    );
+    // The builders must be exercised too, not only validation's refusals.
+    assert!(
+        built.get() > cases / 10,
+        "only {} specs passed validation and reached the builders",
+        built.get()
     );
 }
 

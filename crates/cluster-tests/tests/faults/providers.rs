@@ -16,6 +16,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use berth_api::Project;
+use berth_controllers::names::outside as names;
 use berth_services::{Garage, Keycloak};
 
 /// What each service held before the test made any Project.
@@ -32,6 +33,9 @@ pub struct Baseline {
 pub struct Owned {
     pub buckets: usize,
     pub keys: usize,
+    /// Garage's owner-marker keys (`berth-owner-<uid>`): the record that the bucket is the
+    /// Project's, where Garage has no tags.
+    pub markers: usize,
     pub clients: usize,
     pub groups: usize,
 }
@@ -137,6 +141,7 @@ pub async fn owned(
     let mut out = BTreeMap::new();
     for p in projects {
         let name = p.name_any();
+        let uid = p.uid().unwrap_or_default();
         let namespace = p
             .status
             .as_ref()
@@ -159,11 +164,16 @@ pub async fn owned(
                     claimed.insert(format!("bucket {id}"));
                 }
             }
+            let prefix = names::credential_prefix(&uid);
+            let marker = names::marker(&uid);
             for (id, key_name) in &l.keys {
-                // The key the Secret hands out, or another key under the same Project's name
+                // The key the Secret hands out, or another key under the Project's credential
                 // prefix (a leftover of an earlier attempt).
-                if *id == key_id || key_name_belongs(key_name, &name) {
+                if *id == key_id || key_name.starts_with(&prefix) {
                     owned.keys += 1;
+                    claimed.insert(format!("key {id}"));
+                } else if *key_name == marker {
+                    owned.markers += 1;
                     claimed.insert(format!("key {id}"));
                 }
             }
@@ -178,7 +188,7 @@ pub async fn owned(
                     claimed.insert(format!("client {id}"));
                 }
             }
-            let group = group_name(&name);
+            let group = names::oidc_group(&name);
             for (id, g) in &l.groups {
                 if *g == group {
                     owned.groups += 1;
@@ -207,18 +217,4 @@ pub async fn owned(
         stray("group", id, n, &baseline.groups);
     }
     Ok((out, strays))
-}
-
-/// Whether a Garage key name is one the operator made for `project` (its names start with a hash
-/// of the Project's name; see the controller's storage part).
-fn key_name_belongs(key_name: &str, project: &str) -> bool {
-    key_name.starts_with(&format!(
-        "b{}-",
-        berth_controllers::names::short_hash(project, 10)
-    ))
-}
-
-/// The realm group that holds a Project's members.
-fn group_name(project: &str) -> String {
-    format!("berth-{project}")
 }
