@@ -12,14 +12,11 @@ use berth_testenv::Process;
 
 use crate::report::Run;
 use crate::{
-    Args, Bench, create_all, machine, names, now, project, settle_then_window, wait_done,
-    wait_for_lease, wait_reconciled,
+    Args, Bench, counter_sum, create_all, machine, names, now, project, wait_done, wait_for_lease,
+    wait_reconciled, window,
 };
 
 const OPERATOR_USER: &str = "system:serviceaccount:berth-system:berth-operator";
-/// The Project controller requeues every Project this long after its last reconcile
-/// (`RESYNC` in crates/controllers/src/project/mod.rs): its resync period.
-const RESYNC_SECONDS: f64 = 30.0 * 60.0;
 
 async fn start_operator(bench: &Bench, args: &Args, log: &str) -> Result<(Process, u16)> {
     let (operator, port) = bench
@@ -29,7 +26,13 @@ async fn start_operator(bench: &Bench, args: &Args, log: &str) -> Result<(Proces
             &args.operator,
             bench.plane.dir(),
             log,
-            &[format!("--concurrency={}", args.concurrency)],
+            &[
+                format!("--concurrency={}", args.concurrency),
+                // Shortened from the default 30 min (`RESYNC` in
+                // crates/controllers/src/project/mod.rs) so that the steady window covers a
+                // whole resync period: every Project reconciled again with nothing changed.
+                format!("--resync-seconds={}", args.resync_seconds),
+            ],
         )
         .await?;
     wait_for_lease(
@@ -46,7 +49,8 @@ async fn start_operator(bench: &Bench, args: &Args, log: &str) -> Result<(Proces
 pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
     let load_start = machine::load_1m();
     let bench = Bench::start().await?;
-    let (mut operator, _) = start_operator(&bench, args, "operator.log").await?;
+    let (mut operator, metrics_port) = start_operator(&bench, args, "operator.log").await?;
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     // Its start-up lists and watches are not per-Project work: the clock starts after them.
     crate::audit::wait_started(
         &bench.plane.audit_log(),
@@ -85,7 +89,21 @@ pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
     let seconds = start.elapsed().as_secs_f64();
     let ready_at = now();
 
-    let (steady_from, steady_to) = settle_then_window(args).await;
+    // The window must hold a whole resync period: every Project reconciled again, nothing
+    // changed. The reconcile counter shows that it did.
+    let reconciles = || counter_sum(&metrics, "berth_reconciles_total", "controller=\"project\"");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = reconciles().await?;
+    let (steady_from, steady_to) = window(args).await;
+    let resynced = reconciles().await? - before;
+    if resynced < n as f64 {
+        bail!(
+            "only {resynced} Project reconciles in the {} s steady window, fewer than the {n} Projects: \
+             the window does not hold a whole resync period ({} s)",
+            args.steady_seconds,
+            args.resync_seconds
+        );
+    }
     let peak_rss_mib = machine::peak_rss_mib(operator.pid());
     let cpu_seconds = machine::cpu_seconds(operator.pid());
 
@@ -123,7 +141,7 @@ pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
         lease_writes: Some(steady.lease_writes),
         restart_writes: Some(resync.writes),
         restart_is_resync: false,
-        resync_period_seconds: Some(RESYNC_SECONDS),
+        resync_period_seconds: Some(args.resync_seconds as f64),
         peak_rss_mib,
         cpu_seconds,
         load: (load_start, load_end),

@@ -54,9 +54,15 @@ pub struct Args {
     /// operator, the floor's appliers). Kubeflow's controller runs as shipped: one worker.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// How long to watch for writes once everything is done and has settled.
-    #[arg(long, default_value_t = 60)]
+    /// How long to watch for writes once everything is done and has settled. For Berth it must
+    /// be at least `--resync-seconds`, so the window holds a whole resync period; otherwise its
+    /// writes per hour are not given.
+    #[arg(long, default_value_t = 130)]
     steady_seconds: u64,
+    /// Berth's resync period for the run (the operator's `--resync-seconds`; 1800 by default in
+    /// production). Keep it above the time to onboard N, so no resync overlaps onboarding.
+    #[arg(long, default_value_t = 120)]
+    resync_seconds: u64,
     /// The operator binary (a release build is fairest).
     #[arg(long, default_value = "target/release/berth-operator")]
     operator: PathBuf,
@@ -254,6 +260,11 @@ pub fn now() -> Timestamp {
 /// the writes of a quiet window.
 pub async fn settle_then_window(args: &Args) -> (Timestamp, Timestamp) {
     tokio::time::sleep(Duration::from_secs(10)).await;
+    window(args).await
+}
+
+/// The steady window: `--steady-seconds` from now.
+pub async fn window(args: &Args) -> (Timestamp, Timestamp) {
     let from = now();
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
     (from, now())
@@ -313,7 +324,7 @@ async fn main() -> Result<()> {
         }
     }
     println!(
-        "onboard --projects {} --variants {} --repeats {} --concurrency {} --steady-seconds {}",
+        "onboard --projects {} --variants {} --repeats {} --concurrency {} --steady-seconds {} --resync-seconds {}",
         args.projects
             .iter()
             .map(usize::to_string)
@@ -322,7 +333,8 @@ async fn main() -> Result<()> {
         args.variants.join(","),
         args.repeats,
         args.concurrency,
-        args.steady_seconds
+        args.steady_seconds,
+        args.resync_seconds
     );
     report::print_summary(&runs, &mut std::io::stdout())?;
     Ok(())
