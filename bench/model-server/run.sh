@@ -126,7 +126,9 @@ non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
 total = int(re.search(r"(\d+) requests in", text).group(1))
-print(f"{rps:.0f} {pct.get(\"50\", float(\"nan\")):.3f} {pct.get(\"99\", float(\"nan\")):.3f} {errors} {total}")
+p50 = pct.get("50", float("nan"))
+p99 = pct.get("99", float("nan"))
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors} {total}")
 '
 }
 
