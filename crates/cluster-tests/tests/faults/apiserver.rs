@@ -23,13 +23,19 @@ const DOWN: Duration = Duration::from_secs(5);
 async fn restart_apiserver(platform: &Platform, down: Duration) -> Result<Process> {
     let needle = platform.plane.dir().join("apiserver-certs");
     let (pid, args) = find_process("kube-apiserver", &needle.display().to_string())?;
+    // As a rolling restart does: SIGTERM, then SIGKILL once the grace period (30 s, the pod
+    // default) is over. A loaded API server can take longer than that to drain its watches.
     signal(pid, libc::SIGTERM)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
-        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
-    {
-        if Instant::now() > deadline {
-            bail!("kube-apiserver {pid} did not stop within 60 s");
+    let running = || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    let grace = Instant::now() + Duration::from_secs(30);
+    let mut killed = false;
+    while running() {
+        if !killed && Instant::now() > grace {
+            eprintln!("kube-apiserver {pid} still running 30 s after SIGTERM: SIGKILL");
+            signal(pid, libc::SIGKILL)?;
+            killed = true;
+        } else if killed && Instant::now() > grace + Duration::from_secs(30) {
+            bail!("kube-apiserver {pid} did not stop, even after SIGKILL");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use kube::ResourceExt;
 use serde_json::json;
 
 use berth_cluster_tests::census::Census;
@@ -105,7 +106,25 @@ async fn the_operator_killed_ten_times_mid_onboarding_leaves_exactly_one_of_ever
                 break (names.len() - pending, pending);
             }
             if Instant::now() > deadline {
-                bail!("round {round}: only {ready_in_batch} of the batch Ready after 180 s");
+                let stuck: Vec<String> = batch
+                    .iter()
+                    .filter_map(|n| all.get(n).filter(|p| !is_ready(p)))
+                    .take(3)
+                    .map(|p| {
+                        let conditions = p.status.as_ref().map(|s| {
+                            s.conditions
+                                .iter()
+                                .filter(|c| c.status != "True")
+                                .map(|c| format!("{} {}: {}", c.type_, c.reason, c.message))
+                                .collect::<Vec<_>>()
+                        });
+                        format!("{}: {conditions:?}", p.name_any())
+                    })
+                    .collect();
+                bail!(
+                    "round {round}: only {ready_in_batch} of the batch Ready after 180 s; e.g.\n{}",
+                    stuck.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
