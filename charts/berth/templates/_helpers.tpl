@@ -2,8 +2,12 @@
      label is the operator's, and admission refuses it to anyone else). */}}
 {{- define "berth.labels" -}}
 app.kubernetes.io/name: berth
-app.kubernetes.io/part-of: berth
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "berth.commonLabels" . }}
+{{- end -}}
+
+{{- define "berth.commonLabels" -}}
+app.kubernetes.io/part-of: berth
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
@@ -15,10 +19,11 @@ app.kubernetes.io/name: berth-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The operator's objects: its selector, and every common label but the name. */}}
 {{- define "berth.operatorLabels" -}}
-{{ include "berth.labels" . }}
-app.kubernetes.io/component: operator
 {{ include "berth.operatorSelector" . }}
+app.kubernetes.io/component: operator
+{{ include "berth.commonLabels" . }}
 {{- end -}}
 
 {{/* An image reference: repository:tag, or repository:tag@digest. Call with
