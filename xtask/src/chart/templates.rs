@@ -93,6 +93,15 @@ fn with_keep(source: &str, document: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The document without its top-level `rules: []` line.
+fn without_empty_rules(document: &str) -> String {
+    document
+        .lines()
+        .filter(|l| l.trim_end() != "rules: []")
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// One file of `deploy/rbac` as a template of the `berth` chart: its documents as they are,
 /// with the operator's namespace made the release's, the Namespace object left to the installer
 /// (`--create-namespace`, or the GitOps tool), and, outside the operator's own file, every object
@@ -127,6 +136,13 @@ pub fn rbac_template(source: &str, file_name: &str, text: &str) -> Result<String
                 "{source}: an object has annotations; teach xtask/src/chart/templates.rs to merge the keep annotation"
             );
         }
+        // An aggregated ClusterRole's rules belong to the aggregation controller: a `rules: []`
+        // of the chart's would conflict with it on every server-side `helm upgrade`.
+        let document = if value.get("aggregationRule").is_some() {
+            without_empty_rules(&document)
+        } else {
+            document
+        };
         parts.push(if keep {
             with_keep(source, &document)?
         } else {
@@ -183,6 +199,14 @@ mod tests {
             out.contains("metadata:\n  annotations:\n    helm.sh/resource-policy: keep\n  name: x")
         );
         assert!(out.contains("{{`{{`}} not a template }}"));
+    }
+
+    #[test]
+    fn aggregated_roles_leave_their_rules_to_the_controller() {
+        let text = "kind: ClusterRole\nmetadata:\n  name: a\naggregationRule:\n  clusterRoleSelectors: []\nrules: []\n---\nkind: ClusterRole\nmetadata:\n  name: b\nrules: []\n";
+        let out = rbac_template("deploy/rbac/10.yaml", "10.yaml", text).unwrap();
+        assert_eq!(out.matches("rules: []").count(), 1, "{out}");
+        assert!(out.contains("name: b\nrules: []"));
     }
 
     #[test]
