@@ -258,33 +258,75 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 
 /// The PlatformSettings `default`, untyped (it may carry fields these types do not know).
 async fn settings(client: &Client) -> Result<Option<DynamicObject>> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "berth.dev",
-        "v1alpha1",
-        "PlatformSettings",
-    ));
+    // Typed for its name and plural (from_gvk would guess `platformsettingses`), read untyped.
+    let resource = ApiResource::erase::<berth_api::PlatformSettings>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     Ok(api.get_opt("default").await?)
 }
 
-/// CPU (millicores, over `window`) and working-set memory (MiB) of each operator pod, from the
-/// kubelet's summary API (what metrics-server reads), through the API server.
-async fn usage(client: &Client) -> Result<Vec<(String, u64, u64)>> {
-    let request = http::Request::get(format!("/api/v1/nodes/{NODE_NAME}/proxy/stats/summary"))
-        .body(Vec::new())?;
-    let summary: Value = client.request(request).await?;
-    Ok(summary["pods"]
-        .as_array()
+/// A file of the operator pod `uid`'s cgroup (v1, `controller`), as the real node's kubelet makes
+/// it (cgroupfs driver, under `/berth-node`, by QoS class).
+fn pod_cgroup_file(controller: &str, uid: &str, file: &str) -> Option<String> {
+    ["burstable/", "besteffort/", ""].iter().find_map(|qos| {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/{controller}/{}/kubepods/{qos}pod{uid}/{file}",
+            realnode::NODE_CGROUP
+        ))
+        .ok()
+    })
+}
+
+/// Each operator pod's CPU (millicores averaged over 5 s, and seconds used since it started) and
+/// working-set memory (MiB: usage minus inactive file pages, as the kubelet computes it), read
+/// from the pod's cgroup on the real node.
+async fn usage(client: &Client) -> Result<Vec<(String, u64, f64, u64)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let listed: Vec<(String, String)> = pods
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await?
+        .items
         .into_iter()
-        .flatten()
-        .filter(|p| p["podRef"]["namespace"] == json!(NAMESPACE))
-        .map(|p| {
-            let name = p["podRef"]["name"].as_str().unwrap_or_default().to_owned();
-            let cpu = p["cpu"]["usageNanoCores"].as_u64().unwrap_or(0) / 1_000_000;
-            let memory = p["memory"]["workingSetBytes"].as_u64().unwrap_or(0) / (1 << 20);
-            (name, cpu, memory)
-        })
-        .collect())
+        .filter_map(|p| Some((p.name_any(), p.uid()?)))
+        .collect();
+    let cpu = |uid: &str| -> Option<u64> {
+        pod_cgroup_file("cpuacct", uid, "cpuacct.usage")?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let before: Vec<Option<u64>> = listed.iter().map(|(_, uid)| cpu(uid)).collect();
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+    let mut out = Vec::new();
+    for ((name, uid), before) in listed.iter().zip(before) {
+        let (Some(before), Some(after)) = (before, cpu(uid)) else {
+            continue;
+        };
+        let usage: u64 = pod_cgroup_file("memory", uid, "memory.usage_in_bytes")
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let inactive: u64 = pod_cgroup_file("memory", uid, "memory.stat")
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("total_inactive_file "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        let millicores = after.saturating_sub(before) / (window.as_millis() as u64 * 1000);
+        let seconds = after as f64 / 1e9;
+        out.push((
+            name.clone(),
+            millicores,
+            seconds,
+            usage.saturating_sub(inactive) >> 20,
+        ));
+    }
+    ensure!(
+        !out.is_empty(),
+        "no operator pod's cgroup found under /sys/fs/cgroup/*/{}",
+        realnode::NODE_CGROUP
+    );
+    Ok(out)
 }
 
 #[tokio::test]
@@ -374,9 +416,9 @@ async fn install_upgrade_uninstall_reinstall_and_failover() -> Result<()> {
         )
         .await?;
     let tenant = tenant_pod(client, &a, &env.shared.images.reference("helper")?).await?;
-    for (pod, cpu, memory) in usage(client).await? {
+    for (pod, cpu, total, memory) in usage(client).await? {
         eprintln!(
-            "    {pod}: {cpu}m CPU, {memory} MiB working set (idle after onboarding one Project)"
+            "    {pod}: {cpu}m CPU now, {total:.2} CPU s since start, {memory} MiB working set (after onboarding one Project)"
         );
     }
     crate::observability::metrics_are_what_the_chart_reads(client, &env).await?;
@@ -418,13 +460,32 @@ async fn install_upgrade_uninstall_reinstall_and_failover() -> Result<()> {
     )
     .await?;
     let after = ready(client, &a).await?;
+    // Untouched: the same object, spec and generation. Its status may be rewritten by the new
+    // leader with what changed meanwhile (the tenant pod's quota usage); shown when it was.
     ensure!(
-        after.metadata.generation == before.metadata.generation
-            && after.resource_version() == before.resource_version(),
-        "Project {a} was written during the upgrade: {:?} -> {:?}",
-        before.resource_version(),
-        after.resource_version()
+        after.metadata.uid == before.metadata.uid
+            && after.metadata.generation == before.metadata.generation
+            && serde_json::to_value(&after.spec)? == serde_json::to_value(&before.spec)?,
+        "Project {a} was changed during the upgrade"
     );
+    if after.resource_version() != before.resource_version() {
+        let (old, new) = (
+            serde_json::to_value(&before.status)?,
+            serde_json::to_value(&after.status)?,
+        );
+        let changed: Vec<&String> = new
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| old.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        eprintln!("    Project {a}: status rewritten by the new leader, fields {changed:?}");
+        ensure!(
+            changed.iter().all(|k| *k == "quota" || *k == "conditions"),
+            "Project {a}: status fields {changed:?} changed during the upgrade"
+        );
+    }
     ensure!(namespaces.get(&a).await?.uid() == namespace_uid);
     ensure!(
         tenant_state(client, &a).await? == tenant,
@@ -547,8 +608,10 @@ async fn install_upgrade_uninstall_reinstall_and_failover() -> Result<()> {
         "    Project {c} Ready {:.1} s after the delete",
         deleted.elapsed().as_secs_f64()
     );
-    for (pod, cpu, memory) in usage(client).await? {
-        eprintln!("    {pod}: {cpu}m CPU, {memory} MiB working set");
+    for (pod, cpu, total, memory) in usage(client).await? {
+        eprintln!(
+            "    {pod}: {cpu}m CPU now, {total:.2} CPU s since start, {memory} MiB working set"
+        );
     }
     step(began, "done");
     Ok(())
