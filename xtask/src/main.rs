@@ -4,7 +4,9 @@
 //! - `test`: every test in the workspace, against a real control plane.
 //! - `crdgen`: writes `deploy/crds/` from the API types (`--check` fails on drift).
 //! - `images`: Berth's OCI image archives, built here (`target/images/images.json`).
+//! - `chart`: the Helm charts' parts generated from `deploy/` (`--check` fails on drift).
 
+mod chart;
 mod crdgen;
 mod dev;
 mod images;
@@ -44,6 +46,13 @@ enum Task {
     /// Build Berth's OCI images (pause, model-server, model-fetch, operator, the provisioner and
     /// its helper) into target/images, with images.json and settings.yaml.
     Images(images::Args),
+    /// Write the parts of charts/berth and charts/berth-crds that come from deploy/ (CRDs, RBAC,
+    /// admission policies, default settings, values.schema.json).
+    Chart {
+        /// Fail instead of writing when the charts differ from deploy/.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -53,6 +62,7 @@ fn main() -> Result<()> {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Crdgen { check } => crdgen::run(check),
         Task::Images(args) => images::run(args),
+        Task::Chart { check } => chart::run(check),
     }
 }
 
@@ -108,10 +118,14 @@ fn test(cargo_args: &[String]) -> Result<()> {
     );
     let bin_dir = build_control_plane()?;
     let node_dir = build_node()?;
-    eprintln!("==> [2/4] MinIO, Garage and Keycloak (tools/minio, tools/garage, tools/keycloak)");
+    eprintln!(
+        "==> [2/4] MinIO, Garage, Keycloak, Helm and the Gateway API's CRDs (tools/minio, tools/garage, tools/keycloak, tools/helm, tools/gateway-api)"
+    );
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
+    let helm = run_build_script("tools/helm/build.sh")?;
+    let gateway_api = run_build_script("tools/gateway-api/build.sh")?;
     eprintln!(
         "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
     );
@@ -132,6 +146,8 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .env("BERTH_GARAGE_DIR", &garage)
         .env("BERTH_KEYCLOAK_DIR", &keycloak)
         .env("BERTH_IMAGES", &images)
+        .env("BERTH_HELM_DIR", &helm)
+        .env("BERTH_GATEWAY_API_DIR", &gateway_api)
         .status()
         .context("running cargo test")?;
     if !status.success() {

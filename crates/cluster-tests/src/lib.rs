@@ -1,1 +1,3 @@
-//! Cluster tests live in `tests/`; this crate has no library code.
+//! Cluster tests live in `tests/`; this library holds what several test binaries share.
+
+pub mod census;

@@ -1,24 +1,24 @@
-//! Crash recovery and leader election: two replicas of the operator run; the leader is killed
-//! (SIGKILL) while it onboards 50 Projects; the standby takes over once the lease expires. Every
-//! Project converges, and nothing is duplicated or orphaned. A test binary of its own, so its control
-//! plane and operators are not shared with other tests.
+//! Crash recovery and leader election: two replicas of the operator run; the leader is SIGKILLed
+//! at a random point while it onboards 50 Projects, and the test shows that work was pending at
+//! that moment; the standby takes over once the lease expires. Every Project converges, and each
+//! has exactly the children (by label and owner, per kind) of a reference Project that onboarded
+//! undisturbed: a duplicate under another name or an orphan fails the test. A test binary of its
+//! own, so its control plane and operators are not shared with other tests.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use berth_api::Project;
+use berth_cluster_tests::census::Census;
 use berth_testenv::{ControlPlane, Options, Process};
 
 const PROJECTS: usize = 50;
+const REFERENCE: &str = "crash-ref";
 
 async fn start_operator(plane: &ControlPlane, run: u32) -> Result<Process> {
     let (process, _) = plane
@@ -33,41 +33,80 @@ async fn start_operator(plane: &ControlPlane, run: u32) -> Result<Process> {
     Ok(process)
 }
 
-async fn ready_count(client: &Client) -> Result<usize> {
+fn project(name: &str) -> Result<Project> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "berth.dev/v1alpha1", "kind": "Project", "metadata": {"name": name},
+        "spec": {"owners": [format!("{name}@example.com")], "members": [{"kind": "Group", "name": "team", "role": "editor"}]},
+    }))?)
+}
+
+fn is_ready(p: &Project) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| berth_api::conditions::is_true(&s.conditions, "Ready"))
+}
+
+/// How many of `names` are Ready.
+async fn ready_among(client: &Client, names: &[String]) -> Result<usize> {
     let projects = Api::<Project>::all(client.clone())
         .list(&ListParams::default())
         .await?;
     Ok(projects
         .items
         .iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .is_some_and(|s| berth_api::conditions::is_true(&s.conditions, "Ready"))
-        })
+        .filter(|p| names.contains(&p.name_any()) && is_ready(p))
         .count())
+}
+
+/// Waits until `process`'s log contains `text`.
+async fn wait_log(process: &Process, text: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !process.log_tail(1_000_000).contains(text) {
+        if Instant::now() > deadline {
+            bail!(
+                "no {text:?} in the log within {timeout:?}:\n{}",
+                process.log_tail(4000)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 #[tokio::test]
 async fn killed_mid_onboarding_the_operator_converges_without_duplicates() -> Result<()> {
     let plane = ControlPlane::start(Options::default()).await?;
     let client = plane.cluster().client().await?;
+    let api: Api<Project> = Api::all(client.clone());
 
     let mut leader = start_operator(&plane, 1).await?;
-    // Let the first replica take the lease, then start a second one: it must stand by.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_log(&leader, "became the leader", Duration::from_secs(60)).await?;
     let standby = start_operator(&plane, 2).await?;
-    let api: Api<Project> = Api::all(client.clone());
+    wait_log(
+        &standby,
+        "another replica leads; standing by",
+        Duration::from_secs(60),
+    )
+    .await?;
+
+    // The reference onboards undisturbed.
+    api.create(&PostParams::default(), &project(REFERENCE)?)
+        .await?;
+    let reference = vec![REFERENCE.to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready_among(&client, &reference).await? < 1 {
+        if Instant::now() > deadline {
+            bail!("the reference Project did not become Ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let names: Vec<String> = (0..PROJECTS).map(|i| format!("crash-{i}")).collect();
     futures::stream::iter(names.iter().cloned())
         .map(|name| {
             let api = api.clone();
             async move {
-                let project: Project = serde_json::from_value(json!({
-                    "apiVersion": "berth.dev/v1alpha1", "kind": "Project", "metadata": {"name": name},
-                    "spec": {"owners": [format!("{name}@example.com")], "members": [{"kind": "Group", "name": "team", "role": "editor"}]},
-                }))?;
-                api.create(&PostParams::default(), &project).await?;
+                api.create(&PostParams::default(), &project(&name)?).await?;
                 anyhow::Ok(())
             }
         })
@@ -75,145 +114,72 @@ async fn killed_mid_onboarding_the_operator_converges_without_duplicates() -> Re
         .try_collect::<Vec<_>>()
         .await?;
 
-    // Kill it part-way: once some, but not all, Projects are Ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = ready_count(&client).await?;
-        if ready > 0 {
-            assert!(
-                ready < PROJECTS || Instant::now() < deadline,
-                "could not catch the operator mid-way"
-            );
-            break;
+    // A random point part-way: once `threshold` Projects are Ready, and never after all are.
+    let threshold = 1
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos() as usize)
+            % (PROJECTS / 2);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ready_at_kill = loop {
+        let ready = ready_among(&client, &names).await?;
+        if ready >= threshold {
+            break ready;
         }
         if Instant::now() > deadline {
-            bail!("no Project became Ready before the kill");
+            bail!("only {ready} Projects Ready after 120 s");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let ready_at_kill = ready_count(&client).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert!(
-        standby
-            .log_tail(100_000)
-            .contains("another replica leads; standing by"),
-        "the second replica did not stand by:\n{}",
-        standby.log_tail(4000)
-    );
-    assert!(
-        !standby.log_tail(100_000).contains("reconciled"),
+        !standby.log_tail(1_000_000).contains("reconciled"),
         "the standby reconciled while the leader lived"
     );
     leader.stop(Duration::ZERO);
-    eprintln!("killed the leader with {ready_at_kill} of {PROJECTS} Projects Ready");
+    // The kill must have landed while work was pending, or it tested nothing. (Read after the
+    // kill: the dead leader cannot have finished anything since.)
+    let ready_after_kill = ready_among(&client, &names).await?;
+    eprintln!(
+        "killed the leader at threshold {threshold}: {ready_at_kill} Ready before, {ready_after_kill} after, of {PROJECTS}"
+    );
+    assert!(
+        ready_after_kill < PROJECTS,
+        "every Project was Ready when the leader was killed: no work was pending"
+    );
 
     // The standby leads once the dead leader's lease expires, and finishes the job.
+    wait_log(&standby, "became the leader", Duration::from_secs(60)).await?;
     let deadline = Instant::now() + Duration::from_secs(180);
-    while ready_count(&client).await? < PROJECTS {
+    while ready_among(&client, &names).await? < PROJECTS {
         if Instant::now() > deadline {
             bail!(
-                "only {} of {PROJECTS} Projects Ready after the restart",
-                ready_count(&client).await?
+                "only {} of {PROJECTS} Projects Ready after the takeover",
+                ready_among(&client, &names).await?
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // Nothing duplicated or orphaned: every Berth object belongs to a live Project, and each Project
-    // has exactly the objects it should.
-    let uids: BTreeMap<String, String> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|p| (p.uid().unwrap_or_default(), p.name_any()))
-        .collect();
-    let selector = ListParams::default().labels("app.kubernetes.io/managed-by=berth");
-    let mut per_project: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut record = |kind: &str, meta: &kube::api::ObjectMeta| -> Result<()> {
-        // The owner: a controller ownerReference, or (on namespaces and what is in them, which
-        // carry none) the berth.dev/owner-uid label.
-        let owners = meta.owner_references.clone().unwrap_or_default();
-        let mut controllers: Vec<String> = owners
-            .iter()
-            .filter(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone())
-            .collect();
-        controllers.extend(
-            meta.labels
-                .as_ref()
-                .and_then(|l| l.get("berth.dev/owner-uid"))
-                .cloned(),
-        );
-        controllers.sort();
-        controllers.dedup();
-        if controllers.len() != 1 || !uids.contains_key(&controllers[0]) {
-            bail!(
-                "{kind} {:?} is orphaned or has {} controllers",
-                meta.name,
-                controllers.len()
-            );
-        }
-        let project = &uids[&controllers[0]];
-        let key = format!(
-            "{kind}/{}/{}",
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default()
-        );
-        if !per_project
-            .entry(project.clone())
-            .or_default()
-            .insert(key.clone())
-        {
-            bail!("duplicate {key}");
-        }
-        Ok(())
-    };
-    for ns in Api::<Namespace>::all(client.clone())
-        .list(&selector)
-        .await?
-        .items
-    {
-        record("Namespace", &ns.metadata)?;
-    }
-    for rb in Api::<RoleBinding>::all(client.clone())
-        .list(&selector)
-        .await?
-        .items
-    {
-        record("RoleBinding", &rb.metadata)?;
-    }
-    for np in Api::<NetworkPolicy>::all(client.clone())
-        .list(&selector)
-        .await?
-        .items
-    {
-        record("NetworkPolicy", &np.metadata)?;
-    }
-    for sa in Api::<ServiceAccount>::all(client.clone())
-        .list(&selector)
-        .await?
-        .items
-    {
-        record("ServiceAccount", &sa.metadata)?;
-    }
-    for crb in Api::<ClusterRoleBinding>::all(client.clone())
-        .list(&selector)
-        .await?
-        .items
-    {
-        record("ClusterRoleBinding", &crb.metadata)?;
-    }
-    assert_eq!(per_project.len(), PROJECTS);
-    let counts: BTreeSet<usize> = per_project.values().map(BTreeSet::len).collect();
-    assert_eq!(
-        counts.len(),
-        1,
-        "Projects differ in how many objects they have: {counts:?}"
+    // Nothing duplicated or orphaned: each Project has, per kind, exactly the children the
+    // undisturbed reference has, each labelled for it and controlled by it.
+    let projects = api.list(&ListParams::default()).await?.items;
+    let census = Census::take(&client, &projects).await?;
+    let differences = census.differences(REFERENCE);
+    assert!(
+        differences.is_empty(),
+        "Projects differ from the reference {:?}:\n{}",
+        census.per_project.get(REFERENCE),
+        differences.join("\n")
     );
-    // Namespace, 2 member RoleBindings + the automation account's, 4 NetworkPolicies (with the
-    // sample settings' gateway and monitoring namespaces), 1 ServiceAccount, 2 ClusterRoleBindings.
-    assert_eq!(counts.into_iter().next(), Some(1 + 3 + 4 + 1 + 2));
-    assert!(standby.log_tail(100_000).contains("became the leader"));
+    assert!(
+        census
+            .per_project
+            .get(REFERENCE)
+            .is_some_and(|kinds| kinds.get("Namespace") == Some(&1) && kinds.len() > 3),
+        "the reference has too little to compare with: {:?}",
+        census.per_project.get(REFERENCE)
+    );
+    assert_eq!(census.per_project.len(), PROJECTS + 1);
     drop(standby);
     plane.kill();
     Ok(())

@@ -60,6 +60,10 @@ struct Flags {
     /// Seconds between renewals, and between a standby's looks at the lease.
     #[arg(long, env = "BERTH_RETRY_PERIOD", default_value_t = 2)]
     retry_period_seconds: u64,
+    /// Seconds after a Project's last reconcile before it is reconciled again with nothing
+    /// changed (a safety net: watches bring every change). Shortened only by benchmarks.
+    #[arg(long, env = "BERTH_RESYNC_SECONDS", default_value_t = 30 * 60)]
+    resync_seconds: u64,
 }
 
 #[derive(Clone)]
@@ -138,6 +142,7 @@ async fn main() -> Result<()> {
         metrics.clone(),
         flags.concurrency,
         flags.lease_namespace.clone(),
+        std::time::Duration::from_secs(flags.resync_seconds),
         stopped(stop_rx.clone()),
     );
     let models = berth_controllers::mlmodel::run(

@@ -163,6 +163,15 @@ impl CachedObject {
                 && entry.subresource.as_deref().unwrap_or_default().is_empty()
         });
         let mut value = serde_json::to_value(object).ok()?;
+        // The items of a list (the watcher's initial list, after every restart) carry no
+        // apiVersion or kind (kube-rs#946). Without them no desired object, which has both, is
+        // contained in its live copy, and a restart re-applied every child of every Project.
+        if let Some(map) = value.as_object_mut() {
+            map.entry("apiVersion")
+                .or_insert_with(|| kind.resource.api_version.clone().into());
+            map.entry("kind")
+                .or_insert_with(|| kind.resource.kind.clone().into());
+        }
         kind.projection.trim(kind, &mut value);
         let json = serde_json::to_string(&value).ok()?;
         Some(Self {
@@ -570,6 +579,23 @@ mod tests {
         assert!(got.get("spec").is_none());
         assert_eq!(got["status"]["phase"], "Running");
         assert_eq!(got["metadata"]["labels"]["a"], "b");
+    }
+
+    #[test]
+    fn a_listed_object_without_type_meta_still_matches_what_berth_applies() {
+        // As the initial list hands it over: no apiVersion, no kind.
+        let kind = ChildKind::of::<k8s_openapi::api::core::v1::ConfigMap>(true, true);
+        let listed: DynamicObject = serde_json::from_value(json!({"metadata": {
+            "name": "c", "namespace": "n", "labels": {"a": "b"},
+        }, "data": {"k": "v"}}))
+        .unwrap();
+        let cached = CachedObject::from_object(&kind, &listed).unwrap().value();
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}}, "data": {"k": "v"}});
+        assert!(crate::compare::contains(&cached, &desired), "{cached}");
+        let other = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n"}, "data": {"k": "w"}});
+        assert!(!crate::compare::contains(&cached, &other));
     }
 
     #[test]

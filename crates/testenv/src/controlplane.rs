@@ -33,6 +33,10 @@ pub struct Options {
     /// certificates the node's components use. The node's bridge must exist first (see
     /// [`crate::realnode::HostLease`]).
     pub real_node: bool,
+    /// Install Berth from `deploy/` once the control plane is up (CRDs, RBAC, admission
+    /// policies, settings). Off for a cluster that installs Berth with its Helm charts
+    /// ([`crate::chart`]).
+    pub install_berth: bool,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
             binaries: None,
             audit: false,
             real_node: false,
+            install_berth: true,
         }
     }
 }
@@ -405,7 +410,9 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        plane.cluster.install_berth().await?;
+        if options.install_berth {
+            plane.cluster.install_berth().await?;
+        }
         plane.started_in = begin.elapsed();
         progress(
             show,

@@ -43,6 +43,8 @@ pub enum Error {
     SharedStartFailed(String),
     #[error("the real node: {0}")]
     RealNode(String),
+    #[error("helm {command} failed: {stderr}")]
+    Helm { command: String, stderr: String },
 }
 
 impl Error {

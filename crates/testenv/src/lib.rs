@@ -14,6 +14,7 @@
 //! real containers, networking, NetworkPolicy, DNS and storage, for the tests that need them.
 
 mod binaries;
+pub mod chart;
 mod cluster;
 mod controlplane;
 mod error;
@@ -164,8 +165,18 @@ pub async fn start_real_node(options: Options) -> Result<(ControlPlane, RealNode
 /// have a Ready real node (a `cargo xtask dev` cluster has one), and the images come from
 /// `BERTH_IMAGES`.
 pub fn shared_real_node() -> Result<&'static RealNodeCluster, Error> {
+    shared_real_node_with(true)
+}
+
+/// [`shared_real_node`] without Berth: for tests that install it themselves, with its Helm
+/// charts ([`chart`]). With `BERTH_TEST_KUBECONFIG` set, that cluster is used as it is.
+pub fn shared_real_node_without_berth() -> Result<&'static RealNodeCluster, Error> {
+    shared_real_node_with(false)
+}
+
+fn shared_real_node_with(install_berth: bool) -> Result<&'static RealNodeCluster, Error> {
     let shared = SHARED_REAL.get_or_init(|| {
-        let started = std::thread::spawn(|| -> Result<RealNodeCluster, Error> {
+        let started = std::thread::spawn(move || -> Result<RealNodeCluster, Error> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -174,7 +185,9 @@ pub fn shared_real_node() -> Result<&'static RealNodeCluster, Error> {
                 match std::env::var_os(KUBECONFIG_ENV) {
                     Some(path) => {
                         let cluster = Cluster::from_kubeconfig_file(path.as_ref()).await?;
-                        cluster.install_berth().await?;
+                        if install_berth {
+                            cluster.install_berth().await?;
+                        }
                         Ok(RealNodeCluster {
                             cluster,
                             images: realnode::Images::locate()?,
@@ -182,7 +195,11 @@ pub fn shared_real_node() -> Result<&'static RealNodeCluster, Error> {
                         })
                     }
                     None => {
-                        let (control_plane, node) = start_real_node(Options::default()).await?;
+                        let (control_plane, node) = start_real_node(Options {
+                            install_berth,
+                            ..Options::default()
+                        })
+                        .await?;
                         let shared = RealNodeCluster {
                             cluster: control_plane.cluster().clone(),
                             images: node.images().clone(),

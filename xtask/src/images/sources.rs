@@ -96,6 +96,7 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
         .with_context(|| format!("creating the lock in {}", target.display()))?;
     lock.lock()
         .with_context(|| format!("locking {}", target.display()))?;
+    forget_other_checkouts_crates(&target)?;
     let flags = [
         format!("--remap-path-prefix={}=/cargo", cargo_home().display()),
         format!("--remap-path-prefix={}=/target", target.display()),
@@ -126,6 +127,8 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
     if !status.success() {
         bail!("the release build of the image binaries failed ({status})");
     }
+    std::fs::write(target.join(CHECKOUT_STAMP), checkout_id())
+        .with_context(|| format!("writing {CHECKOUT_STAMP} in {}", target.display()))?;
     // Copy them into `work` while the lock is held.
     let copy = |binary: &str| -> Result<PathBuf> {
         let to = work.join(binary);
@@ -261,4 +264,39 @@ mod tests {
             assert!(library.exists(), "{}", library.display());
         }
     }
+}
+
+/// The file in the shared target directory that names the checkout whose sources it last built.
+const CHECKOUT_STAMP: &str = ".xtask-images.checkout";
+
+/// This checkout, as the stamp records it: its canonical path.
+fn checkout_id() -> String {
+    let root = repo_root();
+    root.canonicalize().unwrap_or(root).display().to_string()
+}
+
+/// Cargo names the artifacts of a workspace crate without its path (the same in every clone) and
+/// decides they are fresh by modification times. In a target directory shared by several
+/// checkouts, a crate built from another checkout after this one's sources last changed would be
+/// taken as fresh: the images would hold the other checkout's code (seen: a worktree's image
+/// build failed on a field that only a sibling worktree's sources had). So when the last build
+/// came from another checkout, Berth's own crates (`berth-*`, `berth_*`) lose their fingerprints
+/// and are compiled again; the dependencies stay shared.
+fn forget_other_checkouts_crates(target: &Path) -> Result<()> {
+    let last = std::fs::read_to_string(target.join(CHECKOUT_STAMP)).unwrap_or_default();
+    if last == checkout_id() {
+        return Ok(());
+    }
+    let fingerprints = target.join("image").join(".fingerprint");
+    let Ok(entries) = std::fs::read_dir(&fingerprints) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("berth-") || name.starts_with("berth_") {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }

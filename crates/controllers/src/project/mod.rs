@@ -56,7 +56,8 @@ use crate::names;
 pub const FINALIZER: &str = "berth.dev/project";
 const CONTROLLER: &str = "project";
 /// Requeue when all is well: a safety net only, since watches bring every change. Reads only.
-const RESYNC: Duration = Duration::from_secs(30 * 60);
+/// The default of the operator's `--resync-seconds` ([`Context::resync`]).
+pub const RESYNC: Duration = Duration::from_secs(30 * 60);
 /// A namespace that is someone else's needs a person: look again this often.
 const CONFLICT_RETRY: Duration = Duration::from_secs(60);
 
@@ -77,6 +78,10 @@ pub struct Context {
     pub written: Written,
     /// The bucket, OIDC client and registry project of each Project.
     pub external: external::External,
+    /// How long after a reconcile where all was well the Project is reconciled again
+    /// ([`RESYNC`] unless the operator is told otherwise; the onboarding benchmark shortens it to
+    /// measure a whole resync period).
+    pub resync: Duration,
 }
 
 impl Context {
@@ -152,6 +157,7 @@ pub async fn run(
     metrics: Metrics,
     concurrency: u16,
     operator_namespace: String,
+    resync: Duration,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Which optional kinds the cluster serves, and the API server's addresses. Until the API
@@ -201,6 +207,7 @@ pub async fn run(
             admin_secrets,
             operator_namespace,
         )),
+        resync,
     });
 
     let (projects, project_stream) = runner::primary(Api::<Project>::all(client.clone()));
@@ -328,7 +335,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
     let applied = apply_children(ctx, &validated, &built).await;
     let (outcome, mut writes, next) = match applied {
         Ok((n, in_flight)) => {
-            let mut next = if in_flight { IN_FLIGHT } else { RESYNC };
+            let mut next = if in_flight { IN_FLIGHT } else { ctx.resync };
             if let Some(retry) = outside.retry_in() {
                 next = next.min(retry);
             }
@@ -368,7 +375,7 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
         (Outcome::ApplyFailed(e), _) => Err(e),
         (_, next) => {
             ctx.backoffs.succeeded(&project.name_any());
-            Ok((Action::requeue(next.unwrap_or(RESYNC)), writes))
+            Ok((Action::requeue(next.unwrap_or(ctx.resync)), writes))
         }
     }
 }
