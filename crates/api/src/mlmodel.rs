@@ -26,6 +26,7 @@ use crate::project::{ResourceList, resource_list_schema};
     printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeVersion"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetVersion","priority":1}"#,
     printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].status","priority":1}"#,
+    printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canary.split","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -63,6 +64,32 @@ pub struct MLModelSpec {
     /// HTTPRoute on the platform's Gateway) or istio (an Istio VirtualService).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expose: Option<ExposeSpec>,
+
+    /// A second version served beside the stable one, taking a share of the requests. Promote it
+    /// by making its source (and runtime) the model's and removing canary; roll it back by
+    /// removing canary. A canary that fails is rolled back by Berth, with the reason in the
+    /// CanaryReady condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
+}
+
+/// A canary: a second version that takes a share of the requests.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.source) || has(self.runtime)").message("canary needs a source or a runtime (or both): what the canary version serves differently"))]
+pub struct CanarySpec {
+    /// Where the canary's model comes from. Default: the model's own source (a canary of a
+    /// runtime only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ModelSource>,
+    /// What serves the canary. Default: the model's own runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeSpec>,
+    /// The share of requests the canary takes, in percent (1 to 99). With cluster exposure the
+    /// share follows the ratio of canary to stable replicas; with gateway and istio exposure,
+    /// the route's weights (docs/models.md says how close each comes).
+    #[schemars(range(min = 1, max = 99))]
+    pub weight: i32,
 }
 
 /// Where the model comes from.
@@ -322,7 +349,8 @@ pub struct Failure {
     pub exit_code: Option<i32>,
     /// When Berth saw the failure.
     pub time: Time,
-    /// Download (the download Job failed) or Rollout (the replicas did not come up).
+    /// Download (the download Job failed), Rollout (the replicas did not come up) or Canary (the
+    /// canary version failed and was rolled back).
     pub stage: String,
     /// The version that failed.
     pub version: String,
@@ -368,10 +396,42 @@ pub struct MLModelStatus {
     /// The most recent failure, kept until a version becomes active after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
-    /// Downloaded, Available, Ready, Degraded and Exposed.
+    /// The canary, while spec.canary asks for one: its version, readiness and share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+    /// Downloaded, Available, Ready, Degraded, Exposed and, with a canary, CanaryReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a canary is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The canary's version: a hash of its source, runtime and volume.
+    pub version: String,
+    /// Canary replicas asked for.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Canary replicas ready to serve.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// The share of requests the canary takes as deployed, in percent (the replica ratio with
+    /// cluster exposure, the route's weight otherwise); 0 while it is not serving.
+    #[serde(default)]
+    pub percent: i32,
+    /// How the requests are split: replicas (behind the one Service), HTTPRoute or
+    /// VirtualService.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// `<stable version> <percent>% / <canary version> <percent>%`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub split: String,
+    /// Why the canary was rolled back, when it failed. Berth tries it again only once the spec
+    /// changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
 }
 
 /// The platform's model settings (`PlatformSettings.spec.models`).

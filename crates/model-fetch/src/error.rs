@@ -25,6 +25,11 @@ pub mod exit {
     pub const UNPACK: u8 = 8;
     /// Local disk failure (cannot create, write or rename files).
     pub const DISK: u8 = 9;
+    /// The archive unpacks beyond a limit (`--max-unpacked-bytes`, `--max-entries`,
+    /// `--max-ratio`): a tar or zip bomb, or a model larger than its volume should hold.
+    pub const UNPACK_LIMIT: u8 = 10;
+    /// A redirect led from https to http: the rest of the download would travel unprotected.
+    pub const INSECURE_REDIRECT: u8 = 11;
 }
 
 /// Every failure of a fetch; `Display` is the one-line message shown to the user.
@@ -32,6 +37,9 @@ pub mod exit {
 pub enum FetchError {
     #[error("bad arguments: {0}")]
     BadArgs(String),
+    /// The source cannot be downloaded as it is (a key that is both a file and a folder).
+    #[error("invalid source: {0}")]
+    InvalidSource(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("access denied: {0}")]
@@ -53,6 +61,10 @@ pub enum FetchError {
     Network(String),
     #[error("unpack error: {0}")]
     Unpack(String),
+    #[error("unpack limit: {0}")]
+    UnpackLimit(String),
+    #[error("insecure redirect: {0}")]
+    InsecureRedirect(String),
     #[error("disk error: {0}")]
     Disk(String),
     #[error("internal error: {0}")]
@@ -63,13 +75,15 @@ impl FetchError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            FetchError::BadArgs(_) => exit::BAD_ARGS,
+            FetchError::BadArgs(_) | FetchError::InvalidSource(_) => exit::BAD_ARGS,
             FetchError::NotFound(_) => exit::NOT_FOUND,
             FetchError::AccessDenied(_) => exit::ACCESS_DENIED,
             FetchError::Checksum { .. } => exit::CHECKSUM_MISMATCH,
             FetchError::Deadline(_) => exit::DEADLINE_EXCEEDED,
             FetchError::Network(_) => exit::NETWORK,
             FetchError::Unpack(_) => exit::UNPACK,
+            FetchError::UnpackLimit(_) => exit::UNPACK_LIMIT,
+            FetchError::InsecureRedirect(_) => exit::INSECURE_REDIRECT,
             FetchError::Disk(_) => exit::DISK,
             FetchError::Internal(_) => exit::INTERNAL,
         }

@@ -10,12 +10,38 @@ use std::path::Path;
 use std::time::Duration;
 use url::Url;
 
+/// A redirect from https to http, refused by the client's redirect policy.
+#[derive(Debug, thiserror::Error)]
+#[error("{from} redirected to {to}, which is not https; refused")]
+struct Downgrade {
+    from: String,
+    to: String,
+}
+
+/// Follows at most 10 redirects, never from https to http: once a download started on
+/// https, the rest of it (and any credentials in the URL) must not travel in the clear.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let was_secure = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if was_secure && attempt.url().scheme() != "https" {
+            let from = attempt.previous().last().map(redact).unwrap_or_default();
+            let to = redact(attempt.url());
+            attempt.error(Downgrade { from, to })
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 pub(crate) fn client(
     ca_file: Option<&Path>,
     read_timeout: Duration,
 ) -> Result<reqwest::Client, FetchError> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("berth-model-fetch/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect_policy())
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(read_timeout);
     if let Some(path) = ca_file {
@@ -125,6 +151,13 @@ impl HttpObject {
 
     fn net_err(&self, e: &reqwest::Error) -> FetchError {
         let what = self.display();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(d) = err.downcast_ref::<Downgrade>() {
+                return FetchError::InsecureRedirect(format!("downloading {what}: {d}"));
+            }
+            cur = err.source();
+        }
         FetchError::Network(format!("cannot download {what}: {}", reqwest_detail(e)))
     }
 }

@@ -32,7 +32,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  ok: the artifact is in DEST (verified and unpacked when asked)
   1  internal error (a bug: please report it)
-  2  bad arguments
+  2  bad arguments, or a source that cannot be downloaded as it is (an S3 key that is
+     both a file and a folder)
   3  not found: the object, prefix, bucket or URL does not exist
   4  access denied: missing or wrong credentials, or no permission
   5  checksum mismatch: the download does not match --sha256 (partial file deleted)
@@ -40,6 +41,13 @@ Exit codes:
   7  network or server error (after --retries attempts; run again to resume)
   8  unpack error: corrupt archive, or unsafe entries (paths outside DEST, links)
   9  disk error: cannot create, write or rename files in DEST
+ 10  unpack limit: the archive unpacks to more than --max-unpacked-bytes, more than
+     --max-entries entries, or more than --max-ratio times its own size (a bomb)
+ 11  insecure redirect: an https:// download was redirected to http://
+
+A resume continues a partial download only when the server named its version (a strong
+ETag or Last-Modified); otherwise the download starts over, so two versions are never
+spliced.
 
 S3 settings come from the standard environment variables: AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION /
@@ -104,6 +112,18 @@ pub struct Args {
     /// Print no progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// The most bytes an archive may unpack to (default 1 TiB; Berth passes the volume's size).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 40)]
+    pub max_unpacked_bytes: u64,
+
+    /// The most entries (files and directories) an archive may hold.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_entries: u64,
+
+    /// The most an archive may unpack to, as a multiple of its own size.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_ratio: u64,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -236,16 +256,22 @@ async fn fetch(source: Source, args: &Args, sha: Option<[u8; 32]>) -> Result<Sum
         None => None,
         Some(kind) => {
             let (archive, dir, remove) = (path.clone(), dest.clone(), !args.keep_archive);
+            let limits = unpack::Limits {
+                bytes: args.max_unpacked_bytes,
+                entries: args.max_entries,
+                ratio: args.max_ratio,
+            };
             if opts.progress.is_some() {
                 eprintln!(
                     "berth-model-fetch: unpacking {name} into {}",
                     dest.display()
                 );
             }
-            let files =
-                tokio::task::spawn_blocking(move || unpack::unpack(&archive, kind, &dir, remove))
-                    .await
-                    .map_err(|e| FetchError::Internal(format!("unpacking stopped: {e}")))??;
+            let files = tokio::task::spawn_blocking(move || {
+                unpack::unpack(&archive, kind, &dir, remove, limits)
+            })
+            .await
+            .map_err(|e| FetchError::Internal(format!("unpacking stopped: {e}")))??;
             Some(files)
         }
     };
@@ -254,6 +280,23 @@ async fn fetch(source: Source, args: &Args, sha: Option<[u8; 32]>) -> Result<Sum
         bytes,
         unpacked,
     })
+}
+
+/// Refuses a listing in which one key is both a file and a folder (`a/model` and
+/// `a/model/part`): both cannot be written into one directory, and retrying cannot change it.
+fn refuse_file_and_folder(keys: &[String], bucket: &str) -> Result<(), FetchError> {
+    let set: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    for key in keys {
+        let folder = format!("{key}/");
+        if let Some(inside) = set.range(folder.as_str()..).next()
+            && inside.starts_with(&folder)
+        {
+            return Err(FetchError::InvalidSource(format!(
+                "s3://{bucket}/{key} is both an object and a folder (it holds s3://{bucket}/{inside}); rename one of them"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn fetch_prefix(
@@ -269,6 +312,7 @@ async fn fetch_prefix(
             "there are no objects under s3://{bucket}/{prefix}"
         )));
     }
+    refuse_file_and_folder(&keys, &bucket)?;
     let mut summary = Summary::default();
     for key in keys {
         let rel_str = key
@@ -371,15 +415,26 @@ async fn fetch_attempt(
 ) -> Result<u64, FetchError> {
     let meta = sibling(path, ".partial.meta");
     let offset = file_len(partial).await;
-    let mut opened = if offset > 0 {
-        let validator = tokio::fs::read_to_string(&meta)
+    let validator = if offset > 0 {
+        tokio::fs::read_to_string(&meta)
             .await
             .ok()
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
-        remote.open(offset, validator.as_deref()).await?
+            .filter(|s| !s.is_empty())
     } else {
-        remote.open(0, None).await?
+        None
+    };
+    // A partial download is continued only under the validator of the version it holds: the
+    // server then sends the rest of that version or the whole new one (If-Range). Without
+    // one, a range could splice two versions, so the download starts over.
+    let mut opened = match validator {
+        Some(validator) => remote.open(offset, Some(&validator)).await?,
+        None => {
+            if offset > 0 {
+                remove_quietly(partial).await;
+            }
+            remote.open(0, None).await?
+        }
     };
     if matches!(opened, Opened::RangeNotSatisfiable | Opened::Changed) {
         // The partial download does not fit the object any more: start over.
@@ -521,4 +576,28 @@ pub fn progress_summary(s: &Summary, dest: &Path) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> Vec<String> {
+        list.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_key_that_is_both_file_and_folder_is_an_invalid_source() {
+        assert!(
+            refuse_file_and_folder(&keys(&["m/a", "m/a-old/x", "m/b/c", "m/b/d/e"]), "bk").is_ok()
+        );
+        let err = refuse_file_and_folder(&keys(&["m/a", "m/a/x", "m/b"]), "bk").unwrap_err();
+        assert_eq!(err.exit_code(), exit::BAD_ARGS);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid source: s3://bk/m/a is both an object and a folder"),
+            "{text}"
+        );
+        assert!(text.contains("s3://bk/m/a/x"), "{text}");
+    }
 }

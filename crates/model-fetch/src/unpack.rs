@@ -10,6 +10,82 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+/// How far an archive may unpack: in bytes written, in entries, and as a multiple of the
+/// archive's own size. Beyond any of them the unpacking stops with
+/// [`FetchError::UnpackLimit`] and nothing is moved into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub bytes: u64,
+    pub entries: u64,
+    pub ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            bytes: 1 << 40,
+            entries: 100_000,
+            ratio: 1_000,
+        }
+    }
+}
+
+/// What an unpacking wrote so far, checked against its [`Limits`].
+struct Budget {
+    limits: Limits,
+    /// The most bytes: the smaller of the byte limit and ratio × the archive's size.
+    max_bytes: u64,
+    bytes: u64,
+    entries: u64,
+    archive: String,
+    archive_size: u64,
+}
+
+impl Budget {
+    fn new(limits: Limits, archive: &str, archive_size: u64) -> Self {
+        let by_ratio = archive_size.max(1).saturating_mul(limits.ratio);
+        Self {
+            limits,
+            max_bytes: limits.bytes.min(by_ratio),
+            bytes: 0,
+            entries: 0,
+            archive: archive.to_owned(),
+            archive_size,
+        }
+    }
+
+    fn entry(&mut self) -> Result<(), FetchError> {
+        self.entries += 1;
+        if self.entries > self.limits.entries {
+            return Err(FetchError::UnpackLimit(format!(
+                "{} holds more than {} entries (--max-entries); refused",
+                self.archive, self.limits.entries
+            )));
+        }
+        Ok(())
+    }
+
+    fn wrote(&mut self, n: u64) -> Result<(), FetchError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes <= self.max_bytes {
+            return Ok(());
+        }
+        Err(FetchError::UnpackLimit(
+            if self.max_bytes < self.limits.bytes {
+                format!(
+                    "{} ({} bytes) unpacks to more than {} times its size (--max-ratio); refused as a likely archive bomb",
+                    self.archive, self.archive_size, self.limits.ratio
+                )
+            } else {
+                format!(
+                    "{} unpacks to more than {} bytes (--max-unpacked-bytes); refused",
+                    self.archive, self.limits.bytes
+                )
+            },
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {
     Tar,
@@ -63,13 +139,18 @@ impl ArchiveKind {
 }
 
 /// Unpacks `archive` into `dest_dir` (deleting the archive once read when
-/// `remove_archive`); returns the number of files written.
+/// `remove_archive`) within `limits`; returns the number of files written.
 pub fn unpack(
     archive: &Path,
     kind: ArchiveKind,
     dest_dir: &Path,
     remove_archive: bool,
+    limits: Limits,
 ) -> Result<u64, FetchError> {
+    let size = fs::metadata(archive)
+        .map_err(|e| FetchError::disk(format!("cannot read {}", archive.display()), e))?
+        .len();
+    let mut budget = Budget::new(limits, &display_name(archive), size);
     // Staging directories left by an earlier run that was stopped mid-unpack.
     if let Ok(entries) = fs::read_dir(dest_dir) {
         for e in entries.flatten() {
@@ -86,9 +167,9 @@ pub fn unpack(
         .map_err(|e| FetchError::disk(format!("cannot create {}", staging.display()), e))?;
     let result = match kind {
         ArchiveKind::Tar | ArchiveKind::TarGz => {
-            unpack_tar(archive, kind == ArchiveKind::TarGz, &staging)
+            unpack_tar(archive, kind == ArchiveKind::TarGz, &staging, &mut budget)
         }
-        ArchiveKind::Zip => unpack_zip(archive, &staging),
+        ArchiveKind::Zip => unpack_zip(archive, &staging, &mut budget),
     }
     .and_then(|files| {
         if remove_archive {
@@ -102,7 +183,12 @@ pub fn unpack(
     result
 }
 
-fn unpack_tar(archive: &Path, gz: bool, staging: &Path) -> Result<u64, FetchError> {
+fn unpack_tar(
+    archive: &Path,
+    gz: bool,
+    staging: &Path,
+    budget: &mut Budget,
+) -> Result<u64, FetchError> {
     let f = File::open(archive)
         .map_err(|e| FetchError::disk(format!("cannot open {}", archive.display()), e))?;
     let reader: Box<dyn Read> = if gz {
@@ -119,6 +205,7 @@ fn unpack_tar(archive: &Path, gz: bool, staging: &Path) -> Result<u64, FetchErro
     let mut files = 0;
     for entry in ar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
+        budget.entry()?;
         let raw = entry.path().map_err(bad)?.into_owned();
         let rel = safe_relative(&raw, &name)?;
         let kind = entry.header().entry_type();
@@ -157,13 +244,13 @@ fn unpack_tar(archive: &Path, gz: bool, staging: &Path) -> Result<u64, FetchErro
             .mode()
             .map(|m| m & 0o111 != 0)
             .unwrap_or(false);
-        write_file(&staging.join(&rel), &mut entry, exec, &name)?;
+        write_file(&staging.join(&rel), &mut entry, exec, &name, budget)?;
         files += 1;
     }
     Ok(files)
 }
 
-fn unpack_zip(archive: &Path, staging: &Path) -> Result<u64, FetchError> {
+fn unpack_zip(archive: &Path, staging: &Path, budget: &mut Budget) -> Result<u64, FetchError> {
     let f = File::open(archive)
         .map_err(|e| FetchError::disk(format!("cannot open {}", archive.display()), e))?;
     let name = display_name(archive);
@@ -174,6 +261,7 @@ fn unpack_zip(archive: &Path, staging: &Path) -> Result<u64, FetchError> {
         let mut entry = za
             .by_index(i)
             .map_err(|e| FetchError::Unpack(format!("{name}: cannot read entry {i}: {e}")))?;
+        budget.entry()?;
         let entry_name = entry
             .name()
             .map_err(|e| {
@@ -199,7 +287,7 @@ fn unpack_zip(archive: &Path, staging: &Path) -> Result<u64, FetchError> {
             )));
         }
         let exec = entry.unix_mode().map(|m| m & 0o111 != 0).unwrap_or(false);
-        write_file(&staging.join(&rel), &mut entry, exec, &name)?;
+        write_file(&staging.join(&rel), &mut entry, exec, &name, budget)?;
         files += 1;
     }
     Ok(files)
@@ -233,6 +321,7 @@ fn write_file(
     src: &mut dyn Read,
     exec: bool,
     archive: &str,
+    budget: &mut Budget,
 ) -> Result<(), FetchError> {
     if let Some(parent) = path.parent() {
         create_dir(parent)?;
@@ -248,6 +337,8 @@ fn write_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(FetchError::Unpack(format!("{archive}: corrupt data: {e}"))),
         };
+        // Counted before it is written: a bomb stops at the limit, not after it.
+        budget.wrote(n as u64)?;
         w.write_all(&buf[..n])
             .map_err(|e| FetchError::disk(format!("cannot write {}", path.display()), e))?;
     }

@@ -209,6 +209,8 @@ async fn falls_back_to_full_download_when_range_is_ignored() {
     let f = Fixture::new(vec![("/m.bin", bytes_route(&d, Behavior::IgnoreRange))]).await;
     std::fs::create_dir_all(f.dest()).unwrap();
     std::fs::write(f.dest().join("m.bin.partial"), vec![0xAAu8; 5000]).unwrap();
+    // The version the partial download holds, as the first run recorded it.
+    std::fs::write(f.dest().join("m.bin.partial.meta"), "\"v1\"").unwrap();
     let out = f.fetch("/m.bin", &["--sha256", &sha256_hex(&d)]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(std::fs::read(f.dest().join("m.bin")).unwrap(), d);
@@ -581,5 +583,129 @@ async fn constant_memory_for_200_mib() {
     assert!(
         peak_kib <= 32 * 1024,
         "peak RSS {peak_kib} KiB exceeds 32 MiB"
+    );
+}
+
+/// A server that names no version of the file (no ETag, no Last-Modified): a partial download
+/// cannot be told apart from a new version, so the second run starts over instead of asking
+/// for a range that could splice two versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_without_a_validator_starts_over() {
+    let d = data(2 << 20);
+    let mut route = bytes_route(
+        &d,
+        Behavior::DropAfter {
+            after: 512 << 10,
+            times: 1,
+        },
+    );
+    route.etag = String::new();
+    let f = Fixture::new(vec![("/m.bin", route)]).await;
+    let out = f.fetch("/m.bin", &["--retries", "0"]).await;
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(f.dest().join("m.bin.partial").exists());
+    let out = f
+        .fetch("/m.bin", &["--sha256", &sha256_hex(&d), "--retries", "0"])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(std::fs::read(f.dest().join("m.bin")).unwrap(), d);
+    let reqs = f.server.requests("/m.bin");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].range, None, "no validator, no range: {reqs:?}");
+}
+
+/// An https download redirected to http stops with exit 11 and says where it was sent;
+/// nothing is requested over http and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_http_redirect_is_refused() {
+    let f = Fixture::new(vec![
+        (
+            "/m.bin",
+            bytes_route(b"", Behavior::Redirect("http://127.0.0.1:9/m.bin")),
+        ),
+        (
+            "/moved.bin",
+            bytes_route(b"", Behavior::Redirect("/m2.bin")),
+        ),
+        ("/m2.bin", bytes_route(b"hello", Behavior::Normal)),
+    ])
+    .await;
+    let out = f.fetch("/m.bin", &["--retries", "0"]).await;
+    assert_eq!(code(&out), 11, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("redirected to http://127.0.0.1:9/m.bin, which is not https"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&f.dest()), Vec::<String>::new());
+    // A redirect that stays on https is followed.
+    let out = f.fetch("/moved.bin", &["--output-name", "m2.bin"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(std::fs::read(f.dest().join("m2.bin")).unwrap(), b"hello");
+}
+
+/// Archive bombs stop at their limit with exit 10, and nothing of them lands in DEST: a
+/// highly compressed file (ratio), too many entries, too many bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_bombs_are_refused() {
+    let zeros = vec![0u8; 8 << 20];
+    let bomb = tar_gz(&[("model/zeros.bin", &zeros, 0o644)]);
+    assert!(bomb.len() * 100 < zeros.len(), "{} bytes", bomb.len());
+    let many: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("model/f{i}.txt"), b"x".to_vec()))
+        .collect();
+    let many_refs: Vec<(&str, &[u8], u32)> = many
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice(), 0o644))
+        .collect();
+    let crowded = tar_gz(&many_refs);
+    let zipped = zip_of(&[("big.bin", &zeros)]);
+    let f = Fixture::new(vec![
+        ("/bomb.tar.gz", bytes_route(&bomb, Behavior::Normal)),
+        ("/crowded.tar.gz", bytes_route(&crowded, Behavior::Normal)),
+        ("/big.zip", bytes_route(&zipped, Behavior::Normal)),
+    ])
+    .await;
+
+    let out = f.fetch("/bomb.tar.gz", &["--max-ratio", "100"]).await;
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 100 times its size"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&f.dest()), vec!["bomb.tar.gz"]);
+
+    let out = f.fetch("/crowded.tar.gz", &["--max-entries", "10"]).await;
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 10 entries"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = f
+        .fetch("/big.zip", &["--max-unpacked-bytes", "1000000"])
+        .await;
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than 1000000 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !listing(&f.dest())
+            .iter()
+            .any(|p| p.contains("zeros") || p.contains("big.bin"))
+    );
+
+    // Within the limits, the same archive unpacks.
+    let out = f.fetch("/bomb.tar.gz", &["--max-ratio", "5000"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::metadata(f.dest().join("model/zeros.bin"))
+            .unwrap()
+            .len(),
+        8 << 20
     );
 }

@@ -27,6 +27,22 @@ pub struct Config {
     #[arg(long, env = "BERTH_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
+    /// The address the Prometheus metrics (`/metrics`) are served on, apart from the API, so
+    /// that a Service or route to the API port does not expose them (port 0 picks a free port).
+    #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// How many inference requests may wait for a free inference slot; one more is answered
+    /// 429 Too Many Requests at once, before its body is read. Memory held by request bodies
+    /// is thus at most inference threads × max-request-bytes (plus what parsing makes of them):
+    /// a waiting request's body is not read until it holds a slot.
+    #[arg(long, env = "BERTH_MAX_QUEUED_REQUESTS", default_value_t = 64)]
+    pub max_queued_requests: usize,
+
+    /// Seconds a request that holds an inference slot may take to send its body (408 after).
+    #[arg(long, env = "BERTH_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_body_timeout_secs: u64,
+
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "BERTH_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -72,6 +88,8 @@ mod tests {
     fn defaults() {
         let c = Config::try_parse_from(["berth-model-server", "--model-path", "/m"]).unwrap();
         assert_eq!(c.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.metrics_addr, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(c.max_queued_requests, 64);
         assert_eq!(c.model_name, None);
         assert_eq!(c.model_version, None);
         assert!(c.inference_concurrency() >= 1);

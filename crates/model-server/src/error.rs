@@ -18,6 +18,13 @@ pub enum ApiError {
     /// The request body is larger than the server accepts: 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Every inference slot is busy and the queue of waiting requests is full: 429. The client
+    /// should retry later; the server read none of the body.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The request body did not arrive in time: 408.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The model is not loaded yet: 503.
     #[error("{0}")]
     NotReady(String),
@@ -44,6 +51,8 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,6 +63,8 @@ impl ApiError {
             Self::BadRequest(m)
             | Self::NotFound(m)
             | Self::PayloadTooLarge(m)
+            | Self::TooManyRequests(m)
+            | Self::RequestTimeout(m)
             | Self::NotReady(m)
             | Self::Internal(m) => m,
         }
@@ -121,6 +132,10 @@ mod tests {
         assert_eq!(
             ApiError::PayloadTooLarge("x".into()).status(),
             StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::TooManyRequests("x".into()).status(),
+            StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(
             ApiError::internal("x").status(),

@@ -3,18 +3,19 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{Config, check_path_segment};
 use crate::error::{ApiError, one_line};
@@ -36,6 +37,20 @@ pub struct AppState {
     model: OnceLock<Arc<LoadedModel>>,
     metrics: Metrics,
     inference_permits: Arc<Semaphore>,
+    /// Requests waiting for an inference permit now, and how many may.
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// How long a request holding a permit may take to send its body.
+    body_timeout: Duration,
+}
+
+/// Leaves the queue of waiting requests when dropped, even if the request is cancelled.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {
@@ -53,7 +68,39 @@ impl AppState {
             model: OnceLock::new(),
             metrics: Metrics::new(),
             inference_permits: Arc::new(Semaphore::new(inference_concurrency.max(1))),
+            queued: AtomicUsize::new(0),
+            max_queued: 64,
+            body_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The same state letting at most `max_queued` requests wait for an inference permit, and
+    /// a request holding one at most `body_timeout` to send its body.
+    pub fn with_queue(mut self, max_queued: usize, body_timeout: Duration) -> Self {
+        self.max_queued = max_queued;
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// An inference permit: at once if one is free, else after waiting in a queue of at most
+    /// `max_queued` requests; a request beyond that is refused (429) without waiting.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.inference_permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let waiting = self.queued.fetch_add(1, Ordering::SeqCst);
+        let _queued = Queued(&self.queued);
+        if waiting >= self.max_queued {
+            return Err(ApiError::TooManyRequests(format!(
+                "the server is busy: every inference slot is taken and {} requests wait; retry later",
+                self.max_queued
+            )));
+        }
+        self.inference_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("the server is shutting down"))
     }
 
     /// Makes the model ready. Only the first call has an effect.
@@ -114,10 +161,20 @@ pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(infer_versioned),
         )
-        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// The router of the metrics address: `/metrics` only. It is served on a port of its own so
+/// that the Service and route in front of the API do not publish it.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -258,10 +315,10 @@ fn ready_of(state: &AppState, name: &str, version: Option<&str>) -> StatusCode {
 async fn infer(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     match path {
-        Ok(Path(name)) => infer_with(state, &name, None, body).await,
+        Ok(Path(name)) => infer_with(state, &name, None, request).await,
         Err(e) => path_error(e).into_response(),
     }
 }
@@ -269,10 +326,10 @@ async fn infer(
 async fn infer_versioned(
     State(state): State<Arc<AppState>>,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     match path {
-        Ok(Path((name, version))) => infer_with(state, &name, Some(&version), body).await,
+        Ok(Path((name, version))) => infer_with(state, &name, Some(&version), request).await,
         Err(e) => path_error(e).into_response(),
     }
 }
@@ -290,9 +347,9 @@ async fn infer_with(
     state: Arc<AppState>,
     name: &str,
     version: Option<&str>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    match run_inference(state, name, version, body).await {
+    match run_inference(state, name, version, request).await {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => e.into_response(),
     }
@@ -300,21 +357,30 @@ async fn infer_with(
 
 /// Parses, runs and encodes one inference on a blocking thread, at most as
 /// many at once as the server has inference permits.
+///
+/// The permit is taken before the body is read, so the bodies held in memory are at most one
+/// per permit (each at most the body limit); requests waiting for a permit hold only their
+/// headers, and at most `max_queued` of them wait (429 beyond). A request holding a permit
+/// must send its body within the body timeout (408 otherwise), so a slow client cannot keep
+/// a permit.
 async fn run_inference(
     state: Arc<AppState>,
     name: &str,
     version: Option<&str>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Vec<u8>, ApiError> {
     state.check_model(name, version)?;
     let model = state.ready_model()?;
-    let body = body.map_err(body_error)?;
-    let permit = state
-        .inference_permits
-        .clone()
-        .acquire_owned()
+    let permit = state.admit().await?;
+    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &()))
         .await
-        .map_err(|_| ApiError::internal("the server is shutting down"))?;
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ))
+        })?
+        .map_err(body_error)?;
     let task_state = state.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -459,12 +525,36 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reason: one_line(&e),
     })?;
 
-    let state = Arc::new(AppState::new(
-        model_name.clone(),
-        config.model_version.clone(),
-        config.inference_concurrency(),
-    ));
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|e| RunError::Bind {
+            addr: config.metrics_addr,
+            reason: one_line(&e),
+        })?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| RunError::Bind {
+        addr: config.metrics_addr,
+        reason: one_line(&e),
+    })?;
+
+    let state = Arc::new(
+        AppState::new(
+            model_name.clone(),
+            config.model_version.clone(),
+            config.inference_concurrency(),
+        )
+        .with_queue(
+            config.max_queued_requests,
+            Duration::from_secs(config.request_body_timeout_secs),
+        ),
+    );
     let app = router(state.clone(), config.max_request_bytes);
+    let metrics_app = metrics_router(state.clone());
+    tracing::info!("serving metrics on http://{metrics_addr}/metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+            tracing::warn!(error = %one_line(&e), "the metrics listener stopped");
+        }
+    });
     tracing::info!(
         model = %model_name,
         file = %file.display(),
@@ -597,7 +687,7 @@ mod tests {
 
     #[tokio::test]
     async fn before_the_model_is_loaded() {
-        let (_, router) = app(None);
+        let (state, router) = app(None);
         assert_eq!(
             call(&router, "GET", "/v2/health/live", "").await.0,
             StatusCode::OK
@@ -619,7 +709,12 @@ mod tests {
         let (status, body) = call(&router, "POST", "/v2/models/other/infer", "{}").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body, r#"{"error":"unknown model 'other'"}"#);
-        let (_, metrics) = call(&router, "GET", "/metrics", "").await;
+        // /metrics is not served on the API's address, only on the metrics address.
+        assert_eq!(
+            call(&router, "GET", "/metrics", "").await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, metrics) = call(&metrics_router(state), "GET", "/metrics", "").await;
         assert!(
             metrics.contains("berth_model_server_model_ready 0"),
             "{metrics}"
@@ -657,6 +752,31 @@ mod tests {
         assert_eq!(meta.name, SERVER_NAME);
         assert_eq!(meta.version, env!("CARGO_PKG_VERSION"));
         assert!(meta.extensions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_are_bounded() {
+        let state =
+            Arc::new(AppState::new("m".into(), None, 1).with_queue(1, Duration::from_secs(30)));
+        let held = state.admit().await.unwrap();
+        // One request may wait for the permit...
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.admit().await.map(drop) }
+        });
+        while state.queued.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...the next one is refused at once.
+        let refused = state.admit().await.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.message().contains("busy"), "{}", refused.message());
+        // The refusal left the queue as it was; freeing the permit lets the waiter in.
+        assert_eq!(state.queued.load(Ordering::SeqCst), 1);
+        drop(held);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(state.queued.load(Ordering::SeqCst), 0);
+        assert!(state.admit().await.is_ok());
     }
 
     #[test]

@@ -526,7 +526,9 @@ fn metrics_count_requests_and_time_inference() {
     assert_eq!(server.post("/v2/models/mlp/infer", "{").status, 400);
     assert_eq!(server.post("/v2/models/zzz/infer", "{}").status, 404);
 
-    let resp = server.get("/metrics");
+    // Metrics are served on their own address only, never on the API's.
+    assert_eq!(server.get("/metrics").status(), 404);
+    let resp = reqwest::blocking::get(format!("http://{}/metrics", server.metrics_addr)).unwrap();
     assert_eq!(resp.status(), 200);
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
@@ -558,6 +560,57 @@ fn metrics_count_requests_and_time_inference() {
     // The metrics request itself is the one in flight.
     assert_eq!(get("berth_model_server_requests_in_flight"), 1.0);
     assert!(get(r#"berth_model_server_request_duration_seconds_count{endpoint="infer"}"#) >= 5.0);
+}
+
+/// Sends the head of an inference request announcing `len` bytes of body, and none of it.
+fn send_head(addr: std::net::SocketAddr, len: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    stream
+}
+
+/// One inference slot, one place in the queue: a slow client holds the slot (its body is read
+/// only once it has one), a second waits, a third is refused with 429 at once, and the slot
+/// holder that never finishes its body gets 408 after the body timeout, freeing the slot.
+#[test]
+fn waiting_requests_are_bounded_and_slow_bodies_time_out() {
+    let server = Server::start(&[
+        "--model-path",
+        model_dir("mlp").to_str().unwrap(),
+        "--inference-threads",
+        "1",
+        "--max-queued-requests",
+        "1",
+        "--request-body-timeout-secs",
+        "2",
+    ]);
+    let ok =
+        json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
+    let body = serde_json::to_vec(&ok).unwrap();
+    let mut holder = send_head(server.addr, body.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiter = send_head(server.addr, body.len());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let refused = server.post_json("/v2/models/mlp/infer", &ok);
+    refused.assert_error(429, "busy");
+
+    // The waiter sends its body now; it is read once the holder's slot frees up.
+    waiter.write_all(&body).unwrap();
+    let (status, text) = read_response(&mut holder);
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("did not arrive within 2 s"), "{text}");
+    let (status, text) = read_response(&mut waiter);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(server.post_json("/v2/models/mlp/infer", &ok).status, 200);
 }
 
 /// Reads one HTTP/1.1 response (Content-Length framed) from a stream.

@@ -12,6 +12,12 @@
 //!
 //! Fields another manager also set (a platform admin's `kubectl edit`) stay theirs, as server-side
 //! apply intends.
+//!
+//! **One refused child never holds up the others.** Every desired object is applied and every
+//! stale one pruned even when an earlier write was refused (an immutable field, a quota, an
+//! admission policy): [`apply_all`] returns what failed beside what was written, and [`apply`]
+//! turns failures into one error once everything else is done. A settings change that one kind of
+//! child refuses can no longer freeze the rest of every owner.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -23,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntr
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::children::{ChildCache, ChildKind};
 use crate::compare::contains;
@@ -40,6 +46,10 @@ pub const FIELD_MANAGER: &str = "berth-operator";
 pub struct Desired {
     pub kind: ChildKind,
     pub object: DynamicObject,
+    /// Created when missing, never changed once it exists: for objects whose spec the API server
+    /// does not let change (a Job's pod template, a claim's class), built from inputs that name
+    /// them, so that a changed input is a new object rather than a refused write.
+    pub create_only: bool,
 }
 
 impl Desired {
@@ -79,7 +89,14 @@ impl Desired {
         Ok(Self {
             kind: kind.clone(),
             object,
+            create_only: false,
         })
+    }
+
+    /// This object, created when it is missing and otherwise left as it is.
+    pub fn create_only(mut self) -> Self {
+        self.create_only = true;
+        self
     }
 
     fn key(&self) -> (String, Option<String>, String) {
@@ -91,8 +108,34 @@ impl Desired {
     }
 }
 
+/// One child that could not be written: what it is, whether it was being applied or pruned, and
+/// why.
+#[derive(Debug)]
+pub struct ChildFailure {
+    /// The child's kind (`Job`, `PersistentVolumeClaim`, …).
+    pub kind: String,
+    /// Its namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// True when the write was a deletion of a child no longer desired.
+    pub pruning: bool,
+    /// Why, with the category that decides the requeue.
+    pub error: Error,
+}
+
+impl ChildFailure {
+    /// `Kind/namespace/name`, as [`Report::applied`] names objects.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{ns}/{}", self.kind, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+}
+
 /// What one apply pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Report {
     /// Objects written because they were missing or differed.
     pub applied: Vec<String>,
@@ -103,6 +146,8 @@ pub struct Report {
     /// Objects written moments ago whose change the cache has not seen yet: not written again.
     /// The caller should look again shortly (see [`IN_FLIGHT`]).
     pub in_flight: usize,
+    /// Children that could not be applied or pruned; every other child was still written.
+    pub failed: Vec<ChildFailure>,
 }
 
 /// How long a write counts as in flight while the cache catches up.
@@ -155,6 +200,53 @@ impl Report {
     pub fn wrote(&self) -> bool {
         !self.applied.is_empty() || !self.pruned.is_empty()
     }
+
+    /// The report, or one error naming every child that failed once all the others were written.
+    /// Its category is the one that retries soonest among the failures (a dependency that may
+    /// come back before a conflict, before an internal error, before an invalid spec), so that no
+    /// failure waits longer than its own category asks.
+    pub fn into_result(self) -> Result<Self, Error> {
+        if self.failed.is_empty() {
+            return Ok(self);
+        }
+        Err(combined(&self.failed))
+    }
+}
+
+/// One error for several failed children (see [`Report::into_result`]).
+pub fn combined(failed: &[ChildFailure]) -> Error {
+    use crate::error::Category;
+    let rank = |c: Category| match c {
+        Category::DependencyUnavailable => 0,
+        Category::Conflict => 1,
+        Category::Internal => 2,
+        Category::InvalidSpec => 3,
+    };
+    let category = failed
+        .iter()
+        .map(|f| f.error.category)
+        .min_by_key(|c| rank(*c))
+        .unwrap_or(Category::Internal);
+    let describe = |f: &ChildFailure, text: &str| {
+        let verb = if f.pruning { "deleting" } else { "writing" };
+        format!("{verb} {}: {text}", f.describe())
+    };
+    let message = failed
+        .iter()
+        .map(|f| describe(f, &f.error.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let detail = failed
+        .iter()
+        .map(|f| describe(f, &f.error.log_text()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = if failed.len() == 1 {
+        message
+    } else {
+        format!("{} children could not be written: {message}", failed.len())
+    };
+    Error::with_detail(category, message, detail)
 }
 
 fn describe(kind: &ChildKind, object: &DynamicObject) -> String {
@@ -175,6 +267,10 @@ pub struct Owner<'a> {
 /// Applies `desired` in order, skipping objects the cache shows are already as desired, then deletes
 /// the owner's cached children that are not desired (for kinds that allow pruning). Objects that
 /// carry the label but another controller (an earlier owner of the same name) are never touched.
+///
+/// Every child is tried: a child the API server refuses is recorded in [`Report::failed`] and the
+/// others are still applied and pruned. The result is an error, naming every failed child, once
+/// all of that is done ([`Report::into_result`]); [`apply_all`] hands back the report instead.
 pub async fn apply(
     client: &Client,
     cache: &ChildCache,
@@ -182,6 +278,20 @@ pub async fn apply(
     desired: &[Desired],
     owner: Owner<'_>,
 ) -> Result<Report, Error> {
+    apply_all(client, cache, written, desired, owner)
+        .await
+        .into_result()
+}
+
+/// As [`apply`], returning the report with the failed children in it, for a controller that turns
+/// some refusals into conditions of its own (a quota refusing a volume, say).
+pub async fn apply_all(
+    client: &Client,
+    cache: &ChildCache,
+    written: &Written,
+    desired: &[Desired],
+    owner: Owner<'_>,
+) -> Report {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut report = Report::default();
     let mut wanted = HashSet::new();
@@ -193,7 +303,7 @@ pub async fn apply(
         let want = serde_json::to_value(&item.object).unwrap_or_default();
         let up_to_date = live
             .as_ref()
-            .is_some_and(|live| contains(&live.value(), &want));
+            .is_some_and(|live| item.create_only || contains(&live.value(), &want));
         if up_to_date {
             report.unchanged += 1;
             continue;
@@ -206,16 +316,36 @@ pub async fn apply(
             continue;
         }
         let api = item.kind.api(client, namespace.as_deref());
-        if live.as_ref().is_some_and(|l| l.updated_by_berth) {
-            hand_over_to_apply(&api, &name).await?;
-        }
-        let answer = api
-            .patch(&name, &params, &Patch::Apply(&item.object))
-            .await?;
-        written.record(key, hash, answer.resource_version());
+        let handed = if live.as_ref().is_some_and(|l| l.updated_by_berth) {
+            hand_over_to_apply(&api, &name).await
+        } else {
+            Ok(())
+        };
+        let answer = match handed {
+            Ok(()) => api
+                .patch(&name, &params, &Patch::Apply(&item.object))
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        };
         let what = describe(&item.kind, &item.object);
-        debug!(object = %what, existed = live.is_some(), "applied");
-        report.applied.push(what);
+        match answer {
+            Ok(answer) => {
+                written.record(key, hash, answer.resource_version());
+                debug!(object = %what, existed = live.is_some(), "applied");
+                report.applied.push(what);
+            }
+            Err(error) => {
+                warn!(object = %what, error = %error.log_text(), "could not apply; the other children are applied regardless");
+                report.failed.push(ChildFailure {
+                    kind: item.kind.resource.kind.clone(),
+                    namespace,
+                    name,
+                    pruning: false,
+                    error,
+                });
+            }
+        }
     }
 
     for (kind, object) in cache.owned_by(owner.name) {
@@ -235,19 +365,30 @@ pub async fn apply(
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match api.delete(&object.name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
         let what = match &object.namespace {
             Some(ns) => format!("{}/{ns}/{}", kind.resource.kind, object.name),
             None => format!("{}/{}", kind.resource.kind, object.name),
         };
+        match api.delete(&object.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => {
+                let error = Error::from(e);
+                warn!(object = %what, error = %error.log_text(), "could not prune; the other children are handled regardless");
+                report.failed.push(ChildFailure {
+                    kind: kind.resource.kind.clone(),
+                    namespace: object.namespace.clone(),
+                    name: object.name.clone(),
+                    pruning: true,
+                    error,
+                });
+                continue;
+            }
+        }
         info!(object = %what, "pruned: no longer desired");
         report.pruned.push(what);
     }
-    Ok(report)
+    report
 }
 
 /// Hands the fields of every `Update` entry of Berth's field manager to its `Apply` entry, so a
@@ -406,6 +547,60 @@ mod tests {
         );
         // Nothing to hand over the second time.
         assert!(handed_over(&handed, Timestamp::UNIX_EPOCH).is_none());
+    }
+
+    fn failure(kind: &str, category: crate::Category, pruning: bool) -> ChildFailure {
+        ChildFailure {
+            kind: kind.into(),
+            namespace: Some("n".into()),
+            name: "x".into(),
+            pruning,
+            error: Error::with_detail(category, format!("{kind} refused"), "raw answer"),
+        }
+    }
+
+    #[test]
+    fn failures_come_back_after_every_child_and_retry_soonest() {
+        use crate::Category;
+        let ok = Report::default();
+        assert!(ok.into_result().is_ok());
+        let report = Report {
+            applied: vec!["Deployment/n/m".into()],
+            failed: vec![
+                failure("Job", Category::InvalidSpec, false),
+                failure(
+                    "PersistentVolumeClaim",
+                    Category::DependencyUnavailable,
+                    true,
+                ),
+            ],
+            ..Default::default()
+        };
+        let Err(e) = report.into_result() else {
+            panic!("two failures are an error");
+        };
+        // The soonest retry wins: the dependency may come back, the invalid spec may not.
+        assert_eq!(e.category, Category::DependencyUnavailable);
+        assert!(
+            e.message.starts_with("2 children could not be written"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("writing Job/n/x: Job refused"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("deleting PersistentVolumeClaim/n/x"),
+            "{}",
+            e.message
+        );
+        // The raw answers go to the log text only.
+        assert!(!e.message.contains("raw answer"));
+        assert!(e.log_text().contains("raw answer"));
+        let one = combined(&[failure("Job", Category::Conflict, false)]);
+        assert_eq!(one.message, "writing Job/n/x: Job refused");
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod metrics;
 pub mod runner;
 pub mod status;
 
-pub use apply::{Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply};
+pub use apply::{
+    ChildFailure, Desired, FIELD_MANAGER, IN_FLIGHT, Owner, Report, Written, apply, apply_all,
+};
 pub use backoff::Backoffs;
 pub use children::{CachedObject, ChildCache, ChildKind, ChildStream, Projection};
 pub use error::{Category, Error};

@@ -7,4 +7,5 @@ mod network;
 mod operator;
 mod platform;
 mod security;
+mod serving;
 mod support;

@@ -64,7 +64,7 @@ fn python_with_onnx() -> Result<PathBuf> {
 }
 
 /// The model server's test models (mlp, and one with an operator no runtime knows).
-fn make_models() -> Result<PathBuf> {
+pub(crate) fn make_models() -> Result<PathBuf> {
     let out = std::env::temp_dir().join(format!("berth-realnode-models-{}", std::process::id()));
     let status = Command::new(python_with_onnx()?)
         .arg(berth_testenv::util::repo_root().join("crates/model-server/tests/make_models.py"))
@@ -75,7 +75,7 @@ fn make_models() -> Result<PathBuf> {
 }
 
 /// The project's own S3 credentials, from its storage Secret.
-async fn project_s3(client: &Client, ns: &str) -> Result<(aws_sdk_s3::Client, String)> {
+pub(crate) async fn project_s3(client: &Client, ns: &str) -> Result<(aws_sdk_s3::Client, String)> {
     let secret: Secret = Api::namespaced(client.clone(), ns)
         .get("berth-storage")
         .await?;
@@ -107,7 +107,7 @@ fn request() -> Value {
 
 /// One inference through the ClusterIP, on a fresh connection (so each request goes through
 /// kube-proxy's choice of endpoint); returns the model version that answered.
-async fn infer(http: &reqwest::Client, url: &str) -> Result<String> {
+pub(crate) async fn infer(http: &reqwest::Client, url: &str) -> Result<String> {
     let answer: Value = http
         .post(url)
         .json(&request())
@@ -140,7 +140,7 @@ async fn model_status(
     Ok(models.get(name).await?.status.unwrap_or_default())
 }
 
-async fn until_ready_on(
+pub(crate) async fn until_ready_on(
     models: &Api<MLModel>,
     name: &str,
     version_uri: &str,
@@ -425,7 +425,7 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
     Ok(())
 }
 
-async fn create_project(env: &Env, name: &str) -> Result<()> {
+pub(crate) async fn create_project(env: &Env, name: &str) -> Result<()> {
     let projects: Api<berth_api::Project> = Api::all(env.client.clone());
     let project: berth_api::Project = serde_json::from_value(json!({
         "apiVersion": "berth.dev/v1alpha1",

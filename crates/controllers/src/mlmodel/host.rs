@@ -118,6 +118,7 @@ mod tests {
                     mode: ExposeMode::Gateway,
                     hostname: hostname.map(str::to_owned),
                 }),
+                canary: None,
             },
         );
         m.metadata.namespace = Some(ns.into());

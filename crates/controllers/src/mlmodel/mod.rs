@@ -8,38 +8,47 @@ pub mod observe;
 pub mod plan;
 pub mod status;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use berth_api::PlatformSettings;
 use berth_api::labels::MODEL;
 use berth_api::mlmodel::{MLModel, ModelSettings};
 use berth_api::settings::SETTINGS_NAME;
 use berth_reconcile::{
-    Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Written, apply, runner,
+    Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Report, Written, apply_all,
+    runner,
 };
 
-use self::build::{COMPONENT, DOWNLOAD, Environment, SERVER, VERSION, Version, job_name};
-use self::plan::{Observed, decide, recorded_active};
+use self::build::download::job_name;
+use self::build::{
+    CANARY, COMPONENT, DOWNLOAD, Environment, SERVER, TRACK, VERSION, Version, volume_name,
+};
+use self::observe::{Download, quota_problem};
+use self::plan::{Observed, ObservedCanary, decide, recorded_active};
 use crate::discovery::{self, Found};
 use crate::kinds;
+use crate::names::kube::model_canary;
 
 /// The finalizer that removes a model's children before the model goes.
 pub const FINALIZER: &str = "berth.dev/mlmodel";
 const CONTROLLER: &str = "mlmodel";
 /// Requeue when nothing is in flight: a safety net only, since watches bring every change.
 const RESYNC: Duration = Duration::from_secs(10 * 60);
+/// Look again this soon while a download Job waits for its pod (see [`failed_creates`]).
+const WAITING_FOR_POD: Duration = Duration::from_secs(2);
 
 /// What every MLModel reconcile shares.
 pub struct Context {
@@ -187,50 +196,195 @@ fn label_is(pod: &Pod, key: &str, value: &str) -> bool {
         .is_some_and(|v| v == value)
 }
 
+/// Why the Job controller could not create the pod of each download Job that has none, from its
+/// `FailedCreate` Events (a quota, an admission policy): Job name to the latest message. Only Jobs
+/// without pods are looked up, so a model whose downloads run reads nothing.
+async fn failed_creates(ctx: &Context, model: &MLModel) -> BTreeMap<String, String> {
+    let namespace = model.namespace().unwrap_or_default();
+    let pods: Vec<Pod> = owned(ctx, model, &kinds::pod());
+    let jobs: Vec<Job> = owned(ctx, model, &kinds::job());
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut refused = BTreeMap::new();
+    for job in jobs {
+        let name = job.name_any();
+        let finished = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.status == "True"));
+        let has_pods = pods.iter().any(|p| {
+            p.labels().get("batch.kubernetes.io/job-name") == Some(&name)
+                || p.labels().get("job-name") == Some(&name)
+        });
+        if finished || has_pods {
+            continue;
+        }
+        let selector =
+            format!("involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate");
+        match events.list(&ListParams::default().fields(&selector)).await {
+            Ok(list) => {
+                let latest = list.items.into_iter().max_by_key(|e| {
+                    e.last_timestamp
+                        .as_ref()
+                        .map(|t| t.0)
+                        .or(e.event_time.as_ref().map(|t| t.0))
+                });
+                if let Some(message) = latest.and_then(|e| e.message) {
+                    refused.insert(name, message);
+                }
+            }
+            Err(e) => {
+                warn!(job = %name, error = %e, "could not read the download Job's Events");
+            }
+        }
+    }
+    refused
+}
+
+/// The state of the download of `version`: its Job (the one that downloaded it, else the one
+/// Berth builds now) and pods.
+fn download_of(
+    model: &MLModel,
+    settings: &ModelSettings,
+    version: &Version,
+    jobs: &[Job],
+    pods: &[Pod],
+    succeeded: &BTreeMap<String, String>,
+    refused: &BTreeMap<String, String>,
+) -> Download {
+    if !version.downloads() {
+        return Download::NotNeeded;
+    }
+    let name = model.name_any();
+    let wanted = succeeded
+        .get(&version.key)
+        .cloned()
+        .unwrap_or_else(|| job_name(&name, settings, version));
+    let job = jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some(wanted.as_str()));
+    let download_pods: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            label_is(p, COMPONENT, DOWNLOAD)
+                && label_is(p, VERSION, &version.key)
+                && (p.labels().get("batch.kubernetes.io/job-name") == Some(&wanted)
+                    || p.labels().get("job-name") == Some(&wanted))
+        })
+        .collect();
+    let timeout = version
+        .source
+        .timeout
+        .clone()
+        .unwrap_or_else(|| format!("{}s", settings.download_timeout_seconds));
+    observe::download(
+        job,
+        &download_pods,
+        refused.get(&wanted).map(String::as_str),
+        &version.source.uri,
+        &timeout,
+    )
+}
+
 /// What the caches say about the model's versions.
+#[allow(clippy::too_many_arguments)]
 fn observe(
     ctx: &Context,
     model: &MLModel,
     settings: &ModelSettings,
     target: &Version,
+    canary: Option<&Version>,
     active: Option<&Version>,
+    refused: &BTreeMap<String, String>,
 ) -> Observed {
     let name = model.name_any();
     let pods: Vec<Pod> = owned(ctx, model, &kinds::pod());
     let jobs: Vec<Job> = owned(ctx, model, &kinds::job());
-    let deployment = owned::<Deployment>(ctx, model, &kinds::deployment())
-        .into_iter()
-        .find(|d| d.metadata.name.as_deref() == Some(name.as_str()));
-
-    let target_download = if target.downloads() {
-        let wanted = job_name(&name, &target.key);
-        let job = jobs
+    let deployments: Vec<Deployment> = owned(ctx, model, &kinds::deployment());
+    let deployment = |wanted: &str| {
+        deployments
             .iter()
-            .find(|j| j.metadata.name.as_deref() == Some(wanted.as_str()));
-        let download_pods: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| label_is(p, COMPONENT, DOWNLOAD) && label_is(p, VERSION, &target.key))
-            .collect();
-        let timeout = target
-            .source
-            .timeout
-            .clone()
-            .unwrap_or_else(|| format!("{}s", settings.download_timeout_seconds));
-        observe::download(job, &download_pods, &target.source.uri, &timeout)
-    } else {
-        observe::Download::NotNeeded
+            .find(|d| d.metadata.name.as_deref() == Some(wanted))
     };
-    let server_pods: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| label_is(p, COMPONENT, SERVER))
-        .collect();
+    let succeeded = observe::succeeded_jobs(&jobs);
+    let server_pods = |canary: bool| -> Vec<&Pod> {
+        pods.iter()
+            .filter(|p| label_is(p, COMPONENT, SERVER) && label_is(p, TRACK, CANARY) == canary)
+            .collect()
+    };
+    let stable_pods = server_pods(false);
+    let canary_pods = server_pods(true);
     let crash = settings.crash_loop_restarts;
+    let canary = match canary {
+        Some(version) => ObservedCanary {
+            download: download_of(model, settings, version, &jobs, &pods, &succeeded, refused),
+            problem: observe::version_problem(&canary_pods, &version.key, crash),
+            serving: deployment(&model_canary(&name)).map(observe::serving),
+        },
+        None => ObservedCanary::default(),
+    };
     Observed {
-        target_download,
-        target_problem: observe::version_problem(&server_pods, &target.key, crash),
-        active_problem: active.and_then(|a| observe::version_problem(&server_pods, &a.key, crash)),
-        serving: deployment.as_ref().map(observe::serving),
+        target_download: download_of(model, settings, target, &jobs, &pods, &succeeded, refused),
+        target_problem: observe::version_problem(&stable_pods, &target.key, crash),
+        active_problem: active.and_then(|a| observe::version_problem(&stable_pods, &a.key, crash)),
+        serving: deployment(&name).map(observe::serving),
+        succeeded_jobs: succeeded,
+        canary,
     }
+}
+
+/// A refusal of the API server to create the volume or Job of the spec's version or of its
+/// canary (a storage quota, an admission policy) makes that version's download fail, with the
+/// reason, instead of a reconcile error retried forever: the old version keeps serving.
+fn refusals(
+    model: &MLModel,
+    report: &Report,
+    target: &Version,
+    canary: Option<&Version>,
+    observed: &mut Observed,
+) -> bool {
+    let name = model.name_any();
+    let mut changed = false;
+    for failure in report.failed.iter().filter(|f| !f.pruning) {
+        let refused = matches!(
+            failure.error.category,
+            berth_reconcile::Category::InvalidSpec | berth_reconcile::Category::Internal
+        ) && failure.error.message.contains("forbidden");
+        if !refused && !failure.error.message.contains("exceeded quota") {
+            continue;
+        }
+        let of = |v: &Version| {
+            failure.name == volume_name(&name, &v.key)
+                || failure
+                    .name
+                    .starts_with(&format!("{name}-fetch-{}-", v.key))
+        };
+        let what = format!(
+            "the {} {}",
+            if failure.kind == "PersistentVolumeClaim" {
+                "volume"
+            } else {
+                "download Job"
+            },
+            failure.name
+        );
+        let problem =
+            quota_problem(&failure.error.message, &what).unwrap_or_else(|| observe::Problem {
+                reason: "Refused".into(),
+                message: format!("{what} cannot be created: {}", failure.error.message),
+                exit_code: None,
+            });
+        if of(target) && !matches!(observed.target_download, Download::Failed(_)) {
+            observed.target_download = Download::Failed(problem);
+            changed = true;
+        } else if canary.is_some_and(&of)
+            && !matches!(observed.canary.download, Download::Failed(_))
+        {
+            observed.canary.download = Download::Failed(problem);
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Makes the cluster match the model. Returns the next action and how many writes it made.
@@ -239,51 +393,91 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
     let namespace = model.namespace().unwrap_or_default();
     let settings = ctx.settings();
     let now = Timestamp::now();
-    let target = Version::of(&model.spec.source, &model.spec.runtime);
+    let target = Version::target(model, &settings);
+    let canary = Version::canary(model, &settings);
     let active = recorded_active(model);
-    let observed = observe(ctx, model, &settings, &target, active.as_ref());
-    let decision = decide(model, &observed, now);
+    let refused = failed_creates(ctx, model).await;
+    let mut observed = observe(
+        ctx,
+        model,
+        &settings,
+        &target,
+        canary.as_ref(),
+        active.as_ref(),
+        &refused,
+    );
     let host = host::decide(model, &ctx.models.state(), &settings);
-    let built = build::build(model, &settings, ctx.env.clone(), &decision.plan, &host)?;
-    let new_status = status::status(model, &observed, &decision, &built, now);
-
-    // The status first: a failure it records is what keeps the failed version from being
-    // retried once its Job is removed below.
-    let mut writes = 0;
     let api: Api<MLModel> = Api::namespaced(ctx.client.clone(), &namespace);
-    let before = model
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    if berth_reconcile::status::write_if_changed(&api, &name, model.status.as_ref(), &new_status)
-        .await?
-    {
-        writes += 1;
-        ctx.announcer
-            .transitions(&model.object_ref(&()), &before, &new_status.conditions)
-            .await;
-    }
-
     let uid = model.uid().unwrap_or_default();
-    let report = apply(
-        &ctx.client,
-        &ctx.children,
-        &ctx.written,
-        &built.children,
-        Owner {
-            name: &name,
-            uid: &uid,
-        },
-    )
-    .await?;
-    if report.wrote() {
-        info!(model = %format!("{namespace}/{name}"), phase = ?decision.phase, applied = ?report.applied, pruned = ?report.pruned, "reconciled");
-    }
-    writes += report.applied.len() + report.pruned.len();
+    let mut written_status = model.status.clone();
+    let mut writes = 0;
+    // Twice at most: a volume or Job the API server refuses turns into that version's failure,
+    // which the second pass records and acts on (the refused version's children go).
+    let mut pass = 0;
+    let (decision, report) = loop {
+        pass += 1;
+        let decision = decide(model, &target, canary.as_ref(), &observed, now);
+        let built = build::build(model, &settings, &ctx.env, &decision.plan, &host)?;
+        let new_status = status::status(model, &observed, &decision, &built, now);
+
+        // The status first: a failure it records is what keeps the failed version from being
+        // retried once its Job is removed below.
+        let before = written_status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if berth_reconcile::status::write_if_changed(
+            &api,
+            &name,
+            written_status.as_ref(),
+            &new_status,
+        )
+        .await?
+        {
+            writes += 1;
+            ctx.announcer
+                .transitions(&model.object_ref(&()), &before, &new_status.conditions)
+                .await;
+        }
+        written_status = Some(new_status);
+
+        let report = apply_all(
+            &ctx.client,
+            &ctx.children,
+            &ctx.written,
+            &built.children,
+            Owner {
+                name: &name,
+                uid: &uid,
+            },
+        )
+        .await;
+        writes += report.applied.len() + report.pruned.len();
+        if report.wrote() {
+            info!(model = %format!("{namespace}/{name}"), phase = ?decision.phase, applied = ?report.applied, pruned = ?report.pruned, "reconciled");
+        }
+        if pass == 1 && refusals(model, &report, &target, canary.as_ref(), &mut observed) {
+            continue;
+        }
+        break (decision, report);
+    };
+    let in_flight = report.in_flight > 0;
+    // Errors other than refusals (an API server that did not answer, a conflict) are retried
+    // by the error policy, after every other child was applied.
+    report.into_result()?;
     ctx.backoffs.succeeded(&format!("{namespace}/{name}"));
-    let wait = if report.in_flight > 0 {
+    // A download Job waiting for its pod is looked at again soon: a refusal to create it (a
+    // quota) is an Event, which wakes nothing.
+    let waiting = |d: &Download| matches!(d, Download::Waiting(_) | Download::Absent);
+    let downloads = |v: &Version| decision.plan.volumes.iter().any(|p| p.key == v.key);
+    let download_pending = (downloads(&target) && waiting(&observed.target_download))
+        || canary.as_ref().is_some_and(|c| {
+            downloads(c) && c.key != target.key && waiting(&observed.canary.download)
+        });
+    let wait = if in_flight {
         IN_FLIGHT
+    } else if download_pending {
+        WAITING_FOR_POD
     } else {
         RESYNC
     };

@@ -1,9 +1,13 @@
 //! What the live download Jobs, Deployments and pods say about a model's versions. Pure: the
 //! wiring reads the objects from the child caches and hands them here.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::names::kube::QUOTA;
 
 use super::build::{FETCH_CONTAINER, VERSION};
 
@@ -27,11 +31,12 @@ impl Problem {
 }
 
 /// Where the download of a version is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Download {
     /// A pvc:// source: nothing to download.
     NotNeeded,
     /// No Job (yet).
+    #[default]
     Absent,
     /// The Job exists; its pod waits to run (scheduling, volume, image).
     Waiting(String),
@@ -62,8 +67,66 @@ pub struct Serving {
     pub replica_failure: Option<String>,
 }
 
-/// The state of a download Job and its pods.
-pub fn download(job: Option<&Job>, pods: &[&Pod], uri: &str, timeout: &str) -> Download {
+/// The Jobs that finished downloading their version: version key to Job name. Such a Job is kept
+/// as it is while its version lives, whatever Berth would build today.
+pub fn succeeded_jobs(jobs: &[Job]) -> BTreeMap<String, String> {
+    jobs.iter()
+        .filter(|job| job_succeeded(job))
+        .filter_map(|job| {
+            let version = job.metadata.labels.as_ref()?.get(VERSION)?.clone();
+            Some((version, job.metadata.name.clone()?))
+        })
+        .collect()
+}
+
+fn job_succeeded(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                (c.type_ == "Complete" || c.type_ == "SuccessCriteriaMet") && c.status == "True"
+            })
+        })
+}
+
+/// A ResourceQuota's refusal, from the API server's words (`... exceeded quota: NAME, requested:
+/// R, used: U, limited: L`): a `QuotaExceeded` problem naming the quota and what to change, or
+/// `None` when `message` is no quota refusal. `what` says what was refused ("the download pod of
+/// version 3f09…").
+pub fn quota_problem(message: &str, what: &str) -> Option<Problem> {
+    let rest = message.split("exceeded quota: ").nth(1)?;
+    let (name, rest) = rest.split_once(',').unwrap_or((rest, ""));
+    let name = name.trim();
+    let field = |label: &str| {
+        rest.split(&format!("{label}: "))
+            .nth(1)
+            .map(|v| v.split(", ").next().unwrap_or(v).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (requested, used, limited) = (field("requested"), field("used"), field("limited"));
+    let change = if name == QUOTA {
+        "raise the Project's spec.quota for it (ask a platform admin beyond the platform's maximum)"
+    } else {
+        "ask whoever manages that ResourceQuota to raise it"
+    };
+    Some(Problem::new(
+        "QuotaExceeded",
+        format!(
+            "ResourceQuota {name} refuses {what}: it asks for {requested}, with {used} in use of {limited}. Free room (fewer replicas, smaller requests or storage.size, delete what is unused) or {change}"
+        ),
+    ))
+}
+
+/// The state of a download Job and its pods. `refused` is why the Job controller could not create
+/// its pod, when it said so (a `FailedCreate` Event).
+pub fn download(
+    job: Option<&Job>,
+    pods: &[&Pod],
+    refused: Option<&str>,
+    uri: &str,
+    timeout: &str,
+) -> Download {
     let Some(job) = job else {
         return Download::Absent;
     };
@@ -120,6 +183,18 @@ pub fn download(job: Option<&Job>, pods: &[&Pod], uri: &str, timeout: &str) -> D
     });
     if running {
         return Download::Running;
+    }
+    // No pod: the Job controller may be refused creating one.
+    if pods.is_empty()
+        && let Some(message) = refused
+    {
+        let what = format!("the download pod of {uri}");
+        return Download::Failed(quota_problem(message, &what).unwrap_or_else(|| {
+            Problem::new(
+                "PodsRejected",
+                format!("the download pod cannot be created: {message}"),
+            )
+        }));
     }
     Download::Waiting(match pods.first() {
         None => "waiting for the download pod to be created".into(),
@@ -216,6 +291,18 @@ pub fn fetch_problem(code: i32, message: &str, uri: &str) -> Problem {
             "DiskError",
             format!(
                 "the model could not be written into its volume; is storage.size large enough?{said}"
+            ),
+        ),
+        10 => (
+            "ArchiveTooLarge",
+            format!(
+                "the archive from {uri} unpacks beyond berth-model-fetch's limits (over 1 TiB, over 100,000 entries, or over 1,000 times its own size: an archive bomb){said}"
+            ),
+        ),
+        11 => (
+            "InsecureRedirect",
+            format!(
+                "the https download of {uri} was redirected to plain http, which Berth refuses; fix the URL or the server{said}"
             ),
         ),
         2 => (

@@ -3,17 +3,18 @@
 use k8s_openapi::jiff::Timestamp;
 
 use berth_api::conditions::{self, Status};
-use berth_api::mlmodel::{MLModel, MLModelStatus, Phase};
+use berth_api::mlmodel::{CanaryStatus, MLModel, MLModelStatus, Phase};
 
 use super::build::{Built, Exposure};
 use super::observe::Download;
-use super::plan::{DOWNLOAD_STAGE, Decision, Observed};
+use super::plan::{CanaryState, DOWNLOAD_STAGE, Decision, Observed};
 
 pub const DOWNLOADED: &str = "Downloaded";
 pub const AVAILABLE: &str = "Available";
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const EXPOSED: &str = "Exposed";
+pub const CANARY_READY: &str = "CanaryReady";
 
 /// The status for `model` after `decision`, keeping transition times of unchanged conditions.
 pub fn status(
@@ -179,7 +180,88 @@ pub fn status(
         put(READY, Status::False, &reason, &message);
     }
 
+    // CanaryReady, while the spec asks for a canary.
+    let canary = decision.canary.as_ref().map(|c| {
+        let key = &c.version.key;
+        let serving = observed.canary.serving.as_ref();
+        let (status, reason, message) = match &c.state {
+            CanaryState::SameAsStable => (
+                Status::False,
+                "SameAsStable".to_owned(),
+                format!("the canary asks for version {key}, which the stable track serves: nothing to compare; remove spec.canary"),
+            ),
+            CanaryState::WaitingForStable => (
+                Status::False,
+                "WaitingForStable".to_owned(),
+                format!("the canary (version {key}) starts once the spec's own version serves"),
+            ),
+            CanaryState::Downloading => (
+                Status::False,
+                "Downloading".to_owned(),
+                format!("canary version {key} is downloading"),
+            ),
+            CanaryState::Deploying => (
+                Status::False,
+                "Deploying".to_owned(),
+                format!("the replicas of canary version {key} are starting"),
+            ),
+            CanaryState::Ready => (
+                Status::True,
+                "CanaryServing".to_owned(),
+                format!(
+                    "canary version {key} serves {}% of requests ({}); promote it by making its source and runtime the model's and removing spec.canary, roll it back by removing spec.canary",
+                    built.canary_split.as_ref().map(|s| s.1).unwrap_or(0),
+                    built.canary_split.as_ref().map(|s| s.0.as_str()).unwrap_or("replicas")
+                ),
+            ),
+            CanaryState::RolledBack(f) => (
+                Status::False,
+                f.reason.clone(),
+                format!(
+                    "canary version {key} failed and was rolled back: the stable version serves every request. {} Change spec.canary to try again",
+                    f.message
+                ),
+            ),
+        };
+        put(CANARY_READY, status, &reason, &message);
+        let serving_now = matches!(c.state, CanaryState::Ready | CanaryState::Deploying);
+        let percent = if serving_now && serving.is_some_and(|s| s.ready_replicas > 0) {
+            built.canary_split.as_ref().map(|s| s.1).unwrap_or(0)
+        } else {
+            0
+        };
+        let stable = active_key.clone().unwrap_or_else(|| "-".into());
+        CanaryStatus {
+            version: key.clone(),
+            replicas: if serving_now {
+                serving.map(|s| s.replicas).unwrap_or(0)
+            } else {
+                0
+            },
+            ready_replicas: if serving_now {
+                serving.map(|s| s.ready_replicas).unwrap_or(0)
+            } else {
+                0
+            },
+            percent,
+            method: built
+                .canary_split
+                .as_ref()
+                .map(|s| s.0.clone())
+                .unwrap_or_default(),
+            split: format!("{stable} {}% / {key} {percent}%", 100 - percent),
+            failure: match &c.state {
+                CanaryState::RolledBack(f) => Some(f.clone()),
+                _ => None,
+            },
+        }
+    });
+    if canary.is_none() {
+        cs.retain(|c| c.type_ != CANARY_READY);
+    }
+
     MLModelStatus {
+        canary,
         observed_generation: generation,
         phase: Some(decision.phase),
         url: Some(built.url.clone()),

@@ -100,12 +100,46 @@ pub fn project_role(project: &str, role: ProjectRole) -> String {
 }
 
 /// A model version's volume: `<model>-<version>` (a model name has at most 40 characters and no
-/// version key is `fetch-…`, so volume and Job names never meet).
+/// version key is `fetch-…`, so volume and Job names never meet). The version key hashes every
+/// input of the volume that cannot change once it exists (size, class, access mode: see
+/// `mlmodel::build::Version`), so a claim is never asked to change; Berth only creates it.
 pub fn model_volume(model: &str, version: &str) -> String {
     format!("{model}-{version}")
 }
 
-/// A model version's download Job: `<model>-fetch-<version>`.
-pub fn model_job(model: &str, version: &str) -> String {
-    format!("{model}-fetch-{version}")
+/// A model version's download Job: `<model>-fetch-<version>-<inputs>`, where `inputs` is the
+/// short hash of what a Job cannot change once created (its pod template: the fetch image, the
+/// arguments, the platform's timeout). A Berth upgrade or a settings change that alters them names
+/// a new Job instead of asking the API server to change the old one (which it refuses). At most
+/// 40 + 7 + 10 + 1 + 5 = 63 characters, a DNS label, as the Job's pods' labels need.
+pub fn model_job(model: &str, version: &str, inputs: &str) -> String {
+    format!("{model}-fetch-{version}-{inputs}")
+}
+
+/// How many hex digits of the Job's inputs hash its name carries.
+pub const MODEL_JOB_INPUTS_HEX: usize = 5;
+
+/// The longest model name (the CRD admits at most 40 characters).
+pub const MODEL_NAME_MAX: usize = 40;
+
+/// A name derived from a model name that no model can have: `<model>-<role>-<hex>`, padded with
+/// a hash of the model's name to more than [`MODEL_NAME_MAX`] characters (at most 63, a DNS
+/// label). So the canary's Deployment and Service never take the name of another model's, and
+/// two models' derived names never meet.
+fn beyond_model_names(model: &str, role: &str) -> String {
+    let stem = format!("{model}-{role}-");
+    // A model name of 1 to 40 characters makes a stem of 9 to 48: 6 to 32 hex digits.
+    let hex = (MODEL_NAME_MAX + 1).saturating_sub(stem.len()).max(6);
+    format!("{stem}{}", super::short_hash(model, hex))
+}
+
+/// The canary's Deployment and Service (`<model>-canary-<hash>`, longer than any model name).
+pub fn model_canary(model: &str) -> String {
+    beyond_model_names(model, "canary")
+}
+
+/// The Service of a model's stable replicas only, which a route weighs against the canary's
+/// (`<model>-stable-<hash>`, longer than any model name).
+pub fn model_stable(model: &str) -> String {
+    beyond_model_names(model, "stable")
 }

@@ -24,8 +24,9 @@
 //! | Garage marker key, Harbor marker robot | `berth-owner-<uid>` | the name itself |
 //! | OIDC client, realm group | `berth-<project>` | attribute |
 //! | registry project | the project's name, when Harbor takes it | marker robot |
-//! | model volume, Job | `<model>-<version>`, `<model>-fetch-<version>` ([`kube`]) | label + ownerReference |
+//! | model volume, Job | `<model>-<version>`, `<model>-fetch-<version>-<inputs>` ([`kube`]) | label + ownerReference |
 //! | model Deployment, Service, HPA, route | the model's name | label + ownerReference |
+//! | canary Deployment and Service, stable Service | `<model>-canary-<hash>`, `<model>-stable-<hash>`: longer than any model name ([`kube::model_canary`]) | label + ownerReference |
 //! | model host | `<model>.<namespace>.<domain>` ([`host`]) | status.hostname, first claimant |
 
 pub mod host;

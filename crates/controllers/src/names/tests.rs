@@ -268,6 +268,23 @@ proptest! {
         }
     }
 
+    /// A canary's or stable Service's name is a DNS label that no model can have (longer than
+    /// 40), so it never takes another model's Deployment or Service; two models' never meet.
+    #[test]
+    fn model_children_names_never_meet(ma in model_name(), mb in model_name()) {
+        for name in [kube::model_canary(&ma), kube::model_stable(&ma)] {
+            prop_assert!(is_dns_label(&name), "{}", name);
+            prop_assert!(name.len() > kube::MODEL_NAME_MAX, "{}", name);
+        }
+        prop_assert_ne!(kube::model_canary(&ma), kube::model_stable(&ma));
+        let job = kube::model_job(&ma, &"f".repeat(10), &"a".repeat(kube::MODEL_JOB_INPUTS_HEX));
+        prop_assert!(is_dns_label(&job) && job.len() <= 63, "{}", job);
+        if ma != mb {
+            prop_assert_ne!(kube::model_canary(&ma), kube::model_canary(&mb));
+            prop_assert_ne!(kube::model_canary(&ma), kube::model_stable(&mb));
+        }
+    }
+
     #[test]
     fn uids_keep_their_128_bits(a in uuid(), b in uuid()) {
         prop_assert_eq!(uid_hex(&a).len(), 32);

@@ -59,6 +59,8 @@ pub enum Behavior {
     Stall,
     /// Never honour Range (always 200 with the full body).
     IgnoreRange,
+    /// Answer 302 Found with this Location.
+    Redirect(&'static str),
 }
 
 pub struct Route {
@@ -258,6 +260,13 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     if let Behavior::Status(code) = route.behavior {
         return respond_text(&mut s, code, "scripted status").await;
     }
+    if let Behavior::Redirect(location) = route.behavior {
+        let h = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(h.as_bytes()).await?;
+        return s.shutdown().await;
+    }
     let len = route.body.len();
     let mut start = 0;
     let mut status = 200;
@@ -280,14 +289,18 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
         status = 206;
     }
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nETag: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{}Accept-Ranges: bytes\r\nConnection: close\r\n",
         if status == 206 {
             "Partial Content"
         } else {
             "OK"
         },
         len - start,
-        route.etag
+        if route.etag.is_empty() {
+            String::new()
+        } else {
+            format!("ETag: {}\r\n", route.etag)
+        }
     );
     if status == 206 {
         head.push_str(&format!(

@@ -95,16 +95,30 @@ pub fn model_dir(name: &str) -> PathBuf {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (apart from the API).
+    pub metrics_addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
     client: reqwest::blocking::Client,
 }
 
 /// Starts the binary with `args` plus a loopback listen address, and reads
 /// its stderr on a thread, sending the address it reports.
-fn spawn(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<SocketAddr>) {
+#[allow(clippy::type_complexity)]
+fn spawn(
+    args: &[&str],
+) -> (
+    Child,
+    Arc<Mutex<Vec<String>>>,
+    mpsc::Receiver<(bool, SocketAddr)>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth-model-server"))
         .args(args)
-        .args(["--http-addr", "127.0.0.1:0"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -118,10 +132,15 @@ fn spawn(args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<Socke
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                if let Ok(addr) = addr.parse() {
-                    let _ = tx.send(addr);
+            for (metrics, marker) in [
+                (false, "listening on http://"),
+                (true, "serving metrics on http://"),
+            ] {
+                if let Some(rest) = line.split(marker).nth(1) {
+                    let addr = rest.split(['/', ' ']).next().unwrap_or_default();
+                    if let Ok(addr) = addr.parse() {
+                        let _ = tx.send((metrics, addr));
+                    }
                 }
             }
             sink.lock().unwrap().push(line);
@@ -134,17 +153,23 @@ impl Server {
     /// Starts the server and waits until it is ready.
     pub fn start(args: &[&str]) -> Server {
         let (child, stderr, rx) = spawn(args);
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => panic!(
-                "server did not report its address; stderr:\n{}",
-                stderr.lock().unwrap().join("\n")
-            ),
-        };
+        let (mut addr, mut metrics_addr) = (None, None);
+        while addr.is_none() || metrics_addr.is_none() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((false, a)) => addr = Some(a),
+                Ok((true, a)) => metrics_addr = Some(a),
+                Err(_) => panic!(
+                    "server did not report its addresses; stderr:\n{}",
+                    stderr.lock().unwrap().join("\n")
+                ),
+            }
+        }
+        let (addr, metrics_addr) = (addr.unwrap(), metrics_addr.unwrap());
         assert!(addr.ip().is_loopback());
         let server = Server {
             child,
             addr,
+            metrics_addr,
             stderr,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))

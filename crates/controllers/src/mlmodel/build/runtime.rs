@@ -1,0 +1,254 @@
+//! The containers of a serving pod.
+//!
+//! Ports of a serving pod:
+//!
+//! | port | what | reached by |
+//! |---|---|---|
+//! | `http` (8080) | the Open Inference Protocol (or the runtime's own API) and health | the Service (port 80), the route |
+//! | `metrics` (9090, onnx only) | Prometheus metrics of berth-model-server | the pod's address only: not in the Service or the route |
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
+    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecurityContext, SleepAction,
+    TCPSocketAction, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use berth_api::mlmodel::{MLModel, RuntimeName};
+
+use super::{Ctx, MODEL_DIR, Version};
+
+/// The serving port of every built-in runtime, named `http` in the pod.
+pub const RUNTIME_PORT: i32 = 8080;
+/// berth-model-server's metrics port: not part of the Service, so not public.
+pub const METRICS_PORT: i32 = 9090;
+/// The serving container's name.
+pub const SERVER_CONTAINER: &str = "model";
+/// Seconds a serving pod that is being replaced keeps serving before it is asked to stop.
+pub const PRE_STOP_SECONDS: i64 = 5;
+/// The user and group the model's containers run as (Pod Security "restricted").
+const RUN_AS: i64 = 65532;
+
+/// What a runtime needs: image, arguments, port, the readiness path it answers (none: the port
+/// accepting connections), and environment.
+struct Runtime {
+    image: String,
+    args: Vec<String>,
+    port: i32,
+    ready_path: Option<String>,
+    env: Vec<EnvVar>,
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
+    pairs
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: (*k).into(),
+            value: Some((*v).into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The container of a serving pod of `version`, mounting the model at [`MODEL_DIR`] (its
+/// `sub_path` for a pvc:// source).
+pub fn containers(ctx: &Ctx, version: &Version, sub_path: Option<String>) -> Vec<Container> {
+    let runtime = runtime(ctx, version);
+    let is_onnx = version.runtime.name == RuntimeName::Onnx;
+    let mut vars = runtime.env;
+    vars.extend(env(&[
+        ("MODEL_PATH", MODEL_DIR),
+        ("BERTH_MODEL_VERSION", &version.key),
+    ]));
+    let mut ports = vec![port("http", runtime.port)];
+    if is_onnx {
+        ports.push(port("metrics", METRICS_PORT));
+    }
+    let probe = |path: Option<&String>, period: i32| match path {
+        Some(path) => Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(3),
+            ..Default::default()
+        },
+        None => Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(3),
+            ..Default::default()
+        },
+    };
+    vec![Container {
+        name: SERVER_CONTAINER.into(),
+        image: Some(runtime.image),
+        args: Some(runtime.args).filter(|a| !a.is_empty()),
+        env: Some(vars),
+        ports: Some(ports),
+        readiness_probe: Some(probe(runtime.ready_path.as_ref(), 5)),
+        lifecycle: Some(pre_stop()),
+        resources: resources(ctx.model),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "model".into(),
+            mount_path: MODEL_DIR.into(),
+            read_only: Some(true),
+            sub_path,
+            ..Default::default()
+        }]),
+        security_context: Some(container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }]
+}
+
+fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
+    let spec = &version.runtime;
+    let images = &ctx.settings.runtime_images;
+    let name = ctx.name;
+    let mut runtime = match spec.name {
+        RuntimeName::Onnx => Runtime {
+            image: images.onnx.clone(),
+            args: vec![
+                format!("--model-path={MODEL_DIR}"),
+                format!("--model-name={name}"),
+                format!("--model-version={}", version.key),
+                format!("--http-addr=0.0.0.0:{RUNTIME_PORT}"),
+                format!("--metrics-addr=0.0.0.0:{METRICS_PORT}"),
+            ],
+            port: RUNTIME_PORT,
+            ready_path: Some("/v2/health/ready".into()),
+            env: vec![],
+        },
+        RuntimeName::Tensorflow => Runtime {
+            image: images.tensorflow.clone(),
+            args: vec![
+                format!("--model_name={name}"),
+                format!("--model_base_path={MODEL_DIR}"),
+                format!("--rest_api_port={RUNTIME_PORT}"),
+                "--port=9000".into(),
+            ],
+            port: RUNTIME_PORT,
+            ready_path: Some(format!("/v1/models/{name}")),
+            env: vec![],
+        },
+        RuntimeName::Triton => Runtime {
+            image: images.triton.clone(),
+            args: vec![
+                "tritonserver".into(),
+                format!("--model-repository={MODEL_DIR}"),
+                format!("--http-port={RUNTIME_PORT}"),
+                "--grpc-port=9000".into(),
+            ],
+            port: RUNTIME_PORT,
+            ready_path: Some("/v2/health/ready".into()),
+            env: vec![],
+        },
+        RuntimeName::Mlserver => Runtime {
+            image: images.mlserver.clone(),
+            args: vec!["mlserver".into(), "start".into(), MODEL_DIR.into()],
+            port: RUNTIME_PORT,
+            ready_path: Some("/v2/health/ready".into()),
+            env: env(&[
+                ("MLSERVER_HTTP_PORT", "8080"),
+                ("MLSERVER_GRPC_PORT", "9000"),
+                ("MLSERVER_MODEL_NAME", name),
+                ("MLSERVER_MODEL_URI", MODEL_DIR),
+            ]),
+        },
+        RuntimeName::Custom => Runtime {
+            image: String::new(),
+            args: vec![],
+            port: spec.port.unwrap_or(RUNTIME_PORT),
+            ready_path: spec.readiness_path.clone(),
+            env: vec![],
+        },
+    };
+    if let Some(image) = &spec.image {
+        runtime.image = image.clone();
+    }
+    runtime.args.extend(spec.args.iter().cloned());
+    runtime
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+/// A replaced pod keeps serving while the Service's endpoints forget it: without the pause,
+/// kube-proxy on some node still sends it new connections after it stopped listening, and they
+/// fail (seen on the real node during a rollout).
+fn pre_stop() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: PRE_STOP_SECONDS,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `pairs` as a resource list.
+pub fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+fn resources(model: &MLModel) -> Option<ResourceRequirements> {
+    let spec = model.spec.resources.as_ref()?;
+    let mut requests = spec.requests.clone();
+    let mut limits = spec.limits.clone();
+    if let Some(gpus) = spec.gpus.filter(|g| *g > 0) {
+        requests.insert("nvidia.com/gpu".into(), Quantity(gpus.to_string()));
+        limits.insert("nvidia.com/gpu".into(), Quantity(gpus.to_string()));
+    }
+    Some(ResourceRequirements {
+        requests: Some(requests).filter(|r| !r.is_empty()),
+        limits: Some(limits).filter(|l| !l.is_empty()),
+        ..Default::default()
+    })
+}
+
+/// The pod security context of the `restricted` level, as user 65532.
+pub fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        fs_group: Some(RUN_AS),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container security context of the `restricted` level.
+pub fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
