@@ -258,19 +258,29 @@ fn project_pure_steps(project: &Project, settings: &PlatformSettingsSpec) -> boo
 fn model_pure_steps(model: &MLModel) {
     use berth_controllers::mlmodel::{build, host, observe, plan};
     let uri = model.spec.source.uri.clone();
+    let settings = ModelSettings::default();
+    let target = build::Version::target(model, &settings);
+    let canary = build::Version::canary(model, &settings);
     let observed = plan::Observed {
-        target_download: observe::download(None, &[], &uri, "10m"),
+        target_download: observe::download(None, &[], None, &uri, "10m"),
         target_problem: None,
         active_problem: None,
         serving: None,
+        succeeded_jobs: Default::default(),
+        canary: Default::default(),
     };
-    let decision = plan::decide(model, &observed, k8s_openapi::jiff::Timestamp::now());
-    let settings = ModelSettings::default();
+    let decision = plan::decide(
+        model,
+        &target,
+        canary.as_ref(),
+        &observed,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     let host = host::wanted(model, &settings);
     let _ = build::build(
         model,
         &settings,
-        build::Environment::default(),
+        &build::Environment::default(),
         &decision.plan,
         &host,
     );
