@@ -247,6 +247,18 @@ async fn s3_resume_with_ranged_get() {
     let mut poisoned = body[..cut].to_vec();
     poisoned[..16].copy_from_slice(b"POISONEDPOISONED");
     std::fs::write(dest.join("model.bin.partial"), &poisoned).unwrap();
+    // The version the partial download holds, as the first run recorded it: a partial without
+    // one is started over (a range could splice two versions).
+    let head = m
+        .client()
+        .head_object()
+        .bucket("bkt")
+        .key("m/model.bin")
+        .send()
+        .await
+        .unwrap();
+    let etag = head.e_tag().unwrap().to_string();
+    std::fs::write(dest.join("model.bin.partial.meta"), &etag).unwrap();
     let out = m.fetch("s3://bkt/m/model.bin", &dest, None, &[]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let got = std::fs::read(dest.join("model.bin")).unwrap();
@@ -262,6 +274,7 @@ async fn s3_resume_with_ranged_get() {
     let dest = tmp.path().join("poisoned-sha");
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::write(dest.join("model.bin.partial"), &poisoned).unwrap();
+    std::fs::write(dest.join("model.bin.partial.meta"), &etag).unwrap();
     let out = m
         .fetch(
             "s3://bkt/m/model.bin",
@@ -277,6 +290,7 @@ async fn s3_resume_with_ranged_get() {
     let dest = tmp.path().join("good");
     std::fs::create_dir_all(&dest).unwrap();
     std::fs::write(dest.join("model.bin.partial"), &body[..cut]).unwrap();
+    std::fs::write(dest.join("model.bin.partial.meta"), &etag).unwrap();
     let out = m
         .fetch(
             "s3://bkt/m/model.bin",
