@@ -42,19 +42,13 @@ impl Keycloak {
     /// Keycloak 26 needs Java 21 or newer: the JDK named by `BERTH_KEYCLOAK_JAVA_HOME`, else the one
     /// `tools/keycloak/build.sh` chose (`<dist>/java-home`), else `JAVA_HOME`.
     pub async fn start() -> Result<Self> {
-        Self::start_on("127.0.0.1").await
-    }
-
-    /// [`Keycloak::start`] listening on `address` instead of loopback: the real node's address,
-    /// for an operator that runs as a pod there.
-    pub async fn start_on(address: &str) -> Result<Self> {
         let home = locate("keycloak", "tools/keycloak/build.sh", "BERTH_KEYCLOAK_DIR")?;
         let java_home = java_home(&home)?;
         let begin = Instant::now();
         let dir = RunDir::new("keycloak")?;
         let [port, management_port] = free_ports()?;
-        let base_url = format!("http://{address}:{port}");
-        let management_url = format!("http://{address}:{management_port}");
+        let base_url = format!("http://127.0.0.1:{port}");
+        let management_url = format!("http://127.0.0.1:{management_port}");
         let admin_password = random_hex(16)?;
         progress(
             "keycloak",
@@ -81,7 +75,7 @@ impl Keycloak {
             // Every instance has a database of its own, in memory: nothing is written under the
             // shared distribution's data/ directory.
             "--db=dev-mem".to_owned(),
-            format!("--http-host={address}"),
+            "--http-host=127.0.0.1".to_owned(),
             format!("--http-port={port}"),
             format!("--http-management-port={management_port}"),
             "--health-enabled=true".to_owned(),
