@@ -8,6 +8,8 @@ pub const MANAGED_BY_VALUE: &str = "berth";
 pub const PROJECT: &str = "berth.dev/project";
 /// The MLModel a child belongs to.
 pub const MODEL: &str = "berth.dev/model";
+/// The Notebook a child belongs to.
+pub const NOTEBOOK: &str = "berth.dev/notebook";
 /// The UID of the object a child belongs to, on children that hold data and so carry no
 /// ownerReference (a Project's namespace and the objects in it): the garbage collector never
 /// deletes them, and Berth still tells its own from a namesake's.

@@ -7,6 +7,7 @@ pub mod labels;
 pub mod members;
 pub mod mlmodel;
 pub mod namespaces;
+pub mod notebook;
 pub mod project;
 pub mod providers;
 pub mod quantity;
@@ -14,6 +15,7 @@ pub mod quota;
 pub mod settings;
 
 pub use mlmodel::{MLModel, MLModelSpec, MLModelStatus, ModelSettings};
+pub use notebook::{Notebook, NotebookSpec, NotebookStatus};
 pub use project::{
     DeletionPolicy, Member, MemberKind, PodSecurityLevel, Project, ProjectSpec, ProjectStatus, Role,
 };
@@ -27,7 +29,12 @@ pub const GROUP: &str = "berth.dev";
 
 /// Every CustomResourceDefinition Berth ships, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Project::crd(), PlatformSettings::crd(), MLModel::crd()]
+    vec![
+        Project::crd(),
+        PlatformSettings::crd(),
+        MLModel::crd(),
+        Notebook::crd(),
+    ]
 }
 
 /// The YAML of one CRD as written to `deploy/crds/<plural>.<group>.yaml`.
