@@ -105,3 +105,18 @@ pub fn model_children(routes: &[ChildKind]) -> Vec<ChildKind> {
     kinds.extend(routes.iter().cloned());
     kinds
 }
+
+/// A notebook's StatefulSet (one pod, or none while stopped).
+pub fn stateful_set() -> ChildKind {
+    ChildKind::of::<k8s_openapi::api::apps::v1::StatefulSet>(true, true)
+}
+/// A notebook's home volume: never pruned and never owned, so it outlives stops, restarts and
+/// the Notebook itself.
+pub fn notebook_home() -> ChildKind {
+    ChildKind::of::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(true, false)
+}
+
+/// Every kind the Notebook controller creates or watches.
+pub fn notebook_children() -> Vec<ChildKind> {
+    vec![notebook_home(), service(), stateful_set(), pod()]
+}

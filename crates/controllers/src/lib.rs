@@ -5,4 +5,5 @@ pub mod discovery;
 pub mod kinds;
 pub mod mlmodel;
 pub mod names;
+pub mod notebook;
 pub mod project;

@@ -147,12 +147,18 @@ async fn main() -> Result<()> {
     );
     let models = berth_controllers::mlmodel::run(
         client.clone(),
+        metrics.clone(),
+        flags.concurrency,
+        stopped(stop_rx.clone()),
+    );
+    let notebooks = berth_controllers::notebook::run(
+        client.clone(),
         metrics,
         flags.concurrency,
         stopped(stop_rx.clone()),
     );
     let controllers = async {
-        tokio::join!(projects, models);
+        tokio::join!(projects, models, notebooks);
     };
     let lost_lease = async {
         if flags.leader_elect {

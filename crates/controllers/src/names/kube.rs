@@ -143,3 +143,21 @@ pub fn model_canary(model: &str) -> String {
 pub fn model_stable(model: &str) -> String {
     beyond_model_names(model, "stable")
 }
+
+/// A notebook's home volume: `<notebook>-home`. It carries no ownerReference (it outlives the
+/// Notebook), so it is told from a namesake by its labels (`berth.dev/notebook`, managed-by).
+/// The notebook's StatefulSet and Service take the notebook's name, its pod `<notebook>-0`.
+pub fn notebook_home(notebook: &str) -> String {
+    format!("{notebook}-home")
+}
+
+/// The pod of a notebook's StatefulSet (one replica): `<notebook>-0`.
+pub fn notebook_pod(notebook: &str) -> String {
+    format!("{notebook}-0")
+}
+
+/// The path JupyterLab answers under, its base URL (Kubeflow's `NB_PREFIX`):
+/// `/notebook/<namespace>/<notebook>/`.
+pub fn notebook_path(namespace: &str, notebook: &str) -> String {
+    format!("/notebook/{namespace}/{notebook}/")
+}

@@ -27,6 +27,9 @@
 //! | model volume, Job | `<model>-<version>`, `<model>-fetch-<version>-<inputs>` ([`kube`]) | label + ownerReference |
 //! | model Deployment, Service, HPA, route | the model's name | label + ownerReference |
 //! | canary Deployment and Service, stable Service | `<model>-canary-<hash>`, `<model>-stable-<hash>`: longer than any model name ([`kube::model_canary`]) | label + ownerReference |
+//! | notebook StatefulSet, Service | the notebook's name | label + ownerReference |
+//! | notebook home volume | `<notebook>-home` ([`kube::notebook_home`]) | label only: it outlives the Notebook |
+//! | notebook path | `/notebook/<namespace>/<notebook>/` ([`kube::notebook_path`]) | - |
 //! | model host | `<model>.<namespace>.<domain>` ([`host`]) | status.hostname, first claimant |
 
 pub mod host;

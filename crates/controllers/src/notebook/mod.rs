@@ -1,0 +1,339 @@
+//! The Notebook controller, as a pipeline: `validate` (a validated notebook or a reason) ->
+//! `build` (pure: the home volume, the StatefulSet, the Service) -> the shared apply
+//! (server-side apply, prune by label) -> `status` (pure; written only when it changed, Events on
+//! condition flips). Idle culling reads Jupyter's own activity (`activity`) and stops the
+//! notebook with one write (`spec.stopped: true` and the `berth.dev/culled-at` annotation).
+//!
+//! Children have an ownerReference (the garbage collector removes them with the Notebook), except
+//! the home volume, which stays: no finalizer is needed.
+
+pub mod activity;
+pub mod build;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, NOTEBOOK};
+use berth_api::notebook::{CULLED_AT_ANNOTATION, Notebook};
+use berth_reconcile::{
+    Announcer, Backoffs, ChildCache, Error, FIELD_MANAGER, IN_FLIGHT, Metrics, Owner, Written,
+    apply, runner,
+};
+
+use self::status::Observed;
+use crate::{kinds, names};
+
+const CONTROLLER: &str = "notebook";
+/// Requeue of a notebook that is not running: a safety net only, since watches bring every change.
+const RESYNC: Duration = Duration::from_secs(10 * 60);
+
+/// What every Notebook reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub children: ChildCache,
+    pub announcer: Announcer,
+    pub metrics: Metrics,
+    pub backoffs: Backoffs,
+    pub written: Written,
+}
+
+/// Runs the Notebook controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    metrics: Metrics,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (children, streams) =
+        ChildCache::watch_indexed(&client, kinds::notebook_children(), NOTEBOOK);
+    let (notebooks, stream) = runner::primary(Api::<Notebook>::all(client.clone()));
+    let context = Arc::new(Context {
+        client: client.clone(),
+        children,
+        announcer: Announcer::new(client.clone(), "berth-notebook-controller"),
+        metrics,
+        backoffs: Backoffs::default(),
+        written: Written::default(),
+    });
+    let mut controller = Controller::for_stream(stream, notebooks)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown);
+    for (stream, resource) in streams {
+        controller = controller.watches_stream_with(stream, owning_notebook, resource);
+    }
+    info!("notebook controller started");
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    info!("notebook controller stopped");
+}
+
+/// The notebook a child or pod belongs to, from its `berth.dev/notebook` label and namespace.
+fn owning_notebook(child: kube::api::DynamicObject) -> Option<ObjectRef<Notebook>> {
+    let namespace = child.namespace()?;
+    child
+        .labels()
+        .get(NOTEBOOK)
+        .map(|name| ObjectRef::new(name).within(&namespace))
+}
+
+fn error_policy(notebook: Arc<Notebook>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "{}/{}",
+        notebook.namespace().unwrap_or_default(),
+        notebook.name_any()
+    );
+    runner::retry(&ctx.backoffs, CONTROLLER, &key, error)
+}
+
+async fn reconcile(notebook: Arc<Notebook>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let measurement = ctx.metrics.start(CONTROLLER);
+    if tokio::time::timeout(Duration::from_secs(30), ctx.children.ready())
+        .await
+        .is_err()
+    {
+        let e = Error::new(
+            berth_reconcile::Category::DependencyUnavailable,
+            "the child caches did not sync within 30 s",
+        );
+        measurement.failed(e.category);
+        return Err(e);
+    }
+    if notebook.meta().deletion_timestamp.is_some() {
+        // The garbage collector removes the owned children; the home volume stays.
+        measurement.succeeded(0);
+        return Ok(Action::await_change());
+    }
+    match reconcile_notebook(&notebook, &ctx).await {
+        Ok((action, writes)) => {
+            measurement.succeeded(writes);
+            Ok(action)
+        }
+        Err(e) => {
+            measurement.failed(e.category);
+            Err(e)
+        }
+    }
+}
+
+/// The live home volume, as the cache (Berth's) or the API server (anyone's) has it.
+enum Home {
+    Absent,
+    Ours(Option<String>),
+    Taken,
+}
+
+async fn home_volume(
+    ctx: &Context,
+    namespace: &str,
+    nb: &validate::Validated,
+) -> Result<Home, Error> {
+    if let Some(live) =
+        ctx.children
+            .get(&kinds::notebook_home().resource, Some(namespace), &nb.home)
+    {
+        let pvc: Option<PersistentVolumeClaim> = live.parse();
+        let ours = pvc.as_ref().is_some_and(|p| {
+            p.labels().get(NOTEBOOK) == Some(&nb.name)
+                && p.labels().get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        });
+        return Ok(if ours {
+            Home::Ours(pvc.and_then(|p| p.spec).and_then(|s| s.storage_class_name))
+        } else {
+            Home::Taken
+        });
+    }
+    // Not Berth's (the cache holds Berth's only): one read, to never take over someone's volume.
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(match api.get_opt(&nb.home).await? {
+        Some(_) => Home::Taken,
+        None => Home::Absent,
+    })
+}
+
+/// Makes the cluster match the notebook. Returns the next action and how many writes it made.
+async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Action, usize), Error> {
+    let name = notebook.name_any();
+    let namespace = notebook.namespace().unwrap_or_default();
+    let api: Api<Notebook> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Timestamp::now();
+    let mut writes = 0;
+
+    // 1. Validate.
+    let validated = validate::validate(notebook);
+
+    // Observe: the pod, the home volume, Jupyter's activity.
+    let pod: Option<Pod> = ctx
+        .children
+        .get(
+            &kinds::pod().resource,
+            Some(&namespace),
+            &names::kube::notebook_pod(&name),
+        )
+        .and_then(|o| o.parse::<Pod>())
+        .filter(|p| p.labels().get(NOTEBOOK) == Some(&name));
+    let home = match &validated {
+        Ok(nb) => home_volume(ctx, &namespace, nb).await?,
+        Err(_) => Home::Absent,
+    };
+    let culled_at = notebook
+        .annotations()
+        .get(CULLED_AT_ANNOTATION)
+        .and_then(|t| t.parse::<Timestamp>().ok());
+
+    let mut activity = None;
+    let mut requeue = RESYNC;
+    if let Ok(nb) = &validated {
+        if !nb.stopped && nb.culled {
+            // Started again after a cull: the mark goes.
+            let patch = json!({"metadata": {"annotations": {CULLED_AT_ANNOTATION: null}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            writes += 1;
+        }
+        let running = pod.as_ref().is_some_and(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        if !nb.stopped && running {
+            requeue = activity::poll_interval(nb.idle_timeout);
+            let pod_name = names::kube::notebook_pod(&name);
+            match activity::read(&ctx.client, &namespace, &pod_name, build::PORT, &nb.path).await {
+                Ok(read) => {
+                    if activity::is_idle(&read, now, nb.idle_timeout) {
+                        return cull(notebook, nb, &api, ctx, &read, now, writes).await;
+                    }
+                    activity = Some(read);
+                }
+                // Unknown activity is never idleness: the next poll tries again.
+                Err(e) => {
+                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read Jupyter's activity")
+                }
+            }
+        }
+    }
+
+    // 2. Build, 3. apply (unless the spec is invalid or the home volume is someone else's).
+    let home_taken = matches!(home, Home::Taken);
+    let mut in_flight = 0;
+    if let (Ok(nb), false) = (&validated, home_taken) {
+        let class = match &home {
+            Home::Ours(class) => class.as_deref(),
+            _ => None,
+        };
+        let built = build::build(nb, class)?;
+        let report = apply(
+            &ctx.client,
+            &ctx.children,
+            &ctx.written,
+            &built.children,
+            Owner {
+                name: &name,
+                uid: &nb.uid,
+            },
+        )
+        .await?;
+        if report.wrote() {
+            info!(notebook = %format!("{namespace}/{name}"), stopped = nb.stopped, applied = ?report.applied, pruned = ?report.pruned, "reconciled");
+        }
+        writes += report.applied.len() + report.pruned.len();
+        in_flight = report.in_flight;
+    }
+
+    // 4. Status.
+    let observed = Observed {
+        notebook: validated.as_ref(),
+        pod: pod.as_ref(),
+        activity: activity.as_ref(),
+        culled_at,
+        home_taken,
+    };
+    let next = status::status(
+        notebook.status.as_ref(),
+        &observed,
+        notebook.metadata.generation,
+        now,
+    );
+    let before = notebook
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if berth_reconcile::status::write_if_changed(&api, &name, notebook.status.as_ref(), &next)
+        .await?
+    {
+        writes += 1;
+        ctx.announcer
+            .transitions(&notebook.object_ref(&()), &before, &next.conditions)
+            .await;
+    }
+    ctx.backoffs.succeeded(&format!("{namespace}/{name}"));
+    let wait = if in_flight > 0 { IN_FLIGHT } else { requeue };
+    Ok((Action::requeue(wait), writes))
+}
+
+/// Stops an idle notebook: `spec.stopped: true` and the culled-at mark in one write, and an Event.
+/// The next reconcile (the write wakes it) scales the StatefulSet to 0 and says Culled.
+async fn cull(
+    notebook: &Notebook,
+    nb: &validate::Validated,
+    api: &Api<Notebook>,
+    ctx: &Context,
+    read: &activity::Activity,
+    now: Timestamp,
+    writes: usize,
+) -> Result<(Action, usize), Error> {
+    let patch = json!({
+        "metadata": {
+            "annotations": {CULLED_AT_ANNOTATION: now.to_string()},
+            // Guards against a spec change in between: the cull applies to what was read.
+            "resourceVersion": notebook.resource_version(),
+        },
+        "spec": {"stopped": true},
+    });
+    api.patch(
+        &nb.name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    let note = format!(
+        "stopped after {} without activity (last activity {}, {} kernels, {} terminals); its home volume stays; set spec.stopped to false to start it again",
+        status::human(nb.idle_timeout),
+        read.last_activity,
+        read.kernels,
+        read.terminals
+    );
+    info!(notebook = %format!("{}/{}", nb.namespace, nb.name), %note, "culled");
+    ctx.announcer
+        .publish(
+            &notebook.object_ref(&()),
+            EventType::Normal,
+            "Culled",
+            &note,
+        )
+        .await;
+    Ok((Action::requeue(IN_FLIGHT), writes + 1))
+}
+
+#[cfg(test)]
+mod tests;
