@@ -80,7 +80,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         used_layers: Default::default(),
     };
     std::fs::create_dir_all(&stamp.layer_cache)?;
-    let n = 5;
+    let n = 6;
 
     step(1, n, "pause: gcc -static deploy/images/pause/pause.c");
     let pause = sources::pause(&work, berth_api::mlmodel::IMAGE_TAG)?;
@@ -107,7 +107,14 @@ pub fn build(out: &Path) -> Result<PathBuf> {
     );
     let busybox = sources::tool("tools/busybox/build.sh")?;
 
-    step(5, n, "assembling the images");
+    step(
+        5,
+        n,
+        "jupyter: tools/jupyter/build.sh (Debian packages and pinned PyPI wheels, cached by its pins)",
+    );
+    let jupyter = sources::tool("tools/jupyter/build.sh")?;
+
+    step(6, n, "assembling the images");
     let definitions = [
         contents::pause(&pause)?,
         contents::berth(
@@ -127,6 +134,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         )?,
         contents::provisioner(&provisioner)?,
         contents::helper(&busybox)?,
+        contents::jupyter(&jupyter)?,
     ];
     let mut entries = Vec::new();
     for (i, definition) in definitions.iter().enumerate() {

@@ -138,7 +138,8 @@ fn every_image_is_listed_and_reads_back_under_its_reference_and_digest() {
             "model-fetch",
             "operator",
             "local-path-provisioner",
-            "helper"
+            "helper",
+            "jupyter"
         ]
     );
     for entry in &entries {

@@ -19,13 +19,14 @@ const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The images, in the order they are built and listed in `images.json`.
 #[cfg(test)]
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "pause",
     "model-server",
     "model-fetch",
     "operator",
     "local-path-provisioner",
     "helper",
+    "jupyter",
 ];
 
 /// Where Berth's binary `berth-<name>` lives in its image (on PATH, so a pod's `command` may name
@@ -60,6 +61,13 @@ pub fn run_of(name: &str) -> Result<RunConfig> {
             strings(&["/bin/sh"]),
             strings(&["PATH=/bin"]),
             "/home/nonroot",
+        ),
+        // tini reaps the kernels' and terminals' orphans; start-notebook runs JupyterLab.
+        "jupyter" => (
+            strings(&["/usr/bin/tini", "-g", "--", "/usr/local/bin/start-notebook"]),
+            vec![],
+            strings(&["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/jovyan"]),
+            "/home/jovyan",
         ),
         other => bail!("no image is called {other}"),
     };
@@ -293,4 +301,56 @@ pub fn helper(dir: &Path) -> Result<Definition> {
         ),
         layers: vec![("users".into(), users_layer()?), ("busybox".into(), tree)],
     })
+}
+
+/// Berth's Jupyter image: the root filesystem tools/jupyter/build.sh made (Debian 12's
+/// python3.11, JupyterLab and its dependencies from pinned PyPI wheels, tini, the user jovyan
+/// 65532 with HOME /home/jovyan), as one layer. Every file is root's, and setuid/setgid bits are
+/// dropped (the notebook runs as 65532 with no privilege escalation).
+pub fn jupyter(dir: &Path) -> Result<Definition> {
+    let rootfs = dir.join("rootfs");
+    let mut tree = Tree::new();
+    add_tree(&mut tree, &rootfs, &rootfs)?;
+    tree.dir("/tmp", 0o1777, Owner::root())?;
+    Ok(Definition {
+        name: "jupyter".into(),
+        reference: berth_api::mlmodel::berth_image("jupyter"),
+        version: berth_api::mlmodel::IMAGE_TAG.into(),
+        licenses: "BSD-3-Clause AND PSF-2.0 AND GPL-2.0-or-later".into(),
+        description: format!(
+            "JupyterLab {} on Debian 12's python3.11, for Berth's Notebooks",
+            pin(dir, "VERSION")?
+        ),
+        layers: vec![("jupyter".into(), tree)],
+    })
+}
+
+/// Every directory, file and symbolic link under `dir`, at its path relative to `root`.
+fn add_tree(tree: &mut Tree, root: &Path, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let inside = format!(
+            "/{}",
+            path.strip_prefix(root)
+                .with_context(|| format!("{} is outside {}", path.display(), root.display()))?
+                .to_string_lossy()
+        );
+        let meta = std::fs::symlink_metadata(&path)?;
+        let mode = meta.permissions().mode() & 0o1777;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            tree.symlink(&inside, &target.to_string_lossy())?;
+        } else if meta.is_dir() {
+            tree.dir(&inside, mode, Owner::root())?;
+            add_tree(tree, root, &path)?;
+        } else if meta.is_file() {
+            tree.file(&inside, Content::Path(path), mode)?;
+        }
+    }
+    Ok(())
 }
