@@ -10,7 +10,8 @@
 //! - `GET <base>api/kernels?no_track_activity=1`: `[{"id", "execution_state", "last_activity",
 //!   …}]`, read for `execution_state: "busy"` (a cell computing without output does not move
 //!   `last_activity`, and is never culled);
-//! - `GET <base>api/terminals?no_track_activity=1`: `[{"name", "last_activity"}]`.
+//! - `GET <base>api/terminals?no_track_activity=1`: `[{"name", "last_activity"}]` (404, taken as
+//!   no terminals, where the jupyter_server_terminals extension is not enabled).
 //!
 //! `no_track_activity` keeps Berth's own reads from counting as activity (jupyter_server
 //! `APIHandler.update_api_activity`).
@@ -104,18 +105,22 @@ pub async fn read(
     port: i32,
     path: &str,
 ) -> Result<Activity, String> {
-    let get = async |what: &str| -> Result<String, String> {
+    // `absent`: what a 404 means (a server without the terminals extension has no terminals).
+    let get = async |what: &str, absent: Option<&str>| -> Result<String, String> {
         let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}{what}");
         let request = http::Request::get(&uri)
             .body(Vec::new())
             .map_err(|e| format!("{what}: {e}"))?;
-        client
-            .request_text(request)
-            .await
-            .map_err(|e| format!("{what}: {e}"))
+        match client.request_text(request).await {
+            Ok(text) => Ok(text),
+            Err(kube::Error::Api(status)) if status.code == 404 && absent.is_some() => {
+                Ok(absent.unwrap_or_default().to_owned())
+            }
+            Err(e) => Err(format!("{what}: {e}")),
+        }
     };
-    let status = get("api/status").await?;
-    let kernels = get("api/kernels?no_track_activity=1").await?;
-    let terminals = get("api/terminals?no_track_activity=1").await?;
+    let status = get("api/status", None).await?;
+    let kernels = get("api/kernels?no_track_activity=1", None).await?;
+    let terminals = get("api/terminals?no_track_activity=1", Some("[]")).await?;
     parse(&status, &kernels, &terminals)
 }
