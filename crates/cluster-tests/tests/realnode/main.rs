@@ -4,6 +4,7 @@
 
 mod models;
 mod network;
+mod notebooks;
 mod operator;
 mod platform;
 mod security;
