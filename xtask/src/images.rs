@@ -76,10 +76,10 @@ pub fn build(out: &Path) -> Result<PathBuf> {
     let stamp = contents::Stamp {
         epoch: source_date_epoch()?,
         revision: revision(),
-        layer_cache: out.join(".layers"),
-        used_layers: Default::default(),
+        layer_cache: contents::layer_cache()?,
     };
-    std::fs::create_dir_all(&stamp.layer_cache)?;
+    // Output directories of earlier versions kept their own cache here.
+    let _ = std::fs::remove_dir_all(out.join(".layers"));
     let n = 6;
 
     step(1, n, "pause: gcc -static deploy/images/pause/pause.c");

@@ -1,7 +1,6 @@
 //! What each image holds and how it runs: the layers (users, CA bundle, binary and libraries) and
 //! the run configuration of every image `cargo xtask images` builds.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use berth_images::image::{Image, RunConfig};
 use berth_images::layer::{Content, Layer, Owner, Tree};
 
-use super::{sources, write_atomically};
+use super::sources;
 
 /// Where the project's source lives, for the `org.opencontainers.image.source` label.
 pub const SOURCE: &str = "https://github.com/berth-dev/berth";
@@ -87,9 +86,24 @@ pub struct Stamp {
     pub epoch: u64,
     /// The commit the images are built from (`-dirty` with uncommitted changes).
     pub revision: String,
-    /// Compressed layers by the digest of their tar, so an unchanged layer is not compressed again.
+    /// Compressed layers `<tar's sha256>.gz`, shared by every checkout and output directory:
+    /// [`layer_cache`].
     pub layer_cache: PathBuf,
-    pub used_layers: RefCell<Vec<PathBuf>>,
+}
+
+/// How long a compressed layer no run used stays in the shared cache.
+const UNUSED_LAYER_KEPT: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+/// `<Berth cache>/layers/<gzip fingerprint>`: the compressed layers, by the digest of their tar,
+/// of this compressor ([`berth_images::layer::gzip_fingerprint`]), so that a layer compressed on
+/// another run, checkout or fresh clone is the stream this run would make, and is never made
+/// again (the Jupyter layer takes seconds to minutes).
+pub fn layer_cache() -> Result<PathBuf> {
+    let dir = sources::cache_dir()
+        .join("layers")
+        .join(berth_images::layer::gzip_fingerprint()?);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 impl Stamp {
@@ -100,23 +114,58 @@ impl Stamp {
         let cached = self
             .layer_cache
             .join(format!("{}.gz", diff_id.trim_start_matches("sha256:")));
-        self.used_layers.borrow_mut().push(cached.clone());
         if let Ok(gz) = std::fs::read(&cached) {
+            // Used now: the pruning below goes by modification time.
+            if let Ok(file) = std::fs::File::options().append(true).open(&cached) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
             return Ok(Layer::from_compressed(&tar, gz, comment));
         }
+        let started = std::time::Instant::now();
         let layer = Layer::from_tar(&tar, comment)?;
-        write_atomically(&cached, &layer.blob.bytes)?;
+        if tar.len() > berth_images::layer::LARGE_LAYER {
+            eprintln!(
+                "    compressed the {:.0} MiB {comment} layer at gzip level {} in {:.1} s",
+                tar.len() as f64 / f64::from(1 << 20),
+                berth_images::layer::gzip_level(tar.len()),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        // Another run may write the same layer at the same time: a temporary name of its own.
+        let tmp = cached.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &layer.blob.bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &cached)
+            .with_context(|| format!("writing {}", cached.display()))?;
         Ok(layer)
     }
 
-    /// Removes the cached layers this run did not use.
+    /// Removes the shared cache's layers that no run used for [`UNUSED_LAYER_KEPT`], and the
+    /// directories of other compressors once they are empty.
     pub fn drop_unused_layers(&self) {
-        let used = self.used_layers.borrow();
-        if let Ok(entries) = std::fs::read_dir(&self.layer_cache) {
-            for entry in entries.flatten() {
-                if !used.contains(&entry.path()) {
-                    let _ = std::fs::remove_file(entry.path());
+        let Some(all) = self.layer_cache.parent() else {
+            return;
+        };
+        let Ok(compressors) = std::fs::read_dir(all) else {
+            return;
+        };
+        for dir in compressors.flatten() {
+            let Ok(layers) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for layer in layers.flatten() {
+                let unused = layer
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > UNUSED_LAYER_KEPT);
+                if unused {
+                    let _ = std::fs::remove_file(layer.path());
                 }
+            }
+            if dir.path() != self.layer_cache {
+                let _ = std::fs::remove_dir(dir.path());
             }
         }
     }
