@@ -135,8 +135,7 @@ impl Stamp {
         let tmp = cached.with_extension(format!("{}.tmp", std::process::id()));
         std::fs::write(&tmp, &layer.blob.bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &cached)
-            .with_context(|| format!("writing {}", cached.display()))?;
+        std::fs::rename(&tmp, &cached).with_context(|| format!("writing {}", cached.display()))?;
         Ok(layer)
     }
 
