@@ -35,10 +35,12 @@ root=$(cd "$here/../.." && pwd)
 source "$here/../lib.sh"
 source "$here/platform.env"
 # Bump when the way the root filesystem is made changes, to force a rebuild.
-recipe=2
+recipe=3
 
-# The Debian packages asked for; apt adds their dependencies.
-debian_packages=(python3.11 python3 bash coreutils findutils grep sed tar gzip less tini
+# The Debian packages asked for; apt adds their dependencies. libstdc++6: pyzmq's wheel links
+# against it (manylinux wheels take the C++ runtime from the system), and Jupyter cannot start
+# without pyzmq.
+debian_packages=(python3.11 python3 bash coreutils findutils grep sed tar gzip less tini libstdc++6
   ncurses-base netbase)
 image_files=("$root/deploy/images/jupyter/jupyter_server_config.py"
   "$root/deploy/images/jupyter/start-notebook" "$here/install_wheels.py")

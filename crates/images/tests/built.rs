@@ -276,6 +276,20 @@ fn each_image_runs_its_binary_as_uid_65532_from_its_own_root_filesystem() {
         out, "65532\nhas-wget\nhas-nc\nhas-nslookup\nhas-timeout\ndone\n",
         "the helper's shell"
     );
+    // Jupyter: the image's Python loads JupyterLab, the server and pyzmq's native library (which
+    // needs the image's libstdc++), as UID 65532 from the image's own root filesystem.
+    let read = read(&by_name["jupyter"]);
+    let rootfs = unpack(&read);
+    let out = run_in(
+        &read,
+        rootfs.path(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import os, zmq, jupyter_server.serverapp, jupyterlab; print(os.getuid(), 'zmq', zmq.zmq_version())",
+        ],
+    );
+    assert!(out.starts_with("65532 zmq 4."), "Jupyter's imports: {out}");
 }
 
 /// The children of `pid` (from /proc), with their states.
