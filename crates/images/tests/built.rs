@@ -278,10 +278,10 @@ fn each_image_runs_its_binary_as_uid_65532_from_its_own_root_filesystem() {
     );
     // Jupyter: the image's Python loads JupyterLab, the server and pyzmq's native library (which
     // needs the image's libstdc++), as UID 65532 from the image's own root filesystem.
-    let read = read(&by_name["jupyter"]);
-    let rootfs = unpack(&read);
+    let jupyter = crate::read(&by_name["jupyter"]);
+    let rootfs = unpack(&jupyter);
     let out = run_in(
-        &read,
+        &jupyter,
         rootfs.path(),
         &[
             "/usr/bin/python3",

@@ -118,12 +118,7 @@ pub fn status(
                         Some(problem) if problem.reason == "CrashLoop" => (
                             NotebookPhase::Failed,
                             "CrashLoop",
-                            format!(
-                                "the notebook keeps crashing; see `kubectl logs -n {} {}` ({})",
-                                nb.namespace,
-                                pod.metadata.name.clone().unwrap_or_default(),
-                                problem.message
-                            ),
+                            crash_message(nb, pod, problem.exit_code),
                         ),
                         Some(problem) => (
                             NotebookPhase::Failed,
@@ -166,6 +161,25 @@ pub fn status(
         now,
     );
     next
+}
+
+/// What a notebook that keeps crashing says: restarts, the last exit code, where the logs are.
+/// (pod_problem's own message speaks of a model server.)
+fn crash_message(nb: &Validated, pod: &Pod, exit_code: Option<i32>) -> String {
+    let restarts: i32 = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0);
+    let exit = exit_code
+        .map(|code| format!(", last exit code {code}"))
+        .unwrap_or_default();
+    format!(
+        "JupyterLab keeps exiting ({restarts} restarts{exit}); see `kubectl logs -n {} {} --previous`",
+        nb.namespace,
+        pod.metadata.name.clone().unwrap_or_default()
+    )
 }
 
 /// `90s`, `5m`, `1h30m`: a duration as the spec writes it.

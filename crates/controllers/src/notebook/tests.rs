@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodCondition, PodStatus,
+};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 
@@ -246,4 +248,46 @@ fn an_unchanged_notebook_gives_an_unchanged_status() {
     let first = status::status(None, &observed, Some(3), at(100));
     let second = status::status(Some(&first), &observed, Some(3), at(200));
     assert_eq!(first, second, "nothing changed, so nothing is written");
+}
+
+#[test]
+fn a_crashing_notebook_says_jupyterlab_exits_with_its_code_and_where_the_logs_are() {
+    let mut crashing = pod(false);
+    if let Some(status) = crashing.status.as_mut() {
+        status.container_statuses = Some(vec![ContainerStatus {
+            name: "notebook".into(),
+            restart_count: 4,
+            last_state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+    }
+    let nb = notebook(false);
+    let v = validate::validate(&nb);
+    let observed = Observed {
+        notebook: v.as_ref(),
+        pod: Some(&crashing),
+        activity: None,
+        culled_at: None,
+        home_taken: false,
+    };
+    let s = status::status(None, &observed, Some(1), at(100));
+    let ready = berth_api::conditions::get(&s.conditions, status::READY).unwrap();
+    assert_eq!(s.phase, Some(NotebookPhase::Failed));
+    assert_eq!(ready.reason, "CrashLoop");
+    assert!(
+        ready
+            .message
+            .contains("JupyterLab keeps exiting (4 restarts, last exit code 1)")
+            && ready.message.contains("kubectl logs -n")
+            && ready.message.contains("lab-0 --previous")
+            && !ready.message.contains("model"),
+        "{}",
+        ready.message
+    );
 }
