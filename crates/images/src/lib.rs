@@ -3,9 +3,9 @@
 //! The pieces follow the OCI image specification v1.1 (<https://github.com/opencontainers/image-spec>):
 //!
 //! - [`layer::Tree`]: the files of one layer, written as a tar archive with sorted entries, fixed
-//!   modification times and fixed owners, then compressed with gzip at a fixed level and without a
-//!   timestamp ([`layer::Layer`]: its `diff_id` is the SHA-256 of the tar, its digest the SHA-256 of
-//!   the gzip stream);
+//!   modification times and fixed owners, then compressed with gzip at a level fixed by its size
+//!   ([`layer::gzip_level`]) and without a timestamp ([`layer::Layer`]: its `diff_id` is the
+//!   SHA-256 of the tar, its digest the SHA-256 of the gzip stream);
 //! - [`image::Image`]: the image configuration (platform, user, entrypoint, environment, labels,
 //!   the layers' `diff_id`s) and the manifest that names the config and the layers;
 //! - [`archive`]: an OCI image-layout tar archive of one image (`oci-layout`, `index.json`,
