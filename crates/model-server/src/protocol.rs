@@ -1,13 +1,81 @@
 //! JSON objects of the Open Inference Protocol (KServe "V2") REST API.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::tensor::EncodedTensor;
 
-/// `$parameters`: name/value pairs whose values are strings, numbers or booleans.
+/// `$parameters` of a response: name/value pairs whose values are strings, numbers or booleans.
 pub type Parameters = Map<String, Value>;
+
+/// `$parameters` of a request, as read: each value a string, number or boolean, or a mark
+/// that it was something else (skipped without being built, and refused with its name by
+/// [`InferenceRequest::from_json`]).
+pub type RequestParameters = BTreeMap<String, ParameterValue>;
+
+/// One value of a request's `$parameters`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParameterValue {
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    String(String),
+    /// An array, object or null: not a parameter value. Its contents are skipped, never held.
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for ParameterValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl<'de> de::Visitor<'de> for Scalar {
+            type Value = ParameterValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Uint(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::String(v.to_owned()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Invalid)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ParameterValue, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(ParameterValue::Invalid)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ParameterValue, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(ParameterValue::Invalid)
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
+}
 
 /// `$metadata_server_response`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,27 +104,33 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-/// `$inference_request`.
+/// `$inference_request`, borrowing each input's tensor data from the request body.
+///
+/// Nothing in it is a generic JSON value: tensor `data` stays the body's raw text until
+/// [`crate::tensor::decode_tensor`] parses it into a typed buffer, parameters are scalars, and
+/// unknown fields are skipped without being built.
 #[derive(Debug, Clone, Deserialize)]
-pub struct InferenceRequest {
+pub struct InferenceRequest<'a> {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
-    pub inputs: Vec<RequestInput>,
+    pub parameters: Option<RequestParameters>,
+    #[serde(borrow)]
+    pub inputs: Vec<RequestInput<'a>>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
-/// `$request_input`.
+/// `$request_input`. `data` is the raw JSON text of the tensor's data, as sent.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RequestInput {
+pub struct RequestInput<'a> {
     pub name: String,
     pub shape: Vec<u64>,
     pub datatype: String,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
-    pub data: Value,
+    pub parameters: Option<RequestParameters>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
 }
 
 /// `$request_output`.
@@ -64,7 +138,7 @@ pub struct RequestInput {
 pub struct RequestOutput {
     pub name: String,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
+    pub parameters: Option<RequestParameters>,
 }
 
 /// `$inference_response`.
@@ -80,9 +154,10 @@ pub struct InferenceResponse {
     pub outputs: Vec<EncodedTensor>,
 }
 
-impl InferenceRequest {
-    /// Parses a request body, mapping every JSON or schema error to a 400.
-    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+impl<'a> InferenceRequest<'a> {
+    /// Parses a request body, mapping every JSON or schema error to a 400. Tensor data is
+    /// checked for JSON syntax only (without building anything); its values are decoded later.
+    pub fn from_json(body: &'a [u8]) -> Result<Self, ApiError> {
         let req: InferenceRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("malformed inference request: {e}")))?;
         req.check_parameters()?;
@@ -115,9 +190,9 @@ impl InferenceRequest {
     }
 }
 
-fn check_parameter_values(what: &str, params: Option<&Parameters>) -> Result<(), ApiError> {
+fn check_parameter_values(what: &str, params: Option<&RequestParameters>) -> Result<(), ApiError> {
     for (key, value) in params.into_iter().flatten() {
-        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+        if *value == ParameterValue::Invalid {
             return Err(ApiError::bad_request(format!(
                 "{what}: parameter '{key}' must be a string, number or boolean"
             )));

@@ -165,7 +165,14 @@ fn bad_requests_get_protocol_errors() {
     post(
         json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
     )
-    .assert_error(400, "needs 6 elements but data has 3");
+    .assert_error(
+        400,
+        "needs 6 elements but its data (7 bytes) holds at most 4",
+    );
+    post(json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7]}]}))
+        .assert_error(400, "input 'x': shape [2, 3] needs 6 elements but data has more");
+    post(json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}))
+        .assert_error(400, "input 'x': shape [1, 3] needs 3 elements but data has more");
     post(json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5]]}]}))
         .assert_error(400, "nested data has 2 elements");
     post(
