@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::tensor::EncodedTensor;
+use crate::tensor::{DataType, EncodedTensor, element_size, max_elements_in};
 
 /// `$parameters` of a response: name/value pairs whose values are strings, numbers or booleans.
 pub type Parameters = Map<String, Value>;
@@ -164,6 +164,28 @@ impl<'a> InferenceRequest<'a> {
         Ok(req)
     }
 
+    /// The bytes the inputs' decoded buffers take: for each input, its shape's element count
+    /// (at most what its data's length can hold) times its datatype's element size, plus the
+    /// data's length for BYTES. An unknown datatype counts 8 bytes an element (the request is
+    /// refused before decoding anyway).
+    pub fn decoded_bytes(&self) -> u64 {
+        self.inputs
+            .iter()
+            .map(|input| {
+                let raw = input.data.get().len();
+                let declared = input.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d));
+                let elements = declared.min(max_elements_in(raw) as u64);
+                match DataType::parse(&input.datatype) {
+                    Some(DataType::Bytes) => elements
+                        .saturating_mul(element_size(DataType::Bytes) as u64)
+                        .saturating_add(raw as u64),
+                    Some(dt) => elements.saturating_mul(element_size(dt) as u64),
+                    None => elements.saturating_mul(8),
+                }
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Checks every `$parameters` object holds only strings, numbers and
     /// booleans, and refuses the binary tensor data extension, which this
     /// server does not implement.
@@ -256,6 +278,37 @@ mod tests {
         assert!(m.contains("input 'x': parameter 'p'"), "{m}");
         let ok = r#"{"parameters": {"a": 1, "b": "s", "c": true}, "inputs": []}"#;
         assert!(InferenceRequest::from_json(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn tensor_data_is_kept_as_raw_text_and_counted_by_its_shape() {
+        let body = br#"{"inputs":[
+            {"name":"a","shape":[2,2],"datatype":"FP32","data":[[1, 2],[3, 4]]},
+            {"name":"b","shape":[3],"datatype":"INT64","data":[0,0,0]},
+            {"name":"s","shape":[1],"datatype":"BYTES","data":["abc"]}]}"#;
+        let req = InferenceRequest::from_json(body).unwrap();
+        assert_eq!(req.inputs[0].data.get(), "[[1, 2],[3, 4]]");
+        assert_eq!(req.decoded_bytes(), 4 * 4 + 3 * 8 + (24 + 7));
+        // A shape larger than its data can hold counts only what the data's length can hold
+        // (3 bytes: 2 elements), as the decoder never holds more.
+        let req = InferenceRequest::from_json(
+            br#"{"inputs":[{"name":"a","shape":[1000000000],"datatype":"FP64","data":[0]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.decoded_bytes(), 2 * 8);
+    }
+
+    #[test]
+    fn non_scalar_parameters_are_skipped_and_refused_by_name() {
+        let zeros = vec!["0"; 100_000].join(",");
+        let body = format!(r#"{{"parameters": {{"big": [[{zeros}]], "ok": 1}}, "inputs": []}}"#);
+        let m = err(&body);
+        assert_eq!(
+            m,
+            "request: parameter 'big' must be a string, number or boolean"
+        );
+        let m = err(r#"{"parameters": {"n": null}, "inputs": []}"#);
+        assert!(m.contains("parameter 'n'"), "{m}");
     }
 
     #[test]

@@ -235,6 +235,43 @@ fn oversized_bodies_are_refused() {
 }
 
 #[test]
+fn requests_are_admitted_against_the_memory_budget() {
+    let dir = model_dir("mlp");
+    // 64 KiB: a body of 20 KB of FP32 may decode to 40 KB more, 60 KB in all, and fits; a
+    // body of 30 KB (up to 90 KB) never could, and is refused before it is read.
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--memory-budget-bytes",
+        "65536",
+    ]);
+    let rows = |n: usize| -> String {
+        let zeros = vec!["0"; n * 3].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{n},3],"datatype":"FP32","data":[{zeros}]}}]}}"#
+        )
+    };
+    let small = rows(3_000);
+    assert!(small.len() < 20_000);
+    let answer = server.post("/v2/models/mlp/infer", small);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
+    let large = rows(5_000);
+    assert!(large.len() > 29_000);
+    server.post("/v2/models/mlp/infer", large).assert_error(
+        413,
+        "more than the server's memory budget of 65536 bytes; send smaller batches, or raise --memory-budget-bytes",
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("memory budget for request bodies and decoded tensors"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
 fn two_inputs_share_their_batch_dimension() {
     let server = Server::model("add");
     let meta = Answer::from(server.get("/v2/models/add"));
