@@ -13,8 +13,14 @@
 //! A request that waits for budget holds an inference slot but no body (at most one waiter
 //! per slot); one whose charge exceeds the whole budget is refused with 413 at once.
 //!
-//! Not charged: the model's own working memory (tract's intermediate tensors) and the
-//! encoded response, which depend on the model; `bench/model-server/flood.sh` measures peak
+//! After the model has run, the request's charge becomes its response: the decoded outputs
+//! plus the exact length of their JSON text (counted by encoding once without keeping it).
+//! Growing to it waits at most the body timeout (503 after: the request already holds memory
+//! and must not wait forever on requests that wait on it), or is refused with 413 when it
+//! exceeds the whole budget. The response keeps its charge until it is sent.
+//!
+//! Not charged: the model's own working memory while it runs (tract's intermediate and
+//! output tensors), which depends on the model; `bench/model-server/flood.sh` measures peak
 //! RSS against the budget.
 
 use std::sync::Arc;
@@ -132,6 +138,47 @@ impl Reservation {
         {
             drop(permit.split(permit.num_permits() - keep));
         }
+    }
+}
+
+impl Reservation {
+    /// Holds at least `charge`, reserving the difference from `budget` and waiting at most
+    /// `patience` for it (the request already holds memory, so it must not wait forever on
+    /// requests that wait on it).
+    ///
+    /// Errors: 413 when `charge` exceeds the whole budget; 503 when the budget stayed in use
+    /// for `patience`.
+    pub async fn grow_to(
+        &mut self,
+        charge: Charge,
+        budget: &MemoryBudget,
+        patience: std::time::Duration,
+    ) -> Result<(), ApiError> {
+        let held = self.bytes();
+        if charge.0 <= held {
+            return Ok(());
+        }
+        let more = Charge(charge.0 - held);
+        if charge.units() > budget.bytes / UNIT {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the response to this request takes {} bytes of memory, more than the server's memory budget of {} bytes; send smaller batches, or raise --memory-budget-bytes",
+                charge.0, budget.bytes
+            )));
+        }
+        let extra = tokio::time::timeout(patience, budget.reserve(more))
+            .await
+            .map_err(|_| {
+                ApiError::NotReady(format!(
+                    "the server's memory budget stayed in use for {} s; retry later",
+                    patience.as_secs()
+                ))
+            })??;
+        match (self.permit.as_mut(), extra.permit) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, theirs) => self.permit = theirs,
+            (Some(_), None) => {}
+        }
+        Ok(())
     }
 }
 

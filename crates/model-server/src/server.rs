@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::budget::{self, Charge, InputCost, MemoryBudget};
+use crate::budget::{self, Charge, InputCost, MemoryBudget, Reservation};
 use crate::config::{Config, check_path_segment};
 use crate::error::{ApiError, one_line};
 use crate::metrics::{self, EndpointLabels, Metrics, RequestLabels};
@@ -393,7 +394,11 @@ async fn infer_with(
     request: Request,
 ) -> Response {
     match run_inference(state, name, version, request).await {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::new(json),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -413,7 +418,7 @@ async fn run_inference(
     name: &str,
     version: Option<&str>,
     request: Request,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<HeldBody, ApiError> {
     state.check_model(name, version)?;
     let model = state.ready_model()?;
     let limit = state.max_request_bytes;
@@ -449,15 +454,35 @@ async fn run_inference(
             .metrics
             .inference_duration
             .observe(inference.run_time.as_secs_f64());
+        let InferenceRequest { id, .. } = req;
+        drop(body);
         let response = InferenceResponse {
             model_name: task_state.model_name.clone(),
             model_version: task_state.model_version.clone(),
-            id: req.id,
+            id,
             parameters: None,
             outputs: inference.outputs,
         };
-        serde_json::to_vec(&response)
-            .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+        // The response is charged too, before it is written: its decoded outputs and its
+        // JSON text (measured by encoding it once without keeping it).
+        let encode_error =
+            |e: serde_json::Error| ApiError::internal(format!("cannot encode the response: {e}"));
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer(&mut counter, &response).map_err(encode_error)?;
+        let outputs: u64 = response.outputs.iter().map(|o| o.data.heap_bytes()).sum();
+        tokio::runtime::Handle::current().block_on(reservation.grow_to(
+            Charge(outputs.saturating_add(counter.0)),
+            &task_state.budget,
+            task_state.body_timeout,
+        ))?;
+        let mut json = Vec::with_capacity(usize::try_from(counter.0).unwrap_or(0));
+        serde_json::to_writer(&mut json, &response).map_err(encode_error)?;
+        drop(response);
+        reservation.shrink_to(Charge(json.len() as u64));
+        Ok(HeldBody {
+            data: Some(Bytes::from(json)),
+            _reservation: reservation,
+        })
     })
     .await;
     match joined {
@@ -467,6 +492,47 @@ async fn run_inference(
             panic_message(e.into_panic().as_ref())
         ))),
         Err(_) => Err(ApiError::internal("inference was cancelled")),
+    }
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A response body that keeps its share of the memory budget until it is sent (or the
+/// client goes away), so that slow readers cannot hold unbudgeted responses.
+struct HeldBody {
+    data: Option<Bytes>,
+    _reservation: Reservation,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 

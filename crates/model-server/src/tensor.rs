@@ -552,6 +552,29 @@ pub enum TensorData {
     Bytes(Vec<String>),
 }
 
+impl TensorData {
+    /// The bytes the values take in memory (each string's header and characters for BYTES).
+    pub fn heap_bytes(&self) -> u64 {
+        fn size<T>(v: &[T]) -> u64 {
+            std::mem::size_of_val(v) as u64
+        }
+        match self {
+            TensorData::Bool(v) => size(v),
+            TensorData::Uint8(v) => size(v),
+            TensorData::Uint16(v) => size(v),
+            TensorData::Uint32(v) => size(v),
+            TensorData::Uint64(v) => size(v),
+            TensorData::Int8(v) => size(v),
+            TensorData::Int16(v) => size(v),
+            TensorData::Int32(v) => size(v),
+            TensorData::Int64(v) => size(v),
+            TensorData::Fp16(v) | TensorData::Fp32(v) => size(v),
+            TensorData::Fp64(v) => size(v),
+            TensorData::Bytes(v) => size(v) + v.iter().map(|s| s.len() as u64).sum::<u64>(),
+        }
+    }
+}
+
 /// One encoded output tensor: `{name, shape, datatype, data}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EncodedTensor {

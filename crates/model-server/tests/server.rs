@@ -237,13 +237,14 @@ fn oversized_bodies_are_refused() {
 #[test]
 fn requests_are_admitted_against_the_memory_budget() {
     let dir = model_dir("mlp");
-    // 64 KiB: a body of 20 KB of FP32 may decode to 40 KB more, 60 KB in all, and fits; a
-    // body of 30 KB (up to 90 KB) never could, and is refused before it is read.
+    // 256 KiB. A request of n rows of "0," is about 6n bytes, charged 18n before its body is
+    // read (its FP32 data may decode to 2 bytes more per byte); its response (two [n, 2]
+    // FP32 outputs, and their JSON text) about 34n more once the model has run.
     let server = Server::start(&[
         "--model-path",
         dir.to_str().unwrap(),
         "--memory-budget-bytes",
-        "65536",
+        "262144",
     ]);
     let rows = |n: usize| -> String {
         let zeros = vec!["0"; n * 3].join(",");
@@ -251,16 +252,17 @@ fn requests_are_admitted_against_the_memory_budget() {
             r#"{{"inputs":[{{"name":"x","shape":[{n},3],"datatype":"FP32","data":[{zeros}]}}]}}"#
         )
     };
-    let small = rows(3_000);
-    assert!(small.len() < 20_000);
-    let answer = server.post("/v2/models/mlp/infer", small);
+    let answer = server.post("/v2/models/mlp/infer", rows(3_000));
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
-    let large = rows(5_000);
-    assert!(large.len() > 29_000);
-    server.post("/v2/models/mlp/infer", large).assert_error(
+    // Its response would not fit: refused after the run, before it is encoded.
+    server
+        .post("/v2/models/mlp/infer", rows(10_000))
+        .assert_error(413, "the response to this request takes");
+    // Its body could never fit: refused before it is read.
+    server.post("/v2/models/mlp/infer", rows(15_000)).assert_error(
         413,
-        "more than the server's memory budget of 65536 bytes; send smaller batches, or raise --memory-budget-bytes",
+        "more than the server's memory budget of 262144 bytes; send smaller batches, or raise --memory-budget-bytes",
     );
     assert!(
         server
