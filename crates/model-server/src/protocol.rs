@@ -154,6 +154,30 @@ pub struct InferenceResponse {
     pub outputs: Vec<EncodedTensor>,
 }
 
+impl InferenceResponse {
+    /// The most bytes the response takes as JSON text: each output's values at their longest
+    /// ([`crate::tensor::TensorData::json_bound`]), its name escaped at worst, its shape, and
+    /// the fixed keys.
+    pub fn json_bound(&self) -> u64 {
+        let text = |s: &str| (s.len() as u64).saturating_mul(6).saturating_add(2);
+        let fixed = 256
+            + text(&self.model_name)
+            + self.model_version.as_deref().map_or(0, text)
+            + self.id.as_deref().map_or(0, text)
+            + self
+                .parameters
+                .as_ref()
+                .and_then(|p| serde_json::to_vec(p).ok())
+                .map_or(0, |v| v.len() as u64);
+        self.outputs.iter().fold(fixed, |sum, o| {
+            sum.saturating_add(128)
+                .saturating_add(text(&o.name))
+                .saturating_add(o.shape.len() as u64 * 21)
+                .saturating_add(o.data.json_bound())
+        })
+    }
+}
+
 impl<'a> InferenceRequest<'a> {
     /// Parses a request body, mapping every JSON or schema error to a 400. Tensor data is
     /// checked for JSON syntax only (without building anything); its values are decoded later.
@@ -317,6 +341,61 @@ mod tests {
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[],"parameters":{"binary_data_size":4}}]}"#,
         );
         assert!(m.contains("binary tensor data extension"), "{m}");
+    }
+
+    #[test]
+    fn the_response_bound_is_never_below_its_json_length() {
+        use crate::tensor::{EncodedTensor, TensorData};
+        let tensor = |name: &str, datatype: &'static str, data: TensorData| EncodedTensor {
+            name: name.into(),
+            shape: vec![u64::MAX, 3],
+            datatype,
+            data,
+        };
+        let resp = InferenceResponse {
+            model_name: "m\u{1}\"".into(),
+            model_version: Some("v".into()),
+            id: Some("\n\n".into()),
+            parameters: None,
+            outputs: vec![
+                tensor("a\u{1f}", "BOOL", TensorData::Bool(vec![false; 3])),
+                tensor("b", "UINT8", TensorData::Uint8(vec![255; 3])),
+                tensor("c", "INT8", TensorData::Int8(vec![-128; 3])),
+                tensor("d", "UINT16", TensorData::Uint16(vec![u16::MAX; 3])),
+                tensor("e", "INT16", TensorData::Int16(vec![i16::MIN; 3])),
+                tensor("f", "UINT32", TensorData::Uint32(vec![u32::MAX; 3])),
+                tensor("g", "INT32", TensorData::Int32(vec![i32::MIN; 3])),
+                tensor("h", "UINT64", TensorData::Uint64(vec![u64::MAX; 3])),
+                tensor("i", "INT64", TensorData::Int64(vec![i64::MIN; 3])),
+                tensor(
+                    "j",
+                    "FP32",
+                    TensorData::Fp32(vec![-f32::MIN_POSITIVE, f32::MIN, -1.0e-45]),
+                ),
+                tensor(
+                    "k",
+                    "FP64",
+                    TensorData::Fp64(vec![-f64::MIN_POSITIVE, f64::MIN, -5e-324]),
+                ),
+                tensor(
+                    "l",
+                    "BYTES",
+                    TensorData::Bytes(vec!["\u{1}\u{2}".into(), String::new()]),
+                ),
+            ],
+        };
+        let len = serde_json::to_vec(&resp).unwrap().len() as u64;
+        assert!(resp.json_bound() >= len, "{} < {len}", resp.json_bound());
+        // Each value's bound is at least its own text.
+        for o in &resp.outputs {
+            let text = serde_json::to_vec(&o.data).unwrap().len() as u64;
+            assert!(
+                o.data.json_bound() >= text,
+                "{}: {} < {text}",
+                o.name,
+                o.data.json_bound()
+            );
+        }
     }
 
     #[test]

@@ -464,18 +464,25 @@ async fn run_inference(
             outputs: inference.outputs,
         };
         // The response is charged too, before it is written: its decoded outputs and its
-        // JSON text (measured by encoding it once without keeping it).
+        // JSON text. A small response is charged its text's upper bound; a large one its
+        // exact length, measured by encoding it once without keeping it.
         let encode_error =
             |e: serde_json::Error| ApiError::internal(format!("cannot encode the response: {e}"));
-        let mut counter = ByteCounter(0);
-        serde_json::to_writer(&mut counter, &response).map_err(encode_error)?;
+        let bound = response.json_bound();
+        let text = if bound <= EXACT_RESPONSE_SIZE_FROM {
+            bound
+        } else {
+            let mut counter = ByteCounter(0);
+            serde_json::to_writer(&mut counter, &response).map_err(encode_error)?;
+            counter.0
+        };
         let outputs: u64 = response.outputs.iter().map(|o| o.data.heap_bytes()).sum();
         tokio::runtime::Handle::current().block_on(reservation.grow_to(
-            Charge(outputs.saturating_add(counter.0)),
+            Charge(outputs.saturating_add(text)),
             &task_state.budget,
             task_state.body_timeout,
         ))?;
-        let mut json = Vec::with_capacity(usize::try_from(counter.0).unwrap_or(0));
+        let mut json = Vec::with_capacity(usize::try_from(text).unwrap_or(0));
         serde_json::to_writer(&mut json, &response).map_err(encode_error)?;
         drop(response);
         reservation.shrink_to(Charge(json.len() as u64));
@@ -494,6 +501,10 @@ async fn run_inference(
         Err(_) => Err(ApiError::internal("inference was cancelled")),
     }
 }
+
+/// Responses whose JSON text may be longer than this are measured exactly before they are
+/// charged; shorter ones are charged their upper bound, which saves encoding them twice.
+const EXACT_RESPONSE_SIZE_FROM: u64 = 64 * 1024;
 
 /// Counts the bytes written to it.
 struct ByteCounter(u64);

@@ -575,6 +575,33 @@ impl TensorData {
     }
 }
 
+impl TensorData {
+    /// The most bytes the values take as JSON text: each value's longest form plus a comma
+    /// (e.g. 16 for an f32, whose shortest round-trip form is at most 15 characters, such as
+    /// `-1.17549435e-38`), and for BYTES six bytes a character (`\u001f`) plus quotes.
+    pub fn json_bound(&self) -> u64 {
+        let n = |len: usize, each: u64| (len as u64).saturating_mul(each);
+        let values = match self {
+            TensorData::Bool(v) => n(v.len(), 6),
+            TensorData::Uint8(v) => n(v.len(), 4),
+            TensorData::Int8(v) => n(v.len(), 5),
+            TensorData::Uint16(v) => n(v.len(), 6),
+            TensorData::Int16(v) => n(v.len(), 7),
+            TensorData::Uint32(v) => n(v.len(), 11),
+            TensorData::Int32(v) => n(v.len(), 12),
+            TensorData::Uint64(v) => n(v.len(), 21),
+            TensorData::Int64(v) => n(v.len(), 21),
+            TensorData::Fp16(v) | TensorData::Fp32(v) => n(v.len(), 16),
+            TensorData::Fp64(v) => n(v.len(), 25),
+            TensorData::Bytes(v) => v
+                .iter()
+                .map(|s| n(s.len(), 6).saturating_add(3))
+                .fold(0, u64::saturating_add),
+        };
+        values.saturating_add(2)
+    }
+}
+
 /// One encoded output tensor: `{name, shape, datatype, data}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EncodedTensor {
