@@ -7,9 +7,10 @@
 //! Then a hostile tenant, the owner of project B (impersonated), tries to take project A's model
 //! traffic through the gateway: an HTTPRoute of its own (refused: project roles grant no route
 //! writes), an MLModel asking for A's host name (refused by Berth: `HostnameConflict`, no route),
-//! and, where a platform has granted tenants HTTPRoutes, a route to A's Service across namespaces
-//! without a ReferenceGrant (Traefik: `ResolvedRefs=False`, `RefNotPermitted`; it carries no
-//! traffic to A). Through all of it, A's host is answered by A's model.
+//! and, where a platform has granted tenants HTTPRoutes, routes attached to the models' Gateway,
+//! one to A's Service across namespaces and one on A's host with a more specific match, which the
+//! Gateway API's precedence would let win (both refused at admission: the models' Gateway is
+//! Berth's, `berth-model-gateway-routes`). Through all of it, A's host is answered by A's model.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -412,61 +413,50 @@ subjects:
         "HTTPRoutes granted to B's owner",
     )
     .await?;
+    // Two routes a tenant with route writes could use to take A's traffic: one to A's Service
+    // across namespaces, and one on A's own host with a more specific match (the Gateway API lets
+    // the most specific match win, so Traefik would send A's predictions to B's backend). Both
+    // attach to the models' Gateway, which admission keeps to Berth (berth-model-gateway-routes).
     let host_b = format!("loot.{b}.{MODEL_DOMAIN}");
     let across = capture(
         "capture-backend",
         &host_b,
         json!({"name": "scorer", "namespace": a, "port": 80}),
     )?;
-    eventually(
-        "B's owner to be allowed HTTPRoutes",
-        Duration::from_secs(10),
-        || async {
-            match routes_b_as_mallory
-                .create(&Default::default(), &across)
-                .await
-            {
-                Ok(_) => Ok(Some(())),
-                Err(kube::Error::Api(e)) if e.code == 403 => Ok(None),
-                Err(e) => Err(e.into()),
-            }
-        },
-    )
-    .await?;
-    let refused = eventually(
-        "Traefik's status on B's cross-namespace route",
-        Duration::from_secs(60),
-        || async {
-            Ok(traefik_conditions(&routes_b, "capture-backend")
-                .await?
-                .filter(|c| has(c, "ResolvedRefs", "False")))
-        },
-    )
-    .await
-    .with_context(|| format!("Traefik's log:\n{}", traefik.log_tail(4000)))?;
-    eprintln!("HTTPRoute {b}/capture-backend, by {CONTROLLER_NAME}: {refused:?}");
-    ensure!(
-        refused
-            .iter()
-            .any(|(t, s, r)| t == "ResolvedRefs" && s == "False" && r == "RefNotPermitted"),
-        "B's route to A's Service: {refused:?}"
-    );
-    // Requests to B's host do not reach A's model.
-    let url_b = format!("http://{host_b}:{}/v2/models/scorer/infer", traefik.port());
-    let to_b = through(&traefik, &host_b)?;
-    for _ in 0..5 {
-        let answer = to_b
-            .post(&url_b)
-            .json(&json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}))
-            .send()
-            .await?;
-        let status = answer.status();
-        let body = answer.text().await.unwrap_or_default();
-        ensure!(
-            !status.is_success() && !body.contains("outputs"),
-            "B's host reached A's model: {status} {body}"
-        );
+    let mut specific = capture(
+        "capture-path",
+        &host_a,
+        json!({"name": "scorer", "port": 80}),
+    )?;
+    specific.data["spec"]["rules"][0]["matches"] =
+        json!([{"path": {"type": "Exact", "value": "/v2/models/scorer/infer"}}]);
+    for route in [&across, &specific] {
+        let name = route.name_any();
+        let message = eventually(
+            "B's owner's route refused by admission (once RBAC lets the request through)",
+            Duration::from_secs(10),
+            || async {
+                match routes_b_as_mallory.create(&Default::default(), route).await {
+                    Ok(_) => bail!("B's owner attached {name} to the models' Gateway"),
+                    Err(kube::Error::Api(e))
+                        if e.code == 403 && e.message.contains("serves Berth's models") =>
+                    {
+                        Ok(Some(e.message))
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 403 => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            },
+        )
+        .await?;
+        eprintln!("B's owner attaching {name} to the models' Gateway: refused ({message})");
     }
+    let in_b = routes_b.list(&ListParams::default()).await?.items;
+    ensure!(
+        in_b.is_empty(),
+        "routes in {b}: {:?}",
+        in_b.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    );
 
     // A's host is still answered by A's model, every time.
     for _ in 0..20 {
