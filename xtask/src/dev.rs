@@ -1,19 +1,21 @@
 //! `cargo xtask dev`: the local platform. Starts the real control plane with one real node beside
-//! its kwok nodes, runs the operator against it, applies the samples (the sample model runs on the
-//! real node), and keeps everything running until Ctrl-C, then stops it all and puts the host back
-//! as it was.
+//! its kwok nodes, installs Berth with its Helm charts the way a platform team does (the operator
+//! runs as two pods on the real node, from its image pinned by digest), applies the samples (the
+//! sample model runs on the real node), and keeps everything running until Ctrl-C, then stops it
+//! all and puts the host back as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use berth_testenv::chart::{self, Helm};
 use berth_testenv::realnode::{self, HostLease, Images, NODE_IP, NodeBinaries};
-use berth_testenv::{Binaries, Cluster, ControlPlane, Options, Process, RealNode};
+use berth_testenv::{Binaries, Cluster, ControlPlane, Options, RealNode};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::{build_control_plane, build_node, models, providers, repo_root};
+use crate::{build_control_plane, build_node, models, providers, repo_root, run_build_script};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,25 +49,20 @@ async fn dev(args: Args) -> Result<()> {
     step(
         1,
         total,
-        "control-plane and real-node binaries (tools/build.sh, tools/node/build.sh; a cold build takes about 25 minutes)",
+        "control-plane and real-node binaries, and Helm (tools/build.sh, tools/node/build.sh, tools/helm/build.sh; a cold build takes about 30 minutes)",
     );
     let binaries = Binaries::at(build_control_plane()?)?;
     let node_binaries = NodeBinaries::at(build_node()?)?;
+    let helm_dir = run_build_script("tools/helm/build.sh")?;
 
-    step(
-        2,
-        total,
-        "building the operator (cargo build) and Berth's images (cargo xtask images)",
-    );
-    let built = build_operator(&root)?;
-    let operator_bin = built.operator;
+    step(2, total, "Berth's images (cargo xtask images)");
     let images_json = crate::images::build(&crate::images::default_out())?;
     let images = Images::read(&images_json)?;
 
     step(
         3,
         total,
-        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage (on the real node's address) and Keycloak beside them (a cold Garage build takes about 15 minutes)",
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage and Keycloak on the real node's address (a cold Garage build takes about 15 minutes)",
     );
     // One real node per machine: this waits while another run holds it.
     let lease = HostLease::acquire(true)?;
@@ -74,10 +71,12 @@ async fn dev(args: Args) -> Result<()> {
             nodes: args.nodes,
             binaries: Some(binaries),
             real_node: true,
+            // Berth comes from its Helm charts below, as a platform team installs it.
+            install_berth: false,
             ..Options::default()
         }),
         berth_services::Garage::start_on(NODE_IP),
-        berth_services::Keycloak::start(),
+        berth_services::Keycloak::start_on(NODE_IP),
     );
     let control_plane = control_plane?;
     let garage = garage.context("starting Garage")?;
@@ -94,27 +93,30 @@ async fn dev(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let cluster = control_plane.cluster().clone();
     let client = cluster.client().await?;
-    // The model images by tag and digest, as just built, over deploy/settings/.
-    crate::images::apply_settings(&client, &images_json).await?;
 
     step(
         5,
         total,
-        "starting the operator under its own service account (deploy/rbac)",
+        "Garage (object storage) and Keycloak (realm berth) as the platform's providers: admin Secrets in berth-system, the realm and the sample users",
     );
-    let (mut operator, health_port) = cluster
-        .start_operator(&operator_bin, &dev_dir, "operator.log", &[])
-        .await?;
-    let operator_log = operator.log_path().to_path_buf();
-    wait_operator_ready(&mut operator, health_port).await?;
+    operator_namespace(&client).await?;
+    let provider_values =
+        providers::configure(&client, &garage, &keycloak, &root.join("deploy/samples")).await?;
 
     step(
         6,
         total,
-        "configuring Garage (object storage) and Keycloak (realm berth) as the platform's providers",
+        "installing Berth with its Helm charts (charts/berth-crds, charts/berth): the operator as two pods on the real node",
     );
-    providers::configure(&client, &garage, &keycloak, &root.join("deploy/samples")).await?;
-    allow_object_store(&client).await?;
+    let helm = Helm::at(&helm_dir.join("helm"), &kubeconfig)?;
+    let values = dev_values(node.images(), provider_values)?;
+    let installing = Instant::now();
+    chart::install(&helm, None, &values, &dev_dir).await?;
+    eprintln!(
+        "    installed in {:.1} s; values in {}",
+        installing.elapsed().as_secs_f64(),
+        dev_dir.join("values.json").display()
+    );
 
     step(7, total, "applying deploy/samples/");
     let applied =
@@ -143,7 +145,13 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!("    kubectl -n fraud-detection get mlmodels");
     eprintln!();
     providers::explain(&garage, &keycloak);
-    eprintln!("Operator log: {}", operator_log.display());
+    eprintln!("Operator log: kubectl -n berth-system logs deployment/berth-operator");
+    eprintln!(
+        "Change a setting: edit {} and run {} upgrade berth charts/berth -n berth-system -f {}",
+        dev_dir.join("values.json").display(),
+        helm.binary().display(),
+        dev_dir.join("values.json").display()
+    );
     eprintln!("Control-plane logs: {}", control_plane.dir().display());
     eprintln!("Real node's logs: {}", node.logs().display());
 
@@ -161,20 +169,18 @@ async fn dev(args: Args) -> Result<()> {
         }
         explain_prediction(&client).await;
         eprintln!("Press Ctrl-C to stop.");
-        watch_until_interrupted(&mut control_plane, &mut node, &mut operator).await
+        watch_until_interrupted(&mut control_plane, &mut node).await
     };
 
-    eprintln!("==> stopping the operator, the real node and the control plane");
+    eprintln!("==> stopping the real node (and the operator's pods) and the control plane");
     if let Some(runtime) = model_runtime {
         runtime.abort();
     }
-    operator.stop(Duration::from_secs(10));
     node.stop();
     control_plane.stop();
     drop(garage);
     drop(keycloak);
     let _ = std::fs::remove_file(&kubeconfig);
-    let _ = std::fs::remove_file(dev_dir.join("operator.kubeconfig"));
     eprintln!("stopped.");
     outcome
 }
@@ -265,15 +271,38 @@ async fn predict_once(client: &kube::Client) -> Result<serde_json::Value> {
     Ok(body)
 }
 
-/// The sample project's pods may reach the object store on the real node's address (its
-/// default-deny network policy lets them reach nothing else outside).
-async fn allow_object_store(client: &kube::Client) -> Result<()> {
-    let settings: Api<berth_api::PlatformSettings> = Api::all(client.clone());
-    let patch = serde_json::json!({"spec": {"storage": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}}}});
-    settings
-        .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
+/// The operator's namespace, as a platform team makes it: the `restricted` level enforced.
+async fn operator_namespace(client: &kube::Client) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": chart::NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    });
+    namespaces
+        .patch(
+            chart::NAMESPACE,
+            &PatchParams::apply("berth-dev").force(),
+            &Patch::Apply(&namespace),
+        )
         .await?;
     Ok(())
+}
+
+/// The chart's values on the dev platform: Berth's images as just built (by digest), the
+/// operator on the real node, the providers (`providers::configure`), and the sample project's
+/// pods allowed to reach the object store on the real node's address.
+fn dev_values(images: &Images, providers: serde_json::Value) -> Result<serde_json::Value> {
+    let mut values = chart::real_node_values(images)?;
+    chart::merge(&mut values, providers);
+    chart::merge(
+        &mut values,
+        serde_json::json!({
+            "settings": {"storage": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}}},
+            // The operator reaches the providers' admin APIs on the node's address.
+            "networkPolicy": {"providers": [{"to": [{"ipBlock": {"cidr": format!("{NODE_IP}/32")}}]}]},
+        }),
+    );
+    Ok(values)
 }
 
 /// Every pod of `namespace` runs on the real node from now on (once the operator has made it).
@@ -326,49 +355,6 @@ pub fn build_operator(root: &Path) -> Result<Built> {
     })
 }
 
-async fn wait_operator_ready(operator: &mut Process, port: u16) -> Result<()> {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = operator.exited() {
-            bail!(
-                "the operator exited with {status}; the end of its log ({}):\n{}",
-                operator.log_path().display(),
-                operator.log_tail(4000)
-            );
-        }
-        if http_ok(&url).await {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the operator was not ready after 30 s; see {}",
-                operator.log_path().display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A plain HTTP/1.1 GET on loopback: true on a 200 answer.
-async fn http_ok(url: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
-        return false;
-    };
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    response.starts_with(b"HTTP/1.1 200")
-}
-
 /// For `--smoke`: every sample Project becomes Ready under the operator.
 async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
     let client = cluster.client().await?;
@@ -399,7 +385,6 @@ async fn smoke_check(cluster: &Cluster, applied: &[String]) -> Result<()> {
 async fn watch_until_interrupted(
     control_plane: &mut ControlPlane,
     node: &mut RealNode,
-    operator: &mut Process,
 ) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let interrupted = tokio::signal::ctrl_c();
@@ -410,13 +395,6 @@ async fn watch_until_interrupted(
             _ = tick.tick() => {
                 control_plane.check_running()?;
                 node.check_running()?;
-                if let Some(status) = operator.exited() {
-                    bail!(
-                        "the operator exited with {status}; the end of its log ({}):\n{}",
-                        operator.log_path().display(),
-                        operator.log_tail(4000)
-                    );
-                }
             }
         }
     }

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 use crate::repo_root;
@@ -256,26 +255,6 @@ fn settings_yaml(entries: &[Entry]) -> Result<String> {
          #   kubectl apply --server-side --field-manager={SETTINGS_FIELD_MANAGER} -f settings.yaml\n{}",
         serde_yaml::to_string(&settings(entries)?)?
     ))
-}
-
-/// Applies the `settings.yaml` beside `images_json` to the cluster: server-side apply with its own
-/// field manager, so it sets the model images by digest and leaves the rest of the settings (from
-/// `deploy/settings/`) as they are.
-pub async fn apply_settings(client: &kube::Client, images_json: &Path) -> Result<()> {
-    let path = images_json.with_file_name("settings.yaml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let api: Api<berth_api::PlatformSettings> = Api::all(client.clone());
-    api.patch(
-        "default",
-        &PatchParams::apply(SETTINGS_FIELD_MANAGER).force(),
-        &Patch::Apply(&value),
-    )
-    .await
-    .with_context(|| format!("applying {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

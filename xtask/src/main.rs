@@ -119,13 +119,14 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let bin_dir = build_control_plane()?;
     let node_dir = build_node()?;
     eprintln!(
-        "==> [2/4] MinIO, Garage, Keycloak, Helm and the Gateway API's CRDs (tools/minio, tools/garage, tools/keycloak, tools/helm, tools/gateway-api)"
+        "==> [2/4] MinIO, Garage, Keycloak, Helm, the Gateway API's CRDs and Traefik (tools/minio, tools/garage, tools/keycloak, tools/helm, tools/gateway-api, tools/traefik)"
     );
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
     let keycloak = run_build_script("tools/keycloak/build.sh")?;
     let helm = run_build_script("tools/helm/build.sh")?;
     let gateway_api = run_build_script("tools/gateway-api/build.sh")?;
+    let traefik = run_build_script("tools/traefik/build.sh")?;
     eprintln!(
         "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
     );
@@ -148,6 +149,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .env("BERTH_IMAGES", &images)
         .env("BERTH_HELM_DIR", &helm)
         .env("BERTH_GATEWAY_API_DIR", &gateway_api)
+        .env("BERTH_TRAEFIK_DIR", &traefik)
         .status()
         .context("running cargo test")?;
     if !status.success() {

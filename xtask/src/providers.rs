@@ -1,6 +1,6 @@
 //! The dev platform's providers: Garage for object storage and Keycloak for OIDC, configured the
-//! way a platform team would: admin credentials in Secrets in berth-system, PlatformSettings
-//! naming them, a realm with the sample Projects' users.
+//! way a platform team would: admin credentials in Secrets in berth-system, the chart's values
+//! naming them (charts/berth makes the PlatformSettings), a realm with the sample Projects' users.
 
 use std::path::Path;
 
@@ -8,24 +8,24 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde::Deserialize;
 use serde_json::json;
 
-use berth_api::{MemberKind, PlatformSettings, Project};
+use berth_api::{MemberKind, Project};
 use berth_services::{Garage, Keycloak};
 
 /// The realm the dev platform's projects get their OIDC clients in.
 pub const REALM: &str = "berth";
 
-/// Writes the admin Secrets, creates the realm and the sample Projects' users, and points the
-/// platform settings at both providers.
+/// Writes the admin Secrets, creates the realm and the sample Projects' users; returns the
+/// chart values (`credentials`, `settings`) that point the platform at both providers.
 pub async fn configure(
     client: &Client,
     garage: &Garage,
     keycloak: &Keycloak,
     samples: &Path,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     admin_secret(
         client,
         "garage-admin",
@@ -52,29 +52,26 @@ pub async fn configure(
         "    realm {REALM} with the sample projects' users: {}",
         users.join(", ")
     );
-    let settings: Api<PlatformSettings> = Api::all(client.clone());
-    settings
-        .patch(
-            "default",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {
-                "storage": {
-                    "provider": "garage",
-                    "endpoint": garage.s3_endpoint(),
-                    "adminEndpoint": garage.admin_endpoint(),
-                    "region": garage.region(),
-                    "adminSecretRef": {"name": "garage-admin"},
-                },
-                "identity": {
-                    "provider": "keycloak",
-                    "url": keycloak.base_url(),
-                    "realm": REALM,
-                    "adminSecretRef": {"name": "keycloak-admin"},
-                },
-            }})),
-        )
-        .await?;
-    Ok(())
+    // The chart makes the PlatformSettings from these values, naming the Secrets above.
+    Ok(json!({
+        "credentials": {
+            "storage": {"existingSecret": "garage-admin"},
+            "identity": {"existingSecret": "keycloak-admin"},
+        },
+        "settings": {
+            "storage": {
+                "provider": "garage",
+                "endpoint": garage.s3_endpoint(),
+                "adminEndpoint": garage.admin_endpoint(),
+                "region": garage.region(),
+            },
+            "identity": {
+                "provider": "keycloak",
+                "url": keycloak.base_url(),
+                "realm": REALM,
+            },
+        },
+    }))
 }
 
 /// The User members of the sample Projects.

@@ -111,6 +111,7 @@ pub struct ModelSource {
         validation = Rule::new("self.startsWith('s3://') || self.startsWith('https://') || self.startsWith('pvc://')").message("source.uri must start with s3://, https:// or pvc://, for example s3://models/fraud/model.onnx"),
         validation = Rule::new("!self.startsWith('s3://') || self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$')").message("an s3:// source is s3://bucket/key: the bucket name is 3 to 63 lowercase letters, digits, '.' and '-'"),
         validation = Rule::new("!self.startsWith('https://') || isURL(self)").message("an https:// source must be a valid URL, for example https://example.com/models/model.onnx"),
+        validation = Rule::new("!self.startsWith('https://') || !isURL(self) || url(self).getHostname() != ''").message("an https:// source must name a host, for example https://example.com/models/model.onnx"),
         validation = Rule::new("!self.startsWith('pvc://') || self.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$')").message("a pvc:// source is pvc://claim-name/path/in/volume, naming a PersistentVolumeClaim in this namespace")
     )]
     pub uri: String,

@@ -47,6 +47,14 @@ pub struct Config {
     #[arg(long, env = "BERTH_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// The bytes that request bodies and their decoded input tensors may hold at once
+    /// [default: inference threads × max-request-bytes × 5, at most 3/4 of the cgroup's
+    /// memory.max]. A request is charged its body plus the most its tensors can decode to
+    /// before its body is read, and waits until that much is free; one that could never fit
+    /// is answered 413. The model's working memory and the response are not charged.
+    #[arg(long, env = "BERTH_MEMORY_BUDGET_BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub memory_budget_bytes: Option<u64>,
+
     /// How many inference requests run at once [default: the number of CPUs].
     #[arg(long, env = "BERTH_INFERENCE_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub inference_threads: Option<u16>,
@@ -64,6 +72,19 @@ impl Config {
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
+    }
+}
+
+impl Config {
+    /// The memory budget: the flag, or its default (see [`crate::budget::default_budget`]).
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.memory_budget_bytes.unwrap_or_else(|| {
+            crate::budget::default_budget(
+                self.inference_concurrency(),
+                self.max_request_bytes,
+                crate::budget::cgroup_memory_limit(),
+            )
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! Protocol (V2) REST API: health, server and model metadata, and inference
 //! with JSON tensors; plus Prometheus metrics on `/metrics`.
 
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -268,7 +268,7 @@ impl LoadedModel {
     /// them, in the model's order, when the request names none).
     ///
     /// This is CPU work: call it from a blocking thread, not the async runtime.
-    pub fn infer(&self, req: &InferenceRequest) -> Result<Inference, ApiError> {
+    pub fn infer(&self, req: &InferenceRequest<'_>) -> Result<Inference, ApiError> {
         let wanted = self.requested_outputs(req)?;
         let inputs = self.decode_inputs(req)?;
         let started = Instant::now();
@@ -295,7 +295,7 @@ impl LoadedModel {
     }
 
     /// Indexes of the outputs to return, in the order the request names them.
-    fn requested_outputs(&self, req: &InferenceRequest) -> Result<Vec<usize>, ApiError> {
+    fn requested_outputs(&self, req: &InferenceRequest<'_>) -> Result<Vec<usize>, ApiError> {
         let requested = match &req.outputs {
             Some(requested) if !requested.is_empty() => requested,
             // Not given (or given empty): every output, in the model's order.
@@ -327,7 +327,7 @@ impl LoadedModel {
 
     /// Checks the request's inputs against the model's and decodes them, in
     /// the model's input order.
-    fn decode_inputs(&self, req: &InferenceRequest) -> Result<TVec<TValue>, ApiError> {
+    fn decode_inputs(&self, req: &InferenceRequest<'_>) -> Result<TVec<TValue>, ApiError> {
         let mut by_model_index: Vec<Option<usize>> = vec![None; self.inputs.len()];
         for (req_ix, input) in req.inputs.iter().enumerate() {
             let ix = self
@@ -378,7 +378,7 @@ impl LoadedModel {
                 )));
             }
             check_shape(spec, &input.shape, &mut symbols)?;
-            let tensor = decode_tensor(&input.name, datatype, &input.shape, &input.data)?;
+            let tensor = decode_tensor(&input.name, datatype, &input.shape, input.data.get())?;
             values.push(tensor.into_tvalue());
         }
         Ok(values)

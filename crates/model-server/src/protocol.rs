@@ -1,13 +1,81 @@
 //! JSON objects of the Open Inference Protocol (KServe "V2") REST API.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::tensor::EncodedTensor;
+use crate::tensor::{DataType, EncodedTensor, element_size, max_elements_in};
 
-/// `$parameters`: name/value pairs whose values are strings, numbers or booleans.
+/// `$parameters` of a response: name/value pairs whose values are strings, numbers or booleans.
 pub type Parameters = Map<String, Value>;
+
+/// `$parameters` of a request, as read: each value a string, number or boolean, or a mark
+/// that it was something else (skipped without being built, and refused with its name by
+/// [`InferenceRequest::from_json`]).
+pub type RequestParameters = BTreeMap<String, ParameterValue>;
+
+/// One value of a request's `$parameters`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParameterValue {
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    String(String),
+    /// An array, object or null: not a parameter value. Its contents are skipped, never held.
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for ParameterValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl<'de> de::Visitor<'de> for Scalar {
+            type Value = ParameterValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Uint(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::String(v.to_owned()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ParameterValue, E> {
+                Ok(ParameterValue::Invalid)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ParameterValue, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(ParameterValue::Invalid)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ParameterValue, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(ParameterValue::Invalid)
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
+}
 
 /// `$metadata_server_response`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,27 +104,33 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-/// `$inference_request`.
+/// `$inference_request`, borrowing each input's tensor data from the request body.
+///
+/// Nothing in it is a generic JSON value: tensor `data` stays the body's raw text until
+/// [`crate::tensor::decode_tensor`] parses it into a typed buffer, parameters are scalars, and
+/// unknown fields are skipped without being built.
 #[derive(Debug, Clone, Deserialize)]
-pub struct InferenceRequest {
+pub struct InferenceRequest<'a> {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
-    pub inputs: Vec<RequestInput>,
+    pub parameters: Option<RequestParameters>,
+    #[serde(borrow)]
+    pub inputs: Vec<RequestInput<'a>>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
-/// `$request_input`.
+/// `$request_input`. `data` is the raw JSON text of the tensor's data, as sent.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RequestInput {
+pub struct RequestInput<'a> {
     pub name: String,
     pub shape: Vec<u64>,
     pub datatype: String,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
-    pub data: Value,
+    pub parameters: Option<RequestParameters>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
 }
 
 /// `$request_output`.
@@ -64,7 +138,7 @@ pub struct RequestInput {
 pub struct RequestOutput {
     pub name: String,
     #[serde(default)]
-    pub parameters: Option<Parameters>,
+    pub parameters: Option<RequestParameters>,
 }
 
 /// `$inference_response`.
@@ -80,13 +154,60 @@ pub struct InferenceResponse {
     pub outputs: Vec<EncodedTensor>,
 }
 
-impl InferenceRequest {
-    /// Parses a request body, mapping every JSON or schema error to a 400.
-    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+impl InferenceResponse {
+    /// The most bytes the response takes as JSON text: each output's values at their longest
+    /// ([`crate::tensor::TensorData::json_bound`]), its name escaped at worst, its shape, and
+    /// the fixed keys.
+    pub fn json_bound(&self) -> u64 {
+        let text = |s: &str| (s.len() as u64).saturating_mul(6).saturating_add(2);
+        let fixed = 256
+            + text(&self.model_name)
+            + self.model_version.as_deref().map_or(0, text)
+            + self.id.as_deref().map_or(0, text)
+            + self
+                .parameters
+                .as_ref()
+                .and_then(|p| serde_json::to_vec(p).ok())
+                .map_or(0, |v| v.len() as u64);
+        self.outputs.iter().fold(fixed, |sum, o| {
+            sum.saturating_add(128)
+                .saturating_add(text(&o.name))
+                .saturating_add(o.shape.len() as u64 * 21)
+                .saturating_add(o.data.json_bound())
+        })
+    }
+}
+
+impl<'a> InferenceRequest<'a> {
+    /// Parses a request body, mapping every JSON or schema error to a 400. Tensor data is
+    /// checked for JSON syntax only (without building anything); its values are decoded later.
+    pub fn from_json(body: &'a [u8]) -> Result<Self, ApiError> {
         let req: InferenceRequest = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("malformed inference request: {e}")))?;
         req.check_parameters()?;
         Ok(req)
+    }
+
+    /// The bytes the inputs' decoded buffers take: for each input, its shape's element count
+    /// (at most what its data's length can hold) times its datatype's element size, plus the
+    /// data's length for BYTES. An unknown datatype counts 8 bytes an element (the request is
+    /// refused before decoding anyway).
+    pub fn decoded_bytes(&self) -> u64 {
+        self.inputs
+            .iter()
+            .map(|input| {
+                let raw = input.data.get().len();
+                let declared = input.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d));
+                let elements = declared.min(max_elements_in(raw) as u64);
+                match DataType::parse(&input.datatype) {
+                    Some(DataType::Bytes) => elements
+                        .saturating_mul(element_size(DataType::Bytes) as u64)
+                        .saturating_add(raw as u64),
+                    Some(dt) => elements.saturating_mul(element_size(dt) as u64),
+                    None => elements.saturating_mul(8),
+                }
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Checks every `$parameters` object holds only strings, numbers and
@@ -115,9 +236,9 @@ impl InferenceRequest {
     }
 }
 
-fn check_parameter_values(what: &str, params: Option<&Parameters>) -> Result<(), ApiError> {
+fn check_parameter_values(what: &str, params: Option<&RequestParameters>) -> Result<(), ApiError> {
     for (key, value) in params.into_iter().flatten() {
-        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+        if *value == ParameterValue::Invalid {
             return Err(ApiError::bad_request(format!(
                 "{what}: parameter '{key}' must be a string, number or boolean"
             )));
@@ -184,11 +305,97 @@ mod tests {
     }
 
     #[test]
+    fn tensor_data_is_kept_as_raw_text_and_counted_by_its_shape() {
+        let body = br#"{"inputs":[
+            {"name":"a","shape":[2,2],"datatype":"FP32","data":[[1, 2],[3, 4]]},
+            {"name":"b","shape":[3],"datatype":"INT64","data":[0,0,0]},
+            {"name":"s","shape":[1],"datatype":"BYTES","data":["abc"]}]}"#;
+        let req = InferenceRequest::from_json(body).unwrap();
+        assert_eq!(req.inputs[0].data.get(), "[[1, 2],[3, 4]]");
+        assert_eq!(req.decoded_bytes(), 4 * 4 + 3 * 8 + (24 + 7));
+        // A shape larger than its data can hold counts only what the data's length can hold
+        // (3 bytes: 2 elements), as the decoder never holds more.
+        let req = InferenceRequest::from_json(
+            br#"{"inputs":[{"name":"a","shape":[1000000000],"datatype":"FP64","data":[0]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.decoded_bytes(), 2 * 8);
+    }
+
+    #[test]
+    fn non_scalar_parameters_are_skipped_and_refused_by_name() {
+        let zeros = vec!["0"; 100_000].join(",");
+        let body = format!(r#"{{"parameters": {{"big": [[{zeros}]], "ok": 1}}, "inputs": []}}"#);
+        let m = err(&body);
+        assert_eq!(
+            m,
+            "request: parameter 'big' must be a string, number or boolean"
+        );
+        let m = err(r#"{"parameters": {"n": null}, "inputs": []}"#);
+        assert!(m.contains("parameter 'n'"), "{m}");
+    }
+
+    #[test]
     fn binary_data_extension_is_refused() {
         let m = err(
             r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[],"parameters":{"binary_data_size":4}}]}"#,
         );
         assert!(m.contains("binary tensor data extension"), "{m}");
+    }
+
+    #[test]
+    fn the_response_bound_is_never_below_its_json_length() {
+        use crate::tensor::{EncodedTensor, TensorData};
+        let tensor = |name: &str, datatype: &'static str, data: TensorData| EncodedTensor {
+            name: name.into(),
+            shape: vec![u64::MAX, 3],
+            datatype,
+            data,
+        };
+        let resp = InferenceResponse {
+            model_name: "m\u{1}\"".into(),
+            model_version: Some("v".into()),
+            id: Some("\n\n".into()),
+            parameters: None,
+            outputs: vec![
+                tensor("a\u{1f}", "BOOL", TensorData::Bool(vec![false; 3])),
+                tensor("b", "UINT8", TensorData::Uint8(vec![255; 3])),
+                tensor("c", "INT8", TensorData::Int8(vec![-128; 3])),
+                tensor("d", "UINT16", TensorData::Uint16(vec![u16::MAX; 3])),
+                tensor("e", "INT16", TensorData::Int16(vec![i16::MIN; 3])),
+                tensor("f", "UINT32", TensorData::Uint32(vec![u32::MAX; 3])),
+                tensor("g", "INT32", TensorData::Int32(vec![i32::MIN; 3])),
+                tensor("h", "UINT64", TensorData::Uint64(vec![u64::MAX; 3])),
+                tensor("i", "INT64", TensorData::Int64(vec![i64::MIN; 3])),
+                tensor(
+                    "j",
+                    "FP32",
+                    TensorData::Fp32(vec![-f32::MIN_POSITIVE, f32::MIN, -1.0e-45]),
+                ),
+                tensor(
+                    "k",
+                    "FP64",
+                    TensorData::Fp64(vec![-f64::MIN_POSITIVE, f64::MIN, -5e-324]),
+                ),
+                tensor(
+                    "l",
+                    "BYTES",
+                    TensorData::Bytes(vec!["\u{1}\u{2}".into(), String::new()]),
+                ),
+            ],
+        };
+        let len = serde_json::to_vec(&resp).unwrap().len() as u64;
+        assert!(resp.json_bound() >= len, "{} < {len}", resp.json_bound());
+        // Each value's bound is at least its own text.
+        for o in &resp.outputs {
+            let text = serde_json::to_vec(&o.data).unwrap().len() as u64;
+            assert!(
+                o.data.json_bound() >= text,
+                "{}: {} < {text}",
+                o.name,
+                o.data.json_bound()
+            );
+        }
     }
 
     #[test]

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::budget::{self, Charge, InputCost, MemoryBudget, Reservation};
 use crate::config::{Config, check_path_segment};
 use crate::error::{ApiError, one_line};
 use crate::metrics::{self, EndpointLabels, Metrics, RequestLabels};
@@ -42,6 +43,10 @@ pub struct AppState {
     max_queued: usize,
     /// How long a request holding a permit may take to send its body.
     body_timeout: Duration,
+    /// The largest request body, in bytes.
+    max_request_bytes: usize,
+    /// What request bodies and their decoded tensors may hold at once.
+    budget: MemoryBudget,
 }
 
 /// Leaves the queue of waiting requests when dropped, even if the request is cancelled.
@@ -71,7 +76,26 @@ impl AppState {
             queued: AtomicUsize::new(0),
             max_queued: 64,
             body_timeout: Duration::from_secs(30),
+            max_request_bytes: 64 << 20,
+            budget: MemoryBudget::new(budget::default_budget(
+                inference_concurrency,
+                64 << 20,
+                None,
+            )),
         }
+    }
+
+    /// The same state refusing bodies over `max_request_bytes` (413), and admitting bodies
+    /// against a memory budget of `budget_bytes` (see [`crate::budget`]).
+    pub fn with_memory(mut self, max_request_bytes: usize, budget_bytes: u64) -> Self {
+        self.max_request_bytes = max_request_bytes;
+        self.budget = MemoryBudget::new(budget_bytes);
+        self
+    }
+
+    /// The memory budget.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
     }
 
     /// The same state letting at most `max_queued` requests wait for an inference permit, and
@@ -334,13 +358,33 @@ async fn infer_versioned(
     }
 }
 
-fn body_error(rejection: BytesRejection) -> ApiError {
-    let text = rejection.body_text();
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!("request body too large: {text}"))
-    } else {
-        ApiError::bad_request(format!("cannot read request body: {text}"))
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "request body too large: the server accepts at most {limit} bytes (--max-request-bytes)"
+    ))
+}
+
+/// Reads a request body into one buffer of its announced length (so it is never copied or
+/// regrown), refusing it (413) as soon as it passes `limit`.
+async fn read_body(
+    request: Request,
+    content_length: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = request.into_body();
+    let mut buf = Vec::with_capacity(content_length.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf)
 }
 
 async fn infer_with(
@@ -350,7 +394,11 @@ async fn infer_with(
     request: Request,
 ) -> Response {
     match run_inference(state, name, version, request).await {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::new(json),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -360,45 +408,88 @@ async fn infer_with(
 ///
 /// The permit is taken before the body is read, so the bodies held in memory are at most one
 /// per permit (each at most the body limit); requests waiting for a permit hold only their
-/// headers, and at most `max_queued` of them wait (429 beyond). A request holding a permit
-/// must send its body within the body timeout (408 otherwise), so a slow client cannot keep
-/// a permit.
+/// headers, and at most `max_queued` of them wait (429 beyond). Holding a permit, a request
+/// then reserves what its body and decoded tensors can take from the memory budget, waiting
+/// for others to give theirs back (413 if it exceeds the whole budget), and gives back the
+/// surplus once its shapes are known (see [`crate::budget`]). It must send its body within
+/// the body timeout (408 otherwise), so a slow client cannot keep a permit.
 async fn run_inference(
     state: Arc<AppState>,
     name: &str,
     version: Option<&str>,
     request: Request,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<HeldBody, ApiError> {
     state.check_model(name, version)?;
     let model = state.ready_model()?;
+    let limit = state.max_request_bytes;
+    let content_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if content_length.is_some_and(|len| len > limit as u64) {
+        return Err(too_large(limit));
+    }
     let permit = state.admit().await?;
-    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &()))
+    // A body of unknown length (chunked) is charged as the largest one.
+    let cost = InputCost::of(model.inputs.iter().map(|s| s.datatype));
+    let charge = Charge::for_body(content_length.unwrap_or(limit as u64), cost);
+    let mut reservation = state.budget.reserve(charge).await?;
+    let announced = content_length.and_then(|len| usize::try_from(len).ok());
+    let body = tokio::time::timeout(state.body_timeout, read_body(request, announced, limit))
         .await
         .map_err(|_| {
             ApiError::RequestTimeout(format!(
                 "the request body did not arrive within {} s",
                 state.body_timeout.as_secs()
             ))
-        })?
-        .map_err(body_error)?;
+        })??;
     let task_state = state.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let req = InferenceRequest::from_json(&body)?;
+        reservation.shrink_to(Charge::for_inputs(body.len() as u64, req.decoded_bytes()));
         let inference = model.infer(&req)?;
         task_state
             .metrics
             .inference_duration
             .observe(inference.run_time.as_secs_f64());
+        let InferenceRequest { id, .. } = req;
+        drop(body);
         let response = InferenceResponse {
             model_name: task_state.model_name.clone(),
             model_version: task_state.model_version.clone(),
-            id: req.id,
+            id,
             parameters: None,
             outputs: inference.outputs,
         };
-        serde_json::to_vec(&response)
-            .map_err(|e| ApiError::internal(format!("cannot encode the response: {e}")))
+        // The response is charged too, before it is written: its decoded outputs and its
+        // JSON text. A small response is charged its text's upper bound; a large one its
+        // exact length, measured by encoding it once without keeping it.
+        let encode_error =
+            |e: serde_json::Error| ApiError::internal(format!("cannot encode the response: {e}"));
+        let bound = response.json_bound();
+        let text = if bound <= EXACT_RESPONSE_SIZE_FROM {
+            bound
+        } else {
+            let mut counter = ByteCounter(0);
+            serde_json::to_writer(&mut counter, &response).map_err(encode_error)?;
+            counter.0
+        };
+        let outputs: u64 = response.outputs.iter().map(|o| o.data.heap_bytes()).sum();
+        tokio::runtime::Handle::current().block_on(reservation.grow_to(
+            Charge(outputs.saturating_add(text)),
+            &task_state.budget,
+            task_state.body_timeout,
+        ))?;
+        let mut json = Vec::with_capacity(usize::try_from(text).unwrap_or(0));
+        serde_json::to_writer(&mut json, &response).map_err(encode_error)?;
+        drop(response);
+        reservation.shrink_to(Charge(json.len() as u64));
+        Ok(HeldBody {
+            data: Some(Bytes::from(json)),
+            _reservation: reservation,
+        })
     })
     .await;
     match joined {
@@ -408,6 +499,51 @@ async fn run_inference(
             panic_message(e.into_panic().as_ref())
         ))),
         Err(_) => Err(ApiError::internal("inference was cancelled")),
+    }
+}
+
+/// Responses whose JSON text may be longer than this are measured exactly before they are
+/// charged; shorter ones are charged their upper bound, which saves encoding them twice.
+const EXACT_RESPONSE_SIZE_FROM: u64 = 64 * 1024;
+
+/// Counts the bytes written to it.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len() as u64);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A response body that keeps its share of the memory budget until it is sent (or the
+/// client goes away), so that slow readers cannot hold unbudgeted responses.
+struct HeldBody {
+    data: Option<Bytes>,
+    _reservation: Reservation,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
@@ -545,7 +681,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .with_queue(
             config.max_queued_requests,
             Duration::from_secs(config.request_body_timeout_secs),
-        ),
+        )
+        .with_memory(config.max_request_bytes, config.memory_budget_bytes()),
+    );
+    tracing::info!(
+        budget_bytes = state.budget().bytes(),
+        max_request_bytes = config.max_request_bytes,
+        "memory budget for request bodies and decoded tensors"
     );
     let app = router(state.clone(), config.max_request_bytes);
     let metrics_app = metrics_router(state.clone());

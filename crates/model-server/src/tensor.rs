@@ -2,8 +2,7 @@
 //! data (flat or nested, row-major) into tract tensors, and encoding tract
 //! tensors back into JSON.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Serialize, de};
 use tract_onnx::prelude::{DatumType, Tensor, f16, tract_ndarray};
 
 use crate::error::ApiError;
@@ -127,119 +126,394 @@ pub fn element_count(name: &str, shape: &[u64]) -> Result<usize, ApiError> {
         })
 }
 
-/// Decodes one input tensor's `data` given its declared datatype and shape.
+/// The most elements a JSON array of `raw_len` bytes can hold: each element takes at least one
+/// byte and all but the last a separating comma, inside two brackets (`[0,0,0]` is 7 bytes for
+/// 3 elements), and a bare scalar is one element.
+pub fn max_elements_in(raw_len: usize) -> usize {
+    raw_len / 2 + 1
+}
+
+/// Decodes one input tensor's `data`, given as its raw JSON text, straight into a typed
+/// buffer of the declared datatype (`Vec<f32>` for FP32, `Vec<i64>` for INT64, ...), without
+/// building a generic JSON value first.
 ///
-/// `data` may be flat (`[1, 2, 3, 4]`) or nested in the tensor's natural
-/// form (`[[1, 2], [3, 4]]`); a rank-0 tensor may also be a bare scalar.
-/// Nested data must match the declared shape exactly; flat data must hold
-/// exactly as many elements as the shape.
+/// `data` may be flat (`[1, 2, 3, 4]`) or nested in the tensor's natural form
+/// (`[[1, 2], [3, 4]]`); a rank-0 tensor may also be a bare scalar. Nested data must match the
+/// declared shape level by level; flat data must hold exactly as many elements as the shape.
+/// Both are checked while parsing: an element past the shape's count, a level longer than its
+/// dimension, or a value that is not of the datatype stops the parse at once. A shape that
+/// declares more elements than `data`'s length can hold is refused before anything is
+/// allocated, so the buffer is never larger than `max_elements_in(data.len())` elements.
+///
+/// Errors: 400 naming the input and, for a bad value, the element's index.
 pub fn decode_tensor(
     name: &str,
     datatype: DataType,
     shape: &[u64],
-    data: &Value,
+    data: &str,
 ) -> Result<Tensor, ApiError> {
     let count = element_count(name, shape)?;
+    let most = max_elements_in(data.len());
+    if count > most {
+        return Err(ApiError::bad_request(format!(
+            "input '{name}': shape {shape:?} needs {count} elements but its data ({} bytes) holds at most {most}",
+            data.len()
+        )));
+    }
     let dims: Vec<usize> = shape
         .iter()
         .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
         .collect();
     match datatype {
-        DataType::Bool => build(name, datatype, &dims, count, data, as_bool),
-        DataType::Uint8 => build(name, datatype, &dims, count, data, as_int::<u8>),
-        DataType::Uint16 => build(name, datatype, &dims, count, data, as_int::<u16>),
-        DataType::Uint32 => build(name, datatype, &dims, count, data, as_int::<u32>),
-        DataType::Uint64 => build(name, datatype, &dims, count, data, as_int::<u64>),
-        DataType::Int8 => build(name, datatype, &dims, count, data, as_int::<i8>),
-        DataType::Int16 => build(name, datatype, &dims, count, data, as_int::<i16>),
-        DataType::Int32 => build(name, datatype, &dims, count, data, as_int::<i32>),
-        DataType::Int64 => build(name, datatype, &dims, count, data, as_int::<i64>),
-        DataType::Fp16 => build(name, datatype, &dims, count, data, |v| {
-            v.as_f64().map(f16::from_f64)
-        }),
-        // Narrowing to f32 is the intended coercion of a JSON number to FP32.
-        DataType::Fp32 => build(name, datatype, &dims, count, data, |v| {
-            v.as_f64().map(|x| x as f32)
-        }),
-        DataType::Fp64 => build(name, datatype, &dims, count, data, Value::as_f64),
-        DataType::Bytes => build(name, datatype, &dims, count, data, |v| {
-            v.as_str().map(str::to_owned)
-        }),
+        DataType::Bool => build::<bool>(name, datatype, &dims, count, data),
+        DataType::Uint8 => build::<u8>(name, datatype, &dims, count, data),
+        DataType::Uint16 => build::<u16>(name, datatype, &dims, count, data),
+        DataType::Uint32 => build::<u32>(name, datatype, &dims, count, data),
+        DataType::Uint64 => build::<u64>(name, datatype, &dims, count, data),
+        DataType::Int8 => build::<i8>(name, datatype, &dims, count, data),
+        DataType::Int16 => build::<i16>(name, datatype, &dims, count, data),
+        DataType::Int32 => build::<i32>(name, datatype, &dims, count, data),
+        DataType::Int64 => build::<i64>(name, datatype, &dims, count, data),
+        DataType::Fp16 => build::<f16>(name, datatype, &dims, count, data),
+        DataType::Fp32 => build::<f32>(name, datatype, &dims, count, data),
+        DataType::Fp64 => build::<f64>(name, datatype, &dims, count, data),
+        DataType::Bytes => build::<String>(name, datatype, &dims, count, data),
     }
 }
 
-fn as_bool(v: &Value) -> Option<bool> {
-    v.as_bool()
+/// The bytes one decoded element of `datatype` takes in memory (a BYTES element's 24-byte
+/// `String` header; its characters come on top and are at most the data's length).
+pub fn element_size(datatype: DataType) -> usize {
+    match datatype {
+        DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
+        DataType::Uint16 | DataType::Int16 | DataType::Fp16 => 2,
+        DataType::Uint32 | DataType::Int32 | DataType::Fp32 => 4,
+        DataType::Uint64 | DataType::Int64 | DataType::Fp64 => 8,
+        DataType::Bytes => std::mem::size_of::<String>(),
+    }
 }
 
-/// A JSON number as an integer of type `T`: integral values only (`3` or
-/// `3.0`), and within `T`'s range.
-fn as_int<T: TryFrom<i128>>(v: &Value) -> Option<T> {
-    let Value::Number(n) = v else { return None };
-    let wide: i128 = if let Some(i) = n.as_i64() {
-        i128::from(i)
-    } else if let Some(u) = n.as_u64() {
-        i128::from(u)
-    } else {
-        let f = n.as_f64()?;
-        // Only whole floats that fit in i128 without saturating.
-        if !f.is_finite() || f.fract() != 0.0 || f.abs() >= 1.7e38 {
-            return None;
+/// A tensor element type and the JSON values that convert to it. Each conversion returns
+/// `None` for a value that is not of the type (out of range, fractional for an integer type,
+/// or another JSON type).
+trait Element: tract_onnx::prelude::Datum + Sized {
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl Element for bool {
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl Element for String {
+    fn from_str(v: &str) -> Option<Self> {
+        Some(v.to_owned())
+    }
+}
+
+/// Integer types: integral values only (`3` or `3.0`), within the type's range.
+macro_rules! integer_element {
+    ($($t:ty),*) => {$(
+        impl Element for $t {
+            fn from_i64(v: i64) -> Option<Self> {
+                <$t>::try_from(v).ok()
+            }
+            fn from_u64(v: u64) -> Option<Self> {
+                <$t>::try_from(v).ok()
+            }
+            fn from_f64(f: f64) -> Option<Self> {
+                // Only whole floats that fit in i128 without saturating.
+                if !f.is_finite() || f.fract() != 0.0 || f.abs() >= 1.7e38 {
+                    return None;
+                }
+                <$t>::try_from(f as i128).ok()
+            }
         }
-        f as i128
-    };
-    T::try_from(wide).ok()
+    )*};
+}
+integer_element!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+// Narrowing a JSON number to the float type is the intended coercion (FP32 of 1.1 is 1.1f32).
+impl Element for f32 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v as f32)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(v as f32)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v as f32)
+    }
 }
 
-fn build<T>(
+impl Element for f64 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v as f64)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(v as f64)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl Element for f16 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(f16::from_f64(v as f64))
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        Some(f16::from_f64(v as f64))
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(f16::from_f64(v))
+    }
+}
+
+/// Whether the data is flat or nested; known from the first element of the outer array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Unknown,
+    Flat,
+    Nested,
+}
+
+/// The state of one tensor's parse: what it must hold, what it holds so far, and the refusal
+/// that stopped it, if any (serde's own error then only unwinds the parse).
+struct Decoder<'a, T> {
+    name: &'a str,
+    datatype: DataType,
+    dims: &'a [usize],
+    count: usize,
+    layout: Layout,
+    out: Vec<T>,
+    refusal: Option<ApiError>,
+}
+
+impl<T: Element> Decoder<'_, T> {
+    /// Records a refusal and returns the serde error that stops the parse.
+    fn refuse<E: de::Error>(&mut self, msg: String) -> E {
+        let msg = format!("input '{}': {msg}", self.name);
+        self.refusal = Some(ApiError::BadRequest(msg.clone()));
+        E::custom(msg)
+    }
+
+    fn push<E: de::Error>(
+        &mut self,
+        value: Option<T>,
+        shown: &dyn Fn() -> String,
+    ) -> Result<(), E> {
+        if self.out.len() == self.count {
+            let (count, dims) = (self.count, self.dims);
+            return Err(self.refuse(format!(
+                "shape {dims:?} needs {count} elements but data has more"
+            )));
+        }
+        match value {
+            Some(v) => {
+                self.out.push(v);
+                Ok(())
+            }
+            None => {
+                let (ix, dt) = (self.out.len(), self.datatype);
+                Err(self.refuse(format!(
+                    "element {ix} is not a valid {dt} value: {}",
+                    cut(&shown())
+                )))
+            }
+        }
+    }
+}
+
+/// One array or value at `depth` (0 is `data` itself) of the tensor's data.
+struct Node<'d, 'a, T> {
+    decoder: &'d mut Decoder<'a, T>,
+    depth: usize,
+    /// The enclosing nested level already holds all its dimension allows: this value is one
+    /// too many, refused before it is read.
+    extra: bool,
+}
+
+impl<'de, T: Element> de::DeserializeSeed<'de> for Node<'_, '_, T> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<T: Element> Node<'_, '_, T> {
+    fn refuse_extra<E: de::Error>(&mut self) -> Result<(), E> {
+        if !self.extra {
+            return Ok(());
+        }
+        let dims = self.decoder.dims;
+        let level = self.depth.saturating_sub(1);
+        let want = dims.get(level).copied().unwrap_or(0);
+        Err(self.decoder.refuse(format!(
+            "nested data has more than {want} elements at depth {level}, but shape {dims:?} needs {want}"
+        )))
+    }
+
+    /// A scalar value here: an element if the layout puts one at this depth.
+    fn scalar<E: de::Error>(
+        mut self,
+        value: Option<T>,
+        shown: &dyn Fn() -> String,
+    ) -> Result<(), E> {
+        self.refuse_extra()?;
+        let d = self.decoder;
+        let dims = d.dims;
+        match self.depth {
+            0 if dims.is_empty() => {
+                d.layout = Layout::Flat;
+                d.push(value, shown)
+            }
+            0 => Err(d.refuse(format!("data must be an array, got {}", cut(&shown())))),
+            1 if d.layout != Layout::Nested => {
+                d.layout = Layout::Flat;
+                d.push(value, shown)
+            }
+            depth if depth == dims.len() => d.push(value, shown),
+            depth => Err(d.refuse(format!(
+                "nested data is shallower than shape {dims:?} at depth {depth}"
+            ))),
+        }
+    }
+}
+
+impl<'de, T: Element> de::Visitor<'de> for Node<'_, '_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tensor data: an array of values, or of arrays following the shape")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(T::from_bool(v), &|| v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(T::from_i64(v), &|| v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(T::from_u64(v), &|| v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(T::from_f64(v), &|| v.to_string())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(T::from_str(v), &|| format!("{v:?}"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar(None, &|| "null".to_owned())
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.scalar(None, &|| "an object".to_owned())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.refuse_extra()?;
+        let Node {
+            decoder: d, depth, ..
+        } = self;
+        let dims = d.dims;
+        if depth == 1 {
+            if d.layout == Layout::Flat {
+                return Err(d.refuse(format!(
+                    "data mixes values and arrays; give it flat, or nested as shape {dims:?}"
+                )));
+            }
+            d.layout = Layout::Nested;
+        }
+        // In nested data, the array at depth d is one level of dimension d.
+        if depth >= 1 && depth >= dims.len() {
+            return Err(d.refuse(format!("nested data is deeper than shape {dims:?}")));
+        }
+        let mut items = 0usize;
+        loop {
+            // The outer array's layout is known once its first element is read.
+            let extra = d.layout == Layout::Nested && dims.get(depth).is_some_and(|&w| items >= w);
+            let node = Node {
+                decoder: &mut *d,
+                depth: depth + 1,
+                extra,
+            };
+            if seq.next_element_seed(node)?.is_none() {
+                break;
+            }
+            items += 1;
+        }
+        if d.layout == Layout::Nested {
+            let want = dims.get(depth).copied().unwrap_or(0);
+            if items != want {
+                return Err(d.refuse(format!(
+                    "nested data has {items} elements at depth {depth} but shape {dims:?} needs {want}"
+                )));
+            }
+        } else if d.out.len() != d.count {
+            let (count, got) = (d.count, d.out.len());
+            return Err(d.refuse(format!(
+                "shape {dims:?} needs {count} elements but data has {got}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn build<T: Element>(
     name: &str,
     datatype: DataType,
     dims: &[usize],
     count: usize,
-    data: &Value,
-    convert: impl Fn(&Value) -> Option<T>,
-) -> Result<Tensor, ApiError>
-where
-    T: tract_onnx::prelude::Datum,
-{
-    let mut out: Vec<T> = Vec::with_capacity(count.min(1 << 24));
-    let mut push = |v: &Value| -> Result<(), ApiError> {
-        match convert(v) {
-            Some(x) => {
-                out.push(x);
-                Ok(())
-            }
-            None => Err(ApiError::bad_request(format!(
-                "input '{name}': element {} is not a valid {datatype} value: {}",
-                out.len(),
-                short(v)
-            ))),
-        }
+    data: &str,
+) -> Result<Tensor, ApiError> {
+    let mut decoder: Decoder<'_, T> = Decoder {
+        name,
+        datatype,
+        dims,
+        count,
+        layout: Layout::Unknown,
+        // Never more than the data can hold (checked by the caller), so never reallocated.
+        out: Vec::with_capacity(count.min(max_elements_in(data.len()))),
+        refusal: None,
     };
-    match data {
-        Value::Array(items) if items.iter().any(|i| i.is_array()) => {
-            walk_nested(name, dims, 0, items, &mut push)?;
-        }
-        Value::Array(items) => {
-            if items.len() != count {
-                return Err(ApiError::bad_request(format!(
-                    "input '{name}': shape {dims:?} needs {count} elements but data has {}",
-                    items.len()
-                )));
-            }
-            for item in items {
-                push(item)?;
-            }
-        }
-        scalar if dims.is_empty() => push(scalar)?,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "input '{name}': data must be an array, got {}",
-                short(other)
-            )));
-        }
+    let mut de = serde_json::Deserializer::from_str(data);
+    let parsed = de::DeserializeSeed::deserialize(
+        Node {
+            decoder: &mut decoder,
+            depth: 0,
+            extra: false,
+        },
+        &mut de,
+    )
+    .and_then(|()| de.end());
+    if let Err(e) = parsed {
+        return Err(decoder.refusal.take().unwrap_or_else(|| {
+            ApiError::bad_request(format!("input '{name}': malformed data: {e}"))
+        }));
     }
-    tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(dims), out)
+    tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(dims), decoder.out)
         .map(Tensor::from)
         .map_err(|e| {
             ApiError::bad_request(format!(
@@ -248,54 +522,13 @@ where
         })
 }
 
-/// Walks nested data that must follow `dims` level by level.
-fn walk_nested(
-    name: &str,
-    dims: &[usize],
-    depth: usize,
-    items: &[Value],
-    push: &mut impl FnMut(&Value) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    let Some(&want) = dims.get(depth) else {
-        return Err(ApiError::bad_request(format!(
-            "input '{name}': nested data is deeper than shape {dims:?}"
-        )));
-    };
-    if items.len() != want {
-        return Err(ApiError::bad_request(format!(
-            "input '{name}': nested data has {} elements at depth {depth} but shape {dims:?} needs {want}",
-            items.len()
-        )));
-    }
-    let leaf = depth + 1 == dims.len();
-    for item in items {
-        match (item, leaf) {
-            (Value::Array(_), true) => {
-                return Err(ApiError::bad_request(format!(
-                    "input '{name}': nested data is deeper than shape {dims:?}"
-                )));
-            }
-            (Value::Array(inner), false) => walk_nested(name, dims, depth + 1, inner, push)?,
-            (scalar, true) => push(scalar)?,
-            (_, false) => {
-                return Err(ApiError::bad_request(format!(
-                    "input '{name}': nested data is shallower than shape {dims:?} at depth {}",
-                    depth + 1
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A value for an error message, cut short.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
+fn cut(s: &str) -> String {
     if s.chars().count() > 40 {
         let cut: String = s.chars().take(40).collect();
         format!("{cut}...")
     } else {
-        s
+        s.to_owned()
     }
 }
 
@@ -317,6 +550,56 @@ pub enum TensorData {
     Fp32(Vec<f32>),
     Fp64(Vec<f64>),
     Bytes(Vec<String>),
+}
+
+impl TensorData {
+    /// The bytes the values take in memory (each string's header and characters for BYTES).
+    pub fn heap_bytes(&self) -> u64 {
+        fn size<T>(v: &[T]) -> u64 {
+            std::mem::size_of_val(v) as u64
+        }
+        match self {
+            TensorData::Bool(v) => size(v),
+            TensorData::Uint8(v) => size(v),
+            TensorData::Uint16(v) => size(v),
+            TensorData::Uint32(v) => size(v),
+            TensorData::Uint64(v) => size(v),
+            TensorData::Int8(v) => size(v),
+            TensorData::Int16(v) => size(v),
+            TensorData::Int32(v) => size(v),
+            TensorData::Int64(v) => size(v),
+            TensorData::Fp16(v) | TensorData::Fp32(v) => size(v),
+            TensorData::Fp64(v) => size(v),
+            TensorData::Bytes(v) => size(v) + v.iter().map(|s| s.len() as u64).sum::<u64>(),
+        }
+    }
+}
+
+impl TensorData {
+    /// The most bytes the values take as JSON text: each value's longest form plus a comma
+    /// (e.g. 16 for an f32, whose shortest round-trip form is at most 15 characters, such as
+    /// `-1.17549435e-38`), and for BYTES six bytes a character (`\u001f`) plus quotes.
+    pub fn json_bound(&self) -> u64 {
+        let n = |len: usize, each: u64| (len as u64).saturating_mul(each);
+        let values = match self {
+            TensorData::Bool(v) => n(v.len(), 6),
+            TensorData::Uint8(v) => n(v.len(), 4),
+            TensorData::Int8(v) => n(v.len(), 5),
+            TensorData::Uint16(v) => n(v.len(), 6),
+            TensorData::Int16(v) => n(v.len(), 7),
+            TensorData::Uint32(v) => n(v.len(), 11),
+            TensorData::Int32(v) => n(v.len(), 12),
+            TensorData::Uint64(v) => n(v.len(), 21),
+            TensorData::Int64(v) => n(v.len(), 21),
+            TensorData::Fp16(v) | TensorData::Fp32(v) => n(v.len(), 16),
+            TensorData::Fp64(v) => n(v.len(), 25),
+            TensorData::Bytes(v) => v
+                .iter()
+                .map(|s| n(s.len(), 6).saturating_add(3))
+                .fold(0, u64::saturating_add),
+        };
+        values.saturating_add(2)
+    }
 }
 
 /// One encoded output tensor: `{name, shape, datatype, data}`.
@@ -373,7 +656,17 @@ pub fn encode_tensor(name: &str, tensor: &Tensor) -> Result<EncodedTensor, ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// Decodes `data` as the server does: from its JSON text.
+    fn decode_tensor(
+        name: &str,
+        datatype: DataType,
+        shape: &[u64],
+        data: &Value,
+    ) -> Result<Tensor, ApiError> {
+        super::decode_tensor(name, datatype, shape, &data.to_string())
+    }
 
     fn shape_of(t: &Tensor) -> Vec<usize> {
         t.shape().to_vec()
@@ -527,7 +820,81 @@ mod tests {
         let m = bad(DataType::Fp32, &[2, 2], json!([1, 2, 3]));
         assert!(m.contains("needs 4 elements but data has 3"), "{m}");
         let m = bad(DataType::Fp32, &[2, 2], json!([1, 2, 3, 4, 5]));
-        assert!(m.contains("needs 4 elements but data has 5"), "{m}");
+        assert_eq!(
+            m,
+            "input 'x': shape [2, 2] needs 4 elements but data has more"
+        );
+    }
+
+    /// The raw text of `data`, decoded as the server does.
+    fn bad_raw(dt: DataType, shape: &[u64], raw: &str) -> String {
+        match super::decode_tensor("x", dt, shape, raw) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_happen_while_parsing_not_after() {
+        // Each of these is refused at the element that breaks the rule: the malformed rest
+        // of the text is never reached, or the answer would be a syntax error.
+        let m = bad_raw(DataType::Fp32, &[2], "[1, 2, 3, this is not JSON");
+        assert_eq!(m, "input 'x': shape [2] needs 2 elements but data has more");
+        let m = bad_raw(DataType::Int8, &[3], "[1, 300, not JSON");
+        assert_eq!(m, "input 'x': element 1 is not a valid INT8 value: 300");
+        let m = bad_raw(DataType::Fp32, &[2, 2], "[[1, 2], [3, 4], [ not JSON");
+        assert!(m.contains("more than 2 elements at depth 0"), "{m}");
+        // Syntax errors are refused too, naming the input.
+        let m = bad_raw(DataType::Fp32, &[2], "[1, 2");
+        assert!(m.starts_with("input 'x': malformed data:"), "{m}");
+    }
+
+    #[test]
+    fn a_shape_larger_than_its_data_can_hold_is_refused_before_allocating() {
+        // 7 bytes hold at most 4 elements; a shape of 5 cannot be met by them.
+        let m = bad_raw(DataType::Fp32, &[5], "[0,0,0]");
+        assert_eq!(
+            m,
+            "input 'x': shape [5] needs 5 elements but its data (7 bytes) holds at most 4"
+        );
+        assert_eq!(max_elements_in("[0,0,0]".len()), 4);
+        assert_eq!(max_elements_in("0".len()), 1);
+    }
+
+    fn values<T: tract_onnx::prelude::Datum + Clone>(t: &Tensor) -> Vec<T> {
+        t.to_plain_array_view::<T>()
+            .unwrap()
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn decoded_buffers_are_typed_and_exactly_sized() {
+        let t = super::decode_tensor("x", DataType::Fp32, &[4], "[0,0,0,0]").unwrap();
+        assert_eq!(t.datum_type(), DatumType::F32);
+        assert_eq!(t.len(), 4);
+        let t = super::decode_tensor("x", DataType::Int64, &[2, 2], "[[1,-2],[3,4]]").unwrap();
+        assert_eq!(values::<i64>(&t), [1, -2, 3, 4]);
+        let t = super::decode_tensor("x", DataType::Uint8, &[3], "[0, 255.0, 7]").unwrap();
+        assert_eq!(values::<u8>(&t), [0, 255, 7]);
+        let t = super::decode_tensor("x", DataType::Fp16, &[1], "[0.5]").unwrap();
+        assert_eq!(values::<f16>(&t), [f16::from_f32(0.5)]);
+        let t = super::decode_tensor("x", DataType::Bytes, &[1], r#"["a\"b"]"#).unwrap();
+        assert_eq!(values::<String>(&t), ["a\"b".to_owned()]);
+    }
+
+    #[test]
+    fn flat_and_nested_cannot_be_mixed() {
+        let m = bad_raw(DataType::Fp32, &[2, 1], "[1, [2]]");
+        assert!(m.contains("mixes values and arrays"), "{m}");
+        let m = bad(DataType::Fp32, &[2], json!({"a": 1}));
+        assert_eq!(m, "input 'x': data must be an array, got an object");
+        let m = bad(DataType::Fp32, &[2], json!([1, {"a": 1}]));
+        assert_eq!(
+            m,
+            "input 'x': element 1 is not a valid FP32 value: an object"
+        );
     }
 
     #[test]
@@ -535,7 +902,14 @@ mod tests {
         let m = bad(DataType::Fp32, &[2, 2], json!([[1, 2], [3]]));
         assert!(m.contains("depth 1"), "{m}");
         let m = bad(DataType::Fp32, &[4], json!([[1, 2], [3, 4]]));
-        assert!(m.contains("shape [4] needs 4"), "{m}");
+        assert!(m.contains("deeper than shape [4]"), "{m}");
+        let m = bad(DataType::Fp32, &[1, 2], json!([[1, 2], [3, 4]]));
+        assert!(m.contains("more than 1 elements at depth 0"), "{m}");
+        let m = bad(DataType::Fp32, &[2, 3], json!([[1, 2], [3, 4]]));
+        assert!(
+            m.contains("nested data has 2 elements at depth 1 but shape [2, 3] needs 3"),
+            "{m}"
+        );
         let m = bad(DataType::Fp32, &[2, 2], json!([[1, 2], 3]));
         assert!(m.contains("shallower"), "{m}");
         let m = bad(DataType::Fp32, &[2], json!([[1], [2]]));
@@ -592,7 +966,7 @@ mod tests {
         let m = bad(DataType::Fp32, &[u64::MAX, 2], json!([]));
         assert!(m.contains("more elements"), "{m}");
         let m = bad(DataType::Fp32, &[1 << 40], json!([1.0]));
-        assert!(m.contains("data has 1"), "{m}");
+        assert!(m.contains("holds at most"), "{m}");
     }
 
     #[test]

@@ -165,7 +165,14 @@ fn bad_requests_get_protocol_errors() {
     post(
         json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3]}]}),
     )
-    .assert_error(400, "needs 6 elements but data has 3");
+    .assert_error(
+        400,
+        "needs 6 elements but its data (7 bytes) holds at most 4",
+    );
+    post(json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7]}]}))
+        .assert_error(400, "input 'x': shape [2, 3] needs 6 elements but data has more");
+    post(json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}))
+        .assert_error(400, "input 'x': shape [1, 3] needs 3 elements but data has more");
     post(json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5]]}]}))
         .assert_error(400, "nested data has 2 elements");
     post(
@@ -225,6 +232,45 @@ fn oversized_bodies_are_refused() {
             &json!({"inputs": [{"name": "x", "shape": [200, 3], "datatype": "FP32", "data": data}]}),
         )
         .assert_error(413, "too large");
+}
+
+#[test]
+fn requests_are_admitted_against_the_memory_budget() {
+    let dir = model_dir("mlp");
+    // 256 KiB. A request of n rows of "0," is about 6n bytes, charged 18n before its body is
+    // read (its FP32 data may decode to 2 bytes more per byte); its response (two [n, 2]
+    // FP32 outputs, and their JSON text) about 34n more once the model has run.
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--memory-budget-bytes",
+        "262144",
+    ]);
+    let rows = |n: usize| -> String {
+        let zeros = vec!["0"; n * 3].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{n},3],"datatype":"FP32","data":[{zeros}]}}]}}"#
+        )
+    };
+    let answer = server.post("/v2/models/mlp/infer", rows(3_000));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
+    // Its response would not fit: refused after the run, before it is encoded.
+    server
+        .post("/v2/models/mlp/infer", rows(10_000))
+        .assert_error(413, "the response to this request takes");
+    // Its body could never fit: refused before it is read.
+    server.post("/v2/models/mlp/infer", rows(15_000)).assert_error(
+        413,
+        "more than the server's memory budget of 262144 bytes; send smaller batches, or raise --memory-budget-bytes",
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("memory budget for request bodies and decoded tensors"),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[test]

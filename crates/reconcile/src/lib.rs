@@ -20,4 +20,4 @@ pub use backoff::Backoffs;
 pub use children::{CachedObject, ChildCache, ChildKind, ChildStream, Projection};
 pub use error::{Category, Error};
 pub use events::{Announcer, in_namespace};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, Readiness};

@@ -1,5 +1,6 @@
 //! Keycloak, an OIDC provider, on loopback.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::common::{
     RunDir, answers_ok, expect_success, free_ports, http_client, locate, parse_json, progress,
     random_hex, spawn, wait_until, write,
 };
-use crate::{Error, Result};
+use crate::{Error, Relay, Result};
 
 /// The bootstrap admin's user name in the master realm.
 pub const KEYCLOAK_ADMIN: &str = "admin";
@@ -19,7 +20,8 @@ pub const KEYCLOAK_ADMIN: &str = "admin";
 /// with a bootstrap admin whose password is generated at random. Dropping it stops the server and
 /// removes its directory.
 pub struct Keycloak {
-    // Fields drop in order: the server stops before its directory is removed.
+    // Fields drop in order: the relay and the server stop before the directory is removed.
+    relay: Option<Relay>,
     process: Process,
     dir: RunDir,
     base_url: String,
@@ -42,13 +44,14 @@ impl Keycloak {
     /// Keycloak 26 needs Java 21 or newer: the JDK named by `BERTH_KEYCLOAK_JAVA_HOME`, else the one
     /// `tools/keycloak/build.sh` chose (`<dist>/java-home`), else `JAVA_HOME`.
     pub async fn start() -> Result<Self> {
+        let address = "127.0.0.1";
         let home = locate("keycloak", "tools/keycloak/build.sh", "BERTH_KEYCLOAK_DIR")?;
         let java_home = java_home(&home)?;
         let begin = Instant::now();
         let dir = RunDir::new("keycloak")?;
         let [port, management_port] = free_ports()?;
-        let base_url = format!("http://127.0.0.1:{port}");
-        let management_url = format!("http://127.0.0.1:{management_port}");
+        let base_url = format!("http://{address}:{port}");
+        let management_url = format!("http://{address}:{management_port}");
         let admin_password = random_hex(16)?;
         progress(
             "keycloak",
@@ -75,7 +78,7 @@ impl Keycloak {
             // Every instance has a database of its own, in memory: nothing is written under the
             // shared distribution's data/ directory.
             "--db=dev-mem".to_owned(),
-            "--http-host=127.0.0.1".to_owned(),
+            format!("--http-host={address}"),
             format!("--http-port={port}"),
             format!("--http-management-port={management_port}"),
             "--health-enabled=true".to_owned(),
@@ -126,6 +129,7 @@ impl Keycloak {
             &format!("ready after {:.1} s", begin.elapsed().as_secs_f64()),
         );
         Ok(Self {
+            relay: None,
             process,
             dir,
             base_url,
@@ -133,6 +137,35 @@ impl Keycloak {
             admin_password,
             client,
         })
+    }
+
+    /// [`Keycloak::start`], reachable on `address` too (the real node's address, for an operator
+    /// that runs as a pod there) through a [`Relay`]: Keycloak itself stays on loopback, so that
+    /// its master realm, which requires HTTPS from non-local clients, answers plain HTTP. Every URL
+    /// this returns ([`Keycloak::base_url`], [`Keycloak::issuer`], ...) is the relay's, so tokens
+    /// name one issuer whoever asks.
+    pub async fn start_on(address: &str) -> Result<Self> {
+        let address: IpAddr = address.parse().map_err(|_| Error::Answer {
+            what: "the address to reach Keycloak on".to_owned(),
+            message: format!("{address:?} is not an IP address"),
+        })?;
+        let mut keycloak = Self::start().await?;
+        let target = keycloak
+            .base_url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.parse::<SocketAddr>().ok())
+            .ok_or_else(|| Error::Answer {
+                what: "Keycloak's loopback address".to_owned(),
+                message: keycloak.base_url.clone(),
+            })?;
+        let relay = Relay::start(address, target).await?;
+        keycloak.base_url = format!("http://{}", relay.address());
+        progress(
+            "keycloak",
+            &format!("reachable on {} as well", keycloak.base_url),
+        );
+        keycloak.relay = Some(relay);
+        Ok(keycloak)
     }
 
     /// An access token for the bootstrap admin from the master realm's token endpoint (password

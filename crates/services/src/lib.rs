@@ -18,12 +18,14 @@ mod error;
 mod garage;
 mod keycloak;
 mod minio;
+mod relay;
 mod s3;
 
 pub use error::Error;
 pub use garage::{GARAGE_REGION, Garage, GarageKey};
 pub use keycloak::{KEYCLOAK_ADMIN, Keycloak};
 pub use minio::{MINIO_REGION, Minio};
+pub use relay::Relay;
 pub use s3::s3_client;
 
 /// The result type of this crate.

@@ -25,6 +25,7 @@ pub mod model_runtime;
 mod pki;
 mod process;
 pub mod realnode;
+pub mod traefik;
 pub mod util;
 
 pub use binaries::{Binaries, operator_binary};

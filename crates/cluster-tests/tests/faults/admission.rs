@@ -382,10 +382,19 @@ fn cases() -> Vec<Case> {
         ),
         m(
             "https source that is not a URL",
-            // (A bare "https://" passes: CEL's isURL accepts a URL without a host; see
-            // docs/benchmarks.md, fault suite.)
             json!({"source": {"uri": "https://exa mple.com/m.onnx"}}),
             &["an https:// source must be a valid URL"],
+        ),
+        m(
+            // CEL's isURL accepts a URL without a host; a rule of its own refuses it.
+            "https source without a host",
+            json!({"source": {"uri": "https:///models/m.onnx"}}),
+            &["an https:// source must name a host"],
+        ),
+        m(
+            "bare https source",
+            json!({"source": {"uri": "https://"}}),
+            &["an https:// source must name a host"],
         ),
         m(
             "pvc source without a claim",

@@ -126,6 +126,8 @@ async fn set_up(env: &Env) -> Result<Platform> {
             }}})),
         )
         .await?;
+    // Before the operator starts: it discovers the routing kinds it may write once, at start.
+    crate::gateway::install_gateway_api_crds(client).await?;
     start_operator(client, &env.image("operator")?).await?;
     Ok(Platform { s3_endpoint })
 }

@@ -101,6 +101,9 @@ pub async fn run(
 
     let (settings, settings_changes) = runner::settings(&client);
     let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
+    metrics.count_objects(CONTROLLER, models.clone(), |o: &MLModel| {
+        berth_reconcile::Readiness::of(o.status.as_ref().map(|s| s.conditions.as_slice()))
+    });
 
     let context = Arc::new(Context {
         client: client.clone(),

@@ -211,6 +211,11 @@ pub async fn run(
     });
 
     let (projects, project_stream) = runner::primary(Api::<Project>::all(client.clone()));
+    context
+        .metrics
+        .count_objects(CONTROLLER, projects.clone(), |o: &Project| {
+            berth_reconcile::Readiness::of(o.status.as_ref().map(|s| s.conditions.as_slice()))
+        });
     let mut controller = Controller::for_stream(project_stream, projects)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(settings_changes)
