@@ -96,8 +96,20 @@ pub fn poll_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_secs(5), Duration::from_secs(300))
 }
 
+/// The most of one activity answer the operator reads: Jupyter's `/api/status`, `/api/kernels`
+/// and `/api/terminals` are a few hundred bytes per kernel. The notebook's server is the tenant's
+/// code (its image, its config on the home volume), so its answers are bounded here: a huge or
+/// endless body cannot grow the operator's memory, which every team's Projects depend on.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// How long one activity request may take, answer included: a server that answers slowly cannot
+/// hold the operator's workers.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reads the activity of the notebook's pod through the API server. `path` is the notebook's base
-/// URL (`/notebook/<ns>/<name>/`).
+/// URL (`/notebook/<ns>/<name>/`). Each answer is read to at most [`MAX_ANSWER_BYTES`] within
+/// [`ANSWER_TIMEOUT`]; a longer or slower one is an error (the activity is then unknown, and the
+/// notebook is not culled).
 pub async fn read(
     client: &Client,
     namespace: &str,
@@ -109,18 +121,97 @@ pub async fn read(
     let get = async |what: &str, absent: Option<&str>| -> Result<String, String> {
         let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}{what}");
         let request = http::Request::get(&uri)
-            .body(Vec::new())
+            .body(kube::client::Body::from(Vec::new()))
             .map_err(|e| format!("{what}: {e}"))?;
-        match client.request_text(request).await {
-            Ok(text) => Ok(text),
-            Err(kube::Error::Api(status)) if status.code == 404 && absent.is_some() => {
-                Ok(absent.unwrap_or_default().to_owned())
+        let answer = async {
+            let response = client
+                .send(request)
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            let status = response.status();
+            if status == http::StatusCode::NOT_FOUND
+                && let Some(absent) = absent
+            {
+                return Ok(absent.to_owned());
             }
-            Err(e) => Err(format!("{what}: {e}")),
-        }
+            let body = bounded(response.into_body(), MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!(
+                    "{what}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ));
+            }
+            String::from_utf8(body).map_err(|_| format!("{what}: the answer is not UTF-8"))
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, answer)
+            .await
+            .map_err(|_| format!("{what}: no answer within {} s", ANSWER_TIMEOUT.as_secs()))?
     };
     let status = get("api/status", None).await?;
     let kernels = get("api/kernels?no_track_activity=1", None).await?;
     let terminals = get("api/terminals?no_track_activity=1", Some("[]")).await?;
     parse(&status, &kernels, &terminals)
+}
+
+/// The whole of `body`, or an error as soon as it passes `limit` bytes (nothing past the limit is
+/// kept).
+async fn bounded<B>(body: B, limit: usize) -> Result<Vec<u8>, String>
+where
+    B: http_body::Body,
+    B::Data: AsRef<[u8]>,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut read = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            let data = data.as_ref();
+            if read.len() + data.len() > limit {
+                return Err(format!("the answer is longer than {limit} bytes"));
+            }
+            read.extend_from_slice(data);
+        }
+    }
+    Ok(read)
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    static CHUNK: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+    #[tokio::test]
+    async fn an_endless_answer_is_refused_once_it_passes_the_limit() {
+        let frames = futures::stream::repeat_with(|| {
+            Ok::<_, std::convert::Infallible>(Frame::data(&CHUNK[..]))
+        });
+        let refused = bounded(StreamBody::new(frames), MAX_ANSWER_BYTES).await;
+        assert_eq!(
+            refused,
+            Err(format!(
+                "the answer is longer than {MAX_ANSWER_BYTES} bytes"
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_limit_is_read_whole() {
+        let frames = futures::stream::iter([
+            Ok::<_, std::convert::Infallible>(Frame::data(&b"[{\"id\": "[..])),
+            Ok(Frame::data(&b"\"k\"}]"[..])),
+        ]);
+        let read = bounded(StreamBody::new(frames), 16).await;
+        assert_eq!(read.as_deref(), Ok(&b"[{\"id\": \"k\"}]"[..]));
+        let frames = futures::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
+            &b"12345678901234567"[..],
+        ))]);
+        assert!(bounded(StreamBody::new(frames), 16).await.is_err());
+    }
 }
