@@ -9,6 +9,96 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::tensor::{DataType, EncodedTensor, element_size, max_elements_in};
 
+/// The most dimensions a request's tensor shape may have. Each is held as a `u64` (four times its
+/// two bytes of JSON text at least), so an unbounded shape would let a small body take memory the
+/// server's budget does not charge.
+pub const MAX_RANK: usize = 32;
+/// The most entries one `$parameters` object of a request may have.
+pub const MAX_PARAMETERS: usize = 64;
+/// The most inputs, and the most requested outputs, of one request.
+pub const MAX_TENSORS: usize = 256;
+
+/// A JSON array of at most `N` elements, refused while parsing as soon as it has one more.
+fn at_most<'de, D, T, const N: usize>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> de::Visitor<'de> for Bounded<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {N} elements")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == N {
+                    return Err(de::Error::custom(format!(
+                        "more than {N} elements, the most this server takes"
+                    )));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+fn shape<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    at_most::<D, u64, MAX_RANK>(deserializer)
+}
+
+fn inputs<'de, 'a, D>(deserializer: D) -> Result<Vec<RequestInput<'a>>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    'de: 'a,
+{
+    at_most::<D, RequestInput<'a>, MAX_TENSORS>(deserializer)
+}
+
+fn outputs<'de, D: de::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<RequestOutput>>, D::Error> {
+    struct Outputs(Vec<RequestOutput>);
+    impl<'de> Deserialize<'de> for Outputs {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            at_most::<D, RequestOutput, MAX_TENSORS>(deserializer).map(Outputs)
+        }
+    }
+    Ok(Option::<Outputs>::deserialize(deserializer)?.map(|o| o.0))
+}
+
+/// A request's `$parameters`: at most [`MAX_PARAMETERS`] entries, refused while parsing.
+fn parameters<'de, D: de::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<RequestParameters>, D::Error> {
+    struct Bounded;
+    impl<'de> de::Visitor<'de> for Bounded {
+        type Value = Option<RequestParameters>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an object of at most {MAX_PARAMETERS} parameters")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut parameters = RequestParameters::new();
+            while let Some((key, value)) = map.next_entry::<String, ParameterValue>()? {
+                parameters.insert(key, value);
+                if parameters.len() > MAX_PARAMETERS {
+                    return Err(de::Error::custom(format!(
+                        "more than {MAX_PARAMETERS} parameters, the most this server takes"
+                    )));
+                }
+            }
+            Ok(Some(parameters))
+        }
+    }
+    deserializer.deserialize_any(Bounded)
+}
+
 /// `$parameters` of a response: name/value pairs whose values are strings, numbers or booleans.
 pub type Parameters = Map<String, Value>;
 
@@ -113,11 +203,11 @@ pub struct ModelMetadata {
 pub struct InferenceRequest<'a> {
     #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parameters")]
     pub parameters: Option<RequestParameters>,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "inputs")]
     pub inputs: Vec<RequestInput<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "outputs")]
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
@@ -125,9 +215,10 @@ pub struct InferenceRequest<'a> {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestInput<'a> {
     pub name: String,
+    #[serde(deserialize_with = "shape")]
     pub shape: Vec<u64>,
     pub datatype: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parameters")]
     pub parameters: Option<RequestParameters>,
     #[serde(borrow)]
     pub data: &'a RawValue,
@@ -137,7 +228,7 @@ pub struct RequestInput<'a> {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestOutput {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "parameters")]
     pub parameters: Option<RequestParameters>,
 }
 
@@ -250,6 +341,57 @@ fn check_parameter_values(what: &str, params: Option<&RequestParameters>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_parameters_and_tensor_lists_are_bounded_while_parsing() {
+        let input = |shape: &str, parameters: &str| {
+            format!(
+                r#"{{"name":"x","shape":{shape},"datatype":"FP32","parameters":{parameters},"data":[1]}}"#
+            )
+        };
+        let request = |inputs: &str| format!(r#"{{"inputs":[{inputs}]}}"#);
+        let dims = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+        let params = |n: usize| {
+            format!(
+                "{{{}}}",
+                (0..n)
+                    .map(|i| format!(r#""p{i}":1"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        let ok = request(&input(&dims(MAX_RANK), &params(MAX_PARAMETERS)));
+        assert!(InferenceRequest::from_json(ok.as_bytes()).is_ok());
+
+        let deep = request(&input(&dims(MAX_RANK + 1), "{}"));
+        let e = err(&deep);
+        assert!(e.contains("more than 32 elements"), "{e}");
+
+        let many = request(&input("[1]", &params(MAX_PARAMETERS + 1)));
+        let e = err(&many);
+        assert!(e.contains("more than 64 parameters"), "{e}");
+
+        let inputs = vec![input("[1]", "{}"); MAX_TENSORS + 1].join(",");
+        let e = err(&request(&inputs));
+        assert!(e.contains("more than 256 elements"), "{e}");
+
+        // Refused at the first element past the bound, even if the body is cut off after it.
+        let cut = format!(
+            r#"{{"inputs":[{{"name":"x","shape":{},"#,
+            dims(MAX_RANK + 1)
+        );
+        let cut = &cut[..cut.len() - 2];
+        let e = err(cut);
+        assert!(e.contains("more than 32 elements"), "{e}");
+
+        let null_outputs = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":null,"parameters":null}"#;
+        let parsed = InferenceRequest::from_json(null_outputs.as_bytes());
+        assert!(
+            parsed
+                .as_ref()
+                .is_ok_and(|r| r.outputs.is_none() && r.parameters.is_none())
+        );
+    }
 
     fn err(body: &str) -> String {
         match InferenceRequest::from_json(body.as_bytes()) {
