@@ -10,7 +10,9 @@
 //! and, where a platform has granted tenants HTTPRoutes, routes attached to the models' Gateway,
 //! one to A's Service across namespaces and one on A's host with a more specific match, which the
 //! Gateway API's precedence would let win (both refused at admission: the models' Gateway is
-//! Berth's, `berth-model-gateway-routes`). Through all of it, A's host is answered by A's model.
+//! Berth's, `berth-model-gateway-routes`), and A's host on a route to another Gateway or on an
+//! Ingress (refused: host names under the models' domain are Berth's, `berth-model-hosts`).
+//! Through all of it, A's host is answered by A's model.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -38,6 +40,10 @@ const GATEWAY: &str = "models";
 const GATEWAY_CLASS: &str = "berth-traefik";
 /// The domain models get host names under.
 const MODEL_DOMAIN: &str = "models.berth.test";
+/// Words of the refusal by `berth-model-hosts` and `berth-model-ingress-hosts`.
+const HOSTS_ARE_BERTHS: &str = "where Berth names its models' hosts";
+/// Words of the refusal by `berth-model-gateway-routes`.
+const GATEWAY_IS_BERTHS: &str = "serves Berth's models";
 /// The owners of the victim's project and of the hostile tenant's.
 const OWNER_A: &str = "alice@example.com";
 const OWNER_B: &str = "mallory@example.com";
@@ -438,8 +444,11 @@ subjects:
             || async {
                 match routes_b_as_mallory.create(&Default::default(), route).await {
                     Ok(_) => bail!("B's owner attached {name} to the models' Gateway"),
+                    // Both policies refuse these; either may answer first.
                     Err(kube::Error::Api(e))
-                        if e.code == 403 && e.message.contains("serves Berth's models") =>
+                        if e.code == 403
+                            && (e.message.contains(GATEWAY_IS_BERTHS)
+                                || e.message.contains(HOSTS_ARE_BERTHS)) =>
                     {
                         Ok(Some(e.message))
                     }
@@ -450,6 +459,50 @@ subjects:
         )
         .await?;
         eprintln!("B's owner attaching {name} to the models' Gateway: refused ({message})");
+    }
+    // The same host elsewhere: on a route to a Gateway of B's own, and on an Ingress (the project
+    // roles include Kubernetes' edit role, which writes Ingresses). A proxy serving those and the
+    // models' Gateway on one port would let the more specific path win, so host names under the
+    // models' domain are Berth's (berth-model-hosts, berth-model-ingress-hosts).
+    let mut elsewhere = capture(
+        "capture-elsewhere",
+        &host_a,
+        json!({"name": "scorer", "port": 80}),
+    )?;
+    elsewhere.data["spec"]["parentRefs"] = json!([{"name": "tenant-gateway", "namespace": b}]);
+    match routes_b_as_mallory
+        .create(&Default::default(), &elsewhere)
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(HOSTS_ARE_BERTHS) => {
+            eprintln!(
+                "B's owner naming A's host on a route to another Gateway: refused ({})",
+                e.message
+            );
+        }
+        other => bail!("B's owner naming A's host on a route to another Gateway: {other:?}"),
+    }
+    let ingresses_b_as_mallory: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(mallory.clone(), &b);
+    let ingress = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "capture-ingress", "namespace": b},
+        "spec": {"rules": [{"host": host_a, "http": {"paths": [{
+            "path": "/v2/models/scorer/infer", "pathType": "Exact",
+            "backend": {"service": {"name": "scorer", "port": {"number": 80}}},
+        }]}}]},
+    }))?;
+    match ingresses_b_as_mallory
+        .create(&Default::default(), &ingress)
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(HOSTS_ARE_BERTHS) => {
+            eprintln!(
+                "B's owner naming A's host on an Ingress: refused ({})",
+                e.message
+            );
+        }
+        other => bail!("B's owner naming A's host on an Ingress: {other:?}"),
     }
     let in_b = routes_b.list(&ListParams::default()).await?.items;
     ensure!(
