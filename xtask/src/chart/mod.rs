@@ -52,6 +52,19 @@ pub fn generate(root: &Path) -> Result<BTreeMap<String, String>> {
         let text = templates::crd_template(&source, &read(root, &source)?)?;
         files.insert(format!("{CRDS_CHART}/templates/{name}"), text);
     }
+    // One object per kind, namespace and name: kubectl and Helm would apply a second one over the
+    // first without a word (a policy named twice loses its first rules).
+    let mut seen = BTreeMap::new();
+    for name in yaml_files(root, "deploy/rbac")? {
+        let source = format!("deploy/rbac/{name}");
+        for key in templates::object_keys(&source, &read(root, &source)?)? {
+            if let Some(first) = seen.insert(key.clone(), source.clone()) {
+                bail!(
+                    "{key} is defined twice, in {first} and {source}: the second would replace the first; rename one"
+                );
+            }
+        }
+    }
     for name in yaml_files(root, "deploy/rbac")? {
         let source = format!("deploy/rbac/{name}");
         let text = templates::rbac_template(&source, &name, &read(root, &source)?)?;

@@ -102,6 +102,33 @@ fn without_empty_rules(document: &str) -> String {
         .collect()
 }
 
+/// The `kind`, namespace and name of every object in a multi-document YAML text, as
+/// `Kind namespace/name` (namespace empty for cluster-scoped objects).
+pub fn object_keys(source: &str, text: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for document in documents(text) {
+        let value: Value =
+            serde_yaml::from_str(&document).with_context(|| format!("parsing {source}"))?;
+        let field = |path: &[&str]| {
+            path.iter()
+                .try_fold(&value, |v, k| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let kind = field(&["kind"]);
+        if kind.is_empty() {
+            continue;
+        }
+        keys.push(format!(
+            "{kind} {}/{}",
+            field(&["metadata", "namespace"]),
+            field(&["metadata", "name"])
+        ));
+    }
+    Ok(keys)
+}
+
 /// One file of `deploy/rbac` as a template of the `berth` chart: its documents as they are,
 /// with the operator's namespace made the release's, the Namespace object left to the installer
 /// (`--create-namespace`, or the GitOps tool), and, outside the operator's own file, every object
@@ -207,6 +234,15 @@ mod tests {
         let out = rbac_template("deploy/rbac/10.yaml", "10.yaml", text).unwrap();
         assert_eq!(out.matches("rules: []").count(), 1, "{out}");
         assert!(out.contains("name: b\nrules: []"));
+    }
+
+    #[test]
+    fn object_keys_name_each_object() {
+        let text = "kind: Role\nmetadata: {name: a, namespace: n}\n---\n# only a comment\n---\nkind: ClusterRole\nmetadata: {name: b}\n";
+        assert_eq!(
+            object_keys("x.yaml", text).unwrap(),
+            vec!["Role n/a".to_owned(), "ClusterRole /b".to_owned()]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! one to A's Service across namespaces and one on A's host with a more specific match, which the
 //! Gateway API's precedence would let win (both refused at admission: the models' Gateway is
 //! Berth's, `berth-model-gateway-routes`), and A's host on a route to another Gateway or on an
-//! Ingress (refused: host names under the models' domain are Berth's, `berth-model-hosts`).
+//! Ingress (refused: host names under the models' domain are Berth's, `berth-model-route-hosts`).
 //! Through all of it, A's host is answered by A's model.
 
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ const GATEWAY: &str = "models";
 const GATEWAY_CLASS: &str = "berth-traefik";
 /// The domain models get host names under.
 const MODEL_DOMAIN: &str = "models.berth.test";
-/// Words of the refusal by `berth-model-hosts` and `berth-model-ingress-hosts`.
+/// Words of the refusal by `berth-model-route-hosts` and `berth-model-ingress-hosts`.
 const HOSTS_ARE_BERTHS: &str = "where Berth names its models' hosts";
 /// Words of the refusal by `berth-model-gateway-routes`.
 const GATEWAY_IS_BERTHS: &str = "serves Berth's models";
@@ -463,7 +463,7 @@ subjects:
     // The same host elsewhere: on a route to a Gateway of B's own, and on an Ingress (the project
     // roles include Kubernetes' edit role, which writes Ingresses). A proxy serving those and the
     // models' Gateway on one port would let the more specific path win, so host names under the
-    // models' domain are Berth's (berth-model-hosts, berth-model-ingress-hosts).
+    // models' domain are Berth's (berth-model-route-hosts, berth-model-ingress-hosts).
     let mut elsewhere = capture(
         "capture-elsewhere",
         &host_a,
