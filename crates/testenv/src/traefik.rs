@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::process::Process;
-use crate::util::{free_ports, fresh_run_dir, locate_build};
+use crate::util::{fresh_run_dir, locate_build};
 
 /// The environment variable that names Traefik's directory instead of building it.
 pub const TRAEFIK_DIR_ENV: &str = "BERTH_TRAEFIK_DIR";
@@ -47,49 +47,70 @@ impl Traefik {
             )));
         }
         let dir = fresh_run_dir("berth-testenv", "traefik")?;
-        let [port] = free_ports()?;
-        let listen = format!("{address}:{port}");
-        let socket: SocketAddr = listen.parse().map_err(|e| Error::Wait {
-            what: "traefik's entrypoint".into(),
-            message: format!("{listen} is no socket address: {e}"),
-        })?;
-        eprintln!(
-            "[berth-testenv] traefik: starting, entrypoint {ENTRYPOINT} on {listen}, Gateway API provider, log in {}",
-            dir.display()
-        );
-        let args = vec![
-            format!("--entryPoints.{ENTRYPOINT}.address={listen}"),
-            "--providers.kubernetesGateway=true".to_owned(),
-            format!("--providers.kubernetesGateway.statusAddress.ip={address}"),
-            "--global.checkNewVersion=false".to_owned(),
-            "--global.sendAnonymousUsage=false".to_owned(),
-            "--log.level=INFO".to_owned(),
-        ];
-        let env = [("KUBECONFIG", kubeconfig.display().to_string())];
-        let log = dir.join("traefik.log");
-        let mut process = Process::spawn_with_env("traefik", &binary, &args, &env, &log)?;
-        let begin = Instant::now();
-        let timeout = Duration::from_secs(30);
-        loop {
-            if let Some(status) = process.exited() {
-                return Err(Error::Exited {
-                    name: "traefik".into(),
-                    status: status.to_string(),
-                    log,
-                    tail: process.log_tail(4000),
-                });
+        // A port free now may be taken before Traefik binds it (another test's listener, or the
+        // local end of a connection from the node's address): pick it on `address` itself, and
+        // start again on another port if Traefik finds it taken.
+        let mut attempt = 0;
+        let (process, port, listen, begin) = loop {
+            attempt += 1;
+            let port = std::net::TcpListener::bind((address, 0))
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| Error::Wait {
+                    what: "a free port for traefik".into(),
+                    message: format!("binding {address}: {e}"),
+                })?;
+            let listen = format!("{address}:{port}");
+            let socket: SocketAddr = listen.parse().map_err(|e| Error::Wait {
+                what: "traefik's entrypoint".into(),
+                message: format!("{listen} is no socket address: {e}"),
+            })?;
+            eprintln!(
+                "[berth-testenv] traefik: starting, entrypoint {ENTRYPOINT} on {listen}, Gateway API provider, log in {}",
+                dir.display()
+            );
+            let args = vec![
+                format!("--entryPoints.{ENTRYPOINT}.address={listen}"),
+                "--providers.kubernetesGateway=true".to_owned(),
+                format!("--providers.kubernetesGateway.statusAddress.ip={address}"),
+                "--global.checkNewVersion=false".to_owned(),
+                "--global.sendAnonymousUsage=false".to_owned(),
+                "--log.level=INFO".to_owned(),
+            ];
+            let env = [("KUBECONFIG", kubeconfig.display().to_string())];
+            let log = dir.join(format!("traefik-{attempt}.log"));
+            let mut process = Process::spawn_with_env("traefik", &binary, &args, &env, &log)?;
+            let begin = Instant::now();
+            let timeout = Duration::from_secs(30);
+            let listening = loop {
+                if let Some(status) = process.exited() {
+                    let tail = process.log_tail(4000);
+                    if attempt < 3 && tail.contains("address already in use") {
+                        eprintln!("[berth-testenv] traefik: {listen} was taken; another port");
+                        break false;
+                    }
+                    return Err(Error::Exited {
+                        name: "traefik".into(),
+                        status: status.to_string(),
+                        log,
+                        tail,
+                    });
+                }
+                if TcpStream::connect_timeout(&socket, Duration::from_millis(500)).is_ok() {
+                    break true;
+                }
+                if begin.elapsed() > timeout {
+                    return Err(Error::Timeout {
+                        what: format!("traefik listening on {listen}"),
+                        seconds: timeout.as_secs(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            if listening {
+                break (process, port, listen, begin);
             }
-            if TcpStream::connect_timeout(&socket, Duration::from_millis(500)).is_ok() {
-                break;
-            }
-            if begin.elapsed() > timeout {
-                return Err(Error::Timeout {
-                    what: format!("traefik listening on {listen}"),
-                    seconds: timeout.as_secs(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        };
         eprintln!(
             "[berth-testenv] traefik: listening on {listen} after {:.1} s",
             begin.elapsed().as_secs_f64()
