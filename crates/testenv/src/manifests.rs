@@ -49,6 +49,34 @@ pub fn parse_objects(text: &str, origin: &str) -> Result<Vec<DynamicObject>, Err
     Ok(objects)
 }
 
+/// The Gateway API's CRDs (standard channel, as `tools/gateway-api/build.sh` pins them, or the
+/// directory `BERTH_GATEWAY_API_DIR` names), applied and each established (30 s at most).
+pub async fn install_gateway_api_crds(client: &Client) -> Result<(), Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+    let dir = crate::util::locate_build("tools/gateway-api/build.sh", "BERTH_GATEWAY_API_DIR")?;
+    apply_dirs(client, &[dir.join("crds")]).await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds.list(&Default::default()).await?.items {
+        let name = crd.name_any();
+        if !name.ends_with(".gateway.networking.k8s.io") {
+            continue;
+        }
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(std::time::Duration::from_secs(30), established)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("CRD {name} to be established"),
+                seconds: 30,
+            })?
+            .map_err(|e| Error::Wait {
+                what: format!("CRD {name}"),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
 /// Server-side applies every object in every YAML file of `dirs`, in order; returns `Kind/name` of each.
 pub async fn apply_dirs(client: &Client, dirs: &[PathBuf]) -> Result<Vec<String>, Error> {
     let discovery = Discovery::new(client.clone()).run().await?;

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -134,21 +132,7 @@ async fn set_up(client: &Client) -> Result<Platform> {
 /// The Gateway API's CRDs (standard channel, from tools/gateway-api), then a GatewayClass and the
 /// models' Gateway: one HTTP listener that admits routes from every namespace.
 async fn install_gateway_api(client: &Client) -> Result<()> {
-    let dir =
-        berth_testenv::util::locate_build("tools/gateway-api/build.sh", "BERTH_GATEWAY_API_DIR")?;
-    berth_testenv::manifests::apply_dirs(client, &[dir.join("crds")]).await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds.list(&ListParams::default()).await?.items {
-        let name = crd.name_any();
-        if name.ends_with(".gateway.networking.k8s.io") {
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(crds.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .with_context(|| format!("CRD {name} established"))??;
-        }
-    }
+    berth_testenv::manifests::install_gateway_api_crds(client).await?;
     namespace(client, GATEWAY_NAMESPACE, &[]).await?;
     // A fresh discovery: the kinds were just installed.
     berth_testenv::manifests::apply_text(

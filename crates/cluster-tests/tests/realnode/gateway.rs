@@ -18,11 +18,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -60,53 +58,12 @@ fn gateway_api(kind: &str) -> ApiResource {
 /// The Gateway API's CRDs (standard channel, tools/gateway-api), established. The platform
 /// installs them before it starts the operator, which discovers the kinds it may write once.
 pub(crate) async fn install_gateway_api_crds(client: &Client) -> Result<()> {
-    let dir =
-        berth_testenv::util::locate_build("tools/gateway-api/build.sh", "BERTH_GATEWAY_API_DIR")?;
-    berth_testenv::manifests::apply_dirs(client, &[dir.join("crds")]).await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds.list(&ListParams::default()).await?.items {
-        let name = crd.name_any();
-        if name.ends_with(".gateway.networking.k8s.io") {
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(crds.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .with_context(|| format!("CRD {name} established"))??;
-        }
-    }
-    Ok(())
+    Ok(berth_testenv::manifests::install_gateway_api_crds(client).await?)
 }
 
 /// A Project owned by `owner`, Ready with its bucket.
 async fn project_owned_by(env: &Env, name: &str, owner: &str) -> Result<()> {
-    let projects: Api<berth_api::Project> = Api::all(env.client.clone());
-    let project: berth_api::Project = serde_json::from_value(json!({
-        "apiVersion": "berth.dev/v1alpha1", "kind": "Project",
-        "metadata": {"name": name},
-        "spec": {"owners": [owner]},
-    }))?;
-    projects
-        .patch(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&project),
-        )
-        .await?;
-    eventually(
-        &format!("Project {name} Ready"),
-        Duration::from_secs(90),
-        || async {
-            let conditions = projects
-                .get(name)
-                .await?
-                .status
-                .map(|s| s.conditions)
-                .unwrap_or_default();
-            Ok(berth_api::conditions::is_true(&conditions, "Ready").then_some(()))
-        },
-    )
-    .await
+    crate::support::ready_project(&env.client, name, json!({"owners": [owner]})).await
 }
 
 /// The route's status for Traefik's parent: `(type, status, reason)` of each condition, once

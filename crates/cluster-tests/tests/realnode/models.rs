@@ -426,31 +426,5 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
 }
 
 pub(crate) async fn create_project(env: &Env, name: &str) -> Result<()> {
-    let projects: Api<berth_api::Project> = Api::all(env.client.clone());
-    let project: berth_api::Project = serde_json::from_value(json!({
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "Project",
-        "metadata": {"name": name},
-        "spec": {"owners": ["ds@example.com"]},
-    }))?;
-    projects
-        .patch(
-            name,
-            &PatchParams::apply("berth-realnode-tests").force(),
-            &Patch::Apply(&project),
-        )
-        .await?;
-    eventually(
-        &format!("Project {name} with its bucket"),
-        Duration::from_secs(90),
-        || {
-            let projects = projects.clone();
-            async move {
-                let p = projects.get(name).await?;
-                let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
-                Ok(berth_api::conditions::is_true(&conditions, "Ready").then_some(()))
-            }
-        },
-    )
-    .await
+    crate::support::ready_project(&env.client, name, json!({"owners": ["ds@example.com"]})).await
 }

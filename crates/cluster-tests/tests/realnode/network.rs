@@ -10,12 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use serde_json::json;
 
-use berth_api::Project;
 use berth_testenv::realnode::{NODE_IP, NODE_NAME};
 
 use crate::platform::platform;
 use crate::support::{
-    PROBE, env, eventually, namespace, outcomes, run_to_end, shell_pod, unique, web_server,
+    PROBE, env, namespace, outcomes, ready_project, run_to_end, shell_pod, unique, web_server,
 };
 
 #[tokio::test]
@@ -68,38 +67,6 @@ async fn a_pod_runs_on_the_real_node_and_reaches_a_service_by_name() -> Result<(
         "the web pod is not on {NODE_NAME}"
     );
     Ok(())
-}
-
-/// Creates a Project and waits until it is Ready (its namespace, policies and, where enabled,
-/// its bucket).
-async fn ready_project(client: &kube::Client, name: &str, spec: serde_json::Value) -> Result<()> {
-    let projects: Api<Project> = Api::all(client.clone());
-    let project: Project = serde_json::from_value(json!({
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "Project",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))?;
-    projects
-        .patch(
-            name,
-            &kube::api::PatchParams::apply("berth-realnode-tests").force(),
-            &kube::api::Patch::Apply(&project),
-        )
-        .await?;
-    eventually(
-        &format!("Project {name} Ready under the operator pod"),
-        Duration::from_secs(90),
-        || {
-            let projects = projects.clone();
-            async move {
-                let p = projects.get(name).await?;
-                let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
-                Ok(berth_api::conditions::is_true(&conditions, "Ready").then_some(()))
-            }
-        },
-    )
-    .await
 }
 
 #[tokio::test]

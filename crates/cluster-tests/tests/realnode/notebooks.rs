@@ -26,33 +26,7 @@ const OUTSIDER: &str = "mallory@example.com";
 const OTHER_OWNER: &str = "eve@example.com";
 
 async fn create_project(env: &Env, name: &str, owner: &str) -> Result<()> {
-    let projects: Api<berth_api::Project> = Api::all(env.client.clone());
-    let project: berth_api::Project = serde_json::from_value(json!({
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "Project",
-        "metadata": {"name": name},
-        "spec": {"owners": [owner]},
-    }))?;
-    projects
-        .patch(
-            name,
-            &PatchParams::apply("berth-realnode-tests").force(),
-            &Patch::Apply(&project),
-        )
-        .await?;
-    eventually(
-        &format!("Project {name} Ready"),
-        Duration::from_secs(90),
-        || {
-            let projects = projects.clone();
-            async move {
-                let p = projects.get(name).await?;
-                let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
-                Ok(berth_api::conditions::is_true(&conditions, "Ready").then_some(()))
-            }
-        },
-    )
-    .await
+    crate::support::ready_project(&env.client, name, json!({"owners": [owner]})).await
 }
 
 /// Waits until the notebook's status says `phase`; returns the notebook. Fails at once on Failed.

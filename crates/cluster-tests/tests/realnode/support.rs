@@ -340,3 +340,39 @@ pub fn outcomes(log: &str) -> BTreeMap<String, bool> {
         })
         .collect()
 }
+
+/// Creates a Project and waits until it is Ready (its namespace, policies and, where enabled,
+/// its bucket).
+pub(crate) async fn ready_project(
+    client: &kube::Client,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<()> {
+    let projects: Api<berth_api::Project> = Api::all(client.clone());
+    let project: berth_api::Project = serde_json::from_value(serde_json::json!({
+        "apiVersion": "berth.dev/v1alpha1",
+        "kind": "Project",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?;
+    projects
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("berth-realnode-tests").force(),
+            &kube::api::Patch::Apply(&project),
+        )
+        .await?;
+    eventually(
+        &format!("Project {name} Ready"),
+        Duration::from_secs(90),
+        || {
+            let projects = projects.clone();
+            async move {
+                let p = projects.get(name).await?;
+                let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
+                Ok(berth_api::conditions::is_true(&conditions, "Ready").then_some(()))
+            }
+        },
+    )
+    .await
+}
