@@ -507,7 +507,9 @@ async fn token_review_requests_and_answers() {
         namespaces: vec!["team".into()],
         service_accounts: vec![],
     };
-    let reviewer = TokenReviewer::new(settings, api.parse().unwrap(), token_file, None).unwrap();
+    let reviewer = TokenReviewer::new(settings, api.parse().unwrap(), token_file.clone(), None)
+        .unwrap()
+        .with_token_reread(Duration::from_millis(200));
     let state = AppState::new("m".into(), None, 1);
     let auth = Auth::kubernetes(reviewer, state.metrics().auth_requests.clone());
     let state = Arc::new(state.with_auth(Some(auth)));
@@ -553,17 +555,34 @@ async fn token_review_requests_and_answers() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_401(&call(&app, "/v2", None).await, "needs a bearer token", "");
+    // The kubelet rotates the pod's token: the next review uses the new one.
+    std::fs::write(&token_file, "pod-token-rotated\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = seen.lock().unwrap().len();
+    let again = call(&app, "/v2", Some("sa-other-ns")).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "a refused token is cached too"
+    );
+    let fresh = call(&app, "/v2", Some("made-up-2")).await;
+    assert_eq!(fresh.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().0,
+        "Bearer pod-token-rotated"
+    );
     let text = state.metrics().encode().unwrap();
     assert!(
         text.contains(r#"berth_model_auth_requests_total{result="allowed"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 1"#),
+        text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 3"#),
+        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 4"#),
         "{text}"
     );
     assert!(

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod issuer;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -799,4 +800,74 @@ fn unloadable_models_exit_non_zero_with_one_clear_line() {
         file.to_str().unwrap(),
         "Frobnicate",
     );
+}
+
+/// `--auth oidc` on the real binary: the public port (health included) needs a valid token, the
+/// probes on the metrics address do not, and the checks are counted.
+#[test]
+fn oidc_guards_the_public_port_and_leaves_the_probes_open() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = issuer::SigningKey::es256("k1");
+    let issuer = runtime.block_on(issuer::Issuer::start(&[&key]));
+    let dir = model_dir("mlp");
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--auth",
+        "oidc",
+        "--oidc-issuer",
+        &issuer.url,
+        "--oidc-audience",
+        "team-models",
+        "--oidc-role",
+        "model-user",
+    ]);
+    let client = reqwest::blocking::Client::new();
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]});
+    let infer = |token: Option<&str>| {
+        let mut request = client.post(server.url("/v2/models/mlp/infer")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap()
+    };
+    let refused = infer(None);
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(r#"Bearer realm="berth", error="invalid_token""#),
+        "{challenge}"
+    );
+    let other_audience = key.sign(&issuer.claims("another-project"));
+    assert_eq!(infer(Some(&other_audience)).status(), 401);
+    let mut no_role = issuer.claims("team-models");
+    no_role["resource_access"] = json!({});
+    assert_eq!(infer(Some(&key.sign(&no_role))).status(), 403);
+    let token = key.sign(&issuer.claims("team-models"));
+    let answer = infer(Some(&token));
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().unwrap();
+    assert_eq!(answer["model_name"], "mlp");
+
+    assert_eq!(server.get("/v2/health/live").status(), 401);
+    assert_eq!(server.get("/v2/health/ready").status(), 401);
+    let probe = |path: &str| {
+        client
+            .get(format!("http://{}{path}", server.metrics_addr))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(probe("/v2/health/live").status(), 200);
+    assert_eq!(probe("/v2/health/ready").status(), 200);
+    let metrics = probe("/metrics").text().unwrap();
+    for series in [
+        r#"berth_model_auth_requests_total{result="allowed"} 1"#,
+        r#"berth_model_auth_requests_total{result="forbidden"} 1"#,
+        r#"berth_model_auth_requests_total{result="unauthenticated"} 4"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing in {metrics}");
+    }
 }

@@ -164,9 +164,10 @@ impl OidcVerifier {
                 KeyError::Unknown => Denied::unauthenticated(
                     "the token is signed with a key the issuer does not publish",
                 ),
-                KeyError::Unavailable(reason) => Denied::unavailable(format!(
-                    "cannot check the token now: the issuer's keys cannot be fetched ({reason})"
-                )),
+                // The reason (URLs, addresses) is logged by the cache, not told to the caller.
+                KeyError::Unavailable(_) => Denied::unavailable(
+                    "cannot check the token now: the issuer's keys cannot be fetched; retry later",
+                ),
             })?;
         if !key.algorithms.contains(&alg) || key.key.family() != alg.family() {
             return Err(Denied::unauthenticated(format!(

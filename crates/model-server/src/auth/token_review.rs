@@ -83,6 +83,7 @@ pub struct ReviewUser {
 /// The pod's own token, read again from its file every [`TOKEN_REREAD`].
 struct ProjectedToken {
     path: PathBuf,
+    reread: Duration,
     read: Mutex<Option<(Instant, String)>>,
 }
 
@@ -90,7 +91,7 @@ impl ProjectedToken {
     fn get(&self) -> Result<String, String> {
         if let Ok(read) = self.read.lock()
             && let Some((at, token)) = &*read
-            && at.elapsed() < TOKEN_REREAD
+            && at.elapsed() < self.reread
         {
             return Ok(token.clone());
         }
@@ -172,10 +173,17 @@ impl TokenReviewer {
             client,
             own_token: ProjectedToken {
                 path: token_file,
+                reread: TOKEN_REREAD,
                 read: Mutex::new(None),
             },
             verdicts: VerdictCache::new(MAX_VERDICTS),
         })
+    }
+
+    /// The same reviewer reading its own token again every `every` (default [`TOKEN_REREAD`]).
+    pub fn with_token_reread(mut self, every: Duration) -> Self {
+        self.own_token.reread = every;
+        self
     }
 
     /// Checks `token`: who the caller is, or 401/403/503.
@@ -215,10 +223,10 @@ impl TokenReviewer {
             .send()
             .await
             .map_err(|e| {
-                Denied::unavailable(format!(
-                    "cannot check the token now: the TokenReview failed: {}",
-                    crate::error::one_line(&e)
-                ))
+                tracing::warn!(error = %crate::error::one_line(&e), "the TokenReview failed");
+                Denied::unavailable(
+                    "cannot check the token now: the TokenReview failed; retry later",
+                )
             })?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -231,15 +239,15 @@ impl TokenReviewer {
             ));
         }
         if !status.is_success() {
+            tracing::warn!(status = status.as_u16(), "the TokenReview failed");
             return Err(Denied::unavailable(format!(
-                "cannot check the token now: the TokenReview answered HTTP {status}"
+                "cannot check the token now: the TokenReview answered HTTP {}; retry later",
+                status.as_u16()
             )));
         }
         let answer: ReviewAnswer = response.json().await.map_err(|e| {
-            Denied::unavailable(format!(
-                "cannot check the token now: the TokenReview's answer does not parse: {}",
-                crate::error::one_line(&e)
-            ))
+            tracing::warn!(error = %crate::error::one_line(&e), "the TokenReview's answer does not parse");
+            Denied::unavailable("cannot check the token now: the TokenReview's answer does not parse")
         })?;
         Ok(answer.status)
     }

@@ -179,9 +179,11 @@ impl Server {
         let mut server = server;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            // Readiness as the kubelet probes it: on the metrics address, which needs no token
+            // whatever --auth is.
             let status = server
                 .client
-                .get(server.url("/v2/health/ready"))
+                .get(format!("http://{}/v2/health/ready", server.metrics_addr))
                 .send()
                 .map(|r| r.status().as_u16());
             match status {
