@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The cost of checking callers: berth-model-server (release) serving the `mlp` ONNX model twice,
-# side by side,
-#   none   --auth none
-#   oidc   --auth oidc, every request carrying the same valid RS256 bearer token (an RSA 2048 key
-#          made by openssl, as Keycloak signs by default; its JWKS and discovery document served
-#          by python3's http.server on 127.0.0.1)
+# side by side, in three variants:
+#   none         --auth none, requests without a token
+#   none+token   the same server, requests carrying the bearer token (ignored): what the token's
+#                bytes alone cost (wrk builds and sends, hyper parses ~700 more bytes per request)
+#   oidc         --auth oidc, every request carrying the same valid RS256 bearer token (an RSA 2048
+#                key made by openssl, as Keycloak signs by default; its JWKS and discovery document
+#                served by python3's http.server on 127.0.0.1)
 # driven by wrk 4.1.0 with the same POST body at CLIENTS connections (default 8), SECONDS_PER_RUN
-# seconds per run, REPEATS rounds, the two interleaved within each round (the order alternates).
+# seconds per run, REPEATS rounds, the variants interleaved within each round (the order rotates).
 # Prints one line per run, then the median (and range) of req/s, p50 and p99 of each, and the
-# auth overhead: 1 - median(oidc req/s) / median(none req/s). Target: <= 5 %. Nothing is asserted.
+# auth overhead: 1 - median(oidc req/s) / median(none req/s) (target: <= 5 %), and the check's own
+# share, 1 - oidc / none+token. Nothing is asserted.
 #
 # This is the steady state of a caller that sends the same token again and again, which is how
 # clients behave until their token expires: the server verifies a token's signature once and then
@@ -155,11 +158,17 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors} {total}")
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/model-server bench || echo "+dirty")
 echo "== $(date -u +%FT%TZ) commit $commit, $cores cores shared by the servers and wrk, $clients clients, ${seconds}s per run, $repeats rounds" >&2
 printf 'round\tauth\treq_s\tp50_ms\tp99_ms\terrors\trequests\tload_1m\n' >"$out"
+variants=(none none+token oidc)
 for r in $(seq 1 "$repeats"); do
-  order="none oidc"; [ $((r % 2)) = 0 ] && order="oidc none"
-  for a in $order; do
+  for i in 0 1 2; do
+    a=${variants[$(( (i + r - 1) % 3 ))]}
+    case $a in
+      none) target_url=${url[none]} lua="$work/post-none.lua" ;;
+      none+token) target_url=${url[none]} lua="$work/post-oidc.lua" ;;
+      oidc) target_url=${url[oidc]} lua="$work/post-oidc.lua" ;;
+    esac
     load=$(cut -d' ' -f1 /proc/loadavg)
-    figures=$(run_wrk "${url[$a]}" "$work/post-$a.lua")
+    figures=$(run_wrk "$target_url" "$lua")
     printf '%s\t%s\t%s\t%s\n' "$r" "$a" "$(echo "$figures" | tr ' ' '\t')" "$load" >>"$out"
     echo "   round $r, --auth $a: $figures (req/s p50 p99 errors requests), load $load" >&2
   done
@@ -177,12 +186,14 @@ def cell(vals, digits):
 print(f"| auth | req/s at {sys.argv[2]} clients | p50 ms | p99 ms | errors (sum) |")
 print("|---|---:|---:|---:|---:|")
 med = {}
-for a in ["none", "oidc"]:
+for a in ["none", "none+token", "oidc"]:
     rs = [r for r in rows if r["auth"] == a]
     med[a] = statistics.median(float(r["req_s"]) for r in rs)
     print(f"| {a} | {cell([float(r['req_s']) for r in rs], 0)} | {cell([float(r['p50_ms']) for r in rs], 3)} | "
           f"{cell([float(r['p99_ms']) for r in rs], 3)} | {sum(int(r['errors']) for r in rs)} of {sum(int(r['requests']) for r in rs)} |")
 print(f"\nauth overhead (1 - oidc/none, medians): {100 * (1 - med['oidc'] / med['none']):.1f} % (target <= 5 %)")
+print(f"of which the token's bytes (1 - none+token/none): {100 * (1 - med['none+token'] / med['none']):.1f} %, "
+      f"the check itself (1 - oidc/none+token): {100 * (1 - med['oidc'] / med['none+token']):.1f} %")
 if sys.argv[3]:
     print(f"oidc server: {sys.argv[3].strip()}")
 PY

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::answer::{AuthResult, Denied};
 use super::config::AuthSettings;
 use super::jwks::JwksTiming;
@@ -27,7 +29,24 @@ enum Checker {
 /// A configured check, shared by every request.
 pub struct Auth {
     checker: Checker,
-    counter: AuthCounter,
+    /// The series of `berth_model_auth_requests_total`, by [`AuthResult`], resolved once.
+    counts: [Counter; 4],
+}
+
+fn series(counter: &AuthCounter) -> [Counter; 4] {
+    [
+        AuthResult::Allowed,
+        AuthResult::Unauthenticated,
+        AuthResult::Forbidden,
+        AuthResult::Error,
+    ]
+    .map(|result| {
+        counter
+            .get_or_create(&AuthLabels {
+                result: result.as_str(),
+            })
+            .clone()
+    })
 }
 
 impl Auth {
@@ -47,14 +66,17 @@ impl Auth {
             }
             AuthSettings::Kubernetes(k) => Checker::Kubernetes(TokenReviewer::in_cluster(k)?),
         };
-        Ok(Some(Arc::new(Self { checker, counter })))
+        Ok(Some(Arc::new(Self {
+            checker,
+            counts: series(&counter),
+        })))
     }
 
     /// A check by `verifier` (already started, or to start).
     pub fn oidc(verifier: OidcVerifier, counter: AuthCounter) -> Arc<Self> {
         Arc::new(Self {
             checker: Checker::Oidc(verifier),
-            counter,
+            counts: series(&counter),
         })
     }
 
@@ -62,7 +84,7 @@ impl Auth {
     pub fn kubernetes(reviewer: TokenReviewer, counter: AuthCounter) -> Arc<Self> {
         Arc::new(Self {
             checker: Checker::Kubernetes(reviewer),
-            counter,
+            counts: series(&counter),
         })
     }
 
@@ -75,15 +97,16 @@ impl Auth {
             },
             Err(denied) => Err(denied),
         };
-        let label = match &result {
-            Ok(_) => AuthResult::Allowed,
-            Err(denied) => denied.result(),
+        let index = match &result {
+            Ok(_) => 0,
+            Err(denied) => match denied.result() {
+                AuthResult::Allowed => 0,
+                AuthResult::Unauthenticated => 1,
+                AuthResult::Forbidden => 2,
+                AuthResult::Error => 3,
+            },
         };
-        self.counter
-            .get_or_create(&AuthLabels {
-                result: label.as_str(),
-            })
-            .inc();
+        self.counts[index].inc();
         result
     }
 }

@@ -34,7 +34,8 @@ pub use middleware::{Auth, require_token};
 /// the ServiceAccount's user name. Only for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub name: String,
+    /// Shared, so that a cached verdict is handed out without copying.
+    pub name: std::sync::Arc<str>,
 }
 
 /// Labels of `berth_model_auth_requests_total`.

@@ -245,7 +245,8 @@ impl Principal {
             name: claims
                 .preferred_username
                 .or(claims.sub)
-                .unwrap_or_else(|| "?".to_owned()),
+                .unwrap_or_else(|| "?".to_owned())
+                .into(),
         }
     }
 }

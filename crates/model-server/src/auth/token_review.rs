@@ -295,7 +295,7 @@ pub fn decide(settings: &KubernetesSettings, status: &ReviewStatus) -> Result<Pr
         )));
     }
     Ok(Principal {
-        name: username.clone(),
+        name: username.as_str().into(),
     })
 }
 
@@ -327,7 +327,7 @@ mod tests {
         let any = settings(&[]);
         let sa = "system:serviceaccount:team:client";
         assert_eq!(
-            decide(&any, &status(true, sa, &["model-a"])).unwrap().name,
+            &*decide(&any, &status(true, sa, &["model-a"])).unwrap().name,
             sa
         );
         let denied = |s: &KubernetesSettings, st: ReviewStatus| decide(s, &st).unwrap_err();
