@@ -11,7 +11,12 @@
 # seconds per run, REPEATS rounds, the variants interleaved within each round (the order rotates).
 # Prints one line per run, then the median (and range) of req/s, p50 and p99 of each, and the
 # auth overhead: 1 - median(oidc req/s) / median(none req/s) (target: <= 5 %), and the check's own
-# share, 1 - oidc / none+token. Nothing is asserted.
+# share, 1 - oidc / none+token. Because req/s on a machine shared with other work moves with the
+# others' load, each run also records the server's own CPU time per request (the sum of its
+# threads' /proc/PID/task/*/schedstat run time over the run, divided by the requests), which the
+# others' load barely moves; the summary gives its medians and the extra CPU oidc spends per
+# request. It first prints the check alone, on one thread, by examples/auth_check.rs: µs per
+# request with a token already verified, and for a new token. Nothing is asserted.
 #
 # This is the steady state of a caller that sends the same token again and again, which is how
 # clients behave until their token expires: the server verifies a token's signature once and then
@@ -39,9 +44,12 @@ mkdir -p "$work"
 command -v wrk >/dev/null || { echo "wrk is missing: tools/bench-tools/install.sh installs it" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl is missing" >&2; exit 1; }
 
-echo "== building berth-model-server (release)" >&2
-cargo build --release -p berth-model-server --bin berth-model-server >&2
+echo "== building berth-model-server and the auth_check example (release)" >&2
+cargo build --release -p berth-model-server --bin berth-model-server --example auth_check >&2
 bin="$target/release/berth-model-server"
+echo "== the check alone (crates/model-server/examples/auth_check.rs)" >&2
+check_alone=$("$target/release/examples/auth_check")
+echo "   $check_alone" >&2
 
 venv="$target/tmp/onnx-$onnx_version-venv"
 if ! "$venv/bin/python" -c 'import onnx' 2>/dev/null; then
@@ -114,13 +122,16 @@ print("wrk.body = " + json.dumps(sys.argv[1]))
 PY
 done
 
-declare -A url
+declare -A url pid
+# Nanoseconds the process has run on a CPU, all its threads together.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {printf "%.0f\n", ns}'; }
 start_server() { # NAME AUTH-ARGS...
   local name=$1; shift
   local port metrics; port=$(free_port); metrics=$(free_port)
   "$bin" --model-path "$work/models/mlp" --http-addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$metrics" "$@" \
     2>"$work/auth-$name.log" &
   pids+=($!)
+  pid[$name]=$!
   wait_code "http://127.0.0.1:$metrics/v2/health/ready" 200 "$work/auth-$name.log"
   url[$name]="http://127.0.0.1:$port/v2/models/mlp/infer"
 }
@@ -157,43 +168,54 @@ print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors} {total}")
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/model-server bench || echo "+dirty")
 echo "== $(date -u +%FT%TZ) commit $commit, $cores cores shared by the servers and wrk, $clients clients, ${seconds}s per run, $repeats rounds" >&2
-printf 'round\tauth\treq_s\tp50_ms\tp99_ms\terrors\trequests\tload_1m\n' >"$out"
+printf 'round\tauth\treq_s\tp50_ms\tp99_ms\terrors\trequests\tload_1m\tcpu_us_per_req\n' >"$out"
 variants=(none none+token oidc)
 for r in $(seq 1 "$repeats"); do
   for i in 0 1 2; do
     a=${variants[$(( (i + r - 1) % 3 ))]}
     case $a in
-      none) target_url=${url[none]} lua="$work/post-none.lua" ;;
-      none+token) target_url=${url[none]} lua="$work/post-oidc.lua" ;;
-      oidc) target_url=${url[oidc]} lua="$work/post-oidc.lua" ;;
+      none) target_url=${url[none]} lua="$work/post-none.lua" server=${pid[none]} ;;
+      none+token) target_url=${url[none]} lua="$work/post-oidc.lua" server=${pid[none]} ;;
+      oidc) target_url=${url[oidc]} lua="$work/post-oidc.lua" server=${pid[oidc]} ;;
     esac
     load=$(cut -d' ' -f1 /proc/loadavg)
+    before=$(cpu_ns "$server")
     figures=$(run_wrk "$target_url" "$lua")
-    printf '%s\t%s\t%s\t%s\n' "$r" "$a" "$(echo "$figures" | tr ' ' '\t')" "$load" >>"$out"
-    echo "   round $r, --auth $a: $figures (req/s p50 p99 errors requests), load $load" >&2
+    after=$(cpu_ns "$server")
+    requests=${figures##* }
+    cpu=$(python3 -c "print(f'{($after - $before) / 1000 / max($requests, 1):.2f}')")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$a" "$(echo "$figures" | tr ' ' '\t')" "$load" "$cpu" >>"$out"
+    echo "   round $r, --auth $a: $figures (req/s p50 p99 errors requests), server CPU $cpu µs/request, load $load" >&2
   done
 done
 metrics_port=$(grep -o 'serving metrics on http://[0-9.:]*' "$work/auth-oidc.log" | head -1 | sed 's|.*http://||')
 allowed=$(curl -s "http://$metrics_port/metrics" | grep 'berth_model_auth_requests_total{result="allowed"}' || true)
 
-python3 - "$out" "$clients" "$allowed" <<'PY'
+python3 - "$out" "$clients" "$allowed" "$check_alone" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def cell(vals, digits):
     vals = sorted(vals)
     med = statistics.median(vals)
     return f"{med:.{digits}f}" if vals[0] == vals[-1] else f"{med:.{digits}f} ({vals[0]:.{digits}f}–{vals[-1]:.{digits}f})"
-print(f"| auth | req/s at {sys.argv[2]} clients | p50 ms | p99 ms | errors (sum) |")
-print("|---|---:|---:|---:|---:|")
-med = {}
+print(f"| auth | req/s at {sys.argv[2]} clients | server CPU µs/request | p50 ms | p99 ms | errors (sum) | load (1 min) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+med, cpu = {}, {}
 for a in ["none", "none+token", "oidc"]:
     rs = [r for r in rows if r["auth"] == a]
     med[a] = statistics.median(float(r["req_s"]) for r in rs)
-    print(f"| {a} | {cell([float(r['req_s']) for r in rs], 0)} | {cell([float(r['p50_ms']) for r in rs], 3)} | "
-          f"{cell([float(r['p99_ms']) for r in rs], 3)} | {sum(int(r['errors']) for r in rs)} of {sum(int(r['requests']) for r in rs)} |")
+    cpu[a] = statistics.median(float(r["cpu_us_per_req"]) for r in rs)
+    print(f"| {a} | {cell([float(r['req_s']) for r in rs], 0)} | {cell([float(r['cpu_us_per_req']) for r in rs], 2)} | "
+          f"{cell([float(r['p50_ms']) for r in rs], 3)} | "
+          f"{cell([float(r['p99_ms']) for r in rs], 3)} | {sum(int(r['errors']) for r in rs)} of {sum(int(r['requests']) for r in rs)} | "
+          f"{cell([float(r['load_1m']) for r in rs], 1)} |")
 print(f"\nauth overhead (1 - oidc/none, medians): {100 * (1 - med['oidc'] / med['none']):.1f} % (target <= 5 %)")
 print(f"of which the token's bytes (1 - none+token/none): {100 * (1 - med['none+token'] / med['none']):.1f} %, "
       f"the check itself (1 - oidc/none+token): {100 * (1 - med['oidc'] / med['none+token']):.1f} %")
+print(f"server CPU per request: oidc {cpu['oidc']:.2f} µs vs none {cpu['none']:.2f} µs "
+      f"(+{cpu['oidc'] - cpu['none']:.2f} µs, {100 * (cpu['oidc'] / cpu['none'] - 1):.1f} %), "
+      f"vs none+token {cpu['none+token']:.2f} µs (+{cpu['oidc'] - cpu['none+token']:.2f} µs)")
 if sys.argv[3]:
     print(f"oidc server: {sys.argv[3].strip()}")
+print(sys.argv[4])
 PY
