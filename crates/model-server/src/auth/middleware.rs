@@ -16,7 +16,7 @@ use super::config::AuthSettings;
 use super::jwks::JwksTiming;
 use super::oidc::OidcVerifier;
 use super::token_review::TokenReviewer;
-use super::{AuthCounter, AuthLabels, Principal};
+use super::{AuthCounter, AuthLabels};
 
 /// The longest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -89,7 +89,7 @@ impl Auth {
     }
 
     /// Checks the request's headers, and counts the result.
-    pub async fn check(&self, headers: &HeaderMap) -> Result<Principal, Denied> {
+    pub async fn check(&self, headers: &HeaderMap) -> Result<(), Denied> {
         let result = match bearer_token(headers) {
             Ok(token) => match &self.checker {
                 Checker::Oidc(v) => v.verify(token).await,
@@ -151,10 +151,7 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     match auth.check(request.headers()).await {
-        Ok(principal) => {
-            tracing::trace!(caller = %principal.name, "request allowed");
-            next.run(request).await
-        }
+        Ok(()) => next.run(request).await,
         Err(denied) => {
             match &denied {
                 Denied::Unavailable(reason) => {

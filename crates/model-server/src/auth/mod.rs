@@ -31,10 +31,9 @@ pub use jwks::JwksTiming;
 pub use middleware::{Auth, require_token};
 
 /// Who a request comes from, once checked: the token's `preferred_username` or `sub`, or
-/// the ServiceAccount's user name. Only for logs.
+/// the ServiceAccount's user name. Only for logs (at debug, when a token is first checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Shared, so that a cached verdict is handed out without copying.
     pub name: std::sync::Arc<str>,
 }
 

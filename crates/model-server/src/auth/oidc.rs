@@ -126,7 +126,7 @@ impl OidcVerifier {
     }
 
     /// Checks `token`: who the caller is, or 401/403/503.
-    pub async fn verify(&self, token: &str) -> Result<Principal, Denied> {
+    pub async fn verify(&self, token: &str) -> Result<(), Denied> {
         let hash = cache::hash(token);
         if let Some(verdict) = self.verdicts.get(&hash) {
             return verdict;
@@ -135,9 +135,14 @@ impl OidcVerifier {
         // Never past `exp` (plus the leeway it was checked with).
         let left = claims.exp + self.settings.clock_skew.as_secs_f64() - now_secs();
         let ttl = VERDICT_TTL.min(Duration::from_secs_f64(left.clamp(0.0, 86_400.0)));
-        let verdict = self
-            .authorize(&claims)
-            .map(|()| Principal::from_claims(claims));
+        let verdict = self.authorize(&claims);
+        let caller = Principal::from_claims(claims);
+        match &verdict {
+            Ok(()) => tracing::debug!(caller = %caller.name, "token verified"),
+            Err(denied) => {
+                tracing::debug!(caller = %caller.name, reason = %denied, "token refused")
+            }
+        }
         self.verdicts
             .put(hash, Instant::now() + ttl, verdict.clone());
         verdict

@@ -187,13 +187,15 @@ impl TokenReviewer {
     }
 
     /// Checks `token`: who the caller is, or 401/403/503.
-    pub async fn review(&self, token: &str) -> Result<Principal, Denied> {
+    pub async fn review(&self, token: &str) -> Result<(), Denied> {
         let hash = cache::hash(token);
         if let Some(verdict) = self.verdicts.get(&hash) {
             return verdict;
         }
         let status = self.ask(token).await?;
-        let verdict = decide(&self.settings, &status);
+        let verdict = decide(&self.settings, &status).map(|caller| {
+            tracing::debug!(caller = %caller.name, "ServiceAccount token reviewed");
+        });
         let ttl = if verdict.is_ok() {
             ALLOWED_TTL
         } else {
