@@ -70,10 +70,14 @@ pub struct OidcVerifier {
     verdicts: VerdictCache,
 }
 
-/// An HTTP client trusting the system's roots (webpki) plus `ca_pem`'s certificates.
+/// An HTTP client trusting the system's roots (webpki) plus `ca_pem`'s certificates, following
+/// no redirects.
 pub fn http_client(ca_pem: Option<&[u8]>, what: &str) -> Result<reqwest::Client, String> {
+    // No redirects: the issuer's keys come from the configured or discovered URL only, and an
+    // https URL is never followed to http.
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("berth-model-server/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5));
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)

@@ -151,6 +151,7 @@ impl TokenReviewer {
     ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("berth-model-server/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10));
         if let Some(pem) = ca_pem {
