@@ -25,6 +25,8 @@ use crate::metrics::{self, EndpointLabels, Metrics, RequestLabels};
 use crate::model::{self, LoadError, LoadedModel};
 use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata};
 
+pub mod grpc;
+
 /// The server's name in `GET /v2`.
 pub const SERVER_NAME: &str = "berth-model-server";
 
@@ -708,6 +710,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reason: one_line(&e),
     })?;
 
+    let grpc_listener = match config.grpc_addr {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| RunError::Bind {
+                        addr,
+                        reason: one_line(&e),
+                    })?,
+            )
+        }
+        None => None,
+    };
+
     let state = Arc::new(
         AppState::new(
             model_name.clone(),
@@ -749,6 +765,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let stop_reason: Arc<Mutex<Option<Stop>>> = Arc::new(Mutex::new(None));
     let (draining_tx, mut draining_rx) = watch::channel(false);
+    if let Some(listener) = grpc_listener {
+        let grpc_addr = listener.local_addr().map_err(|e| RunError::Bind {
+            addr: config.http_addr,
+            reason: one_line(&e),
+        })?;
+        tracing::info!("serving the gRPC API on {grpc_addr}");
+        let mut draining = draining_tx.subscribe();
+        let grpc =
+            axum::serve(listener, grpc::router(state.clone())).with_graceful_shutdown(async move {
+                let _ = draining.wait_for(|draining| *draining).await;
+            });
+        tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::warn!(error = %one_line(&e), "the gRPC listener stopped");
+            }
+        });
+    }
     let reason_slot = stop_reason.clone();
     let graceful = async move {
         let reason = stop_rx.recv().await;

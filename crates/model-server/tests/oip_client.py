@@ -1,6 +1,7 @@
 """Calls berth-model-server with NVIDIA's tritonclient, as a user of the protocol would.
 
 Usage: python oip_client.py http|grpc MLP_URL STRINGS_URL DTYPES_URL
+       python oip_client.py grpc-once MLP_URL     (one inference; prints its status)
 
 Each URL is host:port of a server of the `mlp`, `strings` and `dtypes` models of make_models.py.
 Over HTTP, tritonclient sends inputs with the binary tensor data extension and asks for binary
@@ -16,7 +17,24 @@ import sys
 import numpy as np
 
 
+def one_grpc_inference(url: str) -> None:
+    """One ModelInfer of the mlp model over gRPC; prints its status code and message."""
+    import tritonclient.grpc as client
+
+    mlp = client.InferenceServerClient(url=url)
+    x = client.InferInput("x", [1, 3], "FP32")
+    x.set_data_from_numpy(np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
+    try:
+        result = mlp.infer("mlp", [x], client_timeout=20)
+        print(json.dumps({"status": "OK", "y": result.as_numpy("y").reshape(-1).tolist()}))
+    except Exception as e:  # tritonclient.utils.InferenceServerException
+        print(json.dumps({"status": str(e.status()), "message": e.message()}))
+
+
 def main() -> None:
+    if sys.argv[1] == "grpc-once":
+        one_grpc_inference(sys.argv[2])
+        return
     protocol, mlp_url, strings_url, dtypes_url = sys.argv[1:5]
     if protocol == "http":
         import tritonclient.http as client

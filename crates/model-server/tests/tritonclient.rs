@@ -52,10 +52,15 @@ fn pyclients() -> PathBuf {
 
 /// Runs tests/oip_client.py over `protocol` against the three servers; returns its report.
 fn run_client(protocol: &str, urls: [String; 3]) -> Value {
+    run_script(&[protocol.to_owned()], &urls)
+}
+
+fn run_script(args: &[String], urls: &[String]) -> Value {
+    let protocol = &args[0];
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oip_client.py");
     let out = Command::new(pyclients().join("bin/python"))
         .arg(script)
-        .arg(protocol)
+        .args(args)
         .args(urls)
         .output()
         .expect("run tests/oip_client.py");
@@ -92,7 +97,6 @@ fn check_numbers(report: &Value) {
         assert_close(&values(&got["y"]), &y);
         assert_close(&values(&got["pre"]), &pre);
     }
-    assert_eq!(report["error"]["status"], "400");
     assert_eq!(
         report["error"]["message"],
         "input 'x': shape [3, 2] does not match the model's [-1, 3]"
@@ -131,16 +135,35 @@ fn check_numbers(report: &Value) {
     );
 }
 
+/// A server of one of the test models with its gRPC API on too.
+fn server(name: &str) -> Server {
+    let dir = model_dir(name);
+    Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+    ])
+}
+
+/// Both transports against the same three servers.
 #[test]
-fn tritonclient_http_with_binary_tensors() {
-    let mlp = Server::model("mlp");
-    let strings = Server::model("strings");
-    let dtypes = Server::model("dtypes");
-    let report = run_client(
-        "http",
-        [&mlp, &strings, &dtypes].map(|s| s.addr.to_string()),
+fn tritonclient_http_and_grpc() {
+    let servers = [server("mlp"), server("strings"), server("dtypes")];
+    let http = run_client("http", servers.each_ref().map(|s| s.addr.to_string()));
+    check_http(&http);
+    let grpc = run_client(
+        "grpc",
+        servers.each_ref().map(|s| s.grpc_addr().to_string()),
     );
-    check_numbers(&report);
+    check_numbers(&grpc);
+    assert_eq!(grpc["error"]["status"], "StatusCode.INVALID_ARGUMENT");
+    assert_eq!(grpc["extensions"], json!(["binary_tensor_data"]));
+}
+
+fn check_http(report: &Value) {
+    check_numbers(report);
+    assert_eq!(report["error"]["status"], "400");
     assert_eq!(report["extensions"], json!(["binary_tensor_data"]));
 
     // The transport was the binary extension: binary outputs carry binary_data_size, no data.
@@ -177,4 +200,76 @@ fn tritonclient_http_with_binary_tensors() {
     for (name, size) in sizes {
         binary(&report["dtypes"][name], size);
     }
+}
+
+/// gRPC inferences are held to the REST API's limits: the queue of waiting requests, shared
+/// with REST, and the memory budget, both taken before the message is read.
+#[test]
+fn grpc_shares_the_queue_and_the_memory_budget() {
+    use std::io::Write;
+    let dir = model_dir("mlp");
+    let once =
+        |server: &Server| run_script(&["grpc-once".to_owned()], &[server.grpc_addr().to_string()]);
+    // One slot and no queue: a REST request that holds the slot (its body never comes) makes a
+    // gRPC inference busy, as a second REST request would be (429).
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--inference-threads",
+        "1",
+        "--max-queued-requests",
+        "0",
+    ]);
+    assert_eq!(once(&server)["status"], "OK");
+    let mut holder = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        holder,
+        "POST /v2/models/mlp/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    holder.flush().unwrap();
+    // The holder takes the slot as soon as its headers are read.
+    let mut busy = Value::Null;
+    for _ in 0..50 {
+        busy = once(&server);
+        if busy["status"] != "OK" {
+            break;
+        }
+    }
+    assert_eq!(busy["status"], "StatusCode.UNAVAILABLE", "{busy}");
+    assert!(
+        busy["message"]
+            .as_str()
+            .unwrap()
+            .contains("the server is busy"),
+        "{busy}"
+    );
+    drop(holder);
+
+    // A budget smaller than what a largest message can take: refused before it is read, as a
+    // REST request of that size is (413).
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--max-request-bytes",
+        "1048576",
+        "--memory-budget-bytes",
+        "2097152",
+    ]);
+    let refused = once(&server);
+    assert_eq!(
+        refused["status"], "StatusCode.RESOURCE_EXHAUSTED",
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than the server's memory budget of 2097152 bytes"),
+        "{refused}"
+    );
 }
