@@ -3,7 +3,8 @@
 //! ModelMetadata and ModelInfer, beside the REST API, for the same model and under the same
 //! limits: an inference takes an inference slot (or waits in the same bounded queue, 429's
 //! equivalent `UNAVAILABLE` beyond it) and reserves from the same memory budget before its
-//! message is read, and gives back what its tensors do not need once it is decoded.
+//! message is read, gives back what its tensors do not need once it is decoded, and must send
+//! its message within the body timeout.
 //!
 //! Tensors travel as `raw_input_contents` / `raw_output_contents`: one entry per tensor, its
 //! elements laid out as in the binary data extension ([`crate::binary`]); that is what
@@ -13,6 +14,7 @@
 //! RESOURCE_EXHAUSTED, 408 to DEADLINE_EXCEEDED, 429 and 503 to UNAVAILABLE, 500 to INTERNAL;
 //! the message is the REST error's.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
@@ -91,6 +93,14 @@ async fn hold_slot(State(state): State<Arc<AppState>>, mut req: Request, next: N
         Err(e) => return status(e).into_http::<axum::body::Body>(),
     };
     req.extensions_mut().insert(held.clone());
+    // The message must arrive within the body timeout, as a REST body must.
+    let req = req.map(|body| {
+        axum::body::Body::new(Deadline {
+            inner: body,
+            timeout: state.body_timeout,
+            sleep: Box::pin(tokio::time::sleep(state.body_timeout)),
+        })
+    });
     next.run(req).await.map(|body| {
         axum::body::Body::new(Holding {
             inner: body,
@@ -131,6 +141,47 @@ impl http_body::Body for Holding {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that fails once `timeout` has passed before it ended, so a client that holds
+/// an inference slot cannot keep it by sending its message slowly.
+struct Deadline<B> {
+    inner: B,
+    timeout: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> http_body::Body for Deadline<B>
+where
+    B: http_body::Body<Data = axum::body::Bytes, Error = axum::Error> + Unpin,
+{
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(format!(
+                "the request message did not arrive within {} s",
+                self.timeout.as_secs()
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -522,6 +573,46 @@ mod tests {
             let s = status(e);
             assert_eq!((s.code(), s.message()), (code, message.as_str()));
         }
+    }
+
+    /// A body that never sends anything.
+    struct Silent;
+
+    impl http_body::Body for Silent {
+        type Data = axum::body::Bytes;
+        type Error = axum::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_does_not_arrive_in_time_fails() {
+        use http_body_util::BodyExt;
+        let timeout = std::time::Duration::from_secs(30);
+        let body = Deadline {
+            inner: Silent,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        };
+        let started = tokio::time::Instant::now();
+        let err = body.collect().await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("the request message did not arrive within 30 s")
+        );
+        assert_eq!(started.elapsed(), timeout);
+        // A body that ends in time is passed through.
+        let body = Deadline {
+            inner: Body::from("abc"),
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        };
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abc");
     }
 
     #[tokio::test]
