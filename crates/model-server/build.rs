@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         // Raw tensor contents as `Bytes`: slices of the received message, not copies.
         .bytes(".inference")
+        // prost's codec, checking a ModelInfer message's counts on the wire before decoding.
+        .codec_path("crate::server::grpc::bounds::BoundedCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -124,6 +124,33 @@ def main() -> None:
     except Exception as e:  # tritonclient.utils.InferenceServerException
         report["error"] = {"status": str(e.status()), "message": e.message()}
 
+    if protocol == "grpc":
+        # Bounds checked on the message's wire bytes before it is decoded: too many inputs, and
+        # typed contents (sent with the client's own generated stub, as tritonclient only sends
+        # raw contents).
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        many = []
+        for i in range(257):
+            t = client.InferInput(f"x{i}", [1], "FP32")
+            set_data(t, np.zeros(1, dtype=np.float32))
+            many.append(t)
+        try:
+            mlp.infer("mlp", many)
+            report["too_many_inputs"] = None
+        except Exception as e:
+            report["too_many_inputs"] = {"status": str(e.status()), "message": e.message()}
+        request = service_pb2.ModelInferRequest(model_name="mlp")
+        typed = request.inputs.add(name="x", datatype="FP32", shape=[1, 3])
+        typed.contents.fp32_contents.extend([1.0, 2.0, 3.0])
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(mlp_url))
+        try:
+            stub.ModelInfer(request)
+            report["typed_contents"] = None
+        except grpc.RpcError as e:
+            report["typed_contents"] = {"status": str(e.code()), "message": e.details()}
+
     # BYTES tensors: 4-byte length-prefixed elements.
     strings = client.InferenceServerClient(url=strings_url)
     s = np.array(["a".encode(), "".encode(), "héllo".encode()], dtype=np.object_)

@@ -158,6 +158,15 @@ fn tritonclient_http_and_grpc() {
     );
     check_numbers(&grpc);
     assert_eq!(grpc["error"]["status"], "StatusCode.INVALID_ARGUMENT");
+    // Refused on the message's wire bytes, before it is decoded.
+    assert_eq!(
+        grpc["too_many_inputs"],
+        json!({"status": "StatusCode.INVALID_ARGUMENT", "message": "inputs: more than 256, the most this server takes"})
+    );
+    assert_eq!(
+        grpc["typed_contents"],
+        json!({"status": "StatusCode.INVALID_ARGUMENT", "message": "input 'x': typed `contents` are not supported by this server; send the tensors as raw_input_contents"})
+    );
     assert_eq!(grpc["extensions"], json!(["binary_tensor_data"]));
 }
 
