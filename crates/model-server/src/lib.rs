@@ -2,8 +2,10 @@
 //!
 //! Serves one ONNX model, run by tract, over the KServe Open Inference
 //! Protocol (V2) REST API: health, server and model metadata, and inference
-//! with JSON tensors; plus Prometheus metrics on `/metrics`.
+//! with JSON tensors or the binary tensor data extension, and its gRPC API
+//! (`--grpc-addr`); plus Prometheus metrics on `/metrics`.
 
+pub mod binary;
 pub mod budget;
 pub mod config;
 pub mod error;
