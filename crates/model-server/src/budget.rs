@@ -10,6 +10,10 @@
 //! request is parsed, its exact charge (the body plus the shapes' element counts times their
 //! element sizes) is known and the surplus is given back.
 //!
+//! A body with the binary data extension ([`crate::binary`]) is charged its JSON header as
+//! above, and its binary data twice: the bytes themselves and what they decode to
+//! ([`Charge::for_binary_body`]).
+//!
 //! A request that waits for budget holds an inference slot but no body (at most one waiter
 //! per slot); one whose charge exceeds the whole budget is refused with 413 at once.
 //!
@@ -96,6 +100,27 @@ impl Charge {
             bytes = bytes.saturating_add(body_len);
         }
         Charge(bytes)
+    }
+
+    /// The most a body of `body_len` bytes whose first `json_len` bytes are its JSON header
+    /// (binary data extension, [`crate::binary`]) and its decoded inputs can take: the JSON
+    /// header as [`Charge::for_body`], and each byte of binary data itself plus what it decodes
+    /// to: at most one byte (a numeric or BOOL element decodes to as many bytes as it has in
+    /// binary), or 7 when an input is BYTES (an element of 4 bytes or more becomes a 24-byte
+    /// string header and its characters).
+    pub fn for_binary_body(body_len: u64, json_len: u64, cost: InputCost) -> Self {
+        let json_len = json_len.min(body_len);
+        let binary = body_len - json_len;
+        let per_byte = if cost.strings {
+            1 + element_size(DataType::Bytes) as u64 / 4
+        } else {
+            1
+        };
+        let json = Charge::for_body(json_len, cost).0;
+        Charge(
+            json.saturating_add(binary)
+                .saturating_add(binary.saturating_mul(per_byte)),
+        )
     }
 
     /// What a parsed request takes: its body and its inputs' decoded buffers
@@ -263,6 +288,26 @@ mod tests {
         let strings = InputCost::of([DataType::Bytes]);
         assert_eq!(Charge::for_body(10, strings), Charge(10 + 6 * 24 + 10));
         assert_eq!(InputCost::of([]).max_element, 8);
+    }
+
+    #[test]
+    fn a_binary_body_is_charged_its_json_header_and_a_decoded_copy_of_its_binary_data() {
+        let uint8 = InputCost::of([DataType::Uint8]);
+        // 100 bytes of JSON (at most 51 one-byte elements), 1 MiB of binary data decoding to
+        // 1 MiB of u8: more than the JSON rule would charge a body of that length (1.5x).
+        let charge = Charge::for_binary_body(100 + MIB, 100, uint8);
+        assert_eq!(charge, Charge(100 + 51 + 2 * MIB));
+        assert!(charge > Charge::for_body(100 + MIB, uint8));
+        let strings = InputCost::of([DataType::Bytes, DataType::Fp32]);
+        assert_eq!(
+            Charge::for_binary_body(10 + 40, 10, strings),
+            Charge(10 + 6 * 24 + 10 + 40 + 7 * 40)
+        );
+        // A header length past the body charges the body as JSON (it is refused after).
+        assert_eq!(
+            Charge::for_binary_body(10, 99, uint8),
+            Charge::for_body(10, uint8)
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{ApiError, flatten_whitespace};
 use crate::protocol::{InferenceRequest, TensorMetadata};
-use crate::tensor::{DataType, EncodedTensor, decode_tensor, encode_tensor};
+use crate::tensor::{DataType, EncodedTensor, decode_input, encode_tensor};
 
 /// The file name looked for when the model path is a directory.
 pub const MODEL_FILE_NAME: &str = "model.onnx";
@@ -378,7 +378,7 @@ impl LoadedModel {
                 )));
             }
             check_shape(spec, &input.shape, &mut symbols)?;
-            let tensor = decode_tensor(&input.name, datatype, &input.shape, input.data.get())?;
+            let tensor = decode_input(&input.name, datatype, &input.shape, input.values()?)?;
             values.push(tensor.into_tvalue());
         }
         Ok(values)

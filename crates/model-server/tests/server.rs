@@ -34,7 +34,7 @@ fn health_and_metadata() {
     assert_eq!(meta.content_type, "application/json");
     assert_eq!(meta.body["name"], "berth-model-server");
     assert_eq!(meta.body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(meta.body["extensions"], json!([]));
+    assert_eq!(meta.body["extensions"], json!(["binary_tensor_data"]));
 
     let model = Answer::from(server.get("/v2/models/mlp"));
     assert_eq!(model.status, 200);

@@ -164,6 +164,39 @@ pub async fn require_token(
     }
 }
 
+/// The same for the gRPC API: a refused call is answered with a gRPC status in a
+/// trailers-only response (HTTP 200, `grpc-status` 16 `UNAUTHENTICATED`, 7
+/// `PERMISSION_DENIED` or 14 `UNAVAILABLE`, the reason in `grpc-message`), as gRPC clients
+/// expect, plus the same `WWW-Authenticate` challenge. The token comes in the
+/// `authorization` metadata, `Bearer <token>`.
+pub async fn require_token_grpc(
+    State(auth): State<Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match auth.check(request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            let challenge = denied.clone().into_response();
+            let status = match &denied {
+                Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
+                Denied::Forbidden(m) => tonic::Status::permission_denied(m.clone()),
+                Denied::Unavailable(m) => {
+                    tracing::warn!(error = %m, "cannot check a token");
+                    tonic::Status::unavailable(m.clone())
+                }
+            };
+            let mut response = status.into_http::<axum::body::Body>();
+            if let Some(value) = challenge.headers().get(header::WWW_AUTHENTICATE) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value.clone());
+            }
+            response
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

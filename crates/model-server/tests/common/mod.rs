@@ -243,6 +243,17 @@ impl Server {
         wait_exit(&mut self.child, timeout)
     }
 
+    /// Where the gRPC API is served, when the server was started with `--grpc-addr` (it says
+    /// so before it says where the REST API listens).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        let lines = self.stderr.lock().unwrap();
+        lines
+            .iter()
+            .find_map(|l| l.split("serving the gRPC API on ").nth(1))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("the server reported no gRPC address:\n{}", lines.join("\n")))
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
