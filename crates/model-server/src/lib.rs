@@ -14,6 +14,7 @@ pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod tensor;
+pub mod working;
 
 pub use config::Config;
 pub use server::{RunError, run};
