@@ -11,7 +11,9 @@
 # Environment: REQUESTS (default 64), MIN_MIB/MAX_MIB (default 8/64), KINDS (default
 # "raw mismatch valid binary"), PROFILE (release or debug build, default release), SERVER_BIN (a
 # server binary to measure instead of building one, e.g. an older build), SERVER_ARGS (more
-# flags, e.g. "--memory-budget-bytes 268435456 --inference-threads 2").
+# flags, e.g. "--memory-budget-bytes 268435456 --inference-threads 2"), GLIBC_TUNABLES (default:
+# the model-server image's, glibc.malloc.mmap_threshold=131072; set it empty to measure glibc's
+# defaults).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,7 +60,8 @@ for kind in $kinds; do
   port=$(free_port)
   log="$work/flood-$kind.log"
   # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
-  RUST_LOG=info "$server" --model-path "$work/models/mlp" --http-addr "127.0.0.1:$port" \
+  # The image's malloc tuning (xtask/src/images/contents.rs), unless the caller sets its own.
+  GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} RUST_LOG=info "$server" --model-path "$work/models/mlp" --http-addr "127.0.0.1:$port" \
     --metrics-addr 127.0.0.1:0 ${SERVER_ARGS:-} 2>"$log" &
   pid=$!
   for _ in $(seq 1 600); do

@@ -23,9 +23,11 @@
 //! and must not wait forever on requests that wait on it), or is refused with 413 when it
 //! exceeds the whole budget. The response keeps its charge until it is sent.
 //!
-//! Not charged: the model's own working memory while it runs (tract's intermediate and
-//! output tensors), which depends on the model; `bench/model-server/flood.sh` measures peak
-//! RSS against the budget.
+//! Once parsed, a request is charged for the model's run too: its working memory for the
+//! request's decoded inputs, measured when the model loaded ([`crate::working`]). The request
+//! grows its reservation to that (waiting like a response does, below) before the model runs,
+//! so runs beside each other never take more than the budget leaves them.
+//! `bench/model-server/flood.sh` measures peak RSS against the budget.
 
 use std::sync::Arc;
 
@@ -129,6 +131,16 @@ impl Charge {
         Charge(body_len.saturating_add(decoded_bytes))
     }
 
+    /// What a parsed request takes while the model runs: its body, its decoded inputs, and the
+    /// model's working memory for them ([`crate::working::WorkingMemory::for_inputs`]).
+    pub fn for_run(body_len: u64, decoded_bytes: u64, working_bytes: u64) -> Self {
+        Charge(
+            body_len
+                .saturating_add(decoded_bytes)
+                .saturating_add(working_bytes),
+        )
+    }
+
     fn units(self) -> u64 {
         self.0.div_ceil(UNIT)
     }
@@ -186,7 +198,7 @@ impl Reservation {
         let more = Charge(charge.0 - held);
         if charge.units() > budget.bytes / UNIT {
             return Err(ApiError::PayloadTooLarge(format!(
-                "the response to this request takes {} bytes of memory, more than the server's memory budget of {} bytes; send smaller batches, or raise --memory-budget-bytes",
+                "answering this request takes {} bytes of memory (its body and tensors, the model's run, or its response), more than the server's memory budget of {} bytes; send smaller batches, or raise --memory-budget-bytes",
                 charge.0, budget.bytes
             )));
         }

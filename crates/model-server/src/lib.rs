@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod server;
 pub mod tensor;
+pub mod working;
 
 pub use config::{Cli, Command, Config};
 pub use server::{RunError, run};

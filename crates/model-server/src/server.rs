@@ -498,7 +498,19 @@ async fn run_inference(
         let (json, binary_data) = binary::split_body(&body, json_len)?;
         let mut req = InferenceRequest::from_json(json)?;
         binary::bind_binary_inputs(&mut req, binary_data)?;
-        reservation.shrink_to(Charge::for_inputs(body.len() as u64, req.decoded_bytes()));
+        // Now that the shapes are known: the body, its decoded inputs and the model's run.
+        let decoded = req.decoded_bytes();
+        let charge = Charge::for_run(
+            body.len() as u64,
+            decoded,
+            model.working.for_inputs(decoded),
+        );
+        reservation.shrink_to(charge);
+        tokio::runtime::Handle::current().block_on(reservation.grow_to(
+            charge,
+            &task_state.budget,
+            task_state.body_timeout,
+        ))?;
         let mut inference = model.infer(&req)?;
         task_state
             .metrics
@@ -607,7 +619,16 @@ impl http_body::Body for HeldBody {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics().encode() {
+    let budget = state.budget();
+    let reserved = budget.bytes().saturating_sub(budget.available());
+    let metrics = state.metrics();
+    metrics
+        .memory_budget_bytes
+        .set(i64::try_from(budget.bytes()).unwrap_or(i64::MAX));
+    metrics
+        .memory_reserved_bytes
+        .set(i64::try_from(reserved).unwrap_or(i64::MAX));
+    match metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(_) => ApiError::internal("cannot encode metrics").into_response(),
     }
@@ -887,10 +908,22 @@ async fn load_model(state: Arc<AppState>, file: std::path::PathBuf, stop: mpsc::
         Ok(model) => {
             let seconds = started.elapsed().as_secs_f64();
             state.metrics().model_load_seconds.set(seconds);
+            let working = model.working;
+            state
+                .metrics()
+                .working_fixed_bytes
+                .set(i64::try_from(working.fixed).unwrap_or(i64::MAX));
+            state
+                .metrics()
+                .working_per_input_byte
+                .set(working.per_input_byte);
             tracing::info!(
                 seconds,
                 inputs = %describe(&model.inputs),
                 outputs = %describe(&model.outputs),
+                working_memory_fixed_bytes = working.fixed,
+                working_memory_per_input_byte = working.per_input_byte,
+                working_memory_measured = working.measured,
                 "model ready"
             );
             state.set_model(Arc::new(model));

@@ -256,10 +256,11 @@ fn requests_are_admitted_against_the_memory_budget() {
     let answer = server.post("/v2/models/mlp/infer", rows(3_000));
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
-    // Its response would not fit: refused after the run, before it is encoded.
+    // Its run or its response would not fit: refused before the model runs or before the
+    // response is encoded.
     server
         .post("/v2/models/mlp/infer", rows(10_000))
-        .assert_error(413, "the response to this request takes");
+        .assert_error(413, "answering this request takes");
     // Its body could never fit: refused before it is read.
     server.post("/v2/models/mlp/infer", rows(15_000)).assert_error(
         413,
@@ -870,4 +871,52 @@ fn oidc_guards_the_public_port_and_leaves_the_probes_open() {
     ] {
         assert!(metrics.contains(series), "{series} missing in {metrics}");
     }
+}
+
+/// Regression (the model's run was not charged: valid large batches took 1,166 MiB against a
+/// 640 MiB budget): the working memory of a model that widens each 4-byte row to 64 KiB is
+/// measured at load, and a request whose run would take more than the budget is refused with
+/// 413 before the model runs, while a small one is answered.
+#[test]
+fn the_models_run_is_charged_in_the_memory_budget() {
+    let dir = model_dir("widen");
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--memory-budget-bytes",
+        &(16u64 << 20).to_string(),
+    ]);
+    let rows = |n: usize| -> String {
+        let ones = vec!["1"; n].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{n},1],"datatype":"FP32","data":[{ones}]}}]}}"#
+        )
+    };
+    let answer = server.post("/v2/models/widen/infer", rows(4));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(floats(&answer.output("y")["data"]), vec![16384.0; 4]);
+
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.metrics_addr))
+        .unwrap()
+        .text()
+        .unwrap();
+    let per_byte: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_model_server_model_working_memory_per_input_byte "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no working-memory figure in {metrics}"));
+    // 64 KiB of Tile output per 4 input bytes; the measurement is in pages, so allow slack.
+    assert!(
+        per_byte > 8_000.0,
+        "the run's working memory per input byte was measured as {per_byte}"
+    );
+    assert!(
+        metrics.contains("berth_model_server_memory_budget_bytes 16777216"),
+        "{metrics}"
+    );
+
+    // 1,000 rows: 4 KB of input, about 64 MiB while the model runs.
+    server
+        .post("/v2/models/widen/infer", rows(1_000))
+        .assert_error(413, "answering this request takes");
 }

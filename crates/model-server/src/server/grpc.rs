@@ -332,10 +332,19 @@ fn infer(
     // The message as received and as decoded, and its decoded tensors.
     let message_len = msg.encoded_len() as u64;
     let req = to_request(&msg)?;
-    reservation.shrink_to(Charge::for_inputs(
+    // The message, its decoded inputs and the model's run (as a REST request is charged).
+    let decoded = req.decoded_bytes();
+    let charge = Charge::for_run(
         message_len.saturating_mul(2),
-        req.decoded_bytes(),
-    ));
+        decoded,
+        model.working.for_inputs(decoded),
+    );
+    reservation.shrink_to(charge);
+    tokio::runtime::Handle::current().block_on(reservation.grow_to(
+        charge,
+        &state.budget,
+        state.body_timeout,
+    ))?;
     let inference = model.infer(&req)?;
     drop(permit);
     state
