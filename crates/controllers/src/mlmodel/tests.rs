@@ -15,6 +15,7 @@ use berth_api::mlmodel::{
 use berth_reconcile::Error;
 
 use super::build::{Environment, Plan, Version, build, download, parse_duration_seconds};
+use super::auth::Auth;
 use super::host::Host;
 use super::observe::{self, Download, Problem, Serving, fetch_problem, quota_problem};
 use super::plan::{CanaryState, Observed, decide};
@@ -34,6 +35,7 @@ fn model(uri: &str) -> MLModel {
             storage: None,
             expose: None,
             canary: None,
+            auth: None,
         },
     );
     m.metadata.namespace = Some("team".into());
@@ -49,6 +51,7 @@ fn kinds(model: &MLModel, plan: &Plan) -> Result<Vec<(String, String)>, Error> {
         &Environment::default(),
         plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?
     .children
     .iter()
@@ -197,6 +200,7 @@ fn every_child_is_labelled_and_owned() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     assert_eq!(
         built.children.len(),
@@ -237,6 +241,7 @@ fn the_download_job_is_bounded_and_kept() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     let job = built
         .children
@@ -273,6 +278,7 @@ fn the_deployment_rolls_without_losing_replicas() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     let desired = built
         .children
@@ -526,7 +532,7 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
     assert_ne!(before, download::job_name("fraud", &longer, &v));
 
     let env = Environment::default();
-    let built = build(&m, &upgraded, &env, &plan_of(&v, false), &Host::None)?;
+    let built = build(&m, &upgraded, &env, &plan_of(&v, false), &Host::None, Some(&Auth::None))?;
     assert!(names_of(&built).contains(&("Job".into(), after)));
     for child in &built.children {
         let immutable = matches!(
@@ -538,7 +544,7 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
     // A version already downloaded keeps the Job that did it, whatever Berth would build now.
     let mut plan = plan_of(&v, true);
     plan.kept_jobs.insert(v.key.clone(), before.clone());
-    let built = build(&m, &upgraded, &env, &plan, &Host::None)?;
+    let built = build(&m, &upgraded, &env, &plan, &Host::None, Some(&Auth::None))?;
     assert!(names_of(&built).contains(&("Job".into(), before)));
     Ok(())
 }
@@ -567,6 +573,7 @@ fn switching_to_autoscaling_keeps_the_running_replicas() -> Result<(), Error> {
             &Environment::default(),
             &d.plan,
             &Host::None,
+            Some(&Auth::None),
         )?;
         let deployment: Deployment = child(&built, "Deployment", "fraud")?;
         assert_eq!(deployment.spec.and_then(|s| s.replicas), Some(kept));
@@ -653,6 +660,7 @@ fn replicas_on_a_read_write_once_volume_share_a_node() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -685,6 +693,7 @@ fn replicas_on_a_read_write_once_volume_share_a_node() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -707,6 +716,7 @@ fn metrics_are_not_behind_the_service() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -791,6 +801,7 @@ fn a_canary_runs_beside_the_stable_version() -> Result<(), Error> {
         &Environment::default(),
         &d.plan,
         &Host::None,
+        Some(&Auth::None),
     )?;
     assert_eq!(built.canary_split, Some(("replicas".to_owned(), 20)));
     let name = crate::names::kube::model_canary("fraud");
@@ -885,7 +896,7 @@ fn a_routed_canary_splits_by_route_weights() -> Result<(), Error> {
     o.canary.download = Download::Succeeded;
     let d = decide(&m, &v1, Some(&canary), &o, now());
     let host = Host::Granted("fraud.team.models.example".into());
-    let built = build(&m, &settings, &env, &d.plan, &host)?;
+    let built = build(&m, &settings, &env, &d.plan, &host, Some(&Auth::None))?;
     assert_eq!(built.canary_split, Some(("HTTPRoute".to_owned(), 20)));
     let route = built
         .children
