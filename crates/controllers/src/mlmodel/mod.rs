@@ -24,10 +24,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use berth_api::{PlatformSettings, PlatformSettingsSpec, Project};
 use berth_api::labels::MODEL;
 use berth_api::mlmodel::{MLModel, ModelSettings};
 use berth_api::settings::SETTINGS_NAME;
+use berth_api::{PlatformSettings, PlatformSettingsSpec, Project};
 use berth_reconcile::{
     Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Report, Written, apply_all,
     runner,
@@ -563,5 +563,7 @@ async fn cleanup(model: &MLModel, ctx: &Context) -> Result<(Action, usize), Erro
     Ok((Action::await_change(), writes))
 }
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

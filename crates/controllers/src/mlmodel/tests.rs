@@ -14,8 +14,8 @@ use berth_api::mlmodel::{
 };
 use berth_reconcile::Error;
 
-use super::build::{Environment, Plan, Version, build, download, parse_duration_seconds};
 use super::auth::Auth;
+use super::build::{Environment, Plan, Version, build, download, parse_duration_seconds};
 use super::host::Host;
 use super::observe::{self, Download, Problem, Serving, fetch_problem, quota_problem};
 use super::plan::{CanaryState, Observed, decide};
@@ -532,7 +532,14 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
     assert_ne!(before, download::job_name("fraud", &longer, &v));
 
     let env = Environment::default();
-    let built = build(&m, &upgraded, &env, &plan_of(&v, false), &Host::None, Some(&Auth::None))?;
+    let built = build(
+        &m,
+        &upgraded,
+        &env,
+        &plan_of(&v, false),
+        &Host::None,
+        Some(&Auth::None),
+    )?;
     assert!(names_of(&built).contains(&("Job".into(), after)));
     for child in &built.children {
         let immutable = matches!(

@@ -8,17 +8,14 @@
 //! that port; the proxy's own liveness is on its `metrics` port.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, Probe, ProjectedVolumeSource,
-    ResourceRequirements, ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount,
-    VolumeProjection,
+    ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, Probe, ProjectedVolumeSource, ResourceRequirements,
+    ServiceAccountTokenProjection, TCPSocketAction, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Ctx;
-use super::runtime::{
-    METRICS_PORT, RUNTIME_PORT, container_security, port, pre_stop, quantities,
-};
+use super::runtime::{METRICS_PORT, RUNTIME_PORT, container_security, port, pre_stop, quantities};
 use crate::mlmodel::auth::Auth;
 
 /// The proxy container's name.
