@@ -3,15 +3,49 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+use crate::auth::AuthArgs;
+
+/// Serves one ONNX model over the KServe Open Inference Protocol (V2) REST API
+/// (`berth-model-server --model-path M`), or checks callers in front of another runtime
+/// (`berth-model-server proxy --listen A --upstream H:P`).
+///
+/// With --auth oidc or kubernetes, every request to the public port (health included) needs
+/// `Authorization: Bearer <token>`: 401 with `WWW-Authenticate: Bearer realm="berth",
+/// error="invalid_token"` without a valid one, 403 with `error="insufficient_scope"` when the
+/// token is valid but not allowed. `/v2/health/live`, `/v2/health/ready` and `/metrics` are
+/// served unauthenticated on --metrics-addr.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "berth-model-server",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// What else the binary does than serve a model.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Checks each request like the server (--auth ...), strips `Authorization`, and forwards
+    /// it to another runtime in the same pod, streaming bodies both ways; 502 if that runtime
+    /// is down. `/metrics` and the proxy's own health are on --metrics-addr.
+    Proxy(crate::proxy::ProxyConfig),
+}
 
 /// Serves one ONNX model over the KServe Open Inference Protocol (V2) REST API.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "berth-model-server", version)]
 pub struct Config {
     /// The model: an .onnx file, or a directory holding `model.onnx`.
-    #[arg(long, env = "BERTH_MODEL_PATH")]
-    pub model_path: PathBuf,
+    #[arg(long, env = "BERTH_MODEL_PATH", required = true)]
+    pub model_path: Option<PathBuf>,
 
     /// The name the model is served under [default: the directory's name, or
     /// the file's name without .onnx].
@@ -63,6 +97,9 @@ pub struct Config {
     /// giving up (and exiting non-zero).
     #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    #[command(flatten, next_help_heading = "Authentication of the public port")]
+    pub auth: AuthArgs,
 }
 
 impl Config {
@@ -119,6 +156,47 @@ mod tests {
     #[test]
     fn model_path_is_required() {
         assert!(Config::try_parse_from(["berth-model-server"]).is_err());
+        assert!(Cli::try_parse_from(["berth-model-server"]).is_err());
+    }
+
+    #[test]
+    fn serve_or_proxy() {
+        let cli =
+            Cli::try_parse_from(["berth-model-server", "--model-path", "/m", "--auth", "oidc"])
+                .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.auth.auth, crate::auth::AuthMode::Oidc);
+        let cli = Cli::try_parse_from([
+            "berth-model-server",
+            "proxy",
+            "--listen",
+            "127.0.0.1:8080",
+            "--upstream",
+            "127.0.0.1:8000",
+            "--auth",
+            "kubernetes",
+        ])
+        .unwrap();
+        let Some(Command::Proxy(p)) = cli.command else {
+            panic!("not the proxy")
+        };
+        assert_eq!(p.upstream, "127.0.0.1:8000");
+        assert_eq!(p.auth.auth, crate::auth::AuthMode::Kubernetes);
+        // The proxy needs an upstream; a model path means nothing to it.
+        assert!(
+            Cli::try_parse_from(["berth-model-server", "proxy", "--listen", "0.0.0.0:1"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "berth-model-server",
+                "--model-path",
+                "/m",
+                "proxy",
+                "--upstream",
+                "h:1"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -2,16 +2,20 @@
 //!
 //! Serves one ONNX model, run by tract, over the KServe Open Inference
 //! Protocol (V2) REST API: health, server and model metadata, and inference
-//! with JSON tensors; plus Prometheus metrics on `/metrics`.
+//! with JSON tensors; plus Prometheus metrics on `/metrics`. Callers of the public port can
+//! be checked ([`auth`]: OIDC bearer JWTs or Kubernetes ServiceAccount tokens), and the same
+//! check can stand in front of another runtime ([`proxy`]).
 
+pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod proxy;
 pub mod server;
 pub mod tensor;
 
-pub use config::Config;
+pub use config::{Cli, Command, Config};
 pub use server::{RunError, run};

@@ -4,12 +4,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth_model_server::{Config, error::flatten_whitespace, run, server::panic_message};
+use berth_model_server::{Cli, Command, error::flatten_whitespace, run, server::panic_message};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -39,7 +39,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(config));
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Proxy(proxy)) => berth_model_server::proxy::run(proxy).await,
+            None => run(cli.serve).await,
+        }
+    });
     // Do not wait for a model load still running after a shutdown signal.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {

@@ -30,6 +30,10 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric the server keeps, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
+    /// Metrics named without the server's prefix, shared with the auth proxy.
+    unprefixed: Registry,
+    /// `berth_model_auth_requests_total{result}` (see [`crate::auth`]).
+    pub auth_requests: crate::auth::AuthCounter,
     /// `berth_model_server_requests_total{endpoint, code}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `berth_model_server_requests_in_flight`.
@@ -92,8 +96,12 @@ impl Metrics {
             "1 when the model is loaded and ready for inference, else 0",
             model_ready.clone(),
         );
+        let mut unprefixed = Registry::default();
+        let auth_requests = crate::auth::register_metrics(&mut unprefixed);
         Self {
             registry,
+            unprefixed,
+            auth_requests,
             requests,
             in_flight,
             request_duration,
@@ -105,10 +113,19 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        encode(&[&self.registry, &self.unprefixed])
     }
+}
+
+/// `registries` in one OpenMetrics text, ended by `# EOF`.
+pub fn encode(registries: &[&Registry]) -> Result<String, std::fmt::Error> {
+    use prometheus_client::encoding::text;
+    let mut out = String::new();
+    for registry in registries {
+        text::encode_registry(&mut out, registry)?;
+    }
+    text::encode_eof(&mut out)?;
+    Ok(out)
 }
 
 impl Default for Metrics {
@@ -141,6 +158,10 @@ mod tests {
         assert!(text.contains("berth_model_server_inference_duration_seconds_count 1"));
         assert!(text.contains("berth_model_server_model_load_duration_seconds 0.5"));
         assert!(text.contains("berth_model_server_model_ready 0"));
+        assert!(
+            text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 0"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

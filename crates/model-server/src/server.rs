@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::auth::{Auth, require_token};
 use crate::budget::{self, Charge, InputCost, MemoryBudget, Reservation};
 use crate::config::{Config, check_path_segment};
 use crate::error::{ApiError, one_line};
@@ -47,6 +48,8 @@ pub struct AppState {
     max_request_bytes: usize,
     /// What request bodies and their decoded tensors may hold at once.
     budget: MemoryBudget,
+    /// The check of every request to the public port (`None`: `--auth none`).
+    auth: Option<Arc<Auth>>,
 }
 
 /// Leaves the queue of waiting requests when dropped, even if the request is cancelled.
@@ -82,7 +85,15 @@ impl AppState {
                 64 << 20,
                 None,
             )),
+            auth: None,
         }
+    }
+
+    /// The same state checking every request to the public port with `auth` (see
+    /// [`crate::auth`]); `None` lets every request in.
+    pub fn with_auth(mut self, auth: Option<Arc<Auth>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The same state refusing bodies over `max_request_bytes` (413), and admitting bodies
@@ -164,9 +175,10 @@ impl AppState {
     }
 }
 
-/// The router of the whole HTTP API.
+/// The router of the whole HTTP API: every path, health included, behind the state's auth
+/// check when it has one.
 pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(server_ready))
         .route("/v2", get(server_metadata))
@@ -187,16 +199,25 @@ pub fn router(state: Arc<AppState>, max_request_bytes: usize) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_request_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(max_request_bytes));
+    // The check runs inside `track`, so refused requests are counted by endpoint too, and
+    // before any handler, so a refused request's body is never read.
+    let api = match &state.auth {
+        Some(auth) => api.layer(middleware::from_fn_with_state(auth.clone(), require_token)),
+        None => api,
+    };
+    api.layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
-/// The router of the metrics address: `/metrics` only. It is served on a port of its own so
-/// that the Service and route in front of the API do not publish it.
+/// The router of the metrics address: `/metrics`, and `/v2/health/live` and
+/// `/v2/health/ready` unauthenticated for the kubelet's probes. It is served on a port of its
+/// own so that the Service and route in front of the API do not publish it.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(server_ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -605,13 +626,13 @@ enum Stop {
 
 /// SIGTERM and SIGINT, installed before the server says it is listening so
 /// that no signal is missed.
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn install() -> Result<Self, RunError> {
+    pub(crate) fn install() -> Result<Self, RunError> {
         use tokio::signal::unix::{SignalKind, signal};
         let install = |kind| signal(kind).map_err(|e| RunError::Signals(one_line(&e)));
         Ok(Self {
@@ -620,7 +641,7 @@ impl Signals {
         })
     }
 
-    async fn recv(mut self) -> &'static str {
+    pub(crate) async fn recv(mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
@@ -634,13 +655,17 @@ impl Signals {
 /// The server listens before the model is loaded: liveness answers 200 at
 /// once, readiness 503 until the model is ready.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let file = model::resolve_model_file(&config.model_path)?;
+    let model_path = config
+        .model_path
+        .clone()
+        .ok_or_else(|| RunError::Config("--model-path is required".to_owned()))?;
+    let file = model::resolve_model_file(&model_path)?;
     let model_name = match &config.model_name {
         Some(name) => name.clone(),
-        None => model::default_model_name(&config.model_path).ok_or_else(|| {
+        None => model::default_model_name(&model_path).ok_or_else(|| {
             RunError::Config(format!(
                 "cannot derive a model name from {}; pass --model-name",
-                config.model_path.display()
+                model_path.display()
             ))
         })?,
     };
@@ -648,6 +673,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Some(version) = &config.model_version {
         check_path_segment("model version", version).map_err(RunError::Config)?;
     }
+
+    let auth_settings = config.auth.settings().map_err(RunError::Config)?;
 
     let signals = Signals::install()?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -672,18 +699,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reason: one_line(&e),
     })?;
 
-    let state = Arc::new(
-        AppState::new(
-            model_name.clone(),
-            config.model_version.clone(),
-            config.inference_concurrency(),
-        )
-        .with_queue(
-            config.max_queued_requests,
-            Duration::from_secs(config.request_body_timeout_secs),
-        )
-        .with_memory(config.max_request_bytes, config.memory_budget_bytes()),
+    let state = AppState::new(
+        model_name.clone(),
+        config.model_version.clone(),
+        config.inference_concurrency(),
+    )
+    .with_queue(
+        config.max_queued_requests,
+        Duration::from_secs(config.request_body_timeout_secs),
+    )
+    .with_memory(config.max_request_bytes, config.memory_budget_bytes());
+    let auth = Auth::from_settings(auth_settings, state.metrics().auth_requests.clone())
+        .map_err(RunError::Config)?;
+    tracing::info!(
+        auth = config.auth.auth.as_str(),
+        "checking callers of the public port"
     );
+    let state = Arc::new(state.with_auth(auth));
     tracing::info!(
         budget_bytes = state.budget().bytes(),
         max_request_bytes = config.max_request_bytes,
