@@ -50,8 +50,9 @@ async fn identity(env: &Env) -> Result<(String, String)> {
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             let thread = std::thread::spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
+                // A runtime on this thread only: Keycloak's process is this thread's child (it
+                // dies with it), and the relay's tasks run while block_on waits below.
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 else {
