@@ -5,6 +5,8 @@ with bodies of MIN_MIB to MAX_MIB MiB (sizes drawn with a fixed seed), of one ki
   raw       the bytes "0,0,0,..." (not JSON at all)
   mismatch  a JSON request whose FP32 data is "0,0,0,..." but whose shape is [1, 3]
   valid     a JSON request whose FP32 data is "0,0,0,..." and whose shape [N, 3] matches it
+  binary    the same tensor with the binary data extension: a JSON header, then N*12 zero bytes,
+            outputs asked for as binary data too
 Bodies are generated while sending (the client holds none of them), and responses are read
 and discarded in chunks. Prints one line: kind, requests, status counts, peak RSS (VmHWM) and
 the budget, and wall time.
@@ -21,7 +23,25 @@ CHUNK = 1 << 20
 
 
 def body_parts(kind, size):
-    """(content length, iterator of chunks) for a body of about `size` bytes."""
+    """(content length, iterator of chunks, extra headers) for a body of about `size` bytes."""
+    if kind == "binary":
+        rows = max(1, size // 12)
+        header = json.dumps({
+            "inputs": [{"name": "x", "shape": [rows, 3], "datatype": "FP32",
+                        "parameters": {"binary_data_size": rows * 12}}],
+            "parameters": {"binary_data_output": True},
+        }).encode()
+
+        def binary():
+            yield header
+            left = rows * 12
+            block = bytes(CHUNK)
+            while left > 0:
+                k = min(left, CHUNK)
+                yield block if k == CHUNK else bytes(k)
+                left -= k
+
+        return len(header) + rows * 12, binary(), {"Inference-Header-Content-Length": str(len(header))}
     if kind == "raw":
         n = size // 2
         head, tail = b"", b"0"
@@ -44,17 +64,19 @@ def body_parts(kind, size):
             left -= k
         yield tail
 
-    return length, gen()
+    return length, gen(), {}
 
 
 def one(port, path, kind, size, results, lock):
-    length, chunks = body_parts(kind, size)
+    length, chunks, headers = body_parts(kind, size)
     status = "error"
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         conn.putrequest("POST", path)
         conn.putheader("Content-Type", "application/json")
         conn.putheader("Content-Length", str(length))
+        for name, value in headers.items():
+            conn.putheader(name, value)
         conn.endheaders()
         try:
             for c in chunks:

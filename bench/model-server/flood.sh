@@ -2,15 +2,18 @@
 # Model-server memory under a flood of large requests (issue 12): starts berth-model-server on
 # the `mlp` ONNX model (input x: FP32 [N, 3]) once per kind of request, sends REQUESTS requests
 # at once with bodies of MIN_MIB-MAX_MIB MiB (see flood.py: `raw` "0,0,...", `mismatch` JSON
-# whose data does not fit its shape, `valid` JSON tensors the model runs), and prints per kind
+# whose data does not fit its shape, `valid` JSON tensors the model runs, `binary` the same with
+# the binary data extension), and prints per kind
 # the count of each status code and the server's peak RSS (VmHWM of /proc/<pid>/status) beside
 # its memory budget (--memory-budget-bytes, as the server logs it). Nothing is asserted.
 #
 #   bench/model-server/flood.sh
 # Environment: REQUESTS (default 64), MIN_MIB/MAX_MIB (default 8/64), KINDS (default
-# "raw mismatch valid"), PROFILE (release or debug build, default release), SERVER_BIN (a
+# "raw mismatch valid binary"), PROFILE (release or debug build, default release), SERVER_BIN (a
 # server binary to measure instead of building one, e.g. an older build), SERVER_ARGS (more
-# flags, e.g. "--memory-budget-bytes 268435456 --inference-threads 2").
+# flags, e.g. "--memory-budget-bytes 268435456 --inference-threads 2"), GLIBC_TUNABLES (default:
+# the model-server image's, glibc.malloc.mmap_threshold=131072; set it empty to measure glibc's
+# defaults).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +22,7 @@ cd "$root"
 requests=${REQUESTS:-64}
 min_mib=${MIN_MIB:-8}
 max_mib=${MAX_MIB:-64}
-kinds=${KINDS:-"raw mismatch valid"}
+kinds=${KINDS:-"raw mismatch valid binary"}
 profile=${PROFILE:-release}
 onnx_version=1.20.1
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -57,7 +60,8 @@ for kind in $kinds; do
   port=$(free_port)
   log="$work/flood-$kind.log"
   # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
-  RUST_LOG=info "$server" --model-path "$work/models/mlp" --http-addr "127.0.0.1:$port" \
+  # The image's malloc tuning (xtask/src/images/contents.rs), unless the caller sets its own.
+  GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} RUST_LOG=info "$server" --model-path "$work/models/mlp" --http-addr "127.0.0.1:$port" \
     --metrics-addr 127.0.0.1:0 ${SERVER_ARGS:-} 2>"$log" &
   pid=$!
   for _ in $(seq 1 600); do

@@ -119,7 +119,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let bin_dir = build_control_plane()?;
     let node_dir = build_node()?;
     eprintln!(
-        "==> [2/4] MinIO, Garage, Keycloak, Helm, the Gateway API's CRDs and Traefik (tools/minio, tools/garage, tools/keycloak, tools/helm, tools/gateway-api, tools/traefik)"
+        "==> [2/4] MinIO, Garage, Keycloak, Helm, the Gateway API's CRDs, Traefik and the pinned protocol clients (tools/minio, tools/garage, tools/keycloak, tools/helm, tools/gateway-api, tools/traefik, tools/pyclients)"
     );
     let minio = run_build_script("tools/minio/build.sh")?;
     let garage = run_build_script("tools/garage/build.sh")?;
@@ -127,6 +127,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let helm = run_build_script("tools/helm/build.sh")?;
     let gateway_api = run_build_script("tools/gateway-api/build.sh")?;
     let traefik = run_build_script("tools/traefik/build.sh")?;
+    let pyclients = run_build_script("tools/pyclients/install.sh")?;
     eprintln!(
         "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
     );
@@ -150,6 +151,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .env("BERTH_HELM_DIR", &helm)
         .env("BERTH_GATEWAY_API_DIR", &gateway_api)
         .env("BERTH_TRAEFIK_DIR", &traefik)
+        .env("BERTH_PYCLIENTS_DIR", &pyclients)
         .status()
         .context("running cargo test")?;
     if !status.success() {

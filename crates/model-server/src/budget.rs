@@ -10,6 +10,10 @@
 //! request is parsed, its exact charge (the body plus the shapes' element counts times their
 //! element sizes) is known and the surplus is given back.
 //!
+//! A body with the binary data extension ([`crate::binary`]) is charged its JSON header as
+//! above, and its binary data twice: the bytes themselves and what they decode to
+//! ([`Charge::for_binary_body`]).
+//!
 //! A request that waits for budget holds an inference slot but no body (at most one waiter
 //! per slot); one whose charge exceeds the whole budget is refused with 413 at once.
 //!
@@ -19,9 +23,11 @@
 //! and must not wait forever on requests that wait on it), or is refused with 413 when it
 //! exceeds the whole budget. The response keeps its charge until it is sent.
 //!
-//! Not charged: the model's own working memory while it runs (tract's intermediate and
-//! output tensors), which depends on the model; `bench/model-server/flood.sh` measures peak
-//! RSS against the budget.
+//! Once parsed, a request is charged for the model's run too: its working memory for the
+//! request's decoded inputs, measured when the model loaded ([`crate::working`]). The request
+//! grows its reservation to that (waiting like a response does, below) before the model runs,
+//! so runs beside each other never take more than the budget leaves them.
+//! `bench/model-server/flood.sh` measures peak RSS against the budget.
 
 use std::sync::Arc;
 
@@ -98,10 +104,41 @@ impl Charge {
         Charge(bytes)
     }
 
+    /// The most a body of `body_len` bytes whose first `json_len` bytes are its JSON header
+    /// (binary data extension, [`crate::binary`]) and its decoded inputs can take: the JSON
+    /// header as [`Charge::for_body`], and each byte of binary data itself plus what it decodes
+    /// to: at most one byte (a numeric or BOOL element decodes to as many bytes as it has in
+    /// binary), or 7 when an input is BYTES (an element of 4 bytes or more becomes a 24-byte
+    /// string header and its characters).
+    pub fn for_binary_body(body_len: u64, json_len: u64, cost: InputCost) -> Self {
+        let json_len = json_len.min(body_len);
+        let binary = body_len - json_len;
+        let per_byte = if cost.strings {
+            1 + element_size(DataType::Bytes) as u64 / 4
+        } else {
+            1
+        };
+        let json = Charge::for_body(json_len, cost).0;
+        Charge(
+            json.saturating_add(binary)
+                .saturating_add(binary.saturating_mul(per_byte)),
+        )
+    }
+
     /// What a parsed request takes: its body and its inputs' decoded buffers
     /// ([`crate::protocol::InferenceRequest::decoded_bytes`]).
     pub fn for_inputs(body_len: u64, decoded_bytes: u64) -> Self {
         Charge(body_len.saturating_add(decoded_bytes))
+    }
+
+    /// What a parsed request takes while the model runs: its body, its decoded inputs, and the
+    /// model's working memory for them ([`crate::working::WorkingMemory::for_inputs`]).
+    pub fn for_run(body_len: u64, decoded_bytes: u64, working_bytes: u64) -> Self {
+        Charge(
+            body_len
+                .saturating_add(decoded_bytes)
+                .saturating_add(working_bytes),
+        )
     }
 
     fn units(self) -> u64 {
@@ -161,7 +198,7 @@ impl Reservation {
         let more = Charge(charge.0 - held);
         if charge.units() > budget.bytes / UNIT {
             return Err(ApiError::PayloadTooLarge(format!(
-                "the response to this request takes {} bytes of memory, more than the server's memory budget of {} bytes; send smaller batches, or raise --memory-budget-bytes",
+                "answering this request takes {} bytes of memory (its body and tensors, the model's run, or its response), more than the server's memory budget of {} bytes; send smaller batches, or raise --memory-budget-bytes",
                 charge.0, budget.bytes
             )));
         }
@@ -263,6 +300,26 @@ mod tests {
         let strings = InputCost::of([DataType::Bytes]);
         assert_eq!(Charge::for_body(10, strings), Charge(10 + 6 * 24 + 10));
         assert_eq!(InputCost::of([]).max_element, 8);
+    }
+
+    #[test]
+    fn a_binary_body_is_charged_its_json_header_and_a_decoded_copy_of_its_binary_data() {
+        let uint8 = InputCost::of([DataType::Uint8]);
+        // 100 bytes of JSON (at most 51 one-byte elements), 1 MiB of binary data decoding to
+        // 1 MiB of u8: more than the JSON rule would charge a body of that length (1.5x).
+        let charge = Charge::for_binary_body(100 + MIB, 100, uint8);
+        assert_eq!(charge, Charge(100 + 51 + 2 * MIB));
+        assert!(charge > Charge::for_body(100 + MIB, uint8));
+        let strings = InputCost::of([DataType::Bytes, DataType::Fp32]);
+        assert_eq!(
+            Charge::for_binary_body(10 + 40, 10, strings),
+            Charge(10 + 6 * 24 + 10 + 40 + 7 * 40)
+        );
+        // A header length past the body charges the body as JSON (it is refused after).
+        assert_eq!(
+            Charge::for_binary_body(10, 99, uint8),
+            Charge::for_body(10, uint8)
+        );
     }
 
     #[tokio::test]

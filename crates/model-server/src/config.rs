@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
 
+    /// The address the Open Inference Protocol's gRPC API is served on (plain HTTP/2), beside
+    /// the REST API, for the same model under the same limits [default: not served].
+    #[arg(long, env = "BERTH_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+
     /// How many inference requests may wait for a free inference slot; one more is answered
     /// 429 Too Many Requests at once, before its body is read. Memory held by request bodies
     /// is thus at most inference threads × max-request-bytes (plus what parsing makes of them):

@@ -2,11 +2,13 @@
 //!
 //! Serves one ONNX model, run by tract, over the KServe Open Inference
 //! Protocol (V2) REST API: health, server and model metadata, and inference
-//! with JSON tensors; plus Prometheus metrics on `/metrics`. Callers of the public port can
+//! with JSON tensors or the binary tensor data extension, and its gRPC API
+//! (`--grpc-addr`); plus Prometheus metrics on `/metrics`. Callers of the public ports can
 //! be checked ([`auth`]: OIDC bearer JWTs or Kubernetes ServiceAccount tokens), and the same
 //! check can stand in front of another runtime ([`proxy`]).
 
 pub mod auth;
+pub mod binary;
 pub mod budget;
 pub mod config;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod server;
 pub mod tensor;
+pub mod working;
 
 pub use config::{Cli, Command, Config};
 pub use server::{RunError, run};

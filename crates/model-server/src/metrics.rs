@@ -46,6 +46,16 @@ pub struct Metrics {
     pub model_load_seconds: Gauge<f64, AtomicU64>,
     /// `berth_model_server_model_ready`: 1 once the model is loaded.
     pub model_ready: Gauge,
+    /// `berth_model_server_memory_budget_bytes`: the memory budget ([`crate::budget`]).
+    pub memory_budget_bytes: Gauge,
+    /// `berth_model_server_memory_reserved_bytes`: the part of it requests hold now.
+    pub memory_reserved_bytes: Gauge,
+    /// `berth_model_server_model_working_memory_fixed_bytes`: what every run of the model is
+    /// charged ([`crate::working`]).
+    pub working_fixed_bytes: Gauge,
+    /// `berth_model_server_model_working_memory_per_input_byte`: what a run is charged per
+    /// byte of decoded input.
+    pub working_per_input_byte: Gauge<f64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -96,6 +106,33 @@ impl Metrics {
             "1 when the model is loaded and ready for inference, else 0",
             model_ready.clone(),
         );
+        let memory_budget_bytes = Gauge::default();
+        registry.register_with_unit(
+            "memory_budget",
+            "The bytes request bodies, their tensors and the model's runs may hold at once",
+            Unit::Bytes,
+            memory_budget_bytes.clone(),
+        );
+        let memory_reserved_bytes = Gauge::default();
+        registry.register_with_unit(
+            "memory_reserved",
+            "The bytes of the memory budget that requests hold now",
+            Unit::Bytes,
+            memory_reserved_bytes.clone(),
+        );
+        let working_fixed_bytes = Gauge::default();
+        registry.register_with_unit(
+            "model_working_memory_fixed",
+            "What every run of the model is charged in the memory budget, measured at load",
+            Unit::Bytes,
+            working_fixed_bytes.clone(),
+        );
+        let working_per_input_byte = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "model_working_memory_per_input_byte",
+            "What a run of the model is charged per byte of decoded input, measured at load",
+            working_per_input_byte.clone(),
+        );
         let mut unprefixed = Registry::default();
         let auth_requests = crate::auth::register_metrics(&mut unprefixed);
         Self {
@@ -108,6 +145,10 @@ impl Metrics {
             inference_duration,
             model_load_seconds,
             model_ready,
+            memory_budget_bytes,
+            memory_reserved_bytes,
+            working_fixed_bytes,
+            working_per_input_byte,
         }
     }
 
@@ -158,6 +199,10 @@ mod tests {
         assert!(text.contains("berth_model_server_inference_duration_seconds_count 1"));
         assert!(text.contains("berth_model_server_model_load_duration_seconds 0.5"));
         assert!(text.contains("berth_model_server_model_ready 0"));
+        assert!(text.contains("berth_model_server_memory_budget_bytes 0"));
+        assert!(text.contains("berth_model_server_memory_reserved_bytes 0"));
+        assert!(text.contains("berth_model_server_model_working_memory_fixed_bytes 0"));
+        assert!(text.contains("berth_model_server_model_working_memory_per_input_byte 0"));
         assert!(
             text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 0"#),
             "{text}"

@@ -11,7 +11,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{ApiError, flatten_whitespace};
 use crate::protocol::{InferenceRequest, TensorMetadata};
-use crate::tensor::{DataType, EncodedTensor, decode_tensor, encode_tensor};
+use crate::tensor::{DataType, EncodedTensor, decode_input, encode_tensor};
+use crate::working::WorkingMemory;
 
 /// The file name looked for when the model path is a directory.
 pub const MODEL_FILE_NAME: &str = "model.onnx";
@@ -86,6 +87,8 @@ pub struct LoadedModel {
     plan: Arc<TypedRunnableModel>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// What a run takes beyond its decoded inputs, measured at load ([`crate::working`]).
+    pub working: WorkingMemory,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -93,6 +96,7 @@ impl std::fmt::Debug for LoadedModel {
         f.debug_struct("LoadedModel")
             .field("inputs", &self.inputs)
             .field("outputs", &self.outputs)
+            .field("working", &self.working)
             .finish_non_exhaustive()
     }
 }
@@ -181,10 +185,19 @@ pub fn load(file: &Path) -> Result<LoadedModel, LoadError> {
         .map_err(|e| fail("cannot optimize model", e))?
         .into_runnable()
         .map_err(|e| fail("cannot plan model", e))?;
+    let working = crate::working::measure(&plan, &inputs).unwrap_or_else(|reason| {
+        tracing::warn!(
+            %reason,
+            per_input_byte = crate::working::UNMEASURED_PER_INPUT_BYTE,
+            "the model's working memory could not be measured; each run is charged a multiple of its decoded inputs"
+        );
+        WorkingMemory::unmeasured()
+    });
     Ok(LoadedModel {
         plan,
         inputs,
         outputs,
+        working,
     })
 }
 
@@ -378,7 +391,7 @@ impl LoadedModel {
                 )));
             }
             check_shape(spec, &input.shape, &mut symbols)?;
-            let tensor = decode_tensor(&input.name, datatype, &input.shape, input.data.get())?;
+            let tensor = decode_input(&input.name, datatype, &input.shape, input.values()?)?;
             values.push(tensor.into_tvalue());
         }
         Ok(values)

@@ -211,7 +211,9 @@ pub struct InferenceRequest<'a> {
     pub outputs: Option<Vec<RequestOutput>>,
 }
 
-/// `$request_input`. `data` is the raw JSON text of the tensor's data, as sent.
+/// `$request_input`. `data` is the raw JSON text of the tensor's data, as sent; an input sent
+/// with the binary data extension has no `data` but `parameters.binary_data_size`, and its
+/// bytes are bound to `binary` by [`crate::binary::bind_binary_inputs`].
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestInput<'a> {
     pub name: String,
@@ -220,9 +222,61 @@ pub struct RequestInput<'a> {
     pub datatype: String,
     #[serde(default, deserialize_with = "parameters")]
     pub parameters: Option<RequestParameters>,
-    #[serde(borrow)]
-    pub data: &'a RawValue,
+    #[serde(default, borrow)]
+    pub data: Option<&'a RawValue>,
+    /// The input's bytes in the body after the JSON header (binary data extension).
+    #[serde(skip)]
+    pub binary: Option<&'a [u8]>,
 }
+
+/// Where one input's values are: JSON text, or raw bytes of the binary data extension.
+#[derive(Debug, Clone, Copy)]
+pub enum InputData<'a> {
+    Json(&'a str),
+    Binary(&'a [u8]),
+}
+
+impl<'a> RequestInput<'a> {
+    /// The input's values. Errors: 400 when it has neither `data` nor bound binary data (an
+    /// input whose `binary_data_size` was not bound is refused by
+    /// [`crate::binary::bind_binary_inputs`] first).
+    pub fn values(&self) -> Result<InputData<'a>, ApiError> {
+        match (self.data, self.binary) {
+            (Some(data), None) => Ok(InputData::Json(data.get())),
+            (None, Some(bytes)) => Ok(InputData::Binary(bytes)),
+            _ => Err(ApiError::bad_request(format!(
+                "input '{}': give its values either as `data` or as binary data announced by parameters.binary_data_size",
+                self.name
+            ))),
+        }
+    }
+
+    /// `parameters.binary_data_size`, if given. Errors: 400 unless it is a non-negative integer.
+    pub fn binary_data_size(&self) -> Result<Option<u64>, ApiError> {
+        match self
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get(BINARY_DATA_SIZE))
+        {
+            None => Ok(None),
+            Some(ParameterValue::Uint(n)) => Ok(Some(*n)),
+            Some(ParameterValue::Int(n)) if *n >= 0 => Ok(Some(n.unsigned_abs())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "input '{}': parameter '{BINARY_DATA_SIZE}' must be a non-negative integer (bytes)",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// The binary data extension's parameter of an input (and of a response output): the size of
+/// the tensor's binary data, in bytes.
+pub const BINARY_DATA_SIZE: &str = "binary_data_size";
+/// The binary data extension's parameter of a requested output: answer it as binary data.
+pub const BINARY_DATA: &str = "binary_data";
+/// The binary data extension's parameter of a request: answer every output as binary data,
+/// unless the output's own `binary_data` says otherwise.
+pub const BINARY_DATA_OUTPUT: &str = "binary_data_output";
 
 /// `$request_output`.
 #[derive(Debug, Clone, Deserialize)]
@@ -264,8 +318,30 @@ impl InferenceResponse {
             sum.saturating_add(128)
                 .saturating_add(text(&o.name))
                 .saturating_add(o.shape.len() as u64 * 21)
-                .saturating_add(o.data.json_bound())
+                .saturating_add(if o.binary {
+                    // `"parameters":{"binary_data_size":<u64>}` in place of `"data":...`.
+                    64
+                } else {
+                    o.data.json_bound()
+                })
         })
+    }
+}
+
+impl InferenceResponse {
+    /// The bytes of the outputs sent as binary data after the JSON header.
+    pub fn binary_len(&self) -> u64 {
+        self.outputs
+            .iter()
+            .filter(|o| o.binary)
+            .map(|o| crate::binary::binary_len(&o.data))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Whether any output is sent as binary data (the response is then the JSON header
+    /// followed by their bytes, see [`crate::binary`]).
+    pub fn has_binary(&self) -> bool {
+        self.outputs.iter().any(|o| o.binary)
     }
 }
 
@@ -280,16 +356,26 @@ impl<'a> InferenceRequest<'a> {
     }
 
     /// The bytes the inputs' decoded buffers take: for each input, its shape's element count
-    /// (at most what its data's length can hold) times its datatype's element size, plus the
-    /// data's length for BYTES. An unknown datatype counts 8 bytes an element (the request is
-    /// refused before decoding anyway).
+    /// (at most what its data's length can hold: a JSON array's elements, or binary data's
+    /// bytes over the element's binary size, 4 for BYTES' length prefix) times its
+    /// datatype's element size, plus the data's length for BYTES. An unknown datatype counts 8
+    /// bytes an element (the request is refused before decoding anyway).
     pub fn decoded_bytes(&self) -> u64 {
         self.inputs
             .iter()
             .map(|input| {
-                let raw = input.data.get().len();
+                let (raw, most) = match (input.data, input.binary) {
+                    (Some(data), _) => (data.get().len(), max_elements_in(data.get().len())),
+                    (None, Some(b)) => {
+                        // A BYTES element takes its 4-byte length at least.
+                        let each = DataType::parse(&input.datatype)
+                            .map_or(1, |dt| crate::binary::binary_size(dt).unwrap_or(4));
+                        (b.len(), b.len() / each)
+                    }
+                    (None, None) => (0, 0),
+                };
                 let declared = input.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d));
-                let elements = declared.min(max_elements_in(raw) as u64);
+                let elements = declared.min(most as u64);
                 match DataType::parse(&input.datatype) {
                     Some(DataType::Bytes) => elements
                         .saturating_mul(element_size(DataType::Bytes) as u64)
@@ -301,29 +387,72 @@ impl<'a> InferenceRequest<'a> {
             .fold(0u64, u64::saturating_add)
     }
 
-    /// Checks every `$parameters` object holds only strings, numbers and
-    /// booleans, and refuses the binary tensor data extension, which this
-    /// server does not implement.
+    /// Checks every `$parameters` object holds only strings, numbers and booleans, that the
+    /// binary data extension's parameters have their types, and that each input gives its
+    /// values one way: `data`, or `binary_data_size`.
     fn check_parameters(&self) -> Result<(), ApiError> {
         check_parameter_values("request", self.parameters.as_ref())?;
+        bool_parameter("request", self.parameters.as_ref(), BINARY_DATA_OUTPUT)?;
         for input in &self.inputs {
             let what = format!("input '{}'", input.name);
             check_parameter_values(&what, input.parameters.as_ref())?;
-            if input
-                .parameters
-                .as_ref()
-                .is_some_and(|p| p.contains_key("binary_data_size"))
-            {
-                return Err(ApiError::bad_request(format!(
-                    "{what}: the binary tensor data extension is not supported; send the data as JSON"
-                )));
+            match (input.data.is_some(), input.binary_data_size()?.is_some()) {
+                (true, true) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{what} has both `data` and parameters.{BINARY_DATA_SIZE}; send its values one way"
+                    )));
+                }
+                (false, false) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{what} has no `data`, and no parameters.{BINARY_DATA_SIZE} announcing binary data"
+                    )));
+                }
+                _ => {}
             }
         }
         for output in self.outputs.iter().flatten() {
             let what = format!("output '{}'", output.name);
             check_parameter_values(&what, output.parameters.as_ref())?;
+            bool_parameter(&what, output.parameters.as_ref(), BINARY_DATA)?;
         }
         Ok(())
+    }
+
+    /// Whether the output `name` is to be answered as binary data: its own `binary_data`
+    /// parameter if the request lists it with one, else the request's `binary_data_output`
+    /// (false when neither is given), as the binary data extension says.
+    pub fn wants_binary(&self, name: &str) -> bool {
+        let own = self
+            .outputs
+            .iter()
+            .flatten()
+            .find(|o| o.name == name)
+            .and_then(|o| {
+                bool_parameter("", o.parameters.as_ref(), BINARY_DATA)
+                    .ok()
+                    .flatten()
+            });
+        own.or_else(|| {
+            bool_parameter("", self.parameters.as_ref(), BINARY_DATA_OUTPUT)
+                .ok()
+                .flatten()
+        })
+        .unwrap_or(false)
+    }
+}
+
+/// A boolean parameter, if given. Errors: 400 naming `what` when it is not a boolean.
+fn bool_parameter(
+    what: &str,
+    params: Option<&RequestParameters>,
+    key: &str,
+) -> Result<Option<bool>, ApiError> {
+    match params.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(ParameterValue::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{what}: parameter '{key}' must be a boolean"
+        ))),
     }
 }
 
@@ -426,9 +555,9 @@ mod tests {
             err(r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#)
                 .contains("-1")
         );
-        assert!(
-            err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#)
-                .contains("missing field `data`")
+        assert_eq!(
+            err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#),
+            "input 'x' has no `data`, and no parameters.binary_data_size announcing binary data"
         );
         // Unknown fields are ignored, so clients that send extras keep working.
         assert!(InferenceRequest::from_json(br#"{"inputs":[], "bogus": 1}"#).is_ok());
@@ -453,7 +582,7 @@ mod tests {
             {"name":"b","shape":[3],"datatype":"INT64","data":[0,0,0]},
             {"name":"s","shape":[1],"datatype":"BYTES","data":["abc"]}]}"#;
         let req = InferenceRequest::from_json(body).unwrap();
-        assert_eq!(req.inputs[0].data.get(), "[[1, 2],[3, 4]]");
+        assert_eq!(req.inputs[0].data.unwrap().get(), "[[1, 2],[3, 4]]");
         assert_eq!(req.decoded_bytes(), 4 * 4 + 3 * 8 + (24 + 7));
         // A shape larger than its data can hold counts only what the data's length can hold
         // (3 bytes: 2 elements), as the decoder never holds more.
@@ -478,11 +607,70 @@ mod tests {
     }
 
     #[test]
-    fn binary_data_extension_is_refused() {
-        let m = err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[],"parameters":{"binary_data_size":4}}]}"#,
+    fn binary_data_parameters_are_checked() {
+        let input = |params: &str, data: &str| {
+            format!(
+                r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32"{data},"parameters":{params}}}]}}"#
+            )
+        };
+        let m = err(&input(r#"{"binary_data_size":4}"#, r#","data":[1]"#));
+        assert_eq!(
+            m,
+            "input 'x' has both `data` and parameters.binary_data_size; send its values one way"
         );
-        assert!(m.contains("binary tensor data extension"), "{m}");
+        for bad in ["-1", "1.5", r#""4""#, "true"] {
+            let m = err(&input(&format!(r#"{{"binary_data_size":{bad}}}"#), ""));
+            assert_eq!(
+                m,
+                "input 'x': parameter 'binary_data_size' must be a non-negative integer (bytes)"
+            );
+        }
+        let body = input(r#"{"binary_data_size":4}"#, "");
+        let req = InferenceRequest::from_json(body.as_bytes()).unwrap();
+        assert_eq!(req.inputs[0].binary_data_size().unwrap(), Some(4));
+        assert!(req.inputs[0].data.is_none());
+
+        let m = err(r#"{"inputs":[],"parameters":{"binary_data_output":1}}"#);
+        assert_eq!(
+            m,
+            "request: parameter 'binary_data_output' must be a boolean"
+        );
+        let m = err(r#"{"inputs":[],"outputs":[{"name":"y","parameters":{"binary_data":"yes"}}]}"#);
+        assert_eq!(m, "output 'y': parameter 'binary_data' must be a boolean");
+    }
+
+    #[test]
+    fn an_output_is_binary_by_its_own_parameter_else_by_the_requests() {
+        fn req(body: &str) -> InferenceRequest<'_> {
+            InferenceRequest::from_json(body.as_bytes()).unwrap()
+        }
+        let none = req(r#"{"inputs":[]}"#);
+        assert!(!none.wants_binary("y"));
+        let all = req(r#"{"inputs":[],"parameters":{"binary_data_output":true}}"#);
+        assert!(all.wants_binary("y"));
+        let mixed = req(r#"{"inputs":[],"parameters":{"binary_data_output":true},
+                "outputs":[{"name":"y","parameters":{"binary_data":false}},{"name":"pre"}]}"#);
+        assert!(!mixed.wants_binary("y"));
+        assert!(mixed.wants_binary("pre"));
+        let own =
+            req(r#"{"inputs":[],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}"#);
+        assert!(own.wants_binary("y"));
+        assert!(!own.wants_binary("pre"));
+    }
+
+    #[test]
+    fn binary_inputs_are_counted_by_their_bytes() {
+        let mut req = InferenceRequest::from_json(
+            br#"{"inputs":[
+            {"name":"a","shape":[1000000],"datatype":"FP64","parameters":{"binary_data_size":16}},
+            {"name":"s","shape":[1000],"datatype":"BYTES","parameters":{"binary_data_size":12}}]}"#,
+        )
+        .unwrap();
+        req.inputs[0].binary = Some(&[0; 16]);
+        req.inputs[1].binary = Some(b"\x03\0\0\0abcdefgh");
+        // 2 f64 elements in 16 bytes (the shape's million is refused at decoding), and at most 3
+        // strings (4 bytes each at least) beside the 12 bytes.
+        assert_eq!(req.decoded_bytes(), 2 * 8 + (3 * 24 + 12));
     }
 
     #[test]
@@ -493,6 +681,7 @@ mod tests {
             shape: vec![u64::MAX, 3],
             datatype,
             data,
+            binary: false,
         };
         let resp = InferenceResponse {
             model_name: "m\u{1}\"".into(),

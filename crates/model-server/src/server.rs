@@ -11,13 +11,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::auth::{Auth, require_token};
+use crate::binary;
 use crate::budget::{self, Charge, InputCost, MemoryBudget, Reservation};
 use crate::config::{Config, check_path_segment};
 use crate::error::{ApiError, one_line};
@@ -25,8 +26,13 @@ use crate::metrics::{self, EndpointLabels, Metrics, RequestLabels};
 use crate::model::{self, LoadError, LoadedModel};
 use crate::protocol::{InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata};
 
+pub mod grpc;
+
 /// The server's name in `GET /v2`.
 pub const SERVER_NAME: &str = "berth-model-server";
+
+/// The binary tensor data extension's name in `GET /v2`'s `extensions` (see [`crate::binary`]).
+pub const BINARY_TENSOR_DATA: &str = "binary_tensor_data";
 
 /// The platform reported in model metadata: the protocol's name for an ONNX
 /// model ("<project>_<format>", see "Platforms" in the V2 spec).
@@ -288,7 +294,7 @@ async fn server_metadata() -> axum::Json<ServerMetadata> {
     axum::Json(ServerMetadata {
         name: SERVER_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        extensions: vec![],
+        extensions: vec![BINARY_TENSOR_DATA.to_owned()],
     })
 }
 
@@ -415,9 +421,21 @@ async fn infer_with(
     request: Request,
 ) -> Response {
     match run_inference(state, name, version, request).await {
-        Ok(json) => (
+        Ok((json, None)) => (
             [(header::CONTENT_TYPE, "application/json")],
             axum::body::Body::new(json),
+        )
+            .into_response(),
+        // Binary outputs follow the JSON header, whose length the response announces.
+        Ok((body, Some(json_len))) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
+                (binary::HEADER_LENGTH, HeaderValue::from(json_len)),
+            ],
+            axum::body::Body::new(body),
         )
             .into_response(),
         Err(e) => e.into_response(),
@@ -434,12 +452,16 @@ async fn infer_with(
 /// for others to give theirs back (413 if it exceeds the whole budget), and gives back the
 /// surplus once its shapes are known (see [`crate::budget`]). It must send its body within
 /// the body timeout (408 otherwise), so a slow client cannot keep a permit.
+///
+/// A body with the binary data extension ([`crate::binary`]) is charged its JSON header as a
+/// JSON body and its binary data for what it decodes to, and answered with the JSON header's
+/// length when an output is sent as binary data.
 async fn run_inference(
     state: Arc<AppState>,
     name: &str,
     version: Option<&str>,
     request: Request,
-) -> Result<HeldBody, ApiError> {
+) -> Result<(HeldBody, Option<usize>), ApiError> {
     state.check_model(name, version)?;
     let model = state.ready_model()?;
     let limit = state.max_request_bytes;
@@ -451,10 +473,15 @@ async fn run_inference(
     if content_length.is_some_and(|len| len > limit as u64) {
         return Err(too_large(limit));
     }
+    let json_len = binary::header_length(request.headers())?;
     let permit = state.admit().await?;
     // A body of unknown length (chunked) is charged as the largest one.
     let cost = InputCost::of(model.inputs.iter().map(|s| s.datatype));
-    let charge = Charge::for_body(content_length.unwrap_or(limit as u64), cost);
+    let body_len = content_length.unwrap_or(limit as u64);
+    let charge = match json_len {
+        Some(json_len) => Charge::for_binary_body(body_len, json_len, cost),
+        None => Charge::for_body(body_len, cost),
+    };
     let mut reservation = state.budget.reserve(charge).await?;
     let announced = content_length.and_then(|len| usize::try_from(len).ok());
     let body = tokio::time::timeout(state.body_timeout, read_body(request, announced, limit))
@@ -468,13 +495,30 @@ async fn run_inference(
     let task_state = state.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let req = InferenceRequest::from_json(&body)?;
-        reservation.shrink_to(Charge::for_inputs(body.len() as u64, req.decoded_bytes()));
-        let inference = model.infer(&req)?;
+        let (json, binary_data) = binary::split_body(&body, json_len)?;
+        let mut req = InferenceRequest::from_json(json)?;
+        binary::bind_binary_inputs(&mut req, binary_data)?;
+        // Now that the shapes are known: the body, its decoded inputs and the model's run.
+        let decoded = req.decoded_bytes();
+        let charge = Charge::for_run(
+            body.len() as u64,
+            decoded,
+            model.working.for_inputs(decoded),
+        );
+        reservation.shrink_to(charge);
+        tokio::runtime::Handle::current().block_on(reservation.grow_to(
+            charge,
+            &task_state.budget,
+            task_state.body_timeout,
+        ))?;
+        let mut inference = model.infer(&req)?;
         task_state
             .metrics
             .inference_duration
             .observe(inference.run_time.as_secs_f64());
+        for output in &mut inference.outputs {
+            output.binary = req.wants_binary(&output.name);
+        }
         let InferenceRequest { id, .. } = req;
         drop(body);
         let response = InferenceResponse {
@@ -497,6 +541,7 @@ async fn run_inference(
             serde_json::to_writer(&mut counter, &response).map_err(encode_error)?;
             counter.0
         };
+        let text = text.saturating_add(response.binary_len());
         let outputs: u64 = response.outputs.iter().map(|o| o.data.heap_bytes()).sum();
         tokio::runtime::Handle::current().block_on(reservation.grow_to(
             Charge(outputs.saturating_add(text)),
@@ -505,12 +550,17 @@ async fn run_inference(
         ))?;
         let mut json = Vec::with_capacity(usize::try_from(text).unwrap_or(0));
         serde_json::to_writer(&mut json, &response).map_err(encode_error)?;
+        let header_len = response.has_binary().then_some(json.len());
+        for output in response.outputs.iter().filter(|o| o.binary) {
+            binary::write_binary(&output.name, &output.data, &mut json)?;
+        }
         drop(response);
         reservation.shrink_to(Charge(json.len() as u64));
-        Ok(HeldBody {
+        let body = HeldBody {
             data: Some(Bytes::from(json)),
             _reservation: reservation,
-        })
+        };
+        Ok((body, header_len))
     })
     .await;
     match joined {
@@ -569,7 +619,16 @@ impl http_body::Body for HeldBody {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics().encode() {
+    let budget = state.budget();
+    let reserved = budget.bytes().saturating_sub(budget.available());
+    let metrics = state.metrics();
+    metrics
+        .memory_budget_bytes
+        .set(i64::try_from(budget.bytes()).unwrap_or(i64::MAX));
+    metrics
+        .memory_reserved_bytes
+        .set(i64::try_from(reserved).unwrap_or(i64::MAX));
+    match metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(_) => ApiError::internal("cannot encode metrics").into_response(),
     }
@@ -699,6 +758,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reason: one_line(&e),
     })?;
 
+    let grpc_listener = match config.grpc_addr {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| RunError::Bind {
+                        addr,
+                        reason: one_line(&e),
+                    })?,
+            )
+        }
+        None => None,
+    };
+
     let state = AppState::new(
         model_name.clone(),
         config.model_version.clone(),
@@ -713,7 +786,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map_err(RunError::Config)?;
     tracing::info!(
         auth = config.auth.auth.as_str(),
-        "checking callers of the public port"
+        "checking callers of the public ports"
     );
     let state = Arc::new(state.with_auth(auth));
     tracing::info!(
@@ -745,6 +818,23 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let stop_reason: Arc<Mutex<Option<Stop>>> = Arc::new(Mutex::new(None));
     let (draining_tx, mut draining_rx) = watch::channel(false);
+    if let Some(listener) = grpc_listener {
+        let grpc_addr = listener.local_addr().map_err(|e| RunError::Bind {
+            addr: config.http_addr,
+            reason: one_line(&e),
+        })?;
+        tracing::info!("serving the gRPC API on {grpc_addr}");
+        let mut draining = draining_tx.subscribe();
+        let grpc =
+            axum::serve(listener, grpc::router(state.clone())).with_graceful_shutdown(async move {
+                let _ = draining.wait_for(|draining| *draining).await;
+            });
+        tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::warn!(error = %one_line(&e), "the gRPC listener stopped");
+            }
+        });
+    }
     let reason_slot = stop_reason.clone();
     let graceful = async move {
         let reason = stop_rx.recv().await;
@@ -818,10 +908,22 @@ async fn load_model(state: Arc<AppState>, file: std::path::PathBuf, stop: mpsc::
         Ok(model) => {
             let seconds = started.elapsed().as_secs_f64();
             state.metrics().model_load_seconds.set(seconds);
+            let working = model.working;
+            state
+                .metrics()
+                .working_fixed_bytes
+                .set(i64::try_from(working.fixed).unwrap_or(i64::MAX));
+            state
+                .metrics()
+                .working_per_input_byte
+                .set(working.per_input_byte);
             tracing::info!(
                 seconds,
                 inputs = %describe(&model.inputs),
                 outputs = %describe(&model.outputs),
+                working_memory_fixed_bytes = working.fixed,
+                working_memory_per_input_byte = working.per_input_byte,
+                working_memory_measured = working.measured,
                 "model ready"
             );
             state.set_model(Arc::new(model));
@@ -925,7 +1027,7 @@ mod tests {
         let meta: ServerMetadata = serde_json::from_str(&body).unwrap();
         assert_eq!(meta.name, SERVER_NAME);
         assert_eq!(meta.version, env!("CARGO_PKG_VERSION"));
-        assert!(meta.extensions.is_empty());
+        assert_eq!(meta.extensions, [BINARY_TENSOR_DATA]);
     }
 
     #[tokio::test]

@@ -181,6 +181,22 @@ pub fn decode_tensor(
     }
 }
 
+/// Decodes one input's values, given as JSON text ([`decode_tensor`]) or as binary data
+/// ([`crate::binary::decode_binary`]).
+pub fn decode_input(
+    name: &str,
+    datatype: DataType,
+    shape: &[u64],
+    values: crate::protocol::InputData<'_>,
+) -> Result<Tensor, ApiError> {
+    match values {
+        crate::protocol::InputData::Json(text) => decode_tensor(name, datatype, shape, text),
+        crate::protocol::InputData::Binary(bytes) => {
+            crate::binary::decode_binary(name, datatype, shape, bytes)
+        }
+    }
+}
+
 /// The bytes one decoded element of `datatype` takes in memory (a BYTES element's 24-byte
 /// `String` header; its characters come on top and are at most the data's length).
 pub fn element_size(datatype: DataType) -> usize {
@@ -602,13 +618,37 @@ impl TensorData {
     }
 }
 
-/// One encoded output tensor: `{name, shape, datatype, data}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One encoded output tensor: `{name, shape, datatype, data}` in JSON, or, when `binary`,
+/// `{name, shape, datatype, parameters: {binary_data_size}}` with its values sent after the
+/// JSON (the binary data extension, see [`crate::binary`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct EncodedTensor {
     pub name: String,
     pub shape: Vec<u64>,
     pub datatype: &'static str,
     pub data: TensorData,
+    /// Whether the values go after the JSON as binary data instead of into `data`.
+    pub binary: bool,
+}
+
+impl Serialize for EncodedTensor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("EncodedTensor", 4)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("shape", &self.shape)?;
+        out.serialize_field("datatype", self.datatype)?;
+        if self.binary {
+            let size = crate::binary::binary_len(&self.data);
+            out.serialize_field(
+                "parameters",
+                &serde_json::json!({ crate::protocol::BINARY_DATA_SIZE: size }),
+            )?;
+        } else {
+            out.serialize_field("data", &self.data)?;
+        }
+        out.end()
+    }
 }
 
 /// Encodes a tract tensor as a protocol output tensor.
@@ -650,6 +690,7 @@ pub fn encode_tensor(name: &str, tensor: &Tensor) -> Result<EncodedTensor, ApiEr
         shape: tensor.shape().iter().map(|&d| d as u64).collect(),
         datatype: datatype.as_str(),
         data,
+        binary: false,
     })
 }
 

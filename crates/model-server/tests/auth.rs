@@ -507,7 +507,9 @@ async fn token_review_requests_and_answers() {
         namespaces: vec!["team".into()],
         service_accounts: vec![],
     };
-    let reviewer = TokenReviewer::new(settings, api.parse().unwrap(), token_file, None).unwrap();
+    let reviewer = TokenReviewer::new(settings, api.parse().unwrap(), token_file.clone(), None)
+        .unwrap()
+        .with_token_reread(Duration::from_millis(200));
     let state = AppState::new("m".into(), None, 1);
     let auth = Auth::kubernetes(reviewer, state.metrics().auth_requests.clone());
     let state = Arc::new(state.with_auth(Some(auth)));
@@ -553,17 +555,34 @@ async fn token_review_requests_and_answers() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_401(&call(&app, "/v2", None).await, "needs a bearer token", "");
+    // The kubelet rotates the pod's token: the next review uses the new one.
+    std::fs::write(&token_file, "pod-token-rotated\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = seen.lock().unwrap().len();
+    let again = call(&app, "/v2", Some("sa-other-ns")).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "a refused token is cached too"
+    );
+    let fresh = call(&app, "/v2", Some("made-up-2")).await;
+    assert_eq!(fresh.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().0,
+        "Bearer pod-token-rotated"
+    );
     let text = state.metrics().encode().unwrap();
     assert!(
         text.contains(r#"berth_model_auth_requests_total{result="allowed"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 1"#),
+        text.contains(r#"berth_model_auth_requests_total{result="forbidden"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 3"#),
+        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 4"#),
         "{text}"
     );
     assert!(
@@ -571,4 +590,56 @@ async fn token_review_requests_and_answers() {
         "{text}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The gRPC API (`--grpc-addr`) is behind the same check: a call without a valid token gets
+/// `UNAUTHENTICATED` (grpc-status 16) before it reaches the service, one with a token does not.
+#[tokio::test]
+async fn grpc_calls_need_a_token_too() {
+    let key = SigningKey::es256("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let (_, _, state) = server(oidc_settings(&issuer), JwksTiming::default());
+    let grpc = berth_model_server::server::grpc::router(state.clone());
+    let call_grpc = |token: Option<String>| {
+        let grpc = grpc.clone();
+        async move {
+            let mut request = Request::builder()
+                .method("POST")
+                .uri("/inference.GRPCInferenceService/ServerLive")
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .header("te", "trailers");
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            // An empty ServerLiveRequest: one uncompressed frame of length 0.
+            let body = Body::from(vec![0u8, 0, 0, 0, 0]);
+            grpc.oneshot(request.body(body).unwrap()).await.unwrap()
+        }
+    };
+    let refused = call_grpc(None).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::OK,
+        "gRPC errors ride on HTTP 200"
+    );
+    assert_eq!(refused.headers()["grpc-status"], "16");
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+    let other = key.sign(&issuer.claims("other-project"));
+    assert_eq!(call_grpc(Some(other)).await.headers()["grpc-status"], "16");
+    let allowed = call_grpc(Some(key.sign(&issuer.claims(AUDIENCE)))).await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert!(
+        allowed.headers().get("grpc-status").is_none(),
+        "an allowed call gets the service's answer, its status in the trailers"
+    );
+    let text = state.metrics().encode().unwrap();
+    assert!(
+        text.contains(r#"berth_model_auth_requests_total{result="allowed"} 1"#),
+        "{text}"
+    );
 }

@@ -16,6 +16,8 @@ Models (each in its own directory as model.onnx, the layout the server expects):
   fixed/     x: FP32 [2, 2] (no dynamic dim) -> y = x + 10
   strings/   s: STRING [N] -> t = Identity(s) (STRING [N]), the protocol's BYTES
   unsupported/ an op from a domain no runtime knows
+  widen/     x: FP32 [N, 1] -> y = ReduceSum(Tile(x, [1, 16384]), axis 1) (FP32 [N, 1]): its run
+             holds 64 KiB per row while its inputs and outputs hold 4 bytes
 """
 
 import os
@@ -140,12 +142,25 @@ def unsupported(out_dir):
     )
 
 
+def widen(out_dir):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    repeats = helper.make_tensor("repeats", TensorProto.INT64, [2], [1, 16384])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Tile", ["x", "repeats"], ["wide"], name="tile"),
+        helper.make_node("ReduceSum", ["wide", "axes"], ["y"], name="sum", keepdims=1),
+    ]
+    graph = helper.make_graph(nodes, "widen", [x], [y], initializer=[repeats, axes])
+    save(graph, out_dir, "widen")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_models.py OUT_DIR")
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
-    for make in (mlp, add, int64, dtypes, fixed, strings, unsupported):
+    for make in (mlp, add, int64, dtypes, fixed, strings, unsupported, widen):
         make(out_dir)
     print(f"wrote models to {out_dir} with onnx {onnx.__version__}")
 

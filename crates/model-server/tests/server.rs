@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod issuer;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,7 +34,7 @@ fn health_and_metadata() {
     assert_eq!(meta.content_type, "application/json");
     assert_eq!(meta.body["name"], "berth-model-server");
     assert_eq!(meta.body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(meta.body["extensions"], json!([]));
+    assert_eq!(meta.body["extensions"], json!(["binary_tensor_data"]));
 
     let model = Answer::from(server.get("/v2/models/mlp"));
     assert_eq!(model.status, 200);
@@ -255,10 +256,11 @@ fn requests_are_admitted_against_the_memory_budget() {
     let answer = server.post("/v2/models/mlp/infer", rows(3_000));
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
-    // Its response would not fit: refused after the run, before it is encoded.
+    // Its run or its response would not fit: refused before the model runs or before the
+    // response is encoded.
     server
         .post("/v2/models/mlp/infer", rows(10_000))
-        .assert_error(413, "the response to this request takes");
+        .assert_error(413, "answering this request takes");
     // Its body could never fit: refused before it is read.
     server.post("/v2/models/mlp/infer", rows(15_000)).assert_error(
         413,
@@ -799,4 +801,122 @@ fn unloadable_models_exit_non_zero_with_one_clear_line() {
         file.to_str().unwrap(),
         "Frobnicate",
     );
+}
+
+/// `--auth oidc` on the real binary: the public port (health included) needs a valid token, the
+/// probes on the metrics address do not, and the checks are counted.
+#[test]
+fn oidc_guards_the_public_port_and_leaves_the_probes_open() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = issuer::SigningKey::es256("k1");
+    let issuer = runtime.block_on(issuer::Issuer::start(&[&key]));
+    let dir = model_dir("mlp");
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--auth",
+        "oidc",
+        "--oidc-issuer",
+        &issuer.url,
+        "--oidc-audience",
+        "team-models",
+        "--oidc-role",
+        "model-user",
+    ]);
+    let client = reqwest::blocking::Client::new();
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]});
+    let infer = |token: Option<&str>| {
+        let mut request = client.post(server.url("/v2/models/mlp/infer")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap()
+    };
+    let refused = infer(None);
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(r#"Bearer realm="berth", error="invalid_token""#),
+        "{challenge}"
+    );
+    let other_audience = key.sign(&issuer.claims("another-project"));
+    assert_eq!(infer(Some(&other_audience)).status(), 401);
+    let mut no_role = issuer.claims("team-models");
+    no_role["resource_access"] = json!({});
+    assert_eq!(infer(Some(&key.sign(&no_role))).status(), 403);
+    let token = key.sign(&issuer.claims("team-models"));
+    let answer = infer(Some(&token));
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().unwrap();
+    assert_eq!(answer["model_name"], "mlp");
+
+    assert_eq!(server.get("/v2/health/live").status(), 401);
+    assert_eq!(server.get("/v2/health/ready").status(), 401);
+    let probe = |path: &str| {
+        client
+            .get(format!("http://{}{path}", server.metrics_addr))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(probe("/v2/health/live").status(), 200);
+    assert_eq!(probe("/v2/health/ready").status(), 200);
+    let metrics = probe("/metrics").text().unwrap();
+    for series in [
+        r#"berth_model_auth_requests_total{result="allowed"} 1"#,
+        r#"berth_model_auth_requests_total{result="forbidden"} 1"#,
+        r#"berth_model_auth_requests_total{result="unauthenticated"} 4"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing in {metrics}");
+    }
+}
+
+/// Regression (the model's run was not charged: valid large batches took 1,166 MiB against a
+/// 640 MiB budget): the working memory of a model that widens each 4-byte row to 64 KiB is
+/// measured at load, and a request whose run would take more than the budget is refused with
+/// 413 before the model runs, while a small one is answered.
+#[test]
+fn the_models_run_is_charged_in_the_memory_budget() {
+    let dir = model_dir("widen");
+    let server = Server::start(&[
+        "--model-path",
+        dir.to_str().unwrap(),
+        "--memory-budget-bytes",
+        &(16u64 << 20).to_string(),
+    ]);
+    let rows = |n: usize| -> String {
+        let ones = vec!["1"; n].join(",");
+        format!(
+            r#"{{"inputs":[{{"name":"x","shape":[{n},1],"datatype":"FP32","data":[{ones}]}}]}}"#
+        )
+    };
+    let answer = server.post("/v2/models/widen/infer", rows(4));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(floats(&answer.output("y")["data"]), vec![16384.0; 4]);
+
+    let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.metrics_addr))
+        .unwrap()
+        .text()
+        .unwrap();
+    let per_byte: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_model_server_model_working_memory_per_input_byte "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no working-memory figure in {metrics}"));
+    // 64 KiB of Tile output per 4 input bytes; the measurement is in pages, so allow slack.
+    assert!(
+        per_byte > 8_000.0,
+        "the run's working memory per input byte was measured as {per_byte}"
+    );
+    assert!(
+        metrics.contains("berth_model_server_memory_budget_bytes 16777216"),
+        "{metrics}"
+    );
+
+    // 1,000 rows: 4 KB of input, about 64 MiB while the model runs.
+    server
+        .post("/v2/models/widen/infer", rows(1_000))
+        .assert_error(413, "answering this request takes");
 }

@@ -34,6 +34,9 @@ fn berth_binary_path(name: &str) -> String {
     format!("/usr/local/bin/berth-{name}")
 }
 
+/// The model server's glibc malloc tuning (see [`run_of`]).
+pub const MODEL_SERVER_MALLOC: &str = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072";
+
 /// How image `name` runs: user, entrypoint, command, environment (no secrets) and working
 /// directory. The Dockerfiles under deploy/images/ say the same (a test compares them).
 pub fn run_of(name: &str) -> Result<RunConfig> {
@@ -42,7 +45,18 @@ pub fn run_of(name: &str) -> Result<RunConfig> {
     let ca = format!("SSL_CERT_FILE={CA_BUNDLE}");
     let (entrypoint, cmd, env, working_dir) = match name {
         "pause" => (strings(&["/pause"]), vec![], strings(&[path]), "/"),
-        "model-server" | "model-fetch" | "operator" => (
+        // glibc's malloc keeps freed blocks up to 32 MiB in its heap once a larger block was
+        // freed (its dynamic mmap threshold), so a server that decodes large tensors stays at
+        // its peak: a fixed threshold of 128 KiB gives every large tensor back when it is
+        // freed, and the memory budget then bounds the resident set (bench/model-server/flood.sh:
+        // 429 MiB against a 640 MiB budget, 900 MiB without it). See mallopt(3), M_MMAP_THRESHOLD.
+        "model-server" => (
+            vec![berth_binary_path(name)],
+            vec![],
+            vec![path.to_owned(), ca, MODEL_SERVER_MALLOC.to_owned()],
+            "/home/nonroot",
+        ),
+        "model-fetch" | "operator" => (
             vec![berth_binary_path(name)],
             vec![],
             vec![path.to_owned(), ca],

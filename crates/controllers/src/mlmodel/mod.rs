@@ -33,9 +33,10 @@ use berth_reconcile::{
     runner,
 };
 
-use self::build::download::job_name;
+use self::build::download::{job_name, unpack_limit};
 use self::build::{
-    CANARY, COMPONENT, DOWNLOAD, Environment, SERVER, TRACK, VERSION, Version, volume_name,
+    CANARY, COMPONENT, DOWNLOAD, Environment, SERVER, TRACK, VERSION, Version, VolumeSpec,
+    volume_name,
 };
 use self::observe::{Download, quota_problem};
 use self::plan::{Observed, ObservedCanary, decide, recorded_active};
@@ -291,10 +292,10 @@ fn download_of(
         return Download::NotNeeded;
     }
     let name = model.name_any();
-    let wanted = succeeded
-        .get(&version.key)
-        .cloned()
-        .unwrap_or_else(|| job_name(&name, settings, version));
+    let wanted = succeeded.get(&version.key).cloned().unwrap_or_else(|| {
+        let volume = VolumeSpec::of(model, settings);
+        job_name(&name, settings, version, unpack_limit(&volume))
+    });
     let job = jobs
         .iter()
         .find(|j| j.metadata.name.as_deref() == Some(wanted.as_str()));

@@ -296,7 +296,7 @@ pub fn fetch_problem(code: i32, message: &str, uri: &str) -> Problem {
         10 => (
             "ArchiveTooLarge",
             format!(
-                "the archive from {uri} unpacks beyond berth-model-fetch's limits (over 1 TiB, over 100,000 entries, or over 1,000 times its own size: an archive bomb){said}"
+                "the archive from {uri} unpacks beyond what Berth allows: more than the volume holds (raise storage.size if the model really is that large), over 100,000 entries, or over 1,000 times its own size (an archive bomb){said}"
             ),
         ),
         11 => (

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, MODEL};
 use berth_api::mlmodel::{
     Autoscaling, CanarySpec, MLModel, MLModelSpec, MLModelStatus, ModelResources, ModelSettings,
-    ModelSource, Phase, RuntimeName, RuntimeSpec,
+    ModelSource, Phase, RuntimeName, RuntimeSpec, StorageSpec,
 };
 use berth_reconcile::Error;
 
@@ -19,6 +19,9 @@ use super::build::{Environment, Plan, Version, build, download, parse_duration_s
 use super::host::Host;
 use super::observe::{self, Download, Problem, Serving, fetch_problem, quota_problem};
 use super::plan::{CanaryState, Observed, decide};
+
+/// The default volume size (10Gi) in bytes: what archives may unpack to by default.
+const TEN_GI: u64 = 10 * 1024 * 1024 * 1024;
 
 fn model(uri: &str) -> MLModel {
     let mut m = MLModel::new(
@@ -173,7 +176,12 @@ fn a_new_model_downloads_first_and_serves_nothing_yet() -> Result<(), Error> {
             ("PersistentVolumeClaim".into(), format!("fraud-{key}")),
             (
                 "Job".into(),
-                super::build::download::job_name("fraud", &ModelSettings::default(), &d.target)
+                super::build::download::job_name(
+                    "fraud",
+                    &ModelSettings::default(),
+                    &d.target,
+                    Some(TEN_GI)
+                )
             ),
             ("Service".into(), "fraud".into()),
         ]
@@ -259,6 +267,11 @@ fn the_download_job_is_bounded_and_kept() -> Result<(), Error> {
     let pod = spec.template.spec.unwrap_or_default();
     let args = pod.containers[0].args.clone().unwrap_or_default();
     assert!(args.contains(&"--timeout=5400s".to_owned()), "{args:?}");
+    // An archive may unpack to no more than the volume holds (10Gi by default).
+    assert!(
+        args.contains(&format!("--max-unpacked-bytes={TEN_GI}")),
+        "{args:?}"
+    );
     let env_from = pod.containers[0].env_from.clone().unwrap_or_default();
     assert_eq!(
         env_from[0].secret_ref.as_ref().map(|s| s.name.as_str()),
@@ -522,14 +535,17 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
         ..Default::default()
     };
     assert_eq!(Version::target(&m, &upgraded).key, v.key);
-    let before = download::job_name("fraud", &ModelSettings::default(), &v);
-    let after = download::job_name("fraud", &upgraded, &v);
+    let before = download::job_name("fraud", &ModelSettings::default(), &v, Some(TEN_GI));
+    let after = download::job_name("fraud", &upgraded, &v, Some(TEN_GI));
     assert_ne!(before, after);
     let longer = ModelSettings {
         download_timeout_seconds: 7200,
         ..Default::default()
     };
-    assert_ne!(before, download::job_name("fraud", &longer, &v));
+    assert_ne!(
+        before,
+        download::job_name("fraud", &longer, &v, Some(TEN_GI))
+    );
 
     let env = Environment::default();
     let built = build(
@@ -933,8 +949,58 @@ proptest! {
         };
         let v = Version::of(&source, &RuntimeSpec::default(), &volume);
         prop_assert_eq!(v.key.len(), 10);
-        let job = super::build::download::job_name(&name, &ModelSettings::default(), &v);
+        let job = super::build::download::job_name(&name, &ModelSettings::default(), &v, Some(TEN_GI));
         prop_assert!(job.len() <= 63, "{}", job);
         prop_assert!(super::build::volume_name(&name, &v.key).len() <= 63);
     }
+}
+
+/// Regression (a tar or zip bomb filled the volume and failed as a retried disk error): the
+/// download Job is told the volume's size as the most an archive may unpack to, so
+/// berth-model-fetch refuses the bomb with its own exit code when it reaches it. A new size is a
+/// new volume, so a new version and a new Job.
+#[test]
+fn archives_unpack_to_at_most_the_volume_size() {
+    use super::build::VolumeSpec;
+    let volume = |size: &str| VolumeSpec {
+        size: size.into(),
+        storage_class_name: None,
+        access_mode: "ReadWriteOnce".into(),
+    };
+    assert_eq!(download::unpack_limit(&volume("10Gi")), Some(TEN_GI));
+    assert_eq!(download::unpack_limit(&volume("1G")), Some(1_000_000_000));
+    assert_eq!(
+        download::unpack_limit(&volume("1500Mi")),
+        Some(1500 * 1024 * 1024)
+    );
+    assert_eq!(download::unpack_limit(&volume("not a size")), None);
+    assert_eq!(download::unpack_limit(&volume("0")), None);
+
+    let mut m = model("s3://models/fraud/model.tar.gz");
+    m.spec.storage = Some(StorageSpec {
+        size: Some("2Gi".into()),
+        ..Default::default()
+    });
+    let settings = ModelSettings::default();
+    let v = Version::target(&m, &settings);
+    let job = download::job_for(
+        "fraud",
+        &settings,
+        &v,
+        download::unpack_limit(&VolumeSpec::of(&m, &settings)),
+    );
+    let args = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        args.contains(&format!("--max-unpacked-bytes={}", 2u64 << 30)),
+        "{args:?}"
+    );
+    assert_ne!(
+        download::job_name("fraud", &settings, &v, Some(2 << 30)),
+        download::job_name("fraud", &settings, &v, Some(TEN_GI)),
+        "the limit is part of what names the Job"
+    );
 }

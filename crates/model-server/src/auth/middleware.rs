@@ -9,12 +9,14 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::answer::{AuthResult, Denied};
 use super::config::AuthSettings;
 use super::jwks::JwksTiming;
 use super::oidc::OidcVerifier;
 use super::token_review::TokenReviewer;
-use super::{AuthCounter, AuthLabels, Principal};
+use super::{AuthCounter, AuthLabels};
 
 /// The longest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -27,7 +29,24 @@ enum Checker {
 /// A configured check, shared by every request.
 pub struct Auth {
     checker: Checker,
-    counter: AuthCounter,
+    /// The series of `berth_model_auth_requests_total`, by [`AuthResult`], resolved once.
+    counts: [Counter; 4],
+}
+
+fn series(counter: &AuthCounter) -> [Counter; 4] {
+    [
+        AuthResult::Allowed,
+        AuthResult::Unauthenticated,
+        AuthResult::Forbidden,
+        AuthResult::Error,
+    ]
+    .map(|result| {
+        counter
+            .get_or_create(&AuthLabels {
+                result: result.as_str(),
+            })
+            .clone()
+    })
 }
 
 impl Auth {
@@ -47,14 +66,17 @@ impl Auth {
             }
             AuthSettings::Kubernetes(k) => Checker::Kubernetes(TokenReviewer::in_cluster(k)?),
         };
-        Ok(Some(Arc::new(Self { checker, counter })))
+        Ok(Some(Arc::new(Self {
+            checker,
+            counts: series(&counter),
+        })))
     }
 
     /// A check by `verifier` (already started, or to start).
     pub fn oidc(verifier: OidcVerifier, counter: AuthCounter) -> Arc<Self> {
         Arc::new(Self {
             checker: Checker::Oidc(verifier),
-            counter,
+            counts: series(&counter),
         })
     }
 
@@ -62,12 +84,12 @@ impl Auth {
     pub fn kubernetes(reviewer: TokenReviewer, counter: AuthCounter) -> Arc<Self> {
         Arc::new(Self {
             checker: Checker::Kubernetes(reviewer),
-            counter,
+            counts: series(&counter),
         })
     }
 
     /// Checks the request's headers, and counts the result.
-    pub async fn check(&self, headers: &HeaderMap) -> Result<Principal, Denied> {
+    pub async fn check(&self, headers: &HeaderMap) -> Result<(), Denied> {
         let result = match bearer_token(headers) {
             Ok(token) => match &self.checker {
                 Checker::Oidc(v) => v.verify(token).await,
@@ -75,15 +97,16 @@ impl Auth {
             },
             Err(denied) => Err(denied),
         };
-        let label = match &result {
-            Ok(_) => AuthResult::Allowed,
-            Err(denied) => denied.result(),
+        let index = match &result {
+            Ok(_) => 0,
+            Err(denied) => match denied.result() {
+                AuthResult::Allowed => 0,
+                AuthResult::Unauthenticated => 1,
+                AuthResult::Forbidden => 2,
+                AuthResult::Error => 3,
+            },
         };
-        self.counter
-            .get_or_create(&AuthLabels {
-                result: label.as_str(),
-            })
-            .inc();
+        self.counts[index].inc();
         result
     }
 }
@@ -128,10 +151,7 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     match auth.check(request.headers()).await {
-        Ok(principal) => {
-            tracing::trace!(caller = %principal.name, "request allowed");
-            next.run(request).await
-        }
+        Ok(()) => next.run(request).await,
         Err(denied) => {
             match &denied {
                 Denied::Unavailable(reason) => {
@@ -140,6 +160,39 @@ pub async fn require_token(
                 other => tracing::debug!(reason = %other, "request refused"),
             }
             denied.into_response()
+        }
+    }
+}
+
+/// The same for the gRPC API: a refused call is answered with a gRPC status in a
+/// trailers-only response (HTTP 200, `grpc-status` 16 `UNAUTHENTICATED`, 7
+/// `PERMISSION_DENIED` or 14 `UNAVAILABLE`, the reason in `grpc-message`), as gRPC clients
+/// expect, plus the same `WWW-Authenticate` challenge. The token comes in the
+/// `authorization` metadata, `Bearer <token>`.
+pub async fn require_token_grpc(
+    State(auth): State<Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match auth.check(request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            let challenge = denied.clone().into_response();
+            let status = match &denied {
+                Denied::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
+                Denied::Forbidden(m) => tonic::Status::permission_denied(m.clone()),
+                Denied::Unavailable(m) => {
+                    tracing::warn!(error = %m, "cannot check a token");
+                    tonic::Status::unavailable(m.clone())
+                }
+            };
+            let mut response = status.into_http::<axum::body::Body>();
+            if let Some(value) = challenge.headers().get(header::WWW_AUTHENTICATE) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value.clone());
+            }
+            response
         }
     }
 }

@@ -4,11 +4,13 @@
 //! - [`oidc`]: bearer JWTs of an OpenID Connect issuer, verified against its JWKS ([`jwks`]).
 //! - [`token_review`]: Kubernetes ServiceAccount tokens, checked with a TokenReview.
 //! - [`cache`]: verdicts kept for a short time by the token's SHA-256.
-//! - [`middleware`]: the axum layer that answers 401/403/503 before any handler runs.
+//! - [`middleware`]: the axum layer that answers 401/403/503 before any handler runs (and
+//!   its gRPC twin, answering `UNAUTHENTICATED`/`PERMISSION_DENIED`/`UNAVAILABLE`).
 //! - [`answer`]: those answers (RFC 6750) and the `result` of
 //!   `berth_model_auth_requests_total{result="allowed|unauthenticated|forbidden|error"}`.
 //!
-//! With a check, every path of the public port, health included, needs a token; the
+//! With a check, every path of the public port, health included, and every call of the gRPC
+//! API (`--grpc-addr`) needs a token; the
 //! kubelet's probes go to `/v2/health/live` and `/v2/health/ready` on the metrics address,
 //! which are not checked.
 
@@ -28,13 +30,13 @@ use prometheus_client::registry::Registry;
 pub use answer::{AuthResult, Denied};
 pub use config::{AuthArgs, AuthMode, AuthSettings};
 pub use jwks::JwksTiming;
-pub use middleware::{Auth, require_token};
+pub use middleware::{Auth, require_token, require_token_grpc};
 
 /// Who a request comes from, once checked: the token's `preferred_username` or `sub`, or
-/// the ServiceAccount's user name. Only for logs.
+/// the ServiceAccount's user name. Only for logs (at debug, when a token is first checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
 }
 
 /// Labels of `berth_model_auth_requests_total`.

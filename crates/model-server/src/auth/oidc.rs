@@ -70,10 +70,14 @@ pub struct OidcVerifier {
     verdicts: VerdictCache,
 }
 
-/// An HTTP client trusting the system's roots (webpki) plus `ca_pem`'s certificates.
+/// An HTTP client trusting the system's roots (webpki) plus `ca_pem`'s certificates, following
+/// no redirects.
 pub fn http_client(ca_pem: Option<&[u8]>, what: &str) -> Result<reqwest::Client, String> {
+    // No redirects: the issuer's keys come from the configured or discovered URL only, and an
+    // https URL is never followed to http.
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("berth-model-server/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5));
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -126,7 +130,7 @@ impl OidcVerifier {
     }
 
     /// Checks `token`: who the caller is, or 401/403/503.
-    pub async fn verify(&self, token: &str) -> Result<Principal, Denied> {
+    pub async fn verify(&self, token: &str) -> Result<(), Denied> {
         let hash = cache::hash(token);
         if let Some(verdict) = self.verdicts.get(&hash) {
             return verdict;
@@ -135,9 +139,14 @@ impl OidcVerifier {
         // Never past `exp` (plus the leeway it was checked with).
         let left = claims.exp + self.settings.clock_skew.as_secs_f64() - now_secs();
         let ttl = VERDICT_TTL.min(Duration::from_secs_f64(left.clamp(0.0, 86_400.0)));
-        let verdict = self
-            .authorize(&claims)
-            .map(|()| Principal::from_claims(claims));
+        let verdict = self.authorize(&claims);
+        let caller = Principal::from_claims(claims);
+        match &verdict {
+            Ok(()) => tracing::debug!(caller = %caller.name, "token verified"),
+            Err(denied) => {
+                tracing::debug!(caller = %caller.name, reason = %denied, "token refused")
+            }
+        }
         self.verdicts
             .put(hash, Instant::now() + ttl, verdict.clone());
         verdict
@@ -164,9 +173,10 @@ impl OidcVerifier {
                 KeyError::Unknown => Denied::unauthenticated(
                     "the token is signed with a key the issuer does not publish",
                 ),
-                KeyError::Unavailable(reason) => Denied::unavailable(format!(
-                    "cannot check the token now: the issuer's keys cannot be fetched ({reason})"
-                )),
+                // The reason (URLs, addresses) is logged by the cache, not told to the caller.
+                KeyError::Unavailable(_) => Denied::unavailable(
+                    "cannot check the token now: the issuer's keys cannot be fetched; retry later",
+                ),
             })?;
         if !key.algorithms.contains(&alg) || key.key.family() != alg.family() {
             return Err(Denied::unauthenticated(format!(
@@ -244,7 +254,8 @@ impl Principal {
             name: claims
                 .preferred_username
                 .or(claims.sub)
-                .unwrap_or_else(|| "?".to_owned()),
+                .unwrap_or_else(|| "?".to_owned())
+                .into(),
         }
     }
 }

@@ -83,6 +83,7 @@ pub struct ReviewUser {
 /// The pod's own token, read again from its file every [`TOKEN_REREAD`].
 struct ProjectedToken {
     path: PathBuf,
+    reread: Duration,
     read: Mutex<Option<(Instant, String)>>,
 }
 
@@ -90,7 +91,7 @@ impl ProjectedToken {
     fn get(&self) -> Result<String, String> {
         if let Ok(read) = self.read.lock()
             && let Some((at, token)) = &*read
-            && at.elapsed() < TOKEN_REREAD
+            && at.elapsed() < self.reread
         {
             return Ok(token.clone());
         }
@@ -150,6 +151,7 @@ impl TokenReviewer {
     ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("berth-model-server/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10));
         if let Some(pem) = ca_pem {
@@ -172,20 +174,29 @@ impl TokenReviewer {
             client,
             own_token: ProjectedToken {
                 path: token_file,
+                reread: TOKEN_REREAD,
                 read: Mutex::new(None),
             },
             verdicts: VerdictCache::new(MAX_VERDICTS),
         })
     }
 
+    /// The same reviewer reading its own token again every `every` (default [`TOKEN_REREAD`]).
+    pub fn with_token_reread(mut self, every: Duration) -> Self {
+        self.own_token.reread = every;
+        self
+    }
+
     /// Checks `token`: who the caller is, or 401/403/503.
-    pub async fn review(&self, token: &str) -> Result<Principal, Denied> {
+    pub async fn review(&self, token: &str) -> Result<(), Denied> {
         let hash = cache::hash(token);
         if let Some(verdict) = self.verdicts.get(&hash) {
             return verdict;
         }
         let status = self.ask(token).await?;
-        let verdict = decide(&self.settings, &status);
+        let verdict = decide(&self.settings, &status).map(|caller| {
+            tracing::debug!(caller = %caller.name, "ServiceAccount token reviewed");
+        });
         let ttl = if verdict.is_ok() {
             ALLOWED_TTL
         } else {
@@ -215,10 +226,10 @@ impl TokenReviewer {
             .send()
             .await
             .map_err(|e| {
-                Denied::unavailable(format!(
-                    "cannot check the token now: the TokenReview failed: {}",
-                    crate::error::one_line(&e)
-                ))
+                tracing::warn!(error = %crate::error::one_line(&e), "the TokenReview failed");
+                Denied::unavailable(
+                    "cannot check the token now: the TokenReview failed; retry later",
+                )
             })?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -231,15 +242,15 @@ impl TokenReviewer {
             ));
         }
         if !status.is_success() {
+            tracing::warn!(status = status.as_u16(), "the TokenReview failed");
             return Err(Denied::unavailable(format!(
-                "cannot check the token now: the TokenReview answered HTTP {status}"
+                "cannot check the token now: the TokenReview answered HTTP {}; retry later",
+                status.as_u16()
             )));
         }
         let answer: ReviewAnswer = response.json().await.map_err(|e| {
-            Denied::unavailable(format!(
-                "cannot check the token now: the TokenReview's answer does not parse: {}",
-                crate::error::one_line(&e)
-            ))
+            tracing::warn!(error = %crate::error::one_line(&e), "the TokenReview's answer does not parse");
+            Denied::unavailable("cannot check the token now: the TokenReview's answer does not parse")
         })?;
         Ok(answer.status)
     }
@@ -287,7 +298,7 @@ pub fn decide(settings: &KubernetesSettings, status: &ReviewStatus) -> Result<Pr
         )));
     }
     Ok(Principal {
-        name: username.clone(),
+        name: username.as_str().into(),
     })
 }
 
@@ -319,7 +330,7 @@ mod tests {
         let any = settings(&[]);
         let sa = "system:serviceaccount:team:client";
         assert_eq!(
-            decide(&any, &status(true, sa, &["model-a"])).unwrap().name,
+            &*decide(&any, &status(true, sa, &["model-a"])).unwrap().name,
             sa
         );
         let denied = |s: &KubernetesSettings, st: ReviewStatus| decide(s, &st).unwrap_err();

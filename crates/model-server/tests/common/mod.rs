@@ -179,9 +179,11 @@ impl Server {
         let mut server = server;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            // Readiness as the kubelet probes it: on the metrics address, which needs no token
+            // whatever --auth is.
             let status = server
                 .client
-                .get(server.url("/v2/health/ready"))
+                .get(format!("http://{}/v2/health/ready", server.metrics_addr))
                 .send()
                 .map(|r| r.status().as_u16());
             match status {
@@ -239,6 +241,17 @@ impl Server {
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         wait_exit(&mut self.child, timeout)
+    }
+
+    /// Where the gRPC API is served, when the server was started with `--grpc-addr` (it says
+    /// so before it says where the REST API listens).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        let lines = self.stderr.lock().unwrap();
+        lines
+            .iter()
+            .find_map(|l| l.split("serving the gRPC API on ").nth(1))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("the server reported no gRPC address:\n{}", lines.join("\n")))
     }
 
     pub fn stderr(&self) -> String {

@@ -46,7 +46,7 @@ pub fn children(
     }
     let volume = VolumeSpec::of(ctx.model, ctx.settings);
     let claim = claim(ctx, version, &volume);
-    let mut job = job_for(ctx.name, ctx.settings, version);
+    let mut job = job_for(ctx.name, ctx.settings, version, unpack_limit(&volume));
     job.metadata = ObjectMeta {
         namespace: Some(ctx.namespace.to_owned()),
         owner_references: Some(vec![ctx.owner.clone()]),
@@ -84,10 +84,25 @@ fn claim(ctx: &Ctx, version: &Version, volume: &VolumeSpec) -> PersistentVolumeC
     }
 }
 
+/// The most bytes an archive may unpack to in `volume`: its size (`None` when the size is not a
+/// quantity, which admission refuses; berth-model-fetch then keeps its own default). A tar or zip
+/// bomb is refused when it reaches the size (berth-model-fetch's exit code 10, `ArchiveTooLarge`)
+/// instead of filling the volume and failing as a disk error.
+pub fn unpack_limit(volume: &VolumeSpec) -> Option<u64> {
+    let nanos = berth_api::quantity::parse(&volume.size).ok()?.0;
+    u64::try_from(nanos / 1_000_000_000).ok().filter(|b| *b > 0)
+}
+
 /// The download Job of `version` of model `model`, named by its inputs
 /// (`<model>-fetch-<version>-<hash of the spec>`): the spec is what the API server will not let
-/// change. Its metadata holds the name only; the caller adds labels and owner.
-pub fn job_for(model: &str, settings: &ModelSettings, version: &Version) -> Job {
+/// change. `max_unpacked_bytes` bounds what an archive may unpack to (see [`unpack_limit`]).
+/// Its metadata holds the name only; the caller adds labels and owner.
+pub fn job_for(
+    model: &str,
+    settings: &ModelSettings,
+    version: &Version,
+    max_unpacked_bytes: Option<u64>,
+) -> Job {
     let timeout = version
         .source
         .timeout
@@ -103,6 +118,9 @@ pub fn job_for(model: &str, settings: &ModelSettings, version: &Version) -> Job 
     ];
     if let Some(sha) = &version.source.sha256 {
         args.push(format!("--sha256={sha}"));
+    }
+    if let Some(bytes) = max_unpacked_bytes {
+        args.push(format!("--max-unpacked-bytes={bytes}"));
     }
     let env_from = version.source.uri.starts_with("s3://").then(|| {
         vec![EnvFromSource {
@@ -206,9 +224,15 @@ pub fn job_for(model: &str, settings: &ModelSettings, version: &Version) -> Job 
     }
 }
 
-/// The name of the download Job `version` of `model` gets under `settings`.
-pub fn job_name(model: &str, settings: &ModelSettings, version: &Version) -> String {
-    job_for(model, settings, version)
+/// The name of the download Job `version` of `model` gets under `settings`, in a volume that
+/// lets archives unpack to `max_unpacked_bytes`.
+pub fn job_name(
+    model: &str,
+    settings: &ModelSettings,
+    version: &Version,
+    max_unpacked_bytes: Option<u64>,
+) -> String {
+    job_for(model, settings, version, max_unpacked_bytes)
         .metadata
         .name
         .unwrap_or_default()
