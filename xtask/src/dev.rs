@@ -210,7 +210,10 @@ async fn explain_prediction(client: &kube::Client) {
             );
             eprintln!();
             eprintln!(
-                "    curl -s http://{ip}/v2/models/fraud-scorer/infer -H 'Content-Type: application/json' -d '{SAMPLE_REQUEST}'"
+                "    token=$(curl -s \"$(kubectl -n fraud-detection get secret berth-oidc -o jsonpath='{{.data.OIDC_ISSUER_URL}}' | base64 -d)/protocol/openid-connect/token\" -d grant_type=client_credentials -d client_id=$(kubectl -n fraud-detection get secret berth-oidc -o jsonpath='{{.data.OIDC_CLIENT_ID}}' | base64 -d) -d client_secret=$(kubectl -n fraud-detection get secret berth-oidc -o jsonpath='{{.data.OIDC_CLIENT_SECRET}}' | base64 -d) | jq -r .access_token)"
+            );
+            eprintln!(
+                "    curl -s -H \"Authorization: Bearer $token\" http://{ip}/v2/models/fraud-scorer/infer -H 'Content-Type: application/json' -d '{SAMPLE_REQUEST}'"
             );
             eprintln!();
         }
@@ -236,10 +239,12 @@ async fn predict_once(client: &kube::Client) -> Result<serde_json::Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ip = sample_service_ip(client).await?;
     let path = "/v2/models/fraud-scorer/infer";
+    // The sample model checks tokens: one of the sample Project's own OIDC client.
+    let token = models::sample_token(client).await?;
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect((ip.as_str(), 80)).await?;
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {ip}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SAMPLE_REQUEST}",
+            "POST {path} HTTP/1.1\r\nHost: {ip}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SAMPLE_REQUEST}",
             SAMPLE_REQUEST.len()
         );
         stream.write_all(request.as_bytes()).await?;
@@ -297,7 +302,12 @@ fn dev_values(images: &Images, providers: serde_json::Value) -> Result<serde_jso
     chart::merge(
         &mut values,
         serde_json::json!({
-            "settings": {"storage": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}}},
+            // Project pods reach the object store and the identity provider (model servers fetch
+            // its keys) on the node's address.
+            "settings": {
+                "storage": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}},
+                "identity": {"egressTo": {"cidrs": [format!("{NODE_IP}/32")]}},
+            },
             // The operator reaches the providers' admin APIs on the node's address.
             "networkPolicy": {"providers": [{"to": [{"ipBlock": {"cidr": format!("{NODE_IP}/32")}}]}]},
         }),

@@ -189,3 +189,70 @@ pub async fn smoke_check(client: &Client) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A `client_credentials` access token of the sample Project's OIDC client (its id, secret and
+/// issuer from the Secret `berth-oidc` Berth stored in the namespace), for calling the sample
+/// model, which checks tokens (docs/models.md, "Authentication"). The issuer is plain HTTP on the
+/// node's address (the dev platform's Keycloak relay).
+pub async fn sample_token(client: &Client) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let secret = Api::<Secret>::namespaced(client.clone(), PROJECT)
+        .get("berth-oidc")
+        .await
+        .with_context(|| format!("the OIDC Secret of {PROJECT}"))?;
+    let data = secret.data.unwrap_or_default();
+    let get = |k: &str| -> Result<String> {
+        let v = data
+            .get(k)
+            .with_context(|| format!("berth-oidc has no {k}"))?;
+        Ok(String::from_utf8(v.0.clone())?)
+    };
+    let issuer = get("OIDC_ISSUER_URL")?;
+    let rest = issuer
+        .strip_prefix("http://")
+        .with_context(|| format!("the dev issuer {issuer} is not plain http"))?;
+    let (authority, realm_path) = rest.split_once('/').unwrap_or((rest, ""));
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        form_encode(&get("OIDC_CLIENT_ID")?),
+        form_encode(&get("OIDC_CLIENT_SECRET")?)
+    );
+    let request = format!(
+        "POST /{realm_path}/protocol/openid-connect/token HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("Keycloak did not answer within 10 s")??;
+    let text = String::from_utf8_lossy(&response);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let answer: serde_json::Value =
+        serde_json::from_str(body).with_context(|| format!("Keycloak's token answer: {text}"))?;
+    answer["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no access_token in Keycloak's answer: {body}"))
+}
+
+/// `application/x-www-form-urlencoded` escaping of one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

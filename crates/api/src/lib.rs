@@ -6,6 +6,7 @@ pub mod egress;
 pub mod labels;
 pub mod members;
 pub mod mlmodel;
+pub mod model_auth;
 pub mod namespaces;
 pub mod notebook;
 pub mod project;

@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model_auth::{AuthMode, AuthSpec, AuthStatus, ModelAuthSettings};
 use crate::project::{ResourceList, resource_list_schema};
 
 /// A machine-learning model served over HTTP: downloaded into a volume of its own, then served by
@@ -24,6 +25,7 @@ use crate::project::{ResourceList, resource_list_schema};
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40").message("an MLModel name must start with a letter and have at most 40 lowercase letters, digits and '-' (it names the model's Service and Deployment)"),
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeVersion"}"#,
+    printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".status.auth.mode"}"#,
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.targetVersion","priority":1}"#,
     printcolumn = r#"{"name":"Degraded","type":"string","jsonPath":".status.conditions[?(@.type==\"Degraded\")].status","priority":1}"#,
     printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canary.split","priority":1}"#,
@@ -71,6 +73,12 @@ pub struct MLModelSpec {
     /// CanaryReady condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanarySpec>,
+
+    /// Who may call the model: oidc (tokens of the platform's identity provider), kubernetes
+    /// (ServiceAccount tokens) or none (an explicit opt-out). Default: oidc when the project has
+    /// an OIDC client, kubernetes otherwise; never none unless asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 }
 
 /// A canary: a second version that takes a share of the requests.
@@ -373,6 +381,10 @@ pub struct MLModelStatus {
     /// Where clients send requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How callers are checked, as deployed: the mode, and the issuer and audiences a token must
+    /// carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthStatus>,
     /// The version serving requests: a hash of the source and the runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_version: Option<String>,
@@ -483,6 +495,9 @@ pub struct ModelSettings {
     #[schemars(length(max = 200))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.split('.').all(l, size(l) <= 63)").message("models.domain must be a DNS name, such as models.example.com"))]
     pub domain: Option<String>,
+    /// How model servers check tokens.
+    #[serde(default)]
+    pub auth: ModelAuthSettings,
 }
 
 impl Default for ModelSettings {
@@ -499,6 +514,7 @@ impl Default for ModelSettings {
             gateway: None,
             istio_gateway: None,
             domain: None,
+            auth: ModelAuthSettings::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `mlmodel/runtime.rs` for what the test plays in place of a kubelet and a storage
 //! provisioner). One control plane for the binary; each test uses a namespace of its own.
 
+#[path = "mlmodel/auth.rs"]
+mod auth;
 #[path = "mlmodel/runtime.rs"]
 mod runtime;
 #[path = "mlmodel/s3.rs"]
@@ -83,6 +85,16 @@ async fn world(prefix: &str) -> Result<World> {
     let s3 = s3::s3()?;
     let ns = support::project_namespace(&client, prefix).await?;
     s3.secret(&client, &ns, "berth-storage", &s3.secret_key.clone())
+        .await?;
+    // What a Project makes for its models' default auth (kubernetes, without an identity
+    // provider): the account their servers run as. These namespaces have no Project.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "berth-model-auth"}}))?,
+        )
         .await?;
     Ok(World { client, ns, s3 })
 }

@@ -106,6 +106,40 @@ async fn client_credentials(
         .as_u16())
 }
 
+/// The `aud` of a `client_credentials` access token of this client (one string or a list).
+async fn token_audiences(
+    http: &reqwest::Client,
+    token_endpoint: &str,
+    client_id: &str,
+    secret: &str,
+) -> Fallible<Vec<String>> {
+    use base64::Engine as _;
+    let answer: Value = http
+        .post(token_endpoint)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = answer["access_token"].as_str().ok_or("no access_token")?;
+    let payload = token.split('.').nth(1).ok_or("not a JWT")?;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    Ok(match &claims["aud"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    })
+}
+
 /// A project's owner record.
 fn owner(n: u8, adopt: bool) -> Owner {
     Owner {
@@ -213,6 +247,60 @@ async fn keycloak_clients_groups_rotation_and_errors() -> TestResult {
     assert_eq!(
         client_credentials(&http, &token_endpoint, "berth-team-a", "not-the-secret").await?,
         401
+    );
+
+    // Its tokens carry its client id in `aud` (what a model server checks), through the audience
+    // mapper; a client made before the mapper existed gets it on the next ensure_client.
+    let audiences = token_audiences(
+        &http,
+        &token_endpoint,
+        "berth-team-a",
+        first.secret.expose(),
+    )
+    .await?;
+    assert!(
+        audiences.contains(&"berth-team-a".to_owned()),
+        "{audiences:?}"
+    );
+    let mapper_id = client["protocolMappers"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == "berth-audience"))
+        .and_then(|m| m["id"].as_str())
+        .ok_or("no berth-audience mapper in the client")?
+        .to_owned();
+    let uuid = client["id"].as_str().ok_or("no id")?.to_owned();
+    assert_eq!(
+        admin
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/{REALM}/clients/{uuid}/protocol-mappers/models/{mapper_id}"),
+                None
+            )
+            .await?,
+        204
+    );
+    let audiences = token_audiences(
+        &http,
+        &token_endpoint,
+        "berth-team-a",
+        first.secret.expose(),
+    )
+    .await?;
+    assert!(
+        !audiences.contains(&"berth-team-a".to_owned()),
+        "{audiences:?}"
+    );
+    provider.ensure_client(&spec, &ours).await?;
+    let audiences = token_audiences(
+        &http,
+        &token_endpoint,
+        "berth-team-a",
+        first.secret.expose(),
+    )
+    .await?;
+    assert!(
+        audiences.contains(&"berth-team-a".to_owned()),
+        "{audiences:?}"
     );
 
     // New redirect URIs reach Keycloak; the secret stays.

@@ -266,6 +266,43 @@ async fn the_operators_token_is_refused_outside_the_namespaces_berth_manages() -
             ),
         ),
         (
+            "a token-reviewer binding to another role",
+            "writes only in namespaces it manages",
+            refusal(
+                Api::<ClusterRoleBinding>::all(operator.clone())
+                    .create(
+                        &dry(),
+                        &ClusterRoleBinding {
+                            metadata: named("berth-project-sneaky-token-reviewer"),
+                            role_ref: binding("x", &creator_role).role_ref,
+                            subjects: Some(vec![k8s_openapi::api::rbac::v1::Subject {
+                                kind: "ServiceAccount".into(),
+                                name: "berth-model-auth".into(),
+                                namespace: Some(managed.clone()),
+                                api_group: None,
+                            }]),
+                        },
+                    )
+                    .await,
+            ),
+        ),
+        (
+            "a token-reviewer binding for someone else than the model servers' account",
+            "writes only in namespaces it manages",
+            refusal(
+                Api::<ClusterRoleBinding>::all(operator.clone())
+                    .create(
+                        &dry(),
+                        &ClusterRoleBinding {
+                            metadata: named("berth-project-sneaky-token-reviewer"),
+                            role_ref: binding("x", "berth-token-reviewer").role_ref,
+                            subjects: binding("x", "berth-token-reviewer").subjects,
+                        },
+                    )
+                    .await,
+            ),
+        ),
+        (
             "a ClusterRole granting Secrets",
             "writes only in namespaces it manages",
             refusal(

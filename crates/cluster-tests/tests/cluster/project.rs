@@ -136,8 +136,23 @@ async fn the_seed_project_gets_a_ready_isolated_namespace() -> Result<()> {
     ] {
         assert!(names.contains(&expected.to_owned()), "{names:?}");
     }
+    assert!(
+        names.contains(&"berth-allow-model-auth".to_owned()),
+        "{names:?}"
+    );
     let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &name);
     assert!(sa.get_opt("project-automation").await?.is_some());
+    // Its models' servers check ServiceAccount tokens as berth-model-auth, which may create
+    // TokenReviews (through the shipped berth-token-reviewer role) and nothing else.
+    assert!(sa.get_opt("berth-model-auth").await?.is_some());
+    let reviewer = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+        .get(&format!("berth-project-{name}-token-reviewer"))
+        .await?;
+    assert_eq!(reviewer.role_ref.name, "berth-token-reviewer");
+    let subjects = reviewer.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].name, "berth-model-auth");
+    assert_eq!(subjects[0].namespace.as_deref(), Some(name.as_str()));
     Ok(())
 }
 

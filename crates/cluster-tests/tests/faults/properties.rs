@@ -277,12 +277,14 @@ fn model_pure_steps(model: &MLModel) {
         k8s_openapi::jiff::Timestamp::now(),
     );
     let host = host::wanted(model, &settings);
+    let auth = berth_controllers::mlmodel::auth::resolve(model, None, &Default::default());
     let _ = build::build(
         model,
         &settings,
         &build::Environment::default(),
         &decision.plan,
         &host,
+        auth.as_ref().ok(),
     );
 }
 

@@ -193,6 +193,8 @@ spec:
             "source": {"uri": uri},
             "runtime": {"name": "onnx"},
             "expose": {"mode": "gateway"},
+            // Calls without a token: authentication is tested in auth.rs.
+            "auth": {"mode": "none"},
             "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
             "storage": {"size": "64Mi"},
         },

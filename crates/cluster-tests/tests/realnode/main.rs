@@ -2,6 +2,7 @@
 //! (berth_testenv::shared_real_node), real containers from Berth's images, real traffic. The
 //! tests take turns (the node and the machine's network are one), each under its own names.
 
+mod auth;
 mod gateway;
 mod models;
 mod network;

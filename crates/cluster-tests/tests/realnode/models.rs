@@ -200,6 +200,8 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
             "source": {"uri": v1_uri},
             "runtime": {"name": "onnx"},
             "replicas": 2,
+            // Calls without a token: authentication is tested in auth.rs.
+            "auth": {"mode": "none"},
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             "storage": {"size": "64Mi"},
         },

@@ -81,7 +81,9 @@ async fn projects_are_isolated_from_each_other_for_real() -> Result<()> {
     ready_project(
         client,
         &b,
-        json!({"owners": ["b@example.com"], "storage": {"enabled": false}}),
+        // No object store, and no identity provider either: in this test both listen on the
+        // node's address, which the identity provider's egress (once auth.rs set it) would open.
+        json!({"owners": ["b@example.com"], "storage": {"enabled": false}, "idp": {"enabled": false}}),
     )
     .await?;
     let gateway = "istio-system";

@@ -128,6 +128,8 @@ async fn a_canary_takes_its_share_and_promote_and_roll_back_lose_nothing() -> Re
             "source": {"uri": v1_uri},
             "runtime": {"name": "onnx"},
             "replicas": 4,
+            // Calls without a token: authentication is tested in auth.rs.
+            "auth": {"mode": "none"},
             "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
             "storage": {"size": "64Mi"},
         },

@@ -119,6 +119,7 @@ mod tests {
                     hostname: hostname.map(str::to_owned),
                 }),
                 canary: None,
+                auth: None,
             },
         );
         m.metadata.namespace = Some(ns.into());

@@ -2,6 +2,7 @@
 //! rollout is decided in `plan`, the desired children are made in `build`, and the status in
 //! `status`; all four are pure.
 
+pub mod auth;
 pub mod build;
 pub mod host;
 pub mod observe;
@@ -23,10 +24,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use berth_api::PlatformSettings;
 use berth_api::labels::MODEL;
 use berth_api::mlmodel::{MLModel, ModelSettings};
 use berth_api::settings::SETTINGS_NAME;
+use berth_api::{PlatformSettings, PlatformSettingsSpec, Project};
 use berth_reconcile::{
     Announcer, Backoffs, ChildCache, Error, IN_FLIGHT, Metrics, Owner, Report, Written, apply_all,
     runner,
@@ -63,6 +64,8 @@ pub struct Context {
     pub written: Written,
     /// Every model, for which one holds a host name.
     pub models: Store<MLModel>,
+    /// Every Project: whether a model's Project has an OIDC client decides its default auth.
+    pub projects: Store<Project>,
 }
 
 impl Context {
@@ -72,6 +75,22 @@ impl Context {
             .get(&ObjectRef::new(SETTINGS_NAME))
             .map(|s| s.spec.models.clone())
             .unwrap_or_default()
+    }
+
+    /// The platform settings in force.
+    pub fn platform(&self) -> PlatformSettingsSpec {
+        self.settings
+            .get(&ObjectRef::new(SETTINGS_NAME))
+            .map(|s| s.spec.clone())
+            .unwrap_or_default()
+    }
+
+    /// The Project whose namespace is `namespace`, if any.
+    pub fn project_of(&self, namespace: &str) -> Option<Arc<Project>> {
+        self.projects
+            .state()
+            .into_iter()
+            .find(|p| p.namespace_name() == Some(namespace))
     }
 }
 
@@ -102,6 +121,8 @@ pub async fn run(
 
     let (settings, settings_changes) = runner::settings(&client);
     let (models, model_stream) = runner::primary(Api::<MLModel>::all(client.clone()));
+    // A Project's OIDC client coming or going changes its models' auth.
+    let (projects, project_stream) = runner::primary(Api::<Project>::all(client.clone()));
     metrics.count_objects(CONTROLLER, models.clone(), |o: &MLModel| {
         berth_reconcile::Readiness::of(o.status.as_ref().map(|s| s.conditions.as_slice()))
     });
@@ -116,12 +137,23 @@ pub async fn run(
         backoffs: Backoffs::default(),
         written: Written::default(),
         models: models.clone(),
+        projects,
     });
+    let models_of_project = models.clone();
 
     let mut controller = Controller::for_stream(model_stream, models)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(settings_changes)
         .graceful_shutdown_on(shutdown);
+    controller = controller.watches_stream(project_stream, move |project: Project| {
+        let namespace = project.namespace_name().unwrap_or_default().to_owned();
+        models_of_project
+            .state()
+            .into_iter()
+            .filter(|m| m.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|m| ObjectRef::from_obj(m.as_ref()))
+            .collect::<Vec<_>>()
+    });
     for (stream, resource) in streams {
         controller = controller.watches_stream_with(stream, owning_model, resource);
     }
@@ -411,6 +443,14 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
         &refused,
     );
     let host = host::decide(model, &ctx.models.state(), &settings);
+    // Until every Project is cached, a model's default auth cannot be told (oidc needs its
+    // Project's client): wait, never guess.
+    ctx.projects
+        .wait_until_ready()
+        .await
+        .map_err(|e| Error::internal(format!("the Project cache stopped: {e}")))?;
+    let project = ctx.project_of(&namespace);
+    let auth = auth::resolve(model, project.as_deref(), &ctx.platform());
     let api: Api<MLModel> = Api::namespaced(ctx.client.clone(), &namespace);
     let uid = model.uid().unwrap_or_default();
     let mut written_status = model.status.clone();
@@ -421,8 +461,15 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
     let (decision, report) = loop {
         pass += 1;
         let decision = decide(model, &target, canary.as_ref(), &observed, now);
-        let built = build::build(model, &settings, &ctx.env, &decision.plan, &host)?;
-        let new_status = status::status(model, &observed, &decision, &built, now);
+        let built = build::build(
+            model,
+            &settings,
+            &ctx.env,
+            &decision.plan,
+            &host,
+            auth.as_ref().ok(),
+        )?;
+        let new_status = status::status(model, &observed, &decision, &built, &auth, now);
 
         // The status first: a failure it records is what keeps the failed version from being
         // retried once its Job is removed below.
@@ -517,5 +564,7 @@ async fn cleanup(model: &MLModel, ctx: &Context) -> Result<(Action, usize), Erro
     Ok((Action::await_change(), writes))
 }
 
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use berth_api::conditions::{self, Status};
 use berth_api::mlmodel::{CanaryStatus, MLModel, MLModelStatus, Phase};
 
+use super::auth::{Auth, Unavailable};
 use super::build::{Built, Exposure};
 use super::observe::Download;
 use super::plan::{CanaryState, DOWNLOAD_STAGE, Decision, Observed};
@@ -15,6 +16,7 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const EXPOSED: &str = "Exposed";
 pub const CANARY_READY: &str = "CanaryReady";
+pub const AUTH_READY: &str = "AuthReady";
 
 /// The status for `model` after `decision`, keeping transition times of unchanged conditions.
 pub fn status(
@@ -22,6 +24,7 @@ pub fn status(
     observed: &Observed,
     decision: &Decision,
     built: &Built,
+    auth: &Result<Auth, Unavailable>,
     now: Timestamp,
 ) -> MLModelStatus {
     let previous = model.status.clone().unwrap_or_default();
@@ -146,8 +149,19 @@ pub fn status(
         Exposure::NotPossible { reason, message } => put(EXPOSED, Status::False, reason, message),
     }
 
+    // AuthReady: how callers are checked, or why they cannot be (then nothing serves).
+    match auth {
+        Ok(auth) => {
+            let (reason, message) = auth.describe();
+            put(AUTH_READY, Status::True, reason, &message);
+        }
+        Err(u) => put(AUTH_READY, Status::False, &u.reason, &u.message),
+    }
+
     // Ready.
-    if decision.ready {
+    if let Err(u) = auth {
+        put(READY, Status::False, &u.reason, &u.message);
+    } else if decision.ready {
         let active = active_key.clone().unwrap_or_default();
         let message = match decision.phase {
             Phase::Updating => format!(
@@ -265,6 +279,7 @@ pub fn status(
         observed_generation: generation,
         phase: Some(decision.phase),
         url: Some(built.url.clone()),
+        auth: auth.as_ref().ok().map(Auth::status),
         hostname: built.host.clone(),
         active_version: active_key,
         target_version: Some(target.clone()),

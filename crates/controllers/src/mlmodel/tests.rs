@@ -14,6 +14,7 @@ use berth_api::mlmodel::{
 };
 use berth_reconcile::Error;
 
+use super::auth::Auth;
 use super::build::{Environment, Plan, Version, build, download, parse_duration_seconds};
 use super::host::Host;
 use super::observe::{self, Download, Problem, Serving, fetch_problem, quota_problem};
@@ -37,6 +38,7 @@ fn model(uri: &str) -> MLModel {
             storage: None,
             expose: None,
             canary: None,
+            auth: None,
         },
     );
     m.metadata.namespace = Some("team".into());
@@ -52,6 +54,7 @@ fn kinds(model: &MLModel, plan: &Plan) -> Result<Vec<(String, String)>, Error> {
         &Environment::default(),
         plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?
     .children
     .iter()
@@ -205,6 +208,7 @@ fn every_child_is_labelled_and_owned() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     assert_eq!(
         built.children.len(),
@@ -245,6 +249,7 @@ fn the_download_job_is_bounded_and_kept() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     let job = built
         .children
@@ -286,6 +291,7 @@ fn the_deployment_rolls_without_losing_replicas() -> Result<(), Error> {
         &Environment::default(),
         &plan,
         &super::host::Host::None,
+        Some(&Auth::None),
     )?;
     let desired = built
         .children
@@ -542,7 +548,14 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
     );
 
     let env = Environment::default();
-    let built = build(&m, &upgraded, &env, &plan_of(&v, false), &Host::None)?;
+    let built = build(
+        &m,
+        &upgraded,
+        &env,
+        &plan_of(&v, false),
+        &Host::None,
+        Some(&Auth::None),
+    )?;
     assert!(names_of(&built).contains(&("Job".into(), after)));
     for child in &built.children {
         let immutable = matches!(
@@ -554,7 +567,7 @@ fn a_settings_change_names_a_new_job_instead_of_changing_one() -> Result<(), Err
     // A version already downloaded keeps the Job that did it, whatever Berth would build now.
     let mut plan = plan_of(&v, true);
     plan.kept_jobs.insert(v.key.clone(), before.clone());
-    let built = build(&m, &upgraded, &env, &plan, &Host::None)?;
+    let built = build(&m, &upgraded, &env, &plan, &Host::None, Some(&Auth::None))?;
     assert!(names_of(&built).contains(&("Job".into(), before)));
     Ok(())
 }
@@ -583,6 +596,7 @@ fn switching_to_autoscaling_keeps_the_running_replicas() -> Result<(), Error> {
             &Environment::default(),
             &d.plan,
             &Host::None,
+            Some(&Auth::None),
         )?;
         let deployment: Deployment = child(&built, "Deployment", "fraud")?;
         assert_eq!(deployment.spec.and_then(|s| s.replicas), Some(kept));
@@ -669,6 +683,7 @@ fn replicas_on_a_read_write_once_volume_share_a_node() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -701,6 +716,7 @@ fn replicas_on_a_read_write_once_volume_share_a_node() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -723,6 +739,7 @@ fn metrics_are_not_behind_the_service() -> Result<(), Error> {
         &Environment::default(),
         &plan_of(&v, true),
         &Host::None,
+        Some(&Auth::None),
     )?;
     let deployment: Deployment = child(&built, "Deployment", "fraud")?;
     let pod = deployment
@@ -807,6 +824,7 @@ fn a_canary_runs_beside_the_stable_version() -> Result<(), Error> {
         &Environment::default(),
         &d.plan,
         &Host::None,
+        Some(&Auth::None),
     )?;
     assert_eq!(built.canary_split, Some(("replicas".to_owned(), 20)));
     let name = crate::names::kube::model_canary("fraud");
@@ -901,7 +919,7 @@ fn a_routed_canary_splits_by_route_weights() -> Result<(), Error> {
     o.canary.download = Download::Succeeded;
     let d = decide(&m, &v1, Some(&canary), &o, now());
     let host = Host::Granted("fraud.team.models.example".into());
-    let built = build(&m, &settings, &env, &d.plan, &host)?;
+    let built = build(&m, &settings, &env, &d.plan, &host, Some(&Auth::None))?;
     assert_eq!(built.canary_split, Some(("HTTPRoute".to_owned(), 20)));
     let route = built
         .children

@@ -21,7 +21,34 @@ pub const SHIPPED_CLUSTER_ROLES: &[&str] = &[
     "berth-project-creator",
     "berth-platform-admin",
     "berth-operator",
+    TOKEN_REVIEWER_ROLE,
 ];
+
+/// The ClusterRole that allows only `create tokenreviews` (shipped in deploy/rbac): what a model
+/// server in `kubernetes` auth mode needs to check its callers' ServiceAccount tokens.
+pub const TOKEN_REVIEWER_ROLE: &str = "berth-token-reviewer";
+/// The ServiceAccount Berth's model servers (and auth proxies) run as in `kubernetes` auth mode,
+/// one per project namespace, bound to [`TOKEN_REVIEWER_ROLE`] by [`token_reviewer_binding`].
+pub const MODEL_AUTH_ACCOUNT: &str = "berth-model-auth";
+/// The NetworkPolicy that lets a project's model servers in `kubernetes` auth mode reach the API
+/// server (for TokenReviews), which no other pod of the project reaches.
+pub const ALLOW_MODEL_AUTH: &str = "berth-allow-model-auth";
+
+/// The ClusterRoleBinding of a project's [`MODEL_AUTH_ACCOUNT`] to [`TOKEN_REVIEWER_ROLE`]:
+/// `berth-project-<project>-token-reviewer`. A project name is a DNS label, so no two projects
+/// share one, and it never equals a per-project role (those end in `-owner` or `-member`).
+/// `deploy/rbac/22-operator-scope.yaml` lets the operator write bindings of this form only to that
+/// role and that account.
+pub fn token_reviewer_binding(project: &str) -> String {
+    format!("berth-project-{project}-token-reviewer")
+}
+
+/// The audience a ServiceAccount token must be made for to call model `model` of `namespace` in
+/// `kubernetes` auth mode: `mlmodels.berth.dev/<namespace>/<model>`. Each model has its own, so a
+/// token made for one model is refused by every other.
+pub fn model_audience(namespace: &str, model: &str) -> String {
+    format!("mlmodels.{}/{namespace}/{model}", berth_api::GROUP)
+}
 
 /// The service account for automation in the project: an editor.
 pub const AUTOMATION_ACCOUNT: &str = "project-automation";

@@ -100,13 +100,15 @@ fn the_seed_project_gets_everything_it_needs() {
     let count = |kind: &str| names.iter().filter(|(k, _)| k == kind).count();
     // Two owners plus the automation account.
     assert_eq!(count("RoleBinding"), 3);
-    assert_eq!(count("ServiceAccount"), 1);
+    // The automation account and the model servers' (kubernetes auth mode).
+    assert_eq!(count("ServiceAccount"), 2);
     assert_eq!(count("ResourceQuota"), 1);
     assert_eq!(count("LimitRange"), 1);
     assert_eq!(count("NetworkPolicy"), 3);
     // Owners may manage the Project itself; there are no other members to read it.
     assert_eq!(count("ClusterRole"), 2);
-    assert_eq!(count("ClusterRoleBinding"), 1);
+    // The owners', and the model servers' account to berth-token-reviewer.
+    assert_eq!(count("ClusterRoleBinding"), 2);
     assert_eq!(count("AuthorizationPolicy"), 0);
 }
 

@@ -594,7 +594,7 @@ impl IdentityProvider for Keycloak {
                             "access.token.claim": "true",
                             "userinfo.token.claim": "true",
                         },
-                    }],
+                    }, audience_mapper(client_id)],
                 });
                 let response = self
                     .admin(
@@ -677,6 +677,27 @@ impl IdentityProvider for Keycloak {
             let path = self.realm_path(&format!("/clients/{}", segment(&uuid)));
             let response = self.admin(&what, Method::PUT, &path, Some(&body)).await?;
             expect_ok(&what, response).await?;
+        }
+
+        // Clients made before the audience mapper existed get it now.
+        if !has_audience_mapper(&existing, client_id) {
+            let what = format!("adding the audience mapper to client {client_id}");
+            let path = self.realm_path(&format!(
+                "/clients/{}/protocol-mappers/models",
+                segment(&uuid)
+            ));
+            let response = self
+                .admin(
+                    &what,
+                    Method::POST,
+                    &path,
+                    Some(&audience_mapper(client_id)),
+                )
+                .await?;
+            // 409: a mapper of that name is there already (made meanwhile).
+            if response.status() != StatusCode::CONFLICT {
+                expect_ok(&what, response).await?;
+            }
         }
 
         let secret = self.read_secret(client_id, &uuid).await?;
@@ -862,6 +883,43 @@ impl IdentityProvider for Keycloak {
 }
 
 /// A path segment, percent-encoded.
+/// The name of the protocol mapper that puts a project's client id in the `aud` of the access
+/// tokens issued through that client.
+pub const AUDIENCE_MAPPER: &str = "berth-audience";
+
+/// Keycloak puts a client's own id in `azp`, not in `aud`, of the tokens it issues through that
+/// client (client_credentials, or a user logging in through it); a model server checks `aud`
+/// (RFC 9068 section 4: the resource server must check its audience). This mapper
+/// (`oidc-audience-mapper`, "Audience" in the admin console) adds it.
+fn audience_mapper(client_id: &str) -> Value {
+    json!({
+        "name": AUDIENCE_MAPPER,
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-audience-mapper",
+        "config": {
+            "included.client.audience": client_id,
+            "access.token.claim": "true",
+            "id.token.claim": "false",
+            "introspection.token.claim": "true",
+        },
+    })
+}
+
+/// Whether `client` (Keycloak's representation) has the mapper that puts `client_id` in `aud`.
+fn has_audience_mapper(client: &Value, client_id: &str) -> bool {
+    client
+        .get("protocolMappers")
+        .and_then(Value::as_array)
+        .is_some_and(|mappers| {
+            mappers.iter().any(|m| {
+                m.get("protocolMapper").and_then(Value::as_str) == Some("oidc-audience-mapper")
+                    && m.pointer("/config/included.client.audience")
+                        .and_then(Value::as_str)
+                        == Some(client_id)
+            })
+        })
+}
+
 fn segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {

@@ -3,11 +3,14 @@
 //!
 //! - [`download`]: each version's volume and download Job;
 //! - [`serving`]: the Deployments (stable, and the canary's) and the autoscaler;
-//! - [`runtime`]: the container of a serving pod;
+//! - [`runtime`]: the containers of a serving pod;
+//! - [`proxy`]: the auth proxy in front of runtimes other than onnx, and the API token of
+//!   `kubernetes` auth mode;
 //! - [`exposure`]: the Services and the route, with the canary's share.
 
 pub mod download;
 pub mod exposure;
+pub mod proxy;
 pub mod runtime;
 pub mod serving;
 
@@ -22,6 +25,7 @@ use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, MODEL};
 use berth_api::mlmodel::{MLModel, ModelSettings, ModelSource, RuntimeSpec};
 use berth_reconcile::{ChildKind, Desired, Error};
 
+use super::auth::Auth;
 use super::host::Host;
 
 /// The label that tells a model's serving pods from its download pods.
@@ -196,13 +200,15 @@ pub struct Built {
 }
 
 /// Builds every desired child of `model` under `plan`, exposed under `host` (decided among every
-/// model by `super::host::decide`).
+/// model by `super::host::decide`), its pods checking callers as `auth` says (`None`: the auth
+/// the spec asks for cannot be set up, and no pod serves).
 pub fn build(
     model: &MLModel,
     settings: &ModelSettings,
     env: &Environment,
     plan: &Plan,
     host: &Host,
+    auth: Option<&Auth>,
 ) -> Result<Built, Error> {
     let name = model
         .metadata
@@ -230,6 +236,7 @@ pub fn build(
         owner: &owner,
         settings,
         env,
+        auth,
     };
     let mut children = Vec::new();
     for version in &plan.volumes {
@@ -255,6 +262,8 @@ pub struct Ctx<'a> {
     pub owner: &'a OwnerReference,
     pub settings: &'a ModelSettings,
     pub env: &'a Environment,
+    /// How the pods check callers (`None`: they cannot, and none serves).
+    pub auth: Option<&'a Auth>,
 }
 
 impl Ctx<'_> {

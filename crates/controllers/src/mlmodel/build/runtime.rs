@@ -5,7 +5,8 @@
 //! | port | what | reached by |
 //! |---|---|---|
 //! | `http` (8080) | the Open Inference Protocol (or the runtime's own API) and health | the Service (port 80), the route |
-//! | `metrics` (9090, onnx only) | Prometheus metrics of berth-model-server | the pod's address only: not in the Service or the route |
+//! | `metrics` (9090, onnx and the auth proxy) | Prometheus metrics and unauthenticated health of berth-model-server (or its proxy) | the pod's address only: not in the Service or the route |
+//! | `runtime` (8081, or a custom runtime's port; behind the auth proxy only) | the runtime itself, without the auth check | the pod's address only, and the proxy on 127.0.0.1 |
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use berth_api::mlmodel::{MLModel, RuntimeName};
 
+use super::proxy::{self, BEHIND_PROXY_PORT, health_probes, token_mount};
 use super::{Ctx, MODEL_DIR, Version};
+use crate::mlmodel::auth::Auth;
 
 /// The serving port of every built-in runtime, named `http` in the pod.
 pub const RUNTIME_PORT: i32 = 8080;
@@ -53,25 +56,12 @@ fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
         .collect()
 }
 
-/// The container of a serving pod of `version`, mounting the model at [`MODEL_DIR`] (its
-/// `sub_path` for a pvc:// source).
-pub fn containers(ctx: &Ctx, version: &Version, sub_path: Option<String>) -> Vec<Container> {
-    let runtime = runtime(ctx, version);
-    let is_onnx = version.runtime.name == RuntimeName::Onnx;
-    let mut vars = runtime.env;
-    vars.extend(env(&[
-        ("MODEL_PATH", MODEL_DIR),
-        ("BERTH_MODEL_VERSION", &version.key),
-    ]));
-    let mut ports = vec![port("http", runtime.port)];
-    if is_onnx {
-        ports.push(port("metrics", METRICS_PORT));
-    }
-    let probe = |path: Option<&String>, period: i32| match path {
+fn probe_of(path: Option<&String>, port_name: &str, period: i32) -> Probe {
+    match path {
         Some(path) => Probe {
             http_get: Some(HTTPGetAction {
                 path: Some(path.clone()),
-                port: IntOrString::String("http".into()),
+                port: IntOrString::String(port_name.into()),
                 ..Default::default()
             }),
             period_seconds: Some(period),
@@ -80,37 +70,91 @@ pub fn containers(ctx: &Ctx, version: &Version, sub_path: Option<String>) -> Vec
         },
         None => Probe {
             tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String("http".into()),
+                port: IntOrString::String(port_name.into()),
                 ..Default::default()
             }),
             period_seconds: Some(period),
             failure_threshold: Some(3),
             ..Default::default()
         },
+    }
+}
+
+/// The containers of a serving pod of `version` checking callers as `auth` says, mounting the
+/// model at [`MODEL_DIR`] (its `sub_path` for a pvc:// source).
+///
+/// - onnx: berth-model-server checks tokens itself; with auth on, the kubelet probes its
+///   unauthenticated `metrics` port (every path of `http` needs a token).
+/// - every other runtime with auth on: the runtime moves to a port of its own (`runtime`, 8081
+///   for the built-ins, `runtime.port` for custom) and the auth proxy takes `http`
+///   ([`super::proxy`]); the kubelet probes the runtime on its own port.
+/// - `none`: the runtime alone on `http`, as before authentication existed.
+pub fn containers(
+    ctx: &Ctx,
+    version: &Version,
+    sub_path: Option<String>,
+    auth: &Auth,
+) -> Vec<Container> {
+    let is_onnx = version.runtime.name == RuntimeName::Onnx;
+    let proxied = auth.enabled() && !is_onnx;
+    let listen = match (proxied, version.runtime.name) {
+        (_, RuntimeName::Custom) => version.runtime.port.unwrap_or(RUNTIME_PORT),
+        (true, _) => BEHIND_PROXY_PORT,
+        (false, _) => RUNTIME_PORT,
     };
-    vec![Container {
+    let mut runtime = runtime(ctx, version, listen);
+    if is_onnx {
+        runtime.args.extend(auth.args());
+    }
+    let mut vars = runtime.env;
+    vars.extend(env(&[
+        ("MODEL_PATH", MODEL_DIR),
+        ("BERTH_MODEL_VERSION", &version.key),
+    ]));
+    let port_name = if proxied { "runtime" } else { "http" };
+    let mut ports = vec![port(port_name, runtime.port)];
+    if is_onnx {
+        ports.push(port("metrics", METRICS_PORT));
+    }
+    let (readiness, liveness) = if is_onnx && auth.enabled() {
+        let (ready, live) = health_probes();
+        (ready, Some(live))
+    } else {
+        (probe_of(runtime.ready_path.as_ref(), port_name, 5), None)
+    };
+    let mut mounts = vec![VolumeMount {
+        name: "model".into(),
+        mount_path: MODEL_DIR.into(),
+        read_only: Some(true),
+        sub_path,
+        ..Default::default()
+    }];
+    if is_onnx {
+        mounts.extend(token_mount(auth));
+    }
+    let mut out = vec![Container {
         name: SERVER_CONTAINER.into(),
         image: Some(runtime.image),
         args: Some(runtime.args).filter(|a| !a.is_empty()),
         env: Some(vars),
         ports: Some(ports),
-        readiness_probe: Some(probe(runtime.ready_path.as_ref(), 5)),
+        readiness_probe: Some(readiness),
+        liveness_probe: liveness,
         lifecycle: Some(pre_stop()),
         resources: resources(ctx.model),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "model".into(),
-            mount_path: MODEL_DIR.into(),
-            read_only: Some(true),
-            sub_path,
-            ..Default::default()
-        }]),
+        volume_mounts: Some(mounts),
         security_context: Some(container_security()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
-    }]
+    }];
+    if proxied {
+        out.push(proxy::container(ctx, auth, runtime.port));
+    }
+    out
 }
 
-fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
+/// The runtime of `version`, its built-in flavours listening on `listen`.
+fn runtime(ctx: &Ctx, version: &Version, listen: i32) -> Runtime {
     let spec = &version.runtime;
     let images = &ctx.settings.runtime_images;
     let name = ctx.name;
@@ -121,10 +165,10 @@ fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
                 format!("--model-path={MODEL_DIR}"),
                 format!("--model-name={name}"),
                 format!("--model-version={}", version.key),
-                format!("--http-addr=0.0.0.0:{RUNTIME_PORT}"),
+                format!("--http-addr=0.0.0.0:{listen}"),
                 format!("--metrics-addr=0.0.0.0:{METRICS_PORT}"),
             ],
-            port: RUNTIME_PORT,
+            port: listen,
             ready_path: Some("/v2/health/ready".into()),
             env: vec![],
         },
@@ -133,10 +177,10 @@ fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
             args: vec![
                 format!("--model_name={name}"),
                 format!("--model_base_path={MODEL_DIR}"),
-                format!("--rest_api_port={RUNTIME_PORT}"),
+                format!("--rest_api_port={listen}"),
                 "--port=9000".into(),
             ],
-            port: RUNTIME_PORT,
+            port: listen,
             ready_path: Some(format!("/v1/models/{name}")),
             env: vec![],
         },
@@ -145,20 +189,20 @@ fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
             args: vec![
                 "tritonserver".into(),
                 format!("--model-repository={MODEL_DIR}"),
-                format!("--http-port={RUNTIME_PORT}"),
+                format!("--http-port={listen}"),
                 "--grpc-port=9000".into(),
             ],
-            port: RUNTIME_PORT,
+            port: listen,
             ready_path: Some("/v2/health/ready".into()),
             env: vec![],
         },
         RuntimeName::Mlserver => Runtime {
             image: images.mlserver.clone(),
             args: vec!["mlserver".into(), "start".into(), MODEL_DIR.into()],
-            port: RUNTIME_PORT,
+            port: listen,
             ready_path: Some("/v2/health/ready".into()),
             env: env(&[
-                ("MLSERVER_HTTP_PORT", "8080"),
+                ("MLSERVER_HTTP_PORT", &listen.to_string()),
                 ("MLSERVER_GRPC_PORT", "9000"),
                 ("MLSERVER_MODEL_NAME", name),
                 ("MLSERVER_MODEL_URI", MODEL_DIR),
@@ -167,7 +211,7 @@ fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
         RuntimeName::Custom => Runtime {
             image: String::new(),
             args: vec![],
-            port: spec.port.unwrap_or(RUNTIME_PORT),
+            port: spec.port.unwrap_or(listen),
             ready_path: spec.readiness_path.clone(),
             env: vec![],
         },
@@ -179,7 +223,7 @@ fn runtime(ctx: &Ctx, version: &Version) -> Runtime {
     runtime
 }
 
-fn port(name: &str, number: i32) -> ContainerPort {
+pub(super) fn port(name: &str, number: i32) -> ContainerPort {
     ContainerPort {
         name: Some(name.into()),
         container_port: number,
@@ -191,7 +235,7 @@ fn port(name: &str, number: i32) -> ContainerPort {
 /// A replaced pod keeps serving while the Service's endpoints forget it: without the pause,
 /// kube-proxy on some node still sends it new connections after it stopped listening, and they
 /// fail (seen on the real node during a rollout).
-fn pre_stop() -> Lifecycle {
+pub(super) fn pre_stop() -> Lifecycle {
     Lifecycle {
         pre_stop: Some(LifecycleHandler {
             sleep: Some(SleepAction {

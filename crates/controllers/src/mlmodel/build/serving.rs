@@ -25,15 +25,22 @@ use kube::api::ObjectMeta;
 
 use berth_reconcile::{Desired, Error};
 
+use super::proxy::token_volume;
 use super::runtime::{containers, pod_security};
 use super::{CANARY, Ctx, Plan, SERVER, STABLE, TRACK, VERSION, Version, volume_name};
 use crate::kinds;
-use crate::names::kube::model_canary;
+use crate::mlmodel::auth::{AUTH_LABEL, Auth};
+use crate::names::kube::{MODEL_AUTH_ACCOUNT, model_canary};
 
 /// The Deployments (stable and canary) and the autoscaler of the plan.
 pub fn children(ctx: &Ctx, plan: &Plan) -> Result<Vec<Desired>, Error> {
     let mut children = Vec::new();
     let Some(version) = &plan.serve else {
+        return Ok(children);
+    };
+    // Without a way to check callers that the spec accepts (an oidc model whose Project has no
+    // OIDC client), nothing serves: never a weaker check than asked for.
+    let Some(auth) = ctx.auth else {
         return Ok(children);
     };
     let stable_replicas = if ctx.model.spec.autoscaling.is_some() {
@@ -43,7 +50,7 @@ pub fn children(ctx: &Ctx, plan: &Plan) -> Result<Vec<Desired>, Error> {
     };
     children.push(Desired::new(
         &kinds::deployment(),
-        &deployment(ctx, ctx.name, STABLE, version, stable_replicas),
+        &deployment(ctx, ctx.name, STABLE, version, stable_replicas, auth),
     )?);
     if let Some(canary) = &plan.canary {
         children.push(Desired::new(
@@ -54,6 +61,7 @@ pub fn children(ctx: &Ctx, plan: &Plan) -> Result<Vec<Desired>, Error> {
                 CANARY,
                 &canary.version,
                 Some(canary.replicas),
+                auth,
             ),
         )?);
     }
@@ -116,8 +124,10 @@ fn deployment(
     track: &str,
     version: &Version,
     replicas: Option<i32>,
+    auth: &Auth,
 ) -> Deployment {
     let mut pod_labels = ctx.labels(Ctx::version_labels(SERVER, &version.key));
+    pod_labels.insert(AUTH_LABEL.into(), auth.mode().as_str().into());
     pod_labels.insert("app.kubernetes.io/name".into(), ctx.name.to_owned());
     pod_labels.insert(TRACK.into(), track.into());
     let (claim, sub_path) = match version.existing_volume() {
@@ -172,18 +182,26 @@ fn deployment(
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    // No container gets an API token unless it checks ServiceAccount tokens
+                    // (kubernetes mode): then only that one, through its own mount.
                     automount_service_account_token: Some(false),
+                    service_account_name: matches!(auth, Auth::Kubernetes { .. })
+                        .then(|| MODEL_AUTH_ACCOUNT.to_owned()),
                     security_context: Some(pod_security()),
                     affinity,
-                    containers: containers(ctx, version, sub_path),
-                    volumes: Some(vec![Volume {
-                        name: "model".into(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: claim,
-                            read_only: Some(true),
-                        }),
-                        ..Default::default()
-                    }]),
+                    containers: containers(ctx, version, sub_path, auth),
+                    volumes: Some(
+                        std::iter::once(Volume {
+                            name: "model".into(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: claim,
+                                read_only: Some(true),
+                            }),
+                            ..Default::default()
+                        })
+                        .chain(token_volume(auth))
+                        .collect(),
+                    ),
                     ..Default::default()
                 }),
             },

@@ -14,6 +14,7 @@ mod authorization_policy;
 mod cluster_role;
 mod limit_range;
 mod meta;
+mod model_auth;
 mod namespace;
 mod network_policy;
 mod resource_quota;
@@ -87,6 +88,7 @@ pub fn build(
     children.extend(role_binding::members(project)?);
     children.extend(cluster_role::build(project)?);
     children.extend(service_account::build(project, settings)?);
+    children.extend(model_auth::build(project, &env.api_server)?);
     children.push(resource_quota::build(project, settings)?);
     children.push(limit_range::build(project, settings)?);
     let (policies, network_notes) =
