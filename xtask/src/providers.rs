@@ -64,11 +64,14 @@ pub async fn configure(
                 "endpoint": garage.s3_endpoint(),
                 "adminEndpoint": garage.admin_endpoint(),
                 "region": garage.region(),
+                // Project pods reach the S3 port only (the CIDR is the dev platform's).
+                "egressTo": {"ports": berth_services::port_of(garage.s3_endpoint()).into_iter().collect::<Vec<_>>()},
             },
             "identity": {
                 "provider": "keycloak",
                 "url": keycloak.base_url(),
                 "realm": REALM,
+                "egressTo": {"ports": berth_services::port_of(keycloak.base_url()).into_iter().collect::<Vec<_>>()},
             },
         },
     }))

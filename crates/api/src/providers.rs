@@ -87,9 +87,16 @@ pub struct EgressPeers {
     #[schemars(length(max = 16), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("egressTo.cidrs must list CIDRs, such as 10.20.0.0/16"))]
     pub cidrs: Vec<String>,
+    /// The TCP ports the service listens on (default: every port). Name them: a range shared
+    /// with other services (one address for several, as on a single node) then opens this
+    /// service's ports only, and not, say, the object store to a project that has no bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
 }
 
 impl EgressPeers {
+    /// Whether no peer is named (the ports alone open nothing).
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty() && self.cidrs.is_empty()
     }

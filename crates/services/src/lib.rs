@@ -30,3 +30,23 @@ pub use s3::s3_client;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The TCP port a service's URL names (or its scheme's default), such as 3900 for
+/// `http://198.18.0.1:3900`: what a PlatformSettings `egressTo.ports` lists for it.
+/// `None` when `url` is not a URL.
+pub fn port_of(url: &str) -> Option<u16> {
+    reqwest::Url::parse(url).ok()?.port_or_known_default()
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn ports_of_urls() {
+        assert_eq!(super::port_of("http://198.18.0.1:3900"), Some(3900));
+        assert_eq!(
+            super::port_of("https://keycloak.example.com/realms/x"),
+            Some(443)
+        );
+        assert_eq!(super::port_of("not a url"), None);
+    }
+}

@@ -196,7 +196,10 @@ pub fn values(env: &Env) -> Result<Value> {
                     "endpoint": p.s3_endpoint,
                     "adminEndpoint": p.admin_endpoint,
                     "region": p.region,
-                    "egressTo": {"cidrs": [format!("{NODE_IP}/32")]},
+                    "egressTo": {
+                        "cidrs": [format!("{NODE_IP}/32")],
+                        "ports": berth_services::port_of(&p.s3_endpoint).into_iter().collect::<Vec<_>>(),
+                    },
                 },
                 "gatewayNamespaces": [GATEWAY_NAMESPACE],
                 "models": {

@@ -110,7 +110,10 @@ async fn identity(env: &Env) -> Result<(String, String)> {
                     "realm": REALM,
                     "adminSecretRef": {"name": "keycloak-admin"},
                     // Where model servers fetch the realm's keys.
-                    "egressTo": {"cidrs": [format!("{NODE_IP}/32")]},
+                    "egressTo": {
+                        "cidrs": [format!("{NODE_IP}/32")],
+                        "ports": berth_services::port_of(&url).into_iter().collect::<Vec<_>>(),
+                    },
                 },
                 "models": {"auth": {"clockSkewSeconds": SKEW_SECONDS}},
             }})),

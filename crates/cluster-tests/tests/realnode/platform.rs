@@ -122,7 +122,10 @@ async fn set_up(env: &Env) -> Result<Platform> {
                 "region": region,
                 "adminSecretRef": {"name": "garage-admin"},
                 // The only address a project's pods may reach the object store at.
-                "egressTo": {"cidrs": [format!("{NODE_IP}/32")]},
+                "egressTo": {
+                    "cidrs": [format!("{NODE_IP}/32")],
+                    "ports": berth_services::port_of(&s3_endpoint).into_iter().collect::<Vec<_>>(),
+                },
             }}})),
         )
         .await?;

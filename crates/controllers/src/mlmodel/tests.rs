@@ -761,7 +761,15 @@ fn metrics_are_not_behind_the_service() -> Result<(), Error> {
         .collect();
     assert_eq!(
         ports,
-        vec![(Some("http".into()), 8080), (Some("metrics".into()), 9090)]
+        vec![
+            (Some("http".into()), 8080),
+            (Some("metrics".into()), 9090),
+            (Some("grpc".into()), 9000)
+        ]
+    );
+    assert!(
+        args.contains(&"--grpc-addr=0.0.0.0:9000".to_owned()),
+        "{args:?}"
     );
     let service: k8s_openapi::api::core::v1::Service = child(&built, "Service", "fraud")?;
     let targets: Vec<String> = service
@@ -774,7 +782,8 @@ fn metrics_are_not_behind_the_service() -> Result<(), Error> {
             _ => None,
         })
         .collect();
-    assert_eq!(targets, vec!["http".to_owned()]);
+    // The API over REST and over gRPC (same auth and limits), never the metrics port.
+    assert_eq!(targets, vec!["http".to_owned(), "grpc".to_owned()]);
     Ok(())
 }
 

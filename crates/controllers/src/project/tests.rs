@@ -398,6 +398,7 @@ mod outside {
                 egress_to: berth_api::providers::EgressPeers {
                     namespaces: vec!["storage".into()],
                     cidrs: vec!["10.9.0.0/16".into()],
+                    ports: vec![],
                 },
             }),
             ..Default::default()
@@ -534,6 +535,58 @@ mod outside {
             quota: None,
         });
         assert_eq!(policy(&project), None);
+    }
+
+    /// Regression (the object store and the identity provider on one address, as on a single
+    /// node: a project without storage but with identity reached the object store too): each
+    /// service's egress is its own rule, opening only the ports the settings name.
+    #[test]
+    fn each_platform_service_opens_its_own_ports_only() {
+        let mut settings = storage_settings();
+        let peers = |port: i32| berth_api::providers::EgressPeers {
+            namespaces: vec![],
+            cidrs: vec!["198.18.0.1/32".into()],
+            ports: vec![port],
+        };
+        if let Some(storage) = settings.storage.as_mut() {
+            storage.egress_to = peers(3900);
+        }
+        let mut identity: berth_api::providers::IdentitySettings =
+            serde_json::from_value(serde_json::json!({
+                "provider": "keycloak",
+                "url": "http://198.18.0.1:8180",
+                "realm": "berth",
+                "adminSecretRef": {"name": "keycloak-admin"},
+            }))
+            .unwrap();
+        identity.egress_to = peers(8180);
+        settings.identity = Some(identity);
+        let mut project = seed_project();
+        let policy = |project: &Project| {
+            build(project, &settings, Environment::default())
+                .ok()
+                .and_then(|b| {
+                    b.children.into_iter().find(|d| {
+                        d.object.metadata.name.as_deref() == Some("berth-allow-platform-services")
+                    })
+                })
+                .map(|d| d.object.data["spec"]["egress"].clone())
+        };
+        let rule = |port: i32| {
+            serde_json::json!({
+                "to": [{"ipBlock": {"cidr": "198.18.0.1/32"}}],
+                "ports": [{"protocol": "TCP", "port": port}],
+            })
+        };
+        assert_eq!(
+            policy(&project),
+            Some(serde_json::json!([rule(3900), rule(8180)]))
+        );
+        project.spec.storage = Some(berth_api::providers::StorageSpec {
+            enabled: Some(false),
+            quota: None,
+        });
+        assert_eq!(policy(&project), Some(serde_json::json!([rule(8180)])));
     }
 
     #[test]

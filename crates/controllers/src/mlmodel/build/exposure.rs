@@ -14,9 +14,10 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-use berth_api::mlmodel::ExposeMode;
+use berth_api::mlmodel::{ExposeMode, RuntimeName};
 use berth_reconcile::{Desired, Error};
 
+use super::runtime::GRPC_PORT;
 use super::{Built, CANARY, Ctx, Exposure, Plan, STABLE};
 use crate::kinds;
 use crate::mlmodel::host::Host;
@@ -41,15 +42,26 @@ pub fn replica_share(stable: i32, canary: i32) -> i32 {
     ((f64::from(canary.max(0)) * 100.0 / f64::from(total)).round()) as i32
 }
 
-/// A Service on port 80 to the pods' `http` port (never their `metrics` port).
+/// A Service on port 80 to the pods' `http` port and, for the onnx runtime, on port 9000 to
+/// their `grpc` port (never their `metrics` port).
 fn service(ctx: &Ctx, name: &str, selector: BTreeMap<String, String>) -> Service {
-    let ports = vec![ServicePort {
+    let mut ports = vec![ServicePort {
         name: Some("http".into()),
         port: 80,
         target_port: Some(IntOrString::String("http".into())),
         protocol: Some("TCP".into()),
         ..Default::default()
     }];
+    if ctx.model.spec.runtime.name == RuntimeName::Onnx {
+        ports.push(ServicePort {
+            name: Some("grpc".into()),
+            port: GRPC_PORT,
+            target_port: Some(IntOrString::String("grpc".into())),
+            protocol: Some("TCP".into()),
+            app_protocol: Some("kubernetes.io/h2c".into()),
+            ..Default::default()
+        });
+    }
     Service {
         metadata: ctx.meta(name, BTreeMap::new()),
         spec: Some(ServiceSpec {

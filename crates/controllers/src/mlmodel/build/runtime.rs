@@ -5,6 +5,7 @@
 //! | port | what | reached by |
 //! |---|---|---|
 //! | `http` (8080) | the Open Inference Protocol (or the runtime's own API) and health | the Service (port 80), the route |
+//! | `grpc` (9000, onnx only) | the Open Inference Protocol over gRPC, with the same auth and limits | the Service (port 9000, `appProtocol: kubernetes.io/h2c`) |
 //! | `metrics` (9090, onnx and the auth proxy) | Prometheus metrics and unauthenticated health of berth-model-server (or its proxy) | the pod's address only: not in the Service or the route |
 //! | `runtime` (8081, or a custom runtime's port; behind the auth proxy only) | the runtime itself, without the auth check | the pod's address only, and the proxy on 127.0.0.1 |
 
@@ -28,6 +29,9 @@ use crate::mlmodel::auth::Auth;
 pub const RUNTIME_PORT: i32 = 8080;
 /// berth-model-server's metrics port: not part of the Service, so not public.
 pub const METRICS_PORT: i32 = 9090;
+/// berth-model-server's gRPC port (the Open Inference Protocol's `GRPCInferenceService`), named
+/// `grpc` in the pod and the Service: onnx only, checked like the `http` port.
+pub const GRPC_PORT: i32 = 9000;
 /// The serving container's name.
 pub const SERVER_CONTAINER: &str = "model";
 /// Seconds a serving pod that is being replaced keeps serving before it is asked to stop.
@@ -115,6 +119,7 @@ pub fn containers(
     let mut ports = vec![port(port_name, runtime.port)];
     if is_onnx {
         ports.push(port("metrics", METRICS_PORT));
+        ports.push(port("grpc", GRPC_PORT));
     }
     let (readiness, liveness) = if is_onnx && auth.enabled() {
         let (ready, live) = health_probes();
@@ -167,6 +172,7 @@ fn runtime(ctx: &Ctx, version: &Version, listen: i32) -> Runtime {
                 format!("--model-version={}", version.key),
                 format!("--http-addr=0.0.0.0:{listen}"),
                 format!("--metrics-addr=0.0.0.0:{METRICS_PORT}"),
+                format!("--grpc-addr=0.0.0.0:{GRPC_PORT}"),
             ],
             port: listen,
             ready_path: Some("/v2/health/ready".into()),

@@ -226,8 +226,9 @@ fn policies(
             },
         ));
     }
-    // The platform's object store and identity provider, where this project uses them.
-    let mut services: Vec<NetworkPolicyPeer> = Vec::new();
+    // The platform's object store and identity provider, where this project uses them: one
+    // rule each, so that each opens its own ports only.
+    let mut services: Vec<NetworkPolicyEgressRule> = Vec::new();
     let peers = [
         settings
             .storage
@@ -241,11 +242,30 @@ fn policies(
             .map(|s| &s.egress_to),
     ];
     for egress in peers.into_iter().flatten() {
+        let mut to = Vec::new();
         let namespaces = trusted(&egress.namespaces);
         if !namespaces.is_empty() {
-            services.push(namespaces_peer(&namespaces));
+            to.push(namespaces_peer(&namespaces));
         }
-        services.extend(egress.cidrs.iter().map(|c| cidr_peer(c)));
+        to.extend(egress.cidrs.iter().map(|c| cidr_peer(c)));
+        if to.is_empty() {
+            continue;
+        }
+        let ports = (!egress.ports.is_empty()).then(|| {
+            egress
+                .ports
+                .iter()
+                .map(|p| NetworkPolicyPort {
+                    protocol: Some("TCP".into()),
+                    port: Some(IntOrString::Int(*p)),
+                    end_port: None,
+                })
+                .collect()
+        });
+        services.push(NetworkPolicyEgressRule {
+            to: Some(to),
+            ports,
+        });
     }
     if !services.is_empty() {
         policies.push((
@@ -253,10 +273,7 @@ fn policies(
             NetworkPolicySpec {
                 pod_selector: all_pods(),
                 policy_types: Some(vec!["Egress".into()]),
-                egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(services),
-                    ports: None,
-                }]),
+                egress: Some(services),
                 ..Default::default()
             },
         ));
