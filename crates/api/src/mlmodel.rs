@@ -34,7 +34,9 @@ use crate::project::{ResourceList, resource_list_schema};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both: with autoscaling the number of replicas follows the load")
+    validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both: with autoscaling the number of replicas follows the load"),
+    validation = Rule::new(ONNX_IMAGE_RULE).message("the onnx runtime checks callers itself, so it runs the platform's image: to serve with your own image, use runtime.name: custom (Berth puts its auth proxy in front of it), or set auth.mode: none"),
+    validation = Rule::new(ONNX_ARGS_RULE).message("the onnx runtime takes only these arguments: --inference-threads, --max-queued-requests, --request-body-timeout-secs, --max-request-bytes, --memory-budget-bytes, --shutdown-timeout-secs, each as --flag=NUMBER (its addresses and auth are Berth's)")
 )]
 pub struct MLModelSpec {
     /// Where the model comes from.
@@ -147,6 +149,16 @@ pub struct ModelSource {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("source.secretName must be the name of a Secret (lowercase letters, digits, '-' and '.')"))]
     pub secret_name: Option<String>,
 }
+
+/// An onnx runtime (the default) keeps the platform's image unless the model opts out of auth:
+/// the server in that image is what checks callers (found in review: an editor's own image, or
+/// the canary's, served without any check while the status said oidc).
+const ONNX_IMAGE_RULE: &str = "(has(self.auth) && has(self.auth.mode) && self.auth.mode == 'none') || ((!has(self.runtime) || (has(self.runtime.name) && self.runtime.name != 'onnx') || !has(self.runtime.image)) && (!has(self.canary) || !has(self.canary.runtime) || (has(self.canary.runtime.name) && self.canary.runtime.name != 'onnx') || !has(self.canary.runtime.image)))";
+
+/// An onnx runtime's arguments are limited to its tuning flags: the server's addresses and auth
+/// flags are Berth's (found in review: `--oidc-jwks-url` pointed the check at the tenant's own
+/// keys; `proxy` would have turned the server into a proxy).
+const ONNX_ARGS_RULE: &str = "(!has(self.runtime) || (has(self.runtime.name) && self.runtime.name != 'onnx') || !has(self.runtime.args) || self.runtime.args.all(a, a.matches('^--(inference-threads|max-queued-requests|request-body-timeout-secs|max-request-bytes|memory-budget-bytes|shutdown-timeout-secs)=[0-9]+$'))) && (!has(self.canary) || !has(self.canary.runtime) || (has(self.canary.runtime.name) && self.canary.runtime.name != 'onnx') || !has(self.canary.runtime.args) || self.canary.runtime.args.all(a, a.matches('^--(inference-threads|max-queued-requests|request-body-timeout-secs|max-request-bytes|memory-budget-bytes|shutdown-timeout-secs)=[0-9]+$')))";
 
 /// What serves the model.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

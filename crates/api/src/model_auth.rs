@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.groups) || size(self.groups) == 0 || (has(self.mode) && self.mode == 'oidc')").message("auth.groups applies to mode oidc (tokens of the platform's identity provider): set auth.mode: oidc, or remove groups"),
     validation = Rule::new("!has(self.clients) || size(self.clients) == 0 || (has(self.mode) && self.mode == 'oidc')").message("auth.clients applies to mode oidc (tokens of the platform's identity provider): set auth.mode: oidc, or remove clients"),
     validation = Rule::new("!has(self.serviceAccounts) || size(self.serviceAccounts) == 0 || (has(self.mode) && self.mode == 'kubernetes')").message("auth.serviceAccounts applies to mode kubernetes (ServiceAccount tokens): set auth.mode: kubernetes, or remove serviceAccounts"),
-    validation = Rule::new("!has(self.audiences) || size(self.audiences) == 0 || (has(self.mode) && self.mode != 'none')").message("auth.audiences needs auth.mode oidc or kubernetes (with mode none nothing is checked): set the mode, or remove audiences")
+    validation = Rule::new("!has(self.audiences) || size(self.audiences) == 0 || (has(self.mode) && self.mode != 'none')").message("auth.audiences needs auth.mode oidc or kubernetes (with mode none nothing is checked): set the mode, or remove audiences"),
+    validation = Rule::new("[has(self.audiences) ? self.audiences : [], has(self.clients) ? self.clients : [], has(self.roles) ? self.roles : [], has(self.groups) ? self.groups : []].all(l, l.all(x, !x.contains(',')))").message("auth.audiences, clients, roles and groups may not contain ',': each item is one name (found in review: the model server split 'risk,ops' into two groups)")
 )]
 pub struct AuthSpec {
     /// oidc (bearer tokens of the platform's identity provider, such as a client_credentials

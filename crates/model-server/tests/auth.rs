@@ -444,6 +444,38 @@ fn oidc_settings_for(url: &str) -> OidcSettings {
     }
 }
 
+/// A token shaped like the TokenRequest API's (a JWT with `exp`), labelled `name` in `sub` for
+/// the fake API server; its signature is not checked by the model server.
+fn sa_token(name: &str) -> String {
+    sa_token_expiring(name, 4_102_444_800)
+}
+
+fn sa_token_expiring(name: &str, exp: u64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"RS256","kid":"k"}"#.to_owned()),
+        b64(format!(r#"{{"exp":{exp},"sub":"{name}"}}"#))
+    )
+}
+
+/// The `sub` of a token made by [`sa_token`].
+fn label_of(token: &str) -> String {
+    use base64::Engine as _;
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["sub"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A unit test of the TokenReview request/answer mapping only, against a fake API server
 /// in-process (plain HTTP): what the server sends (its own token from the token file, the
 /// caller's token, the audiences) and how each answer maps to 200/401/403/503. The real
@@ -467,7 +499,8 @@ async fn token_review_requests_and_answers() {
                     async move {
                         let auth = headers[header::AUTHORIZATION].to_str().unwrap().to_owned();
                         seen.lock().unwrap().push((auth, review.clone()));
-                        let status = match review["spec"]["token"].as_str().unwrap() {
+                        let label = label_of(review["spec"]["token"].as_str().unwrap());
+                        let status = match label.as_str() {
                             "sa-team-client" => {
                                 json!({"authenticated": true, "audiences": ["model-a"],
                             "user": {"username": "system:serviceaccount:team:client"}})
@@ -516,7 +549,9 @@ async fn token_review_requests_and_answers() {
     let app = router(state.clone(), 1024);
 
     assert_eq!(
-        call(&app, "/v2", Some("sa-team-client")).await.status,
+        call(&app, "/v2", Some(&sa_token("sa-team-client")))
+            .await
+            .status,
         StatusCode::OK
     );
     {
@@ -527,46 +562,67 @@ async fn token_review_requests_and_answers() {
         assert_eq!(review["kind"], "TokenReview");
         assert_eq!(
             review["spec"],
-            json!({"token": "sa-team-client", "audiences": ["model-a"]})
+            json!({"token": sa_token("sa-team-client"), "audiences": ["model-a"]})
         );
     }
     // Cached: the same token again makes no second review.
     assert_eq!(
-        call(&app, "/v2", Some("sa-team-client")).await.status,
+        call(&app, "/v2", Some(&sa_token("sa-team-client")))
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
     assert_403(
-        &call(&app, "/v2", Some("sa-other-ns")).await,
+        &call(&app, "/v2", Some(&sa_token("sa-other-ns"))).await,
         "namespace 'other'",
     );
     assert_401(
-        &call(&app, "/v2", Some("api-server-token")).await,
+        &call(&app, "/v2", Some(&sa_token("api-server-token"))).await,
         "not made for this model",
         "",
     );
     assert_401(
-        &call(&app, "/v2", Some("made-up")).await,
+        &call(&app, "/v2", Some(&sa_token("made-up"))).await,
         "not a valid Kubernetes token",
         "",
     );
     assert_eq!(
-        call(&app, "/v2", Some("broken")).await.status,
+        call(&app, "/v2", Some(&sa_token("broken"))).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_401(&call(&app, "/v2", None).await, "needs a bearer token", "");
+    // Found in review: a string that is no unexpired JWT is refused without asking the API
+    // server, so made-up tokens cannot flood it.
+    let reviews = seen.lock().unwrap().len();
+    assert_401(
+        &call(&app, "/v2", Some("x1234")).await,
+        "not an unexpired ServiceAccount token",
+        "",
+    );
+    assert_401(
+        &call(
+            &app,
+            "/v2",
+            Some(&sa_token_expiring("sa-team-client", 1_000_000_000)),
+        )
+        .await,
+        "not an unexpired ServiceAccount token",
+        "",
+    );
+    assert_eq!(seen.lock().unwrap().len(), reviews);
     // The kubelet rotates the pod's token: the next review uses the new one.
     std::fs::write(&token_file, "pod-token-rotated\n").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = seen.lock().unwrap().len();
-    let again = call(&app, "/v2", Some("sa-other-ns")).await;
+    let again = call(&app, "/v2", Some(&sa_token("sa-other-ns"))).await;
     assert_eq!(again.status, StatusCode::FORBIDDEN);
     assert_eq!(
         seen.lock().unwrap().len(),
         before,
         "a refused token is cached too"
     );
-    let fresh = call(&app, "/v2", Some("made-up-2")).await;
+    let fresh = call(&app, "/v2", Some(&sa_token("made-up-2"))).await;
     assert_eq!(fresh.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         seen.lock().unwrap().last().unwrap().0,
@@ -582,7 +638,8 @@ async fn token_review_requests_and_answers() {
         "{text}"
     );
     assert!(
-        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 4"#),
+        // Four reviewed, two refused before review (not a JWT; expired).
+        text.contains(r#"berth_model_auth_requests_total{result="unauthenticated"} 6"#),
         "{text}"
     );
     assert!(

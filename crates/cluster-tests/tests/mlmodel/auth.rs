@@ -130,6 +130,89 @@ async fn auth_is_explained_at_admission_and_on_by_default() -> Result<()> {
             Err(e) => failures.push(format!("{name}: expected {message:?}, got {e}")),
         }
     }
+    // Found in review: the onnx server is what checks callers, so an editor may not swap its
+    // image (nor the canary's) unless the model opts out, nor pass it flags beyond its tuning;
+    // an auth list item may not hide two names behind a comma.
+    let spec_of = |name: &str, spec: Value| -> Result<kube::api::DynamicObject> {
+        let mut full = json!({"source": {"uri": "s3://models/m.onnx"}});
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            full.extend(extra.clone());
+        }
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "berth.dev/v1alpha1",
+            "kind": "MLModel",
+            "metadata": {"name": name},
+            "spec": full,
+        }))?)
+    };
+    let image = "registry.example.com/mine:1";
+    let image_message = "the onnx runtime checks callers itself, so it runs the platform's image";
+    let args_message = "the onnx runtime takes only these arguments";
+    let runtime_cases: Vec<(&str, Value, Option<&str>)> = vec![
+        (
+            "onnx-image-default-auth",
+            json!({"runtime": {"image": image}}),
+            Some(image_message),
+        ),
+        (
+            "onnx-image-oidc",
+            json!({"runtime": {"name": "onnx", "image": image}, "auth": {"mode": "oidc"}}),
+            Some(image_message),
+        ),
+        (
+            "canary-onnx-image",
+            json!({"canary": {"runtime": {"image": image}, "weight": 10}}),
+            Some(image_message),
+        ),
+        (
+            "onnx-image-none",
+            json!({"runtime": {"image": image}, "auth": {"mode": "none"}}),
+            None,
+        ),
+        (
+            "custom-image",
+            json!({"runtime": {"name": "custom", "image": image, "port": 8080}}),
+            None,
+        ),
+        (
+            "onnx-jwks-arg",
+            json!({"runtime": {"args": ["--oidc-jwks-url=http://evil/keys"]}}),
+            Some(args_message),
+        ),
+        (
+            "onnx-split-arg",
+            json!({"runtime": {"args": ["--kubernetes-namespace", "other"]}}),
+            Some(args_message),
+        ),
+        (
+            "onnx-proxy-arg",
+            json!({"runtime": {"args": ["proxy"]}}),
+            Some(args_message),
+        ),
+        (
+            "canary-onnx-arg",
+            json!({"canary": {"runtime": {"args": ["--auth=none"]}, "weight": 10}}),
+            Some(args_message),
+        ),
+        (
+            "onnx-tuning-arg",
+            json!({"runtime": {"args": ["--inference-threads=2", "--max-request-bytes=1048576"]}}),
+            None,
+        ),
+        (
+            "comma-group",
+            json!({"auth": {"mode": "oidc", "groups": ["risk,ops"]}}),
+            Some("may not contain ','"),
+        ),
+    ];
+    for (name, spec, message) in runtime_cases {
+        match (as_tenant.create(&dry, &spec_of(name, spec)?).await, message) {
+            (Ok(_), None) => {}
+            (Ok(_), Some(_)) => failures.push(format!("{name}: admitted")),
+            (Err(e), Some(message)) if e.to_string().contains(message) => {}
+            (Err(e), _) => failures.push(format!("{name}: expected {message:?}, got {e}")),
+        }
+    }
     if !failures.is_empty() {
         bail!("auth admission:\n{}", failures.join("\n"));
     }

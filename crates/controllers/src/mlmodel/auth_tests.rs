@@ -535,3 +535,75 @@ fn each_model_has_its_own_kubernetes_audience() {
     assert_ne!(model_audience("team", "a"), model_audience("other", "a"));
     assert_eq!(model_audience("team", "a"), "mlmodels.berth.dev/team/a");
 }
+
+/// Regression (found in review): Projects that name another team's namespace end in
+/// NamespaceConflict but stay in the cache; the model's Project is the one that holds the
+/// namespace, never a squatter without an OIDC client, whatever the cache's order.
+#[test]
+fn a_squatting_project_never_stands_in_for_the_namespace_owner() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use std::sync::Arc;
+    let at = |name: &str, created: &str, reason: Option<(&str, &str)>, client: bool| {
+        let mut p = project(client);
+        p.metadata.name = Some(name.into());
+        p.spec.namespace = Some("team-a".into());
+        p.metadata.creation_timestamp = created.parse::<Timestamp>().ok().map(Time);
+        if let (Some(status), Some((status_value, reason))) = (p.status.as_mut(), reason) {
+            status.conditions = vec![Condition {
+                type_: "NamespaceReady".into(),
+                status: status_value.into(),
+                reason: reason.into(),
+                message: String::new(),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }];
+        }
+        Arc::new(p)
+    };
+    let owner = at(
+        "team-a",
+        "2026-01-01T00:00:00Z",
+        Some(("True", "Ready")),
+        true,
+    );
+    let refused = at(
+        "squat1",
+        "2025-01-01T00:00:00Z",
+        Some(("False", "NamespaceConflict")),
+        false,
+    );
+    let fresh = at("squat2", "2026-06-01T00:00:00Z", None, false);
+    let other = at(
+        "team-b",
+        "2024-01-01T00:00:00Z",
+        Some(("True", "Ready")),
+        true,
+    );
+    let mut other_ns = (*other).clone();
+    other_ns.spec.namespace = Some("team-b".into());
+    for order in [
+        vec![
+            refused.clone(),
+            fresh.clone(),
+            owner.clone(),
+            Arc::new(other_ns.clone()),
+        ],
+        vec![owner.clone(), fresh.clone(), refused.clone()],
+        vec![fresh.clone(), refused.clone(), owner.clone()],
+    ] {
+        let found = super::owning_project(order, "team-a");
+        assert_eq!(
+            found.and_then(|p| p.metadata.name.clone()).as_deref(),
+            Some("team-a")
+        );
+    }
+    // Before the owner's first reconcile, the older of the two that are not refused.
+    let unreconciled = at("team-a", "2026-01-01T00:00:00Z", None, true);
+    let found = super::owning_project(vec![fresh, unreconciled, refused.clone()], "team-a");
+    assert_eq!(
+        found.and_then(|p| p.metadata.name.clone()).as_deref(),
+        Some("team-a")
+    );
+    // A refused Project alone is nobody's.
+    assert!(super::owning_project(vec![refused], "team-a").is_none());
+}

@@ -85,13 +85,37 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// The Project whose namespace is `namespace`, if any.
+    /// The Project whose namespace is `namespace`, if any (see [`owning_project`]).
     pub fn project_of(&self, namespace: &str) -> Option<Arc<Project>> {
-        self.projects
-            .state()
-            .into_iter()
-            .find(|p| p.namespace_name() == Some(namespace))
+        owning_project(self.projects.state(), namespace)
     }
+}
+
+/// Of `projects`, the one whose namespace is `namespace`: of those that name it, the one that
+/// holds it (NamespaceReady=True), else one not refused it (NamespaceConflict), the oldest
+/// first. Another Project naming the same namespace (it ends in NamespaceConflict) never stands
+/// in for its owner: found in review, a squatter with no OIDC client could take the owner's
+/// models off the air.
+pub fn owning_project(projects: Vec<Arc<Project>>, namespace: &str) -> Option<Arc<Project>> {
+    let namespace_ready = |p: &Project| {
+        p.status
+            .as_ref()
+            .and_then(|s| {
+                berth_api::conditions::get(&s.conditions, crate::project::status::NAMESPACE_READY)
+            })
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    projects
+        .into_iter()
+        .filter(|p| p.namespace_name() == Some(namespace))
+        .filter(|p| namespace_ready(p).is_none_or(|(_, reason)| reason != "NamespaceConflict"))
+        .min_by_key(|p| {
+            (
+                namespace_ready(p).is_none_or(|(status, _)| status != "True"),
+                p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.metadata.name.clone(),
+            )
+        })
 }
 
 /// Runs the MLModel controller until `shutdown` completes.

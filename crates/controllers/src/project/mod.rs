@@ -309,13 +309,17 @@ async fn reconcile_project(project: &Project, ctx: &Context) -> Result<(Action, 
             // Nothing goes into a namespace that is not the project's; its owners still get
             // their access to the Project object, so that they can fix or delete it.
             // (The admin-tier network policy, cluster-scoped too, isolates a namespace that is
-            // not the project's: it is not written either.)
+            // not the project's: it is not written either; nor is the binding that lets the
+            // namespace's model servers review tokens.)
+            let reviewer = crate::names::kube::token_reviewer_binding(&validated.name);
             let access = Built {
                 children: first_build
                     .children
                     .into_iter()
                     .filter(|d| {
-                        d.kind.resource.group == "rbac.authorization.k8s.io" && !d.kind.namespaced
+                        d.kind.resource.group == "rbac.authorization.k8s.io"
+                            && !d.kind.namespaced
+                            && d.object.metadata.name.as_deref() != Some(reviewer.as_str())
                     })
                     .collect(),
                 network_notes: Vec::new(),

@@ -189,6 +189,14 @@ impl TokenReviewer {
 
     /// Checks `token`: who the caller is, or 401/403/503.
     pub async fn review(&self, token: &str) -> Result<(), Denied> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if !plausible(token, now) {
+            return Err(Denied::unauthenticated(
+                "the token is not an unexpired ServiceAccount token (a JWT with exp)",
+            ));
+        }
         let hash = cache::hash(token);
         if let Some(verdict) = self.verdicts.get(&hash) {
             return verdict;
@@ -256,6 +264,33 @@ impl TokenReviewer {
     }
 }
 
+/// Seconds a token's `exp` may have passed and still be sent for review (clock skew).
+pub const EXPIRY_SKEW_SECS: u64 = 300;
+
+/// Whether `token` is worth a TokenReview at `now` (seconds since the epoch): a JWT whose
+/// payload is a JSON object with an `exp` not more than [`EXPIRY_SKEW_SECS`] past, which is what
+/// every token the TokenRequest API (`kubectl create token`) makes. Found in review: every
+/// string became a TokenReview, so a flood of made-up tokens was a flood on the API server and
+/// pushed the allowed verdicts out of the cache. The signature stays the API server's to check.
+pub fn plausible(token: &str, now: u64) -> bool {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Claims {
+        exp: u64,
+    }
+    let mut parts = token.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+        return false;
+    };
+    serde_json::from_slice::<Claims>(&bytes)
+        .is_ok_and(|c| c.exp.saturating_add(EXPIRY_SKEW_SECS) >= now)
+}
+
 /// The verdict on a TokenReview's `status` (see the module docs).
 pub fn decide(settings: &KubernetesSettings, status: &ReviewStatus) -> Result<Principal, Denied> {
     if !status.authenticated {
@@ -305,6 +340,25 @@ pub fn decide(settings: &KubernetesSettings, status: &ReviewStatus) -> Result<Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unexpired_jwts_are_sent_for_review() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = |claims: &str| format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(claims));
+        let now = 1_800_000_000;
+        assert!(plausible(&jwt(r#"{"exp":1800000600,"iss":"k8s"}"#), now));
+        assert!(
+            plausible(&jwt(r#"{"exp":1799999800}"#), now),
+            "within the skew"
+        );
+        assert!(!plausible(&jwt(r#"{"exp":1799999000}"#), now), "expired");
+        assert!(!plausible(&jwt(r#"{"iss":"k8s"}"#), now), "no exp");
+        assert!(!plausible(&jwt("[1,2]"), now));
+        assert!(!plausible("x1234", now), "not a JWT");
+        assert!(!plausible("a.b.c.d", now));
+        assert!(!plausible(&format!("{}.!!!.sig", b64("{}")), now));
+    }
 
     fn settings(service_accounts: &[&str]) -> KubernetesSettings {
         KubernetesSettings {

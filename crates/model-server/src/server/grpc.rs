@@ -52,6 +52,9 @@ use pb::model_metadata_response::TensorMetadata;
 /// The path of ModelInfer, whose requests take a slot and budget before they are read.
 const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
+/// The largest message of a method other than ModelInfer (a model name and version, framed).
+pub const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// The router serving the gRPC API (HTTP/2 without TLS, as gRPC clients speak to a plain port).
 pub fn router(state: Arc<AppState>) -> axum::Router {
     let service = GrpcInferenceServiceServer::new(Grpc {
@@ -103,6 +106,19 @@ struct Held {
 /// reservation until it is sent.
 async fn hold_slot(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     if req.uri().path() != MODEL_INFER {
+        // The other methods carry a model name at most: their messages are bounded to
+        // SMALL_MESSAGE_BYTES and must arrive within the body timeout (found in review: they
+        // were allowed the full --max-request-bytes outside the budget and the queue).
+        let req = req.map(|body| {
+            axum::body::Body::new(Deadline {
+                inner: axum::body::Body::new(http_body_util::Limited::new(
+                    body,
+                    SMALL_MESSAGE_BYTES,
+                )),
+                timeout: state.body_timeout,
+                sleep: Box::pin(tokio::time::sleep(state.body_timeout)),
+            })
+        });
         return next.run(req).await;
     }
     let held = match reserve(&state).await {
@@ -656,5 +672,52 @@ mod tests {
             resp.headers()["grpc-message"],
             "model%20'm'%20is%20not%20ready%20yet"
         );
+    }
+
+    /// Regression (found in review): a ModelMetadata message of megabytes was read whole,
+    /// outside the budget and the queue. Past SMALL_MESSAGE_BYTES it now fails while read.
+    #[tokio::test]
+    async fn other_methods_take_small_messages_only() {
+        use http_body_util::BodyExt;
+        let state = Arc::new(AppState::new("m".into(), None, 1));
+        let call = |len: usize| {
+            // A gRPC frame: no compression, the length, then a ModelMetadataRequest whose
+            // name (field 1) is `len` bytes long.
+            let mut message = vec![0x0a];
+            let mut n = len;
+            while n >= 0x80 {
+                message.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            message.push(n as u8);
+            message.extend(std::iter::repeat_n(b'm', len));
+            let mut frame = vec![0u8];
+            frame.extend((message.len() as u32).to_be_bytes());
+            frame.extend(message);
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/inference.GRPCInferenceService/ModelMetadata")
+                .header("content-type", "application/grpc")
+                .body(Body::from(frame))
+                .unwrap()
+        };
+        let grpc_status = |resp: axum::http::Response<Body>| async move {
+            if let Some(s) = resp.headers().get("grpc-status") {
+                return s.to_str().unwrap().to_owned();
+            }
+            let collected = resp.into_body().collect().await.unwrap();
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .map(|s| s.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        // A short name is read, and answered: no model of that name (NOT_FOUND).
+        let small = router(state.clone()).oneshot(call(10)).await.unwrap();
+        assert_eq!(grpc_status(small).await, "5");
+        // A megabyte of name is refused while it is read, before any answer about the model.
+        let large = router(state).oneshot(call(1 << 20)).await.unwrap();
+        let code = grpc_status(large).await;
+        assert!(code != "0" && code != "5", "grpc-status {code}");
     }
 }
