@@ -149,21 +149,7 @@ echo "== both answer $want" >&2
 # One wrk run: prints "req/s p50_ms p99_ms errors requests".
 run_wrk() { # URL LUA
   local threads=$(( clients < cores ? clients : cores ))
-  wrk -t "$threads" -c "$clients" -d "${seconds}s" --latency -s "$2" "$1" | python3 -c '
-import re, sys
-text = sys.stdin.read()
-def ms(v, unit):
-    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
-non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-total = int(re.search(r"(\d+) requests in", text).group(1))
-p50 = pct.get("50", float("nan"))
-p99 = pct.get("99", float("nan"))
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors} {total}")
-'
+  wrk -t "$threads" -c "$clients" -d "${seconds}s" --latency -s "$2" "$1" | python3 "$here/wrk_summary.py"
 }
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/model-server bench || echo "+dirty")
