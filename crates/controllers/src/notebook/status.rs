@@ -73,6 +73,7 @@ pub fn status(
         Ok(nb) => {
             next.url = Some(nb.path.clone());
             next.image = Some(nb.image.clone());
+            super::template::status(nb, &mut next, generation, now);
             if observed.home_taken {
                 (
                     NotebookPhase::Failed,
@@ -128,7 +129,7 @@ pub fn status(
                                 "ImagePullFailed" => "ImagePullFailed",
                                 _ => "ConfigError",
                             },
-                            problem.message,
+                            super::scheduling::unschedulable(nb, pod).unwrap_or(problem.message),
                         ),
                         None => (
                             NotebookPhase::Starting,

@@ -33,6 +33,8 @@ pub struct Validated {
     pub idle_timeout: Duration,
     /// Whether Berth's culling stopped it (the annotation is there).
     pub culled: bool,
+    /// What its NotebookTemplate decided (None: no template); set by `template::resolve`.
+    pub template: Option<super::template::Resolved>,
 }
 
 /// Why a Notebook cannot be built: a reason (one word) and what to do.
@@ -86,6 +88,7 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
         stopped: notebook.spec.stopped,
         idle_timeout,
         culled: notebook.annotations().contains_key(CULLED_AT_ANNOTATION),
+        template: None,
         home,
         name,
         namespace,
