@@ -409,4 +409,6 @@ async fn cull(
 }
 
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
