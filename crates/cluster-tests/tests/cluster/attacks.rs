@@ -765,7 +765,8 @@ async fn the_allowlists_admit_what_they_name() -> Result<()> {
     admitted?;
     let refusal = forgeable?;
     assert!(
-        refusal.contains("cost.example.com/center") && refusal.contains("any project could grant itself this template"),
+        refusal.contains("cost.example.com/center")
+            && refusal.contains("any project could grant itself this template"),
         "{refusal}"
     );
     let Err(kube::Error::Api(status)) = outside else {

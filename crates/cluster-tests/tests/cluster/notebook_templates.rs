@@ -79,7 +79,12 @@ async fn until_reason(client: &Client, ns: &str, name: &str, reason: &str) -> Re
         },
     )
     .await;
-    found.with_context(|| format!("last Ready: {}", last.lock().map(|l| l.clone()).unwrap_or_default()))
+    found.with_context(|| {
+        format!(
+            "last Ready: {}",
+            last.lock().map(|l| l.clone()).unwrap_or_default()
+        )
+    })
 }
 
 fn ready_message(nb: &Notebook) -> String {
@@ -179,7 +184,14 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
     )
     .await?;
     // 2. A bundle asking for more GPUs than any node has: Unschedulable, naming the resource.
-    spawn(&owner, &admin, &ns, "huge", json!({"template": gpu, "bundle": "gpu-16"})).await?;
+    spawn(
+        &owner,
+        &admin,
+        &ns,
+        "huge",
+        json!({"template": gpu, "bundle": "gpu-16"}),
+    )
+    .await?;
     // 3. A template not offered to this project.
     spawn(&owner, &admin, &ns, "tiered", json!({"template": tiered})).await?;
     // 4. Explicit resources over the template's maximum.
@@ -194,10 +206,16 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
 
     let running = until_reason(&owner, &ns, "gpu", "Running").await?;
     let status = running.status.clone().context("no status")?;
-    ensure!(status.template.as_deref() == Some(gpu.as_str()), "{status:?}");
+    ensure!(
+        status.template.as_deref() == Some(gpu.as_str()),
+        "{status:?}"
+    );
     ensure!(status.bundle.as_deref() == Some("gpu-1"), "{status:?}");
     ensure!(status.image_id.as_deref() == Some("py311"), "{status:?}");
-    ensure!(status.image.as_deref() == Some("berth.dev/jupyter:test"), "{status:?}");
+    ensure!(
+        status.image.as_deref() == Some("berth.dev/jupyter:test"),
+        "{status:?}"
+    );
     let current = get(&status.conditions, "ImageCurrent").context("no ImageCurrent")?;
     ensure!(
         current.status == "False"
@@ -219,10 +237,8 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
         "{limits:?}"
     );
     ensure!(
-        spec.volumes
-            .iter()
-            .flatten()
-            .any(|v| v.name == "shm" && v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory")),
+        spec.volumes.iter().flatten().any(|v| v.name == "shm"
+            && v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory")),
         "no /dev/shm volume"
     );
 
@@ -286,10 +302,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
         ),
         (
             "delete the GPU template",
-            as_owner
-                .delete(&gpu, &Default::default())
-                .await
-                .map(|_| ()),
+            as_owner.delete(&gpu, &Default::default()).await.map(|_| ()),
         ),
         (
             "label the project's namespace",
@@ -330,7 +343,11 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
     // Nothing changed: the template, the namespace, the notebook's refusal.
     let unchanged = templates.get(&tiered).await?;
     ensure!(
-        unchanged.spec.projects.as_ref().map(|p| p.match_labels.clone())
+        unchanged
+            .spec
+            .projects
+            .as_ref()
+            .map(|p| p.match_labels.clone())
             == Some(BTreeMap::from([(TIER.to_owned(), "a100".to_owned())]))
     );
     let namespace = Api::<Namespace>::all(admin.clone()).get(&ns).await?;
@@ -347,9 +364,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
         )
         .await?;
     let started = until_reason(&owner, &ns, "tiered", "Running").await?;
-    ensure!(
-        started.status.as_ref().and_then(|s| s.template.as_deref()) == Some(tiered.as_str())
-    );
+    ensure!(started.status.as_ref().and_then(|s| s.template.as_deref()) == Some(tiered.as_str()));
 
     templates.delete(&gpu, &Default::default()).await?;
     templates.delete(&tiered, &Default::default()).await?;
