@@ -224,6 +224,32 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
                 == "image py310 is redirected to py311: Python 3.10 is retired; this notebook now runs Python 3.11",
         "{current:?}"
     );
+    // The admin rewords the redirect: the notebook's status follows the template.
+    let mut reworded = templates.get(&gpu).await?;
+    reworded.spec.images[1]
+        .redirect
+        .as_mut()
+        .context("no redirect")?
+        .message = "Python 3.10 went away on 1 December".into();
+    reworded.metadata.managed_fields = None;
+    templates
+        .replace(&gpu, &PostParams::default(), &reworded)
+        .await?;
+    let notebooks: Api<Notebook> = Api::namespaced(owner.clone(), &ns);
+    eventually(
+        "the notebook's status to follow the template's change",
+        WAIT,
+        || async {
+            let nb = notebooks.get("gpu").await?;
+            Ok(nb
+                .status
+                .as_ref()
+                .and_then(|s| get(&s.conditions, "ImageCurrent"))
+                .is_some_and(|c| c.message.ends_with("Python 3.10 went away on 1 December"))
+                .then_some(()))
+        },
+    )
+    .await?;
     let pod = pods.get("gpu-0").await?;
     let spec = pod.spec.clone().context("pod without spec")?;
     ensure!(spec.node_name.is_some(), "the GPU pod is not scheduled");

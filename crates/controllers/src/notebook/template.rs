@@ -116,6 +116,15 @@ pub fn resolve(
     namespace_labels: Option<&BTreeMap<String, String>>,
 ) -> Result<Validated, Invalid> {
     let Some(template) = pick(notebook, templates)? else {
+        if notebook.spec.image_id.is_some() || notebook.spec.bundle.is_some() {
+            return Err(invalid(
+                "TemplateNotFound",
+                format!(
+                    "spec.imageId and spec.bundle pick from a NotebookTemplate, and this notebook has none (no spec.template, no default template); set spec.template to one of: {}",
+                    names(templates)
+                ),
+            ));
+        }
         return Ok(nb);
     };
     let name = template.name_any();

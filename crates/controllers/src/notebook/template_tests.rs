@@ -119,6 +119,13 @@ fn without_a_template_or_a_default_the_notebook_runs_as_before() {
     let v = resolve(&nb, &[jupyter()]).unwrap();
     assert_eq!(v.image, "example.com/lab:1");
     assert_eq!(v.template, None);
+    // A bundle or image id without a template is not silently ignored.
+    let (reason, message) = refused(resolve(&notebook(json!({"bundle": "gpu"})), &[jupyter()]));
+    assert_eq!(reason, "TemplateNotFound");
+    assert!(
+        message.contains("set spec.template to one of: jupyter"),
+        "{message}"
+    );
     // With a default template, the same notebook is held to it: no custom images there.
     let mut default = (*jupyter()).clone();
     default
