@@ -518,3 +518,88 @@ pub async fn forgeable_selector_refusal(admin: &Client) -> Result<String> {
     )
     .await
 }
+
+/// The chart's default template, as Helm renders it: admitted by the API server (schema and CEL,
+/// a dry run: a default template would change other tests' notebooks), with Berth's Jupyter image
+/// by digest; and a notebook like the real-node test's (explicit resources, no image) and one with
+/// the GPU bundle resolve against it.
+#[tokio::test]
+async fn the_charts_default_template_is_admitted_and_offers_berths_jupyter_image() -> Result<()> {
+    let (cluster, admin) = with_operator().await?;
+    let helm = berth_testenv::chart::Helm::locate(cluster.kubeconfig_path())?;
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let rendered = helm
+        .run(&[
+            "template",
+            berth_testenv::chart::RELEASE,
+            berth_testenv::chart::CHART,
+            "--namespace",
+            berth_testenv::chart::NAMESPACE,
+            "--show-only",
+            "templates/notebook-template.yaml",
+            "--set",
+            &format!("images.jupyter.digest={digest}"),
+        ])
+        .await?;
+    let objects = berth_testenv::manifests::parse_objects(&rendered, "helm template")?;
+    ensure!(objects.len() == 1, "{rendered}");
+    let chart_template: NotebookTemplate =
+        serde_json::from_value(serde_json::to_value(&objects[0])?)?;
+    ensure!(chart_template.name_any() == "jupyter");
+    ensure!(
+        chart_template
+            .annotations()
+            .get("berth.dev/default-template")
+            .map(String::as_str)
+            == Some("true")
+    );
+    ensure!(
+        chart_template.spec.images[0].image
+            == format!("{}@{digest}", berth_api::mlmodel::berth_image("jupyter")),
+        "{:?}",
+        chart_template.spec.images
+    );
+    Api::<NotebookTemplate>::all(admin.clone())
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &chart_template,
+        )
+        .await
+        .context("the API server refuses the chart's template")?;
+
+    use berth_controllers::notebook::{template::resolve, validate::validate};
+    let templates = [std::sync::Arc::new(chart_template)];
+    let labels = BTreeMap::from([("berth.dev/project".to_owned(), "team-a".to_owned())]);
+    let notebook = |spec: Value| -> Result<Notebook> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "Notebook",
+            "metadata": {"name": "lab", "namespace": "team-a"}, "spec": spec,
+        }))?)
+    };
+    let realnode_like = notebook(json!({
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "idleTimeout": "10s",
+    }))?;
+    let resolved = validate(&realnode_like)
+        .and_then(|v| resolve(v, &realnode_like, &templates, Some(&labels)))
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.reason, e.message))?;
+    ensure!(resolved.image == format!("{}@{digest}", berth_api::mlmodel::berth_image("jupyter")));
+    let gpu = notebook(json!({"bundle": "gpu-1"}))?;
+    let resolved = validate(&gpu)
+        .and_then(|v| resolve(v, &gpu, &templates, Some(&labels)))
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.reason, e.message))?;
+    ensure!(
+        resolved
+            .resources
+            .limits
+            .get("nvidia.com/gpu")
+            .map(|q| q.0.as_str())
+            == Some("1"),
+        "{:?}",
+        resolved.resources
+    );
+    Ok(())
+}
