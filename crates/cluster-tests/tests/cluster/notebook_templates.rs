@@ -483,6 +483,32 @@ async fn a_bad_template_is_refused_with_a_message_an_admin_understands() -> Resu
         .create(&PostParams::default(), &template(&name, base)?)
         .await?;
     templates.delete(&name, &Default::default()).await?;
+
+    // A Notebook picks an image one way and resources one way.
+    let ns = crate::support::project_namespace(&admin, "nbt-cel").await?;
+    let notebooks: Api<Notebook> = Api::namespaced(admin.clone(), &ns);
+    for (what, spec, expected) in [
+        (
+            "image and imageId",
+            json!({"image": "x/a", "imageId": "a"}),
+            "set image (an image reference, if the template allows custom images) or imageId (one of the template's images), not both",
+        ),
+        (
+            "bundle and resources",
+            json!({"bundle": "s", "resources": {"requests": {"cpu": "1"}}}),
+            "set bundle (one of the template's resource bundles) or resources (explicit, within the template's custom maximum), not both",
+        ),
+    ] {
+        let notebook: Notebook = serde_json::from_value(json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "Notebook",
+            "metadata": {"name": "lab", "namespace": ns}, "spec": spec,
+        }))?;
+        match refusal(notebooks.create(&PostParams::default(), &notebook).await) {
+            Ok((422, message)) if message.contains(expected) => {}
+            Ok((code, message)) => failures.push(format!("notebook with {what}: {code} {message}")),
+            Err(e) => failures.push(format!("notebook with {what}: {e}")),
+        }
+    }
     ensure!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }
