@@ -73,7 +73,6 @@ pub fn status(
         Ok(nb) => {
             next.url = Some(nb.path.clone());
             next.image = Some(nb.image.clone());
-            super::template::status(nb, &mut next, generation, now);
             if observed.home_taken {
                 (
                     NotebookPhase::Failed,
@@ -147,6 +146,7 @@ pub fn status(
         }
     };
     next.phase = Some(phase);
+    super::template::status(observed.notebook.ok(), &mut next, generation, now);
     let ready_status = if phase == NotebookPhase::Running {
         Status::True
     } else {

@@ -411,15 +411,16 @@ fn within(
 /// The condition that says whether the notebook runs the image it asked for, current.
 pub const IMAGE_CURRENT: &str = "ImageCurrent";
 
-/// The template's part of a valid notebook's status: the template, image id and bundle in use, and
-/// ImageCurrent (False with Redirected or Deprecated and the message; absent without a template).
+/// The template's part of a notebook's status: the template, image id and bundle in use, and
+/// ImageCurrent (False with Redirected or Deprecated and the message). Absent without a template,
+/// and for a notebook refused (`None`): the Ready condition says why.
 pub fn status(
-    nb: &Validated,
+    nb: Option<&Validated>,
     next: &mut berth_api::notebook::NotebookStatus,
     generation: Option<i64>,
     now: k8s_openapi::jiff::Timestamp,
 ) {
-    let Some(resolved) = &nb.template else {
+    let Some((nb, resolved)) = nb.and_then(|nb| nb.template.as_ref().map(|r| (nb, r))) else {
         next.conditions.retain(|c| c.type_ != IMAGE_CURRENT);
         return;
     };

@@ -449,6 +449,21 @@ fn the_status_shows_the_template_image_id_bundle_and_the_redirect() {
         Timestamp::from_second(100).unwrap(),
     );
     assert_eq!(s, again);
+    // Refused (here: the template is gone), the condition goes with the template's fields.
+    let v = resolve(&nb, &[]);
+    let observed = Observed {
+        notebook: v.as_ref(),
+        pod: None,
+        activity: None,
+        culled_at: None,
+        home_taken: false,
+    };
+    let refused = status::status(Some(&s), &observed, Some(2), Timestamp::UNIX_EPOCH);
+    assert!(berth_api::conditions::get(&refused.conditions, IMAGE_CURRENT).is_none());
+    assert_eq!(
+        (refused.template.clone(), refused.image_id.clone()),
+        (None, None)
+    );
     // Without a template the condition goes.
     let plain = notebook(json!({}));
     let v = validate::validate(&plain);
