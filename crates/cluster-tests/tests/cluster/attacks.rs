@@ -174,7 +174,7 @@ async fn snapshot(admin: &Client, project: &str) -> Result<Value> {
     }))
 }
 
-async fn grant_creator(admin: &Client, user: &str) -> Result<()> {
+pub async fn grant_creator(admin: &Client, user: &str) -> Result<()> {
     Api::<ClusterRoleBinding>::all(admin.clone())
         .create(
             &PostParams::default(),

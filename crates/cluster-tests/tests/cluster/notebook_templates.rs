@@ -360,6 +360,36 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
             Err(e) => failures.push(format!("{what}: {e}")),
         }
     }
+    // As a project creator, the owner cannot make a new project carrying the label either.
+    crate::attacks::grant_creator(&admin, &owner_name).await?;
+    let labelled: Project = serde_json::from_value(json!({
+        "apiVersion": "berth.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": unique("nbt-forged")},
+        "spec": {"owners": [owner_name], "namespaceLabels": {TIER: "a100"}},
+    }))?;
+    let projects_as_owner: Api<Project> = Api::all(owner.clone());
+    let refused = eventually(
+        "the creator's new project with the label to be refused by admission",
+        WAIT,
+        || async {
+            match projects_as_owner
+                .create(&PostParams::default(), &labelled)
+                .await
+            {
+                Ok(p) => bail!("a tenant created a project labelled {TIER}: {p:?}"),
+                // Until the binding reaches the authorizer, RBAC refuses first.
+                Err(kube::Error::Api(s))
+                    if s.message.contains("namespace labels need a platform admin") =>
+                {
+                    Ok(Some(s.message))
+                }
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        },
+    )
+    .await?;
+    ensure!(refused.contains(TIER), "{refused}");
     // The tenant may read the templates (a spawner lists them).
     ensure!(
         as_owner.get(&gpu).await.is_ok(),
