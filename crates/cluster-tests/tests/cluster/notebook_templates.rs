@@ -114,6 +114,13 @@ fn refusal<T: std::fmt::Debug>(result: kube::Result<T>) -> Result<(u16, String)>
 async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_itself_one()
 -> Result<()> {
     let (cluster, admin) = with_operator().await?;
+    let began = std::time::Instant::now();
+    let step = |what: &str| {
+        eprintln!(
+            "[notebook_templates] {what} after {:.1} s",
+            began.elapsed().as_secs_f64()
+        )
+    };
     let ns = unique("nbt");
     let owner_name = format!("{}@example.com", unique("nbt-owner"));
     create(
@@ -169,6 +176,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
         )
         .await?;
     wait_ready(&admin, &ns).await?;
+    step("the project is ready");
 
     let owner = cluster.impersonate(&owner_name, &[]).await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
@@ -205,6 +213,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
     .await?;
 
     let running = until_reason(&owner, &ns, "gpu", "Running").await?;
+    step("the GPU notebook runs");
     let status = running.status.clone().context("no status")?;
     ensure!(
         status.template.as_deref() == Some(gpu.as_str()),
@@ -269,6 +278,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
     );
 
     let huge = until_reason(&owner, &ns, "huge", "Unschedulable").await?;
+    step("the 16-GPU notebook is Unschedulable");
     let message = ready_message(&huge);
     ensure!(
         message.starts_with("no node has enough nvidia.com/gpu (asks 16)")
@@ -390,6 +400,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
     )
     .await?;
     ensure!(refused.contains(TIER), "{refused}");
+    step("the creator is refused the label");
     // The tenant may read the templates (a spawner lists them).
     ensure!(
         as_owner.get(&gpu).await.is_ok(),
@@ -420,6 +431,7 @@ async fn a_tenant_spawns_from_templates_within_what_they_allow_and_cannot_grant_
         )
         .await?;
     let started = until_reason(&owner, &ns, "tiered", "Running").await?;
+    step("the admin-labelled project's notebook runs");
     ensure!(started.status.as_ref().and_then(|s| s.template.as_deref()) == Some(tiered.as_str()));
 
     templates.delete(&gpu, &Default::default()).await?;
