@@ -196,12 +196,17 @@ pub fn resolve(
     match (&t.resources, &t.bundle) {
         (Some(resources), _) => {
             let Some(custom) = &spec.custom else {
+                let instead = if spec.bundles.is_empty() {
+                    "remove spec.resources (the project's defaults apply)".to_owned()
+                } else {
+                    format!(
+                        "remove spec.resources and set spec.bundle to one of: {}",
+                        bundle_ids(template)
+                    )
+                };
                 return Err(invalid(
                     "CustomResourcesNotAllowed",
-                    format!(
-                        "NotebookTemplate {name} offers bundles only, not explicit resources; remove spec.resources and set spec.bundle to one of: {}",
-                        bundle_ids(template)
-                    ),
+                    format!("NotebookTemplate {name} does not allow explicit resources; {instead}"),
                 ));
             };
             within(resources, &custom.maximum, &name)?;

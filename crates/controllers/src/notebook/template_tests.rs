@@ -261,11 +261,12 @@ fn custom_resources_must_stay_within_the_maxima() {
         json!({"displayName": "Fixed", "images": [{"id": "a", "image": "x/a"}], "defaultImage": "a",
                "bundles": [{"id": "s"}], "defaultBundle": "s"}),
     );
-    let (r, _) = refused(resolve(
+    let (r, m) = refused(resolve(
         &notebook(json!({"template": "fixed", "resources": {"requests": {"cpu": "1"}}})),
         &[no_custom],
     ));
     assert_eq!(r, "CustomResourcesNotAllowed");
+    assert!(m.ends_with("set spec.bundle to one of: s"), "{m}");
 }
 
 #[test]
