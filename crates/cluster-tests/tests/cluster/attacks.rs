@@ -752,7 +752,7 @@ async fn the_allowlists_admit_what_they_name() -> Result<()> {
     .await;
     // While tenants may set cost.example.com/ labels, no NotebookTemplate may select on them
     // (any project could grant itself the template): refused even for a platform admin.
-    let forgeable = crate::notebook_templates::forgeable_selector_refusal(&admin).await;
+    let forgeable = crate::notebook_template_admission::forgeable_selector_refusal(&admin).await;
     settings
         .patch(
             "default",
