@@ -171,13 +171,14 @@ async fn measure(
         })
         .buffer_unordered(args.concurrency)
         .try_collect::<Vec<_>>();
-    let (created, waited) = tokio::join!(create, all_running(all, n, operator));
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let (created, waited) = tokio::join!(create, all_running(all, n, timeout, operator));
     created?;
-    waited?;
+    let running = waited?;
     let seconds = start.elapsed().as_secs_f64();
     let ready_at = Timestamp::now();
     eprintln!(
-        "[notebooks] all {n} Running in {seconds:.1} s; settling 10 s, then a {} s window…",
+        "[notebooks] {running} of {n} Running after {seconds:.1} s; settling 10 s, then a {} s window…",
         args.steady_seconds
     );
 
