@@ -55,6 +55,7 @@ pub async fn apply(client: &Client, root: &Path) -> Sample {
 /// Waits until the sample notebook is Running (or Failed, or [`START_TIMEOUT`]); prints how long
 /// it took from its apply, or why it is not running.
 pub async fn wait(client: &Client, sample: &mut Sample) {
+    let waiting = Instant::now();
     let running = match &sample.applied {
         Ok(applied) => until_running(client, *applied)
             .await
@@ -63,8 +64,9 @@ pub async fn wait(client: &Client, sample: &mut Sample) {
     };
     match &running {
         Ok((took, _)) => eprintln!(
-            "    Notebook/{NAMESPACE}/{NAME} is Running {:.1} s after its apply",
-            took.as_secs_f64()
+            "    Notebook/{NAMESPACE}/{NAME} is Running {:.1} s after its apply ({:.1} s of it waited for here)",
+            took.as_secs_f64(),
+            waiting.elapsed().as_secs_f64()
         ),
         Err(e) => eprintln!("    Notebook/{NAMESPACE}/{NAME} is not Running: {e}"),
     }
