@@ -162,3 +162,15 @@ async fn main() -> Result<()> {
         Command::Scale(a) => scale::run(a, &operator).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_gives_the_median_and_the_range() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), "2.0 (1.0–3.0, n=3)");
+        assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), "2.5 (1.0–4.0, n=4)");
+        assert_eq!(spread(&[]), "-");
+    }
+}
