@@ -1,8 +1,8 @@
 //! `cargo xtask dev`: the local platform. Starts the real control plane with one real node beside
 //! its kwok nodes, installs Berth with its Helm charts the way a platform team does (the operator
 //! runs as two pods on the real node, from its image pinned by digest), applies the samples (the
-//! sample model runs on the real node), and keeps everything running until Ctrl-C, then stops it
-//! all and puts the host back as it was.
+//! sample model and the sample notebook run on the real node), and keeps everything running until
+//! Ctrl-C, then stops it all and puts the host back as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +15,9 @@ use berth_testenv::{Binaries, Cluster, ControlPlane, Options, RealNode};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::{build_control_plane, build_node, models, providers, repo_root, run_build_script};
+use crate::{
+    build_control_plane, build_node, models, notebooks, providers, repo_root, run_build_script,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,7 +45,7 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 8;
+    let total = 9;
     let begin = Instant::now();
 
     step(
@@ -131,7 +133,16 @@ async fn dev(args: Args) -> Result<()> {
         "the sample model on the real node: an ONNX model uploaded to the sample project's bucket, and deploy/samples/models",
     );
     place_on_real_node(&client, "fraud-detection").await?;
+    // Applied now, so that it starts while the sample model is made and fetched.
+    let mut notebook = notebooks::apply(&client, &root).await;
     let model_runtime = models::sample(&client, &root, &dev_dir, None).await?;
+
+    step(
+        9,
+        total,
+        "the sample notebook on the real node: deploy/samples/notebooks (JupyterLab from Berth's Jupyter image)",
+    );
+    notebooks::wait(&client, &mut notebook).await;
 
     let mut control_plane = control_plane;
     eprintln!();
@@ -143,7 +154,9 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!("    export KUBECONFIG={}", kubeconfig.display());
     eprintln!("    kubectl get projects");
     eprintln!("    kubectl -n fraud-detection get mlmodels");
+    eprintln!("    kubectl -n fraud-detection get notebooks");
     eprintln!();
+    notebooks::explain(&notebook);
     providers::explain(&garage, &keycloak);
     eprintln!("Operator log: kubectl -n berth-system logs deployment/berth-operator");
     eprintln!(
@@ -158,7 +171,10 @@ async fn dev(args: Args) -> Result<()> {
     let outcome = if args.smoke {
         match smoke_check(&cluster, &applied).await {
             Ok(()) => match models::smoke_check(&client).await {
-                Ok(()) => predict(&client).await.map(|_| ()),
+                Ok(()) => match predict(&client).await {
+                    Ok(_) => notebooks::smoke_check(&cluster, &notebook).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),

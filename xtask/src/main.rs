@@ -11,6 +11,7 @@ mod crdgen;
 mod dev;
 mod images;
 mod models;
+mod notebooks;
 mod providers;
 
 use std::path::{Path, PathBuf};
