@@ -178,6 +178,24 @@ pub fn notebook_home(notebook: &str) -> String {
     format!("{notebook}-home")
 }
 
+/// A data volume Berth makes for a notebook: `<notebook>-<volume>`, a DNS label (at most 63
+/// characters: a notebook name has at most 40, a volume name at most 22). Like the home volume it
+/// has no ownerReference and is told from a namesake by its labels (`berth.dev/notebook`,
+/// `berth.dev/notebook-volume`, managed-by). The form is not unique by construction (`a` + `b-c`
+/// and `a-b` + `c` give `a-b-c`): the labels tell whose it is, and a volume of another notebook is
+/// never taken over (Ready=False, VolumeTaken). A volume name is never `home` nor ends in `-home`
+/// (the CRD refuses it), so no data volume takes a home volume's name.
+pub fn notebook_volume(notebook: &str, volume: &str) -> Result<String, super::Refused> {
+    let name = format!("{notebook}-{volume}");
+    if !super::is_dns_label(&name) || volume == "home" || volume.ends_with("-home") {
+        return Err(super::Refused::new(
+            name,
+            "a notebook's data volume is <notebook>-<volume>, a DNS label of at most 63 characters whose volume part is not home nor ends in -home",
+        ));
+    }
+    Ok(name)
+}
+
 /// The pod of a notebook's StatefulSet (one replica): `<notebook>-0`.
 pub fn notebook_pod(notebook: &str) -> String {
     format!("{notebook}-0")

@@ -11,6 +11,7 @@ use berth_api::notebook::{
     NotebookResources,
 };
 
+use super::volumes::{self, Volume};
 use crate::names;
 
 /// A Notebook the build can use as it is.
@@ -33,6 +34,8 @@ pub struct Validated {
     pub idle_timeout: Duration,
     /// Whether Berth's culling stopped it (the annotation is there).
     pub culled: bool,
+    /// The extra data volumes (`volumes`).
+    pub volumes: Vec<Volume>,
 }
 
 /// Why a Notebook cannot be built: a reason (one word) and what to do.
@@ -66,7 +69,9 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
             "idleTimeout {timeout_text:?} is not a duration such as 30m or 4h; set a valid one"
         ),
     })?;
+    let volumes = volumes::validate(&name, &notebook.spec.volumes)?;
     Ok(Validated {
+        volumes,
         path: names::kube::notebook_path(&namespace, &name),
         uid: notebook.uid().unwrap_or_default(),
         image: notebook
