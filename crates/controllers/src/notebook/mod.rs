@@ -397,3 +397,5 @@ async fn cull(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_wiring;
