@@ -10,6 +10,7 @@ mod events;
 mod hosts;
 mod lifecycle;
 mod members;
+mod notebooks;
 mod operator_token;
 mod policies;
 mod project;

@@ -114,7 +114,7 @@ pub async fn observe(
         blocked = fits(ctx, nb, &wiring, live_sts.as_ref(), pod).map(|s| Invalid {
             reason: "QuotaExceeded",
             message: format!(
-                "{}; stop another notebook or ask an owner to raise the Project's spec.quota",
+                "{}; stop another notebook, or raise the Project's spec.resourceQuota.hard (its owners may, within the platform's maximum)",
                 s.describe()
             ),
         });
@@ -255,7 +255,7 @@ async fn refusal(ctx: &Context, nb: &Validated) -> Option<Invalid> {
     Some(Invalid {
         reason: "QuotaExceeded",
         message: format!(
-            "the notebook's pod is refused: exceeded quota: {}; stop another notebook or ask an owner to raise the Project's spec.quota",
+            "the notebook's pod is refused: exceeded quota: {}; stop another notebook, or raise the Project's spec.resourceQuota.hard (its owners may, within the platform's maximum)",
             words.chars().take(512).collect::<String>()
         ),
     })
