@@ -236,7 +236,7 @@ pub struct HttpProbe {
     pub port: i32,
     /// The path, such as /healthz.
     #[schemars(length(min = 1, max = 256))]
-    #[x_kube(validation = Rule::new("self.startsWith('/')").message("http.path starts with '/'"))]
+    #[x_kube(validation = Rule::new("self.matches('^(/[A-Za-z0-9._~-]*)+$') && !self.matches('(^|/)[.][.]?(/|$)')").message("http.path is a path such as /healthz: '/'-separated letters, digits, '.', '_', '~' and '-', with no '.' or '..' part and no query"))]
     pub path: String,
 }
 

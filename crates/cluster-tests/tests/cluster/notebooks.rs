@@ -293,3 +293,96 @@ async fn a_notebook_over_quota_says_so_with_the_numbers_and_starts_when_room_app
     .await?;
     Ok(())
 }
+
+/// The operator holds no exec right of its own (RBAC cannot confine one to Berth's namespaces, and
+/// admission policies are not consulted for exec): tried with its own token, exec is refused
+/// everywhere until an admin binds `berth-notebook-exec` in a namespace, and then allowed there
+/// only.
+#[tokio::test]
+async fn the_operator_execs_only_where_an_admin_granted_it() -> Result<()> {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    use kube::api::AttachParams;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    let (cluster, admin) = crate::support::admin().await?;
+    let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("operator-exec")));
+    cluster.operator_kubeconfig(&path).await?;
+    let operator = Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            Kubeconfig::read_from(&path)?,
+            &KubeConfigOptions::default(),
+        )
+        .await?,
+    )?;
+    let granted = project_namespace(&admin, "nb-exec").await?;
+    let other = project_namespace(&admin, "nb-exec-other").await?;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "lab-0"},
+        "spec": {"containers": [{"name": "notebook", "image": "127.0.0.1:1/none"}]},
+    }))?;
+    for ns in [&granted, &other] {
+        Api::<Pod>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await?;
+    }
+    // The answer to an exec of `date` as the operator: None when it was let through.
+    let exec = async |ns: &str| -> Option<String> {
+        let params = AttachParams::default()
+            .container("notebook")
+            .stdin(false)
+            .stdout(true)
+            .stderr(false);
+        match Api::<Pod>::namespaced(operator.clone(), ns)
+            .exec("lab-0", ["date"], &params)
+            .await
+        {
+            Err(kube::Error::Api(status)) => Some(format!("{} {}", status.code, status.message)),
+            Err(other) => Some(other.to_string()),
+            Ok(_) => None,
+        }
+    };
+    let forbidden = |answer: &Option<String>| {
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("403") && a.contains("pods/exec"))
+    };
+    for ns in [&granted, &other] {
+        let answer = exec(ns).await;
+        assert!(forbidden(&answer), "{answer:?}");
+    }
+    Api::<RoleBinding>::namespaced(admin.clone(), &granted)
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("berth-notebook-exec".into()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: "berth-notebook-exec".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "berth-operator".into(),
+                    namespace: Some("berth-system".into()),
+                    api_group: None,
+                }]),
+            },
+        )
+        .await?;
+    let answer = eventually("exec allowed where granted", WAIT, || async {
+        let answer = exec(&granted).await;
+        Ok((!forbidden(&answer)).then_some(answer))
+    })
+    .await?;
+    // Past authorization; kwok's nodes may or may not answer an exec.
+    assert!(
+        !answer.as_deref().is_some_and(|a| a.starts_with("403")),
+        "{answer:?}"
+    );
+    let answer = exec(&other).await;
+    assert!(forbidden(&answer), "{answer:?}");
+    Ok(())
+}

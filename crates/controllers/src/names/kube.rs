@@ -22,7 +22,12 @@ pub const SHIPPED_CLUSTER_ROLES: &[&str] = &[
     "berth-platform-admin",
     "berth-operator",
     TOKEN_REVIEWER_ROLE,
+    NOTEBOOK_EXEC_ROLE,
 ];
+
+/// The ClusterRole (shipped in deploy/rbac, bound to nobody) that lets the operator exec into pods
+/// of a namespace for notebooks' exec activity probes, once an admin binds it there.
+pub const NOTEBOOK_EXEC_ROLE: &str = "berth-notebook-exec";
 
 /// The ClusterRole that allows only `create tokenreviews` (shipped in deploy/rbac): what a model
 /// server in `kubernetes` auth mode needs to check its callers' ServiceAccount tokens.

@@ -11,6 +11,7 @@ pub mod account;
 pub mod activity;
 pub mod build;
 pub mod observe;
+pub mod probe;
 pub mod quota;
 pub mod status;
 pub mod validate;
@@ -255,7 +256,18 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
         if !nb.stopped && running {
             requeue = activity::poll_interval(nb.idle_timeout);
             let pod_name = names::kube::notebook_pod(&name);
-            match activity::read(&ctx.client, &namespace, &pod_name, build::PORT, &nb.path).await {
+            let read = probe::read(
+                &ctx.client,
+                &namespace,
+                &pod_name,
+                &nb.probe,
+                build::PORT,
+                &nb.path,
+                build::CONTAINER,
+                now,
+            )
+            .await;
+            match read {
                 Ok(read) => {
                     if activity::is_idle(&read, now, nb.idle_timeout) {
                         return cull(notebook, nb, &api, ctx, &read, now, writes).await;
@@ -264,7 +276,7 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
                 }
                 // Unknown activity is never idleness: the next poll tries again.
                 Err(e) => {
-                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read Jupyter's activity")
+                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read the notebook's activity")
                 }
             }
         }
@@ -397,5 +409,7 @@ async fn cull(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_probe;
 #[cfg(test)]
 mod tests_wiring;

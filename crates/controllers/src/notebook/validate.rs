@@ -11,6 +11,7 @@ use berth_api::notebook::{
     NotebookResources,
 };
 
+use super::probe::{self, Probe};
 use super::volumes::{self, Volume};
 use crate::names;
 
@@ -36,6 +37,8 @@ pub struct Validated {
     pub culled: bool,
     /// The extra data volumes (`volumes`).
     pub volumes: Vec<Volume>,
+    /// How its activity is read (`activityProbe`).
+    pub probe: Probe,
 }
 
 /// Why a Notebook cannot be built: a reason (one word) and what to do.
@@ -70,8 +73,14 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
         ),
     })?;
     let volumes = volumes::validate(&name, &notebook.spec.volumes)?;
+    let probe =
+        probe::from_spec(notebook.spec.activity_probe.as_ref()).map_err(|message| Invalid {
+            reason: "InvalidActivityProbe",
+            message,
+        })?;
     Ok(Validated {
         volumes,
+        probe,
         path: names::kube::notebook_path(&namespace, &name),
         uid: notebook.uid().unwrap_or_default(),
         image: notebook
