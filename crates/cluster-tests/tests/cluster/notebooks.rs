@@ -208,8 +208,21 @@ async fn the_pod_pulls_with_the_project_secret_and_waits_for_its_data_volume() -
             ]}})),
         )
         .await?;
-    ready_reason(&admin, &ns, "lab", "VolumeTaken", |r, _| r == "VolumeTaken").await?;
-    replicas(&admin, &ns, "lab", 0).await?;
+    // Its pod exists: the change is not applied, and the pod is left as it is.
+    let (_, message) =
+        ready_reason(&admin, &ns, "lab", "VolumeTaken", |r, _| r == "VolumeTaken").await?;
+    assert!(message.contains("keeps running as it was"), "{message}");
+    let kept_running = replicas(&admin, &ns, "lab", 1).await?;
+    assert!(
+        !kept_running
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.volumes)
+            .unwrap_or_default()
+            .iter()
+            .any(|v| v.name == "data-more"),
+        "the change was applied"
+    );
     let kept = claims.get("lab-more").await?;
     assert!(kept.labels().is_empty(), "the squatter's claim was changed");
     let _ = Api::<Namespace>::all(admin.clone())

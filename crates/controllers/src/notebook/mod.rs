@@ -295,7 +295,7 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
 
     // 2. Build, 3. apply (unless the spec is invalid or the home volume is someone else's).
     let mut in_flight = 0;
-    if let (Ok(nb), Some(wiring)) = (&validated, &wiring) {
+    if let (Ok(nb), Some(wiring)) = (&validated, wiring.as_ref().filter(|w| !w.keep_running)) {
         let class = match &home {
             Home::Ours(class) => class.as_deref(),
             _ => None,

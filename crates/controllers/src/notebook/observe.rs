@@ -120,6 +120,12 @@ pub async fn observe(
         });
     }
     wiring.held = blocked.is_some();
+    let alive = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    if let Some(b) = blocked.as_mut().filter(|_| alive && !nb.stopped) {
+        wiring.keep_running = true;
+        b.message
+            .push_str("; meanwhile the notebook keeps running as it was");
+    }
 
     // The fallback: a quota Berth does not read (or counted otherwise) refused the pod.
     if !nb.stopped && blocked.is_none() && pod.is_none() && live_sts.is_some() {

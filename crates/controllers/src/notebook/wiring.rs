@@ -24,6 +24,10 @@ pub struct Wiring {
     pub absent: BTreeSet<String>,
     /// The notebook may not start now: 0 replicas, and no absent claim is made.
     pub held: bool,
+    /// Held while its pod still runs (a resize that does not fit, a volume added that cannot be
+    /// mounted): nothing is applied, so the pod keeps running as it is until the change can be
+    /// made whole.
+    pub keep_running: bool,
 }
 
 impl Wiring {
