@@ -9,6 +9,7 @@ pub mod mlmodel;
 pub mod model_auth;
 pub mod namespaces;
 pub mod notebook;
+pub mod notebook_template;
 pub mod project;
 pub mod providers;
 pub mod quantity;
@@ -17,6 +18,7 @@ pub mod settings;
 
 pub use mlmodel::{MLModel, MLModelSpec, MLModelStatus, ModelSettings};
 pub use notebook::{Notebook, NotebookSpec, NotebookStatus};
+pub use notebook_template::{NotebookTemplate, NotebookTemplateSpec};
 pub use project::{
     DeletionPolicy, Member, MemberKind, PodSecurityLevel, Project, ProjectSpec, ProjectStatus, Role,
 };
@@ -35,6 +37,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         PlatformSettings::crd(),
         MLModel::crd(),
         Notebook::crd(),
+        NotebookTemplate::crd(),
     ]
 }
 

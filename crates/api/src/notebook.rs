@@ -36,21 +36,51 @@ pub const DEFAULT_HOME_SIZE: &str = "10Gi";
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Stopped","type":"boolean","jsonPath":".spec.stopped"}"#,
     printcolumn = r#"{"name":"Last Activity","type":"date","jsonPath":".status.lastActivity"}"#,
+    printcolumn = r#"{"name":"Template","type":"string","jsonPath":".status.template","priority":1}"#,
+    printcolumn = r#"{"name":"Bundle","type":"string","jsonPath":".status.bundle","priority":1}"#,
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.image) && has(self.imageId))").message("set image (an image reference, if the template allows custom images) or imageId (one of the template's images), not both"),
+    validation = Rule::new("!(has(self.resources) && has(self.bundle))").message("set bundle (one of the template's resource bundles) or resources (explicit, within the template's custom maximum), not both"),
+)]
 pub struct NotebookSpec {
-    /// The container image. Default: Berth's Jupyter image, berth.dev/jupyter:<Berth's version>.
-    /// Another image must start JupyterLab (Jupyter Server 2) on port 8888 under the base URL in
-    /// NB_PREFIX, with no token, as Kubeflow's notebook images do.
+    /// The NotebookTemplate (cluster-scoped, written by platform admins; `kubectl get nbt` lists
+    /// them) whose images and bundles this notebook uses. Default: the template annotated
+    /// berth.dev/default-template: "true"; with none, the notebook runs without a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub template: Option<String>,
+
+    /// The id of one of the template's images (default: the template's defaultImage). An id the
+    /// template redirects runs the image it redirects to, and the status says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub image_id: Option<String>,
+
+    /// An image reference of your own, instead of imageId: only with a template that allows
+    /// custom images (allowCustomImages), or without a template. Without either: Berth's Jupyter
+    /// image, berth.dev/jupyter:<Berth's version>. The image must start JupyterLab (Jupyter
+    /// Server 2) on port 8888 under the base URL in NB_PREFIX, with no token, as Kubeflow's
+    /// notebook images do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
 
-    /// CPU and memory of the notebook's container. Without them the project's defaults (its
-    /// LimitRange) apply. Changing them restarts the notebook with its home volume.
+    /// The id of one of the template's resource bundles (CPU, memory, GPUs, shared memory, where
+    /// the pod runs). Default: the template's defaultBundle, unless resources is set. Changing it
+    /// restarts the notebook with its home volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub bundle: Option<String>,
+
+    /// Explicit CPU, memory and GPUs (such as limits {nvidia.com/gpu: "1"}) instead of a bundle:
+    /// with a template, only if it has a custom maximum, and every value within it. Without a
+    /// template and without resources, the project's defaults (its LimitRange) apply. Changing
+    /// them restarts the notebook with its home volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<NotebookResources>,
 
@@ -70,8 +100,8 @@ pub struct NotebookSpec {
     #[serde(default)]
     pub stopped: bool,
 
-    /// How long the notebook may be idle before Berth stops it, such as 30m or 4h (10s to 168h;
-    /// default 1h). Idle means: no kernel busy, and no activity of kernels, terminals or the
+    /// How long the notebook may be idle before Berth stops it, such as 30m or 4h (10s to 168h,
+    /// and within the template's idleTimeout bounds; default: the template's, else 1h). Idle means: no kernel busy, and no activity of kernels, terminals or the
     /// Jupyter API (Jupyter's own /api/status last_activity) for that long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
@@ -339,6 +369,15 @@ pub struct NotebookStatus {
     /// The image the notebook runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The NotebookTemplate in use (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The template's image id in use, after redirects (absent: a custom image or no template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The template's bundle in use (absent: explicit resources or no template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
     /// The last activity Jupyter reported (kernels, terminals, API), to the second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<Time>,
@@ -346,7 +385,9 @@ pub struct NotebookStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub culled_at: Option<Time>,
     /// Ready: True when JupyterLab answers; False with Starting, Stopped, Culled, Unschedulable,
-    /// ImagePullFailed, ConfigError, CrashLoop or QuotaExceeded and what to do.
+    /// ImagePullFailed, ConfigError, CrashLoop, QuotaExceeded or a template reason
+    /// (TemplateNotFound, TemplateNotAllowed, UnknownImage, UnknownBundle, ...) and what to do.
+    /// ImageCurrent: False with Redirected (the template's redirect message) or Deprecated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

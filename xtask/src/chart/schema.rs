@@ -127,6 +127,7 @@ pub fn values_schema(platform_settings_crd: &str) -> Result<String> {
             "operator": image("the Berth operator (the Deployment)", "berth.dev/operator"),
             "modelServer": image("Berth's ONNX model server (settings.models.runtimeImages.onnx)", "berth.dev/model-server"),
             "modelFetch": image("the model download Job (settings.models.fetchImage)", "berth.dev/model-fetch"),
+            "jupyter": image("Berth's Jupyter image, offered by the default NotebookTemplate", "berth.dev/jupyter"),
             "pullPolicy": json!({"type": "string", "enum": ["Always", "IfNotPresent", "Never"], "description": "The operator's imagePullPolicy."}),
         })),
         "imagePullSecrets": json!({
@@ -190,6 +191,10 @@ pub fn values_schema(platform_settings_crd: &str) -> Result<String> {
                 "namespace": string("Where the ConfigMap goes; empty: the release namespace."),
                 "labels": string_map("Labels the sidecar finds dashboards by."),
             })),
+        })),
+        "notebookTemplate": object("The default NotebookTemplate `jupyter` (docs/notebooks.md): Berth's Jupyter image, three CPU bundles and one GPU bundle, open to every project.", json!({
+            "enabled": boolean("Whether the chart makes it (annotated as the default template)."),
+            "gpuResource": string("The extended resource of the GPU bundle, such as nvidia.com/gpu or amd.com/gpu."),
         })),
         "credentials": object("The providers' admin credentials, by reference.", json!({
             "storage": credentials("storage", "garage: adminToken; minio, aws: accessKeyId, secretAccessKey"),

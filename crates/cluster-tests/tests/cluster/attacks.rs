@@ -174,7 +174,7 @@ async fn snapshot(admin: &Client, project: &str) -> Result<Value> {
     }))
 }
 
-async fn grant_creator(admin: &Client, user: &str) -> Result<()> {
+pub async fn grant_creator(admin: &Client, user: &str) -> Result<()> {
     Api::<ClusterRoleBinding>::all(admin.clone())
         .create(
             &PostParams::default(),
@@ -750,6 +750,9 @@ async fn the_allowlists_admit_what_they_name() -> Result<()> {
         json!({"owners": [creator], "network": {"allowEgressTo": ["203.0.112.0/23"]}}),
     )
     .await;
+    // While tenants may set cost.example.com/ labels, no NotebookTemplate may select on them
+    // (any project could grant itself the template): refused even for a platform admin.
+    let forgeable = crate::notebook_template_admission::forgeable_selector_refusal(&admin).await;
     settings
         .patch(
             "default",
@@ -760,6 +763,12 @@ async fn the_allowlists_admit_what_they_name() -> Result<()> {
         )
         .await?;
     admitted?;
+    let refusal = forgeable?;
+    assert!(
+        refusal.contains("cost.example.com/center")
+            && refusal.contains("any project could grant itself this template"),
+        "{refusal}"
+    );
     let Err(kube::Error::Api(status)) = outside else {
         anyhow::bail!("a range wider than the allowed one was admitted: {outside:?}");
     };

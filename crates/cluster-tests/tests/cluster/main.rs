@@ -10,6 +10,8 @@ mod events;
 mod hosts;
 mod lifecycle;
 mod members;
+mod notebook_template_admission;
+mod notebook_templates;
 mod notebooks;
 mod operator_token;
 mod policies;

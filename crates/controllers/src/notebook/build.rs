@@ -205,7 +205,7 @@ pub fn stateful_set(nb: &Validated) -> StatefulSet {
         }),
         ..Default::default()
     };
-    StatefulSet {
+    let mut sts = StatefulSet {
         metadata: meta(nb, &nb.name, true),
         spec: Some(StatefulSetSpec {
             replicas: Some(if nb.stopped { 0 } else { 1 }),
@@ -251,5 +251,10 @@ pub fn stateful_set(nb: &Validated) -> StatefulSet {
             ..Default::default()
         }),
         ..Default::default()
+    };
+    // The template bundle's tolerations, node selector, affinity and /dev/shm.
+    if let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        super::scheduling::decorate(nb, pod);
     }
+    sts
 }

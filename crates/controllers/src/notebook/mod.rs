@@ -13,7 +13,9 @@ pub mod build;
 pub mod observe;
 pub mod probe;
 pub mod quota;
+pub mod scheduling;
 pub mod status;
+pub mod template;
 pub mod validate;
 pub mod volumes;
 pub mod wiring;
@@ -22,18 +24,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, NOTEBOOK};
 use berth_api::notebook::{CULLED_AT_ANNOTATION, Notebook};
+use berth_api::notebook_template::NotebookTemplate;
 use berth_reconcile::{
     Announcer, Backoffs, ChildCache, Error, FIELD_MANAGER, IN_FLIGHT, Metrics, Owner, Written,
     apply, runner,
@@ -57,6 +62,11 @@ pub struct Context {
     pub metrics: Metrics,
     pub backoffs: Backoffs,
     pub written: Written,
+    /// Every NotebookTemplate.
+    pub templates: Store<NotebookTemplate>,
+    /// The namespaces Berth manages, metadata only: their labels say which templates a
+    /// notebook there may use.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
 }
 
 /// Runs the Notebook controller until `shutdown` completes.
@@ -69,6 +79,29 @@ pub async fn run(
     let (children, streams) =
         ChildCache::watch_indexed(&client, kinds::notebook_children(), NOTEBOOK);
     let (notebooks, stream) = runner::primary(Api::<Notebook>::all(client.clone()));
+    // Templates: deletions count too (a notebook whose template goes says so).
+    let template_writer = reflector::store::Writer::<NotebookTemplate>::default();
+    let templates = template_writer.as_reader();
+    let template_stream = watcher(
+        Api::<NotebookTemplate>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(template_writer)
+    .touched_objects();
+    let namespace_writer = reflector::store::Writer::<PartialObjectMeta<Namespace>>::default();
+    let namespaces = namespace_writer.as_reader();
+    let namespace_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default()
+            .labels(&format!("{MANAGED_BY}={MANAGED_BY_VALUE}"))
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(|o| o.metadata.managed_fields = None)
+    .reflect(namespace_writer)
+    .touched_objects();
     let context = Arc::new(Context {
         client: client.clone(),
         children,
@@ -76,11 +109,39 @@ pub async fn run(
         metrics,
         backoffs: Backoffs::default(),
         written: Written::default(),
+        templates,
+        namespaces,
     });
+    // A template's change re-reconciles the notebooks that name it (and those that name none:
+    // the change may concern the default); a namespace's, the notebooks in it. Both by a scan of
+    // the notebook store: templates and project namespaces change seldom.
+    let by_template = notebooks.clone();
+    let by_namespace = notebooks.clone();
     let store = notebooks.clone();
     let mut controller = Controller::for_stream(stream, notebooks)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(shutdown)
+        .watches_stream(template_stream, move |template: NotebookTemplate| {
+            let name = template.name_any();
+            by_template
+                .state()
+                .into_iter()
+                .filter(|nb| nb.spec.template.as_ref().is_none_or(|t| *t == name))
+                .map(|nb| ObjectRef::from_obj(nb.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(
+            namespace_stream,
+            move |namespace: PartialObjectMeta<Namespace>| {
+                let name = namespace.name_any();
+                by_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|nb| nb.namespace().as_deref() == Some(name.as_str()))
+                    .map(|nb| ObjectRef::from_obj(nb.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
     for (stream, resource) in streams {
         let store = store.clone();
         let kind = resource.kind.clone();
@@ -144,7 +205,13 @@ fn error_policy(notebook: Arc<Notebook>, error: &Error, ctx: Arc<Context>) -> Ac
 
 async fn reconcile(notebook: Arc<Notebook>, ctx: Arc<Context>) -> Result<Action, Error> {
     let measurement = ctx.metrics.start(CONTROLLER);
-    if tokio::time::timeout(Duration::from_secs(30), ctx.children.ready())
+    let caches = async {
+        ctx.children.ready().await;
+        // The stores' writers live as long as the controller: an error means shutdown.
+        let _ = ctx.templates.wait_until_ready().await;
+        let _ = ctx.namespaces.wait_until_ready().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(30), caches)
         .await
         .is_err()
     {
@@ -215,8 +282,14 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
     let now = Timestamp::now();
     let mut writes = 0;
 
-    // 1. Validate.
-    let validated = validate::validate(notebook);
+    // 1. Validate, with the notebook's template.
+    let templates = ctx.templates.state();
+    let namespace_labels = ctx
+        .namespaces
+        .get(&ObjectRef::new(&namespace))
+        .map(|ns| ns.labels().clone());
+    let validated = validate::validate(notebook)
+        .and_then(|nb| template::resolve(nb, notebook, &templates, namespace_labels.as_ref()));
 
     // Observe: the pod, the home volume, Jupyter's activity.
     let pod: Option<Pod> = ctx
@@ -407,6 +480,8 @@ async fn cull(
     Ok((Action::requeue(IN_FLIGHT), writes + 1))
 }
 
+#[cfg(test)]
+mod template_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -140,7 +140,7 @@ pub fn status(
                                 "ImagePullFailed" => "ImagePullFailed",
                                 _ => "ConfigError",
                             },
-                            problem.message,
+                            super::scheduling::unschedulable(nb, pod).unwrap_or(problem.message),
                         ),
                         None => (
                             NotebookPhase::Starting,
@@ -158,6 +158,7 @@ pub fn status(
         }
     };
     next.phase = Some(phase);
+    super::template::status(observed.notebook.ok(), &mut next, generation, now);
     let ready_status = if phase == NotebookPhase::Running {
         Status::True
     } else {

@@ -19,6 +19,9 @@ fn notebook(stopped: bool) -> Notebook {
     let mut nb = Notebook::new(
         "lab",
         NotebookSpec {
+            template: None,
+            image_id: None,
+            bundle: None,
             image: None,
             resources: None,
             home: HomeVolume::default(),

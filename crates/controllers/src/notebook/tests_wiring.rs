@@ -29,6 +29,9 @@ fn notebook(volumes: Vec<DataVolume>) -> Notebook {
     let mut nb = Notebook::new(
         "lab",
         NotebookSpec {
+            template: None,
+            image_id: None,
+            bundle: None,
             image: None,
             resources: None,
             home: HomeVolume::default(),

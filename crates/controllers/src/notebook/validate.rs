@@ -39,6 +39,8 @@ pub struct Validated {
     pub volumes: Vec<Volume>,
     /// How its activity is read (`activityProbe`).
     pub probe: Probe,
+    /// What its NotebookTemplate decided (None: no template); set by `template::resolve`.
+    pub template: Option<super::template::Resolved>,
 }
 
 /// Why a Notebook cannot be built: a reason (one word) and what to do.
@@ -100,6 +102,7 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
         stopped: notebook.spec.stopped,
         idle_timeout,
         culled: notebook.annotations().contains_key(CULLED_AT_ANNOTATION),
+        template: None,
         home,
         name,
         namespace,
