@@ -107,6 +107,167 @@ pub struct NotebookSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h))+$') && duration(self) >= duration('10s') && duration(self) <= duration('168h')").message("idleTimeout must be a duration of 10s to 168h, such as 30m or 4h"))]
     pub idle_timeout: Option<String>,
+
+    /// Extra data volumes (at most 16), each mounted at its own path: an existing
+    /// PersistentVolumeClaim of the notebook's namespace (`existingClaim`), or a new one Berth
+    /// makes, `<notebook>-<volume name>`, which like the home volume outlives the Notebook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("each volume needs a name of its own"),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.mountPath == a.mountPath))").message("each volume needs a mountPath of its own")
+    )]
+    pub volumes: Vec<DataVolume>,
+
+    /// How Berth tells whether the notebook is idle. Default: Jupyter's own activity API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_probe: Option<ActivityProbe>,
+}
+
+/// The label Berth puts on a data volume it made for a notebook (with `berth.dev/notebook`): the
+/// volume's name in `spec.volumes`. A notebook's home volume does not carry it.
+pub const VOLUME_LABEL: &str = "berth.dev/notebook-volume";
+
+/// The paths a data volume may not be mounted at, nor under: the system's own directories.
+pub const FORBIDDEN_MOUNT_PATHS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+    "/run", "/sbin", "/sys", "/usr", "/var/run", "/var/lib", "/tmp",
+];
+
+/// An extra data volume of a notebook: an existing PersistentVolumeClaim of the notebook's
+/// namespace, or a new one Berth makes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.existingClaim) != has(self.new)").message("a volume is either existingClaim (a PersistentVolumeClaim of the namespace) or new (one Berth makes), exactly one of them"))]
+pub struct DataVolume {
+    /// The volume's name: a DNS label of at most 22 characters, not `home` nor ending in `-home`.
+    /// A new volume's PersistentVolumeClaim is `<notebook>-<name>`.
+    #[schemars(length(min = 1, max = 22))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("a volume name starts with a letter and has lowercase letters, digits and '-' (at most 22)"),
+        validation = Rule::new("self != 'home' && !self.endsWith('-home')").message("'home' and names ending in '-home' are kept for home volumes")
+    )]
+    pub name: String,
+    /// Where the volume appears in the container: an absolute path such as /data or
+    /// /home/jovyan/datasets; not /home/jovyan itself (the home volume), /home, nor the system's
+    /// directories (/dev, /proc, /sys, /etc, /usr, /bin, /sbin, /lib*, /boot, /root, /run, /tmp,
+    /// /var/run, /var/lib) or anything under them.
+    #[schemars(length(min = 2, max = 256))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^(/[A-Za-z0-9._-]+)+$') && !self.matches('(^|/)[.][.]?(/|$)')").message("mountPath is an absolute path of letters, digits, '.', '_' and '-', such as /data, with no '.' or '..' part and no trailing '/'"),
+        validation = Rule::new("self != '/home/jovyan' && self != '/home'").message("mountPath /home/jovyan is the home volume's (and /home holds it); mount data volumes elsewhere, such as /data or /home/jovyan/data"),
+        validation = Rule::new("!['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var/run', '/var/lib', '/tmp'].exists(p, self == p || self.startsWith(p + '/'))").message("mountPath may not be a system directory (/bin, /boot, /dev, /etc, /lib*, /proc, /root, /run, /sbin, /sys, /tmp, /usr, /var/run, /var/lib) or under one; use a path such as /data")
+    )]
+    pub mount_path: String,
+    /// An existing PersistentVolumeClaim of the notebook's own namespace, by name. It must be Bound
+    /// (or Pending, waiting for its first pod), and its access mode must allow this mount: a
+    /// ReadOnlyMany claim needs readOnly: true; a ReadWriteOnce claim used by another pod and a
+    /// ReadWriteOncePod claim in use are refused (Ready=False, VolumeInUse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("existingClaim is the name of a PersistentVolumeClaim in the notebook's namespace"))]
+    pub existing_claim: Option<String>,
+    /// A new volume Berth makes, `<notebook>-<name>`. It has no owner: it outlives the Notebook,
+    /// and removing it from spec.volumes keeps it (delete it with kubectl when its data may go).
+    #[serde(default, rename = "new", skip_serializing_if = "Option::is_none")]
+    pub new_claim: Option<NewVolume>,
+    /// true mounts the volume read-only (default false).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A volume Berth makes for a notebook.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewVolume {
+    /// The size, such as 50Gi. A larger size later is asked of the volume (if its StorageClass
+    /// allows expansion).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("new.size must be a positive quantity, such as 50Gi"))]
+    pub size: String,
+    /// The StorageClass (default: the cluster's default class). Fixed once the volume exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+    /// The access modes (default [ReadWriteOnce]). ReadWriteMany lets other notebooks mount it
+    /// too, where the StorageClass supports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub access_modes: Vec<AccessMode>,
+}
+
+/// A PersistentVolume access mode, as Kubernetes spells it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessMode {
+    /// Read-write by the pods of one node.
+    ReadWriteOnce,
+    /// Read-only by many nodes.
+    ReadOnlyMany,
+    /// Read-write by many nodes.
+    ReadWriteMany,
+    /// Read-write by one pod.
+    ReadWriteOncePod,
+}
+
+impl AccessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::ReadWriteOnce => "ReadWriteOnce",
+            AccessMode::ReadOnlyMany => "ReadOnlyMany",
+            AccessMode::ReadWriteMany => "ReadWriteMany",
+            AccessMode::ReadWriteOncePod => "ReadWriteOncePod",
+        }
+    }
+}
+
+/// How Berth tells whether a notebook is idle. Exactly one of the three. Shared by `Notebook` and
+/// `NotebookTemplate`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.jupyter), has(self.exec), has(self.http)].filter(x, x).size() == 1").message("an activityProbe is exactly one of jupyter, exec or http"))]
+pub struct ActivityProbe {
+    /// Jupyter's own activity (api/status, api/kernels, api/terminals), read through the API
+    /// server's pod proxy: `jupyter: {}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jupyter: Option<JupyterProbe>,
+    /// A command run in the notebook's container that prints the last activity time (RFC 3339, or
+    /// Unix seconds) on its standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecProbe>,
+    /// An HTTP GET on the container's port whose JSON answer has `lastActivity` (RFC 3339 or Unix
+    /// seconds) or `lastHeartbeat` (Unix milliseconds, as code-server's /healthz).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+}
+
+/// Jupyter's activity API: no settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JupyterProbe {}
+
+/// A command that prints the last activity time.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecProbe {
+    /// The command and its arguments (no shell unless you name one), at most 16 parts.
+    #[schemars(length(min = 1, max = 16))]
+    pub command: Vec<String>,
+    /// How long it may run, 1 to 30 seconds (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 30))]
+    pub timeout_seconds: Option<i32>,
+}
+
+/// An HTTP endpoint that answers the last activity time.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbe {
+    /// The container's port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The path, such as /healthz.
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self.matches('^(/[A-Za-z0-9._~-]*)+$') && !self.matches('(^|/)[.][.]?(/|$)')").message("http.path is a path such as /healthz: '/'-separated letters, digits, '.', '_', '~' and '-', with no '.' or '..' part and no query"))]
+    pub path: String,
 }
 
 /// CPU and memory of the notebook's container.

@@ -116,7 +116,35 @@ pub fn notebook_home() -> ChildKind {
     ChildKind::of::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(true, false)
 }
 
-/// Every kind the Notebook controller creates or watches.
+/// The project's account a notebook's pod runs as (the Project controller's, read only).
+pub fn notebook_account() -> ChildKind {
+    ChildKind::of::<ServiceAccount>(true, false).named(&[crate::names::kube::AUTOMATION_ACCOUNT])
+}
+/// The project's registry pull secret, metadata only: a notebook's pod names it when it exists.
+pub fn notebook_pull_secret() -> ChildKind {
+    ChildKind::of::<Secret>(true, false)
+        .named(&[REGISTRY_SECRET])
+        .projected(Projection::Metadata)
+}
+/// The project's ResourceQuota and LimitRange, read only: whether a notebook fits.
+pub fn notebook_quota() -> ChildKind {
+    ChildKind::of::<ResourceQuota>(true, false).named(&[crate::names::kube::QUOTA])
+}
+pub fn notebook_limits() -> ChildKind {
+    ChildKind::of::<LimitRange>(true, false).named(&[crate::names::kube::LIMITS])
+}
+
+/// Every kind the Notebook controller creates or watches. Home and data volumes are one kind
+/// (PersistentVolumeClaims Berth made, never pruned).
 pub fn notebook_children() -> Vec<ChildKind> {
-    vec![notebook_home(), service(), stateful_set(), pod()]
+    vec![
+        notebook_home(),
+        service(),
+        stateful_set(),
+        pod(),
+        notebook_account(),
+        notebook_pull_secret(),
+        notebook_quota(),
+        notebook_limits(),
+    ]
 }

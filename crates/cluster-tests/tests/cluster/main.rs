@@ -12,6 +12,7 @@ mod lifecycle;
 mod members;
 mod notebook_template_admission;
 mod notebook_templates;
+mod notebooks;
 mod operator_token;
 mod policies;
 mod project;

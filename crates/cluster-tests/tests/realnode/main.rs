@@ -6,6 +6,7 @@ mod auth;
 mod gateway;
 mod models;
 mod network;
+mod notebook_probes;
 mod notebooks;
 mod operator;
 mod platform;

@@ -22,7 +22,12 @@ pub const SHIPPED_CLUSTER_ROLES: &[&str] = &[
     "berth-platform-admin",
     "berth-operator",
     TOKEN_REVIEWER_ROLE,
+    NOTEBOOK_EXEC_ROLE,
 ];
+
+/// The ClusterRole (shipped in deploy/rbac, bound to nobody) that lets the operator exec into pods
+/// of a namespace for notebooks' exec activity probes, once an admin binds it there.
+pub const NOTEBOOK_EXEC_ROLE: &str = "berth-notebook-exec";
 
 /// The ClusterRole that allows only `create tokenreviews` (shipped in deploy/rbac): what a model
 /// server in `kubernetes` auth mode needs to check its callers' ServiceAccount tokens.
@@ -176,6 +181,24 @@ pub fn model_stable(model: &str) -> String {
 /// The notebook's StatefulSet and Service take the notebook's name, its pod `<notebook>-0`.
 pub fn notebook_home(notebook: &str) -> String {
     format!("{notebook}-home")
+}
+
+/// A data volume Berth makes for a notebook: `<notebook>-<volume>`, a DNS label (at most 63
+/// characters: a notebook name has at most 40, a volume name at most 22). Like the home volume it
+/// has no ownerReference and is told from a namesake by its labels (`berth.dev/notebook`,
+/// `berth.dev/notebook-volume`, managed-by). The form is not unique by construction (`a` + `b-c`
+/// and `a-b` + `c` give `a-b-c`): the labels tell whose it is, and a volume of another notebook is
+/// never taken over (Ready=False, VolumeTaken). A volume name is never `home` nor ends in `-home`
+/// (the CRD refuses it), so no data volume takes a home volume's name.
+pub fn notebook_volume(notebook: &str, volume: &str) -> Result<String, super::Refused> {
+    let name = format!("{notebook}-{volume}");
+    if !super::is_dns_label(&name) || volume == "home" || volume.ends_with("-home") {
+        return Err(super::Refused::new(
+            name,
+            "a notebook's data volume is <notebook>-<volume>, a DNS label of at most 63 characters whose volume part is not home nor ends in -home",
+        ));
+    }
+    Ok(name)
 }
 
 /// The pod of a notebook's StatefulSet (one replica): `<notebook>-0`.

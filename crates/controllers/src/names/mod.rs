@@ -29,6 +29,7 @@
 //! | canary Deployment and Service, stable Service | `<model>-canary-<hash>`, `<model>-stable-<hash>`: longer than any model name ([`kube::model_canary`]) | label + ownerReference |
 //! | notebook StatefulSet, Service | the notebook's name | label + ownerReference |
 //! | notebook home volume | `<notebook>-home` ([`kube::notebook_home`]) | label only: it outlives the Notebook |
+//! | notebook data volume | `<notebook>-<volume>` ([`kube::notebook_volume`]) | labels only: it outlives the Notebook |
 //! | notebook path | `/notebook/<namespace>/<notebook>/` ([`kube::notebook_path`]) | - |
 //! | model host | `<model>.<namespace>.<domain>` ([`host`]) | status.hostname, first claimant |
 
@@ -115,6 +116,12 @@ pub fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+/// Whether `name` is a DNS-1123 subdomain (the form of a PersistentVolumeClaim's name): at most
+/// 253 characters, dot-separated DNS labels. It has no '/', so it never names another namespace.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
 /// The 32 lowercase hex digits of a Kubernetes UID (a UUID), the part of names that no other

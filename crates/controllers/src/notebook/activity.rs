@@ -117,42 +117,77 @@ pub async fn read(
     port: i32,
     path: &str,
 ) -> Result<Activity, String> {
-    // `absent`: what a 404 means (a server without the terminals extension has no terminals).
-    let get = async |what: &str, absent: Option<&str>| -> Result<String, String> {
-        let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}{what}");
-        let request = http::Request::get(&uri)
-            .body(kube::client::Body::from(Vec::new()))
-            .map_err(|e| format!("{what}: {e}"))?;
-        let answer = async {
-            let response = client
-                .send(request)
-                .await
-                .map_err(|e| format!("{what}: {e}"))?;
-            let status = response.status();
-            if status == http::StatusCode::NOT_FOUND
-                && let Some(absent) = absent
-            {
-                return Ok(absent.to_owned());
-            }
-            let body = bounded(response.into_body(), MAX_ANSWER_BYTES)
-                .await
-                .map_err(|e| format!("{what}: {e}"))?;
-            if !status.is_success() {
-                return Err(format!(
-                    "{what}: HTTP {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ));
-            }
-            String::from_utf8(body).map_err(|_| format!("{what}: the answer is not UTF-8"))
-        };
-        tokio::time::timeout(ANSWER_TIMEOUT, answer)
-            .await
-            .map_err(|_| format!("{what}: no answer within {} s", ANSWER_TIMEOUT.as_secs()))?
-    };
-    let status = get("api/status", None).await?;
-    let kernels = get("api/kernels?no_track_activity=1", None).await?;
-    let terminals = get("api/terminals?no_track_activity=1", Some("[]")).await?;
+    let status = get(
+        client,
+        namespace,
+        pod,
+        port,
+        &format!("{path}api/status"),
+        None,
+    )
+    .await?;
+    let kernels = get(
+        client,
+        namespace,
+        pod,
+        port,
+        &format!("{path}api/kernels?no_track_activity=1"),
+        None,
+    )
+    .await?;
+    let terminals = get(
+        client,
+        namespace,
+        pod,
+        port,
+        &format!("{path}api/terminals?no_track_activity=1"),
+        Some("[]"),
+    )
+    .await?;
     parse(&status, &kernels, &terminals)
+}
+
+/// One GET of `what` (a path with its query, from '/') on `port` of `pod` through the API
+/// server's pod proxy, read to at most [`MAX_ANSWER_BYTES`] within [`ANSWER_TIMEOUT`]. `absent`
+/// is what a 404 means, if it means something (a server without the terminals extension has no
+/// terminals).
+pub async fn get(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: i32,
+    what: &str,
+    absent: Option<&str>,
+) -> Result<String, String> {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{what}");
+    let request = http::Request::get(&uri)
+        .body(kube::client::Body::from(Vec::new()))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let answer = async {
+        let response = client
+            .send(request)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        let status = response.status();
+        if status == http::StatusCode::NOT_FOUND
+            && let Some(absent) = absent
+        {
+            return Ok(absent.to_owned());
+        }
+        let body = bounded(response.into_body(), MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "{what}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+        }
+        String::from_utf8(body).map_err(|_| format!("{what}: the answer is not UTF-8"))
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .map_err(|_| format!("{what}: no answer within {} s", ANSWER_TIMEOUT.as_secs()))?
 }
 
 /// The whole of `body`, or an error as soon as it passes `limit` bytes (nothing past the limit is

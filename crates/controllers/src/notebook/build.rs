@@ -26,6 +26,8 @@ use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE, NOTEBOOK};
 use berth_reconcile::{Desired, Error};
 
 use super::validate::Validated;
+use super::volumes;
+use super::wiring::Wiring;
 use crate::kinds;
 
 /// The port JupyterLab listens on, named `http` in the pod and the Service.
@@ -71,18 +73,31 @@ fn meta(nb: &Validated, name: &str, owned: bool) -> ObjectMeta {
 }
 
 /// Every child of `nb`. `live_storage_class` is the class of the home volume if it exists
-/// already: a volume's class cannot change, so the build keeps it.
-pub fn build(nb: &Validated, live_storage_class: Option<&str>) -> Result<Built, Error> {
-    Ok(Built {
-        children: vec![
-            Desired::new(
-                &kinds::notebook_home(),
-                &home(nb, live_storage_class.or(nb.storage_class.as_deref())),
-            )?,
-            Desired::new(&kinds::service(), &service(nb))?,
-            Desired::new(&kinds::stateful_set(), &stateful_set(nb))?,
-        ],
-    })
+/// already: a volume's class cannot change, so the build keeps it. `wiring` adds the account,
+/// pull secrets and data volumes, and holds the notebook (see `wiring`).
+pub fn build(
+    nb: &Validated,
+    live_storage_class: Option<&str>,
+    wiring: &Wiring,
+) -> Result<Built, Error> {
+    let mut children = Vec::new();
+    if wiring.makes(&nb.home) {
+        children.push(Desired::new(
+            &kinds::notebook_home(),
+            &home(nb, live_storage_class.or(nb.storage_class.as_deref())),
+        )?);
+    }
+    children.push(Desired::new(&kinds::service(), &service(nb))?);
+    let mut sts = stateful_set(nb);
+    wiring.apply(nb, &mut sts);
+    children.push(Desired::new(&kinds::stateful_set(), &sts)?);
+    for volume in nb.volumes.iter().filter(|v| wiring.makes(&v.claim)) {
+        let live = wiring.volume_classes.get(&volume.claim).map(String::as_str);
+        if let Some(claim) = volumes::claim(&nb.name, &nb.namespace, volume, live) {
+            children.push(Desired::new(&kinds::notebook_home(), &claim)?);
+        }
+    }
+    Ok(Built { children })
 }
 
 /// The home volume.

@@ -7,12 +7,18 @@
 //! Children have an ownerReference (the garbage collector removes them with the Notebook), except
 //! the home volume, which stays: no finalizer is needed.
 
+pub mod account;
 pub mod activity;
 pub mod build;
+pub mod observe;
+pub mod probe;
+pub mod quota;
 pub mod scheduling;
 pub mod status;
 pub mod template;
 pub mod validate;
+pub mod volumes;
+pub mod wiring;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +50,9 @@ use crate::{kinds, names};
 const CONTROLLER: &str = "notebook";
 /// Requeue of a notebook that is not running: a safety net only, since watches bring every change.
 const RESYNC: Duration = Duration::from_secs(10 * 60);
+
+/// How soon a held notebook (a volume, the quota) is looked at again without a change.
+const BLOCKED_RECHECK: Duration = Duration::from_secs(15);
 
 /// What every Notebook reconcile shares.
 pub struct Context {
@@ -108,6 +117,7 @@ pub async fn run(
     // the notebook store: templates and project namespaces change seldom.
     let by_template = notebooks.clone();
     let by_namespace = notebooks.clone();
+    let store = notebooks.clone();
     let mut controller = Controller::for_stream(stream, notebooks)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -133,7 +143,13 @@ pub async fn run(
             },
         );
     for (stream, resource) in streams {
-        controller = controller.watches_stream_with(stream, owning_notebook, resource);
+        let store = store.clone();
+        let kind = resource.kind.clone();
+        controller = controller.watches_stream_with(
+            stream,
+            move |child| woken(&store, &kind, child),
+            resource,
+        );
     }
     info!("notebook controller started");
     controller
@@ -141,6 +157,32 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()))
         .await;
     info!("notebook controller stopped");
+}
+
+/// The notebooks a change of `child` (of kind `kind`) wakes: its owner for a notebook's own
+/// children; every notebook of the namespace for the project's account, pull secret and
+/// LimitRange (rare changes that change the pod); for the ResourceQuota (which changes with every
+/// pod of the namespace) only the notebooks waiting for room.
+fn woken(
+    store: &kube::runtime::reflector::Store<Notebook>,
+    kind: &str,
+    child: kube::api::DynamicObject,
+) -> Vec<ObjectRef<Notebook>> {
+    let Some(namespace) = child.namespace() else {
+        return Vec::new();
+    };
+    let all = store.state();
+    let of_namespace = observe::in_namespace(&all, &namespace);
+    match kind {
+        "ResourceQuota" => of_namespace
+            .filter(|n| observe::waits_for_quota(n))
+            .map(|n| ObjectRef::from_obj(n.as_ref()))
+            .collect(),
+        "ServiceAccount" | "Secret" | "LimitRange" => of_namespace
+            .map(|n| ObjectRef::from_obj(n.as_ref()))
+            .collect(),
+        _ => owning_notebook(child).into_iter().collect(),
+    }
 }
 
 /// The notebook a child or pod belongs to, from its `berth.dev/notebook` label and namespace.
@@ -287,7 +329,18 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
         if !nb.stopped && running {
             requeue = activity::poll_interval(nb.idle_timeout);
             let pod_name = names::kube::notebook_pod(&name);
-            match activity::read(&ctx.client, &namespace, &pod_name, build::PORT, &nb.path).await {
+            let read = probe::read(
+                &ctx.client,
+                &namespace,
+                &pod_name,
+                &nb.probe,
+                build::PORT,
+                &nb.path,
+                build::CONTAINER,
+                now,
+            )
+            .await;
+            match read {
                 Ok(read) => {
                     if activity::is_idle(&read, now, nb.idle_timeout) {
                         return cull(notebook, nb, &api, ctx, &read, now, writes).await;
@@ -296,21 +349,31 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
                 }
                 // Unknown activity is never idleness: the next poll tries again.
                 Err(e) => {
-                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read Jupyter's activity")
+                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read the notebook's activity")
                 }
             }
         }
     }
 
-    // 2. Build, 3. apply (unless the spec is invalid or the home volume is someone else's).
+    // Observe what the build needs beyond the notebook: volumes, account, quota.
     let home_taken = matches!(home, Home::Taken);
+    let (wiring, blocked) = match (&validated, home_taken) {
+        (Ok(nb), false) => {
+            let (wiring, blocked) =
+                observe::observe(ctx, nb, matches!(home, Home::Absent), pod.as_ref()).await?;
+            (Some(wiring), blocked)
+        }
+        _ => (None, None),
+    };
+
+    // 2. Build, 3. apply (unless the spec is invalid or the home volume is someone else's).
     let mut in_flight = 0;
-    if let (Ok(nb), false) = (&validated, home_taken) {
+    if let (Ok(nb), Some(wiring)) = (&validated, wiring.as_ref().filter(|w| !w.keep_running)) {
         let class = match &home {
             Home::Ours(class) => class.as_deref(),
             _ => None,
         };
-        let built = build::build(nb, class)?;
+        let built = build::build(nb, class, wiring)?;
         let report = apply(
             &ctx.client,
             &ctx.children,
@@ -336,6 +399,7 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
         activity: activity.as_ref(),
         culled_at,
         home_taken,
+        blocked: blocked.as_ref(),
     };
     let next = status::status(
         notebook.status.as_ref(),
@@ -357,7 +421,15 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
             .await;
     }
     ctx.backoffs.succeeded(&format!("{namespace}/{name}"));
-    let wait = if in_flight > 0 { IN_FLIGHT } else { requeue };
+    let wait = if in_flight > 0 {
+        IN_FLIGHT
+    } else if blocked.is_some() {
+        // Held or refused: a ResourceQuota change wakes it too, but a quota Berth does not
+        // read, or a claim being freed, does not.
+        BLOCKED_RECHECK
+    } else {
+        requeue
+    };
     Ok((Action::requeue(wait), writes))
 }
 
@@ -412,3 +484,7 @@ async fn cull(
 mod template_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_probe;
+#[cfg(test)]
+mod tests_wiring;

@@ -29,6 +29,9 @@ pub struct Observed<'a> {
     pub culled_at: Option<Timestamp>,
     /// The home volume's name is held by a volume that is not this notebook's home.
     pub home_taken: bool,
+    /// Why the notebook is held or cannot start now (a data volume, the quota): a reason and
+    /// what to do (`volumes`, `quota`).
+    pub blocked: Option<&'a Invalid>,
 }
 
 fn ready(pod: &Pod) -> bool {
@@ -81,6 +84,15 @@ pub fn status(
                         "a PersistentVolumeClaim {} exists that Berth did not make for a notebook; rename the notebook or move that volume",
                         nb.home
                     ),
+                )
+            } else if let Some(blocked) = observed.blocked.filter(|b| {
+                // A stopped notebook only says why it cannot exist (a volume name taken).
+                !nb.stopped || b.reason == "VolumeTaken"
+            }) {
+                (
+                    NotebookPhase::Failed,
+                    blocked.reason,
+                    blocked.message.clone(),
                 )
             } else if nb.stopped {
                 match observed.pod {

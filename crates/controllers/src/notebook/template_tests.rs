@@ -405,6 +405,7 @@ fn an_unschedulable_gpu_notebook_names_the_gpu_resource_and_its_bundle() {
         activity: None,
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let s = status::status(None, &observed, Some(2), Timestamp::UNIX_EPOCH);
     assert_eq!(s.phase, Some(NotebookPhase::Failed));
@@ -432,6 +433,7 @@ fn the_status_shows_the_template_image_id_bundle_and_the_redirect() {
         activity: None,
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let s = status::status(None, &observed, Some(2), Timestamp::UNIX_EPOCH);
     assert_eq!(s.image_id.as_deref(), Some("py311"));
@@ -458,6 +460,7 @@ fn the_status_shows_the_template_image_id_bundle_and_the_redirect() {
         activity: None,
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let refused = status::status(Some(&s), &observed, Some(2), Timestamp::UNIX_EPOCH);
     assert!(berth_api::conditions::get(&refused.conditions, IMAGE_CURRENT).is_none());
@@ -474,6 +477,7 @@ fn the_status_shows_the_template_image_id_bundle_and_the_redirect() {
         activity: None,
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let s = status::status(Some(&s), &observed, Some(3), Timestamp::UNIX_EPOCH);
     assert!(berth_api::conditions::get(&s.conditions, IMAGE_CURRENT).is_none());

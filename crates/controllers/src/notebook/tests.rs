@@ -28,6 +28,8 @@ fn notebook(stopped: bool) -> Notebook {
             env: Vec::new(),
             stopped,
             idle_timeout: Some("20s".into()),
+            volumes: Vec::new(),
+            activity_probe: None,
         },
     );
     nb.metadata = ObjectMeta {
@@ -109,7 +111,7 @@ fn the_live_storage_class_is_kept() {
     let mut nb = notebook(false);
     nb.spec.home.storage_class_name = Some("fast".into());
     let v = validate::validate(&nb).unwrap();
-    let built = build::build(&v, Some("standard")).unwrap();
+    let built = build::build(&v, Some("standard"), &Default::default()).unwrap();
     let pvc = &built.children[0].object;
     assert_eq!(pvc.data["spec"]["storageClassName"], "standard");
 }
@@ -188,6 +190,7 @@ fn phase_of(nb: &Notebook, pod: Option<&Pod>, home_taken: bool) -> (NotebookPhas
         activity: None,
         culled_at: None,
         home_taken,
+        blocked: None,
     };
     let s = status::status(None, &observed, Some(3), at(100));
     let ready = berth_api::conditions::get(&s.conditions, status::READY).unwrap();
@@ -247,6 +250,7 @@ fn an_unchanged_notebook_gives_an_unchanged_status() {
         activity: Some(&read),
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let first = status::status(None, &observed, Some(3), at(100));
     let second = status::status(Some(&first), &observed, Some(3), at(200));
@@ -278,6 +282,7 @@ fn a_crashing_notebook_says_jupyterlab_exits_with_its_code_and_where_the_logs_ar
         activity: None,
         culled_at: None,
         home_taken: false,
+        blocked: None,
     };
     let s = status::status(None, &observed, Some(1), at(100));
     let ready = berth_api::conditions::get(&s.conditions, status::READY).unwrap();

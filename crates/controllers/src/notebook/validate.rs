@@ -11,6 +11,8 @@ use berth_api::notebook::{
     NotebookResources,
 };
 
+use super::probe::{self, Probe};
+use super::volumes::{self, Volume};
 use crate::names;
 
 /// A Notebook the build can use as it is.
@@ -33,6 +35,10 @@ pub struct Validated {
     pub idle_timeout: Duration,
     /// Whether Berth's culling stopped it (the annotation is there).
     pub culled: bool,
+    /// The extra data volumes (`volumes`).
+    pub volumes: Vec<Volume>,
+    /// How its activity is read (`activityProbe`).
+    pub probe: Probe,
     /// What its NotebookTemplate decided (None: no template); set by `template::resolve`.
     pub template: Option<super::template::Resolved>,
 }
@@ -68,7 +74,15 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
             "idleTimeout {timeout_text:?} is not a duration such as 30m or 4h; set a valid one"
         ),
     })?;
+    let volumes = volumes::validate(&name, &notebook.spec.volumes)?;
+    let probe =
+        probe::from_spec(notebook.spec.activity_probe.as_ref()).map_err(|message| Invalid {
+            reason: "InvalidActivityProbe",
+            message,
+        })?;
     Ok(Validated {
+        volumes,
+        probe,
         path: names::kube::notebook_path(&namespace, &name),
         uid: notebook.uid().unwrap_or_default(),
         image: notebook
