@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Affinity, Toleration};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::notebook::NotebookResources;
+use crate::notebook::{ActivityProbe, NotebookResources};
 use crate::project::{ResourceList, resource_list_schema};
 
 /// The annotation that makes a NotebookTemplate the default, with the value `"true"`: a Notebook
@@ -89,6 +89,13 @@ pub struct NotebookTemplateSpec {
     /// The idle timeout of notebooks that set none, and the bounds of one they set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<IdleTimeoutPolicy>,
+
+    /// How Berth tells that a notebook of this template is idle: Jupyter's activity API (the
+    /// default), a command in the container (`exec`) or an HTTP endpoint (`http`), for images that
+    /// run another IDE. A notebook's own spec.activityProbe takes precedence. Culling is a
+    /// convenience, not a limit: a user can always keep a notebook busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_probe: Option<ActivityProbe>,
 
     /// Which projects may use the template, by the labels of the project's namespace. Absent:
     /// every project. Select on labels tenants cannot set: `berth.dev/project` (the project's name,

@@ -83,6 +83,7 @@ async fn main() -> Result<()> {
         .init();
     let flags = Flags::parse();
     let client = client(flags.kubeconfig.as_deref()).await?;
+    let probe_client = client_without_retries(flags.kubeconfig.as_deref()).await?;
     let timing = lease::Timing::new(
         Duration::from_secs(flags.lease_duration_seconds),
         Duration::from_secs(flags.renew_deadline_seconds),
@@ -153,6 +154,7 @@ async fn main() -> Result<()> {
     );
     let notebooks = berth_controllers::notebook::run(
         client.clone(),
+        probe_client,
         metrics,
         flags.concurrency,
         stopped(stop_rx.clone()),
@@ -185,7 +187,20 @@ async fn main() -> Result<()> {
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
-    let config = match kubeconfig {
+    Ok(Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// A client for reads whose failure is answered by the next poll, not by retries: kube's default
+/// client retries a 503 up to 15 times, and the pod proxy answers 503 at once for a pod it cannot
+/// reach.
+async fn client_without_retries(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let mut config = config(kubeconfig).await?;
+    config.default_retry = false;
+    Ok(Client::try_from(config)?)
+}
+
+async fn config(kubeconfig: Option<&std::path::Path>) -> Result<Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -194,8 +209,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
         None => Config::infer()
             .await
             .context("finding cluster credentials")?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 fn hostname() -> String {

@@ -96,6 +96,38 @@ pub fn poll_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_secs(5), Duration::from_secs(300))
 }
 
+/// When each running notebook's activity is next read, so that a reconcile for any other reason
+/// (a pod's status, a template's change, a resync) does not read it again, and a notebook whose
+/// reads fail is tried once per interval, not once per event. Keyed by `<namespace>/<name>`;
+/// an entry goes when the notebook is seen stopped or not running.
+#[derive(Default)]
+pub struct Schedule {
+    due: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Schedule {
+    /// None when a read is due at `now` (and the next one is then booked `interval` later), or
+    /// how long until it is.
+    pub fn take(&self, key: &str, now: std::time::Instant, interval: Duration) -> Option<Duration> {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        match due.get(key) {
+            Some(at) if *at > now => Some(*at - now),
+            _ => {
+                due.insert(key.to_owned(), now + interval);
+                None
+            }
+        }
+    }
+
+    /// Forgets a notebook (stopped, not running): its next read is due as soon as it runs.
+    pub fn forget(&self, key: &str) {
+        self.due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
 /// The most of one activity answer the operator reads: Jupyter's `/api/status`, `/api/kernels`
 /// and `/api/terminals` are a few hundred bytes per kernel. The notebook's server is the tenant's
 /// code (its image, its config on the home volume), so its answers are bounded here: a huge or
@@ -248,5 +280,33 @@ mod bounded_tests {
             &b"12345678901234567"[..],
         ))]);
         assert!(bounded(StreamBody::new(frames), 16).await.is_err());
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_read_is_due_once_per_interval_and_again_after_a_stop() {
+        let schedule = Schedule::default();
+        let interval = Duration::from_secs(60);
+        let t0 = Instant::now();
+        assert_eq!(schedule.take("a/lab", t0, interval), None);
+        // Other events in the interval do not read again; they learn how long to wait.
+        assert_eq!(
+            schedule.take("a/lab", t0 + Duration::from_secs(20), interval),
+            Some(Duration::from_secs(40))
+        );
+        // Another notebook has its own turn.
+        assert_eq!(schedule.take("b/lab", t0, interval), None);
+        assert_eq!(schedule.take("a/lab", t0 + interval, interval), None);
+        schedule.forget("a/lab");
+        assert_eq!(
+            schedule.take("a/lab", t0 + interval + Duration::from_secs(1), interval),
+            None
+        );
     }
 }

@@ -57,6 +57,11 @@ const BLOCKED_RECHECK: Duration = Duration::from_secs(15);
 /// What every Notebook reconcile shares.
 pub struct Context {
     pub client: Client,
+    /// The client for activity reads: without kube's default retries, so that a notebook that
+    /// cannot be reached (503 from the pod proxy) costs one request per read, not up to 15.
+    pub probe_client: Client,
+    /// When each running notebook's activity is next read.
+    pub reads: activity::Schedule,
     pub children: ChildCache,
     pub announcer: Announcer,
     pub metrics: Metrics,
@@ -72,6 +77,7 @@ pub struct Context {
 /// Runs the Notebook controller until `shutdown` completes.
 pub async fn run(
     client: Client,
+    probe_client: Client,
     metrics: Metrics,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -104,6 +110,8 @@ pub async fn run(
     .touched_objects();
     let context = Arc::new(Context {
         client: client.clone(),
+        probe_client,
+        reads: activity::Schedule::default(),
         children,
         announcer: Announcer::new(client.clone(), "berth-notebook-controller"),
         metrics,
@@ -326,11 +334,21 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         });
-        if !nb.stopped && running {
-            requeue = activity::poll_interval(nb.idle_timeout);
+        let key = format!("{namespace}/{name}");
+        let interval = activity::poll_interval(nb.idle_timeout);
+        let wait = (!nb.stopped && running)
+            .then(|| ctx.reads.take(&key, std::time::Instant::now(), interval));
+        if !(!nb.stopped && running) {
+            ctx.reads.forget(&key);
+        }
+        if let Some(Some(wait)) = wait {
+            // Read less than an interval ago: the status keeps that read's last activity.
+            requeue = wait;
+        } else if wait.is_some() {
+            requeue = interval;
             let pod_name = names::kube::notebook_pod(&name);
             let read = probe::read(
-                &ctx.client,
+                &ctx.probe_client,
                 &namespace,
                 &pod_name,
                 &nb.probe,

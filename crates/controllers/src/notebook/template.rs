@@ -25,6 +25,7 @@ use berth_api::notebook::{Notebook, NotebookResources};
 use berth_api::notebook_template::{DEFAULT_TEMPLATE_ANNOTATION, NotebookTemplate};
 use berth_api::quantity;
 
+use super::probe;
 use super::status::human;
 use super::validate::{Invalid, Validated, parse_duration};
 
@@ -266,6 +267,16 @@ pub fn resolve(
                 ),
             ));
         }
+    }
+
+    // The activity probe: the notebook's own, else the template's.
+    if t.activity_probe.is_none() && spec.activity_probe.is_some() {
+        nb.probe = probe::from_spec(spec.activity_probe.as_ref()).map_err(|message| {
+            invalid(
+                "InvalidActivityProbe",
+                format!("NotebookTemplate {name}: {message}; ask a platform admin to fix it"),
+            )
+        })?;
     }
 
     let (shared_memory, tolerations, node_selector, affinity) = scheduling;

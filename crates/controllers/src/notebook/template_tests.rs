@@ -14,6 +14,7 @@ use serde_json::json;
 use berth_api::notebook::{Notebook, NotebookPhase};
 use berth_api::notebook_template::{DEFAULT_TEMPLATE_ANNOTATION, NotebookTemplate};
 
+use super::probe::Probe;
 use super::status::{self, Observed};
 use super::template::{self, IMAGE_CURRENT};
 use super::validate::{self, Invalid, Validated};
@@ -482,4 +483,27 @@ fn the_status_shows_the_template_image_id_bundle_and_the_redirect() {
     let s = status::status(Some(&s), &observed, Some(3), Timestamp::UNIX_EPOCH);
     assert!(berth_api::conditions::get(&s.conditions, IMAGE_CURRENT).is_none());
     assert_eq!(s.template, None);
+}
+
+#[test]
+fn the_templates_activity_probe_applies_unless_the_notebook_sets_its_own() {
+    let mut with_probe = (*jupyter()).clone();
+    with_probe.spec.activity_probe = serde_json::from_value(
+        json!({"exec": {"command": ["cat", "/tmp/last-activity"], "timeoutSeconds": 3}}),
+    )
+    .unwrap();
+    let templates = [Arc::new(with_probe)];
+    let v = resolve(&notebook(json!({"template": "jupyter"})), &templates).unwrap();
+    assert_eq!(
+        v.probe,
+        Probe::Exec {
+            command: vec!["cat".into(), "/tmp/last-activity".into()],
+            timeout: Duration::from_secs(3),
+        }
+    );
+    let own = notebook(json!({"template": "jupyter", "activityProbe": {"jupyter": {}}}));
+    assert_eq!(resolve(&own, &templates).unwrap().probe, Probe::Jupyter);
+    // Without a probe in the template, Jupyter's API.
+    let plain = resolve(&notebook(json!({"template": "jupyter"})), &[jupyter()]).unwrap();
+    assert_eq!(plain.probe, Probe::Jupyter);
 }
