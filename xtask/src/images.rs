@@ -87,7 +87,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
     step(
         2,
         n,
-        "berth-model-server, berth-model-fetch, berth-operator: cargo build --profile image \
+        "berth-model-server, berth-model-fetch, berth-operator, berth-console: cargo build --profile image \
          (cold: the release build of their dependencies, about 10-20 minutes on 2 cores)",
     );
     let rust = sources::rust_binaries(&work)?;
@@ -129,8 +129,9 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         contents::berth(
             "operator",
             &rust.operator,
-            "Berth's operator: Projects and MLModels",
-        )?,
+            "Berth's operator: Projects and MLModels; and berth-console",
+        )?
+        .with_binary("berth-console", &rust.console)?,
         contents::provisioner(&provisioner)?,
         contents::helper(&busybox)?,
         contents::jupyter(&jupyter)?,
