@@ -73,7 +73,7 @@ async fn token(env: &Env, ns: &str, account: &str) -> Result<String> {
         .await?;
     answer
         .status
-        .map(|s| s.token)
+        .and_then(|s| s.token)
         .filter(|t| !t.is_empty())
         .context("no token")
 }
@@ -495,7 +495,7 @@ async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()>
             "clientId": client_id, "enabled": true, "protocol": "openid-connect",
             "publicClient": false, "secret": secret, "standardFlowEnabled": true,
             "directAccessGrantsEnabled": false,
-            "redirectUris": [format!("{console}/oauth2/callback")],
+            "redirectUris": [format!("{console}/oauth2/callback"), format!("{console}/")],
             "attributes": {"pkce.code.challenge.method": "S256", "post.logout.redirect.uris": "+"},
         }),
     )
@@ -660,7 +660,7 @@ async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()>
         .json()
         .await?;
     let id = kernel["id"].as_str().context("no kernel id")?;
-    let channels = format!("/notebook/{ns}/lab/api/kernels/{id}/channels");
+    let channels = format!("/notebook/{ns}/lab/api/kernels/{id}/channels?session_id=s1");
     let address = format!("{ip}:80");
     let bearer = format!("Bearer {member}");
     let (code, mut ws) = websocket(&address, &ip, &channels, &[("Authorization", &bearer)]).await?;
