@@ -463,7 +463,11 @@ async fn callback(
     let Some(code) = q.code else {
         return with_cookie(login_failed("no code in the callback"), &clear_login);
     };
-    let (claims, id_token) = match oidc.finish(&code, &login.verifier, &login.nonce).await {
+    let oidc::Finished {
+        claims,
+        id_token,
+        session_secs,
+    } = match oidc.finish(&code, &login.verifier, &login.nonce).await {
         Ok(done) => done,
         Err(e) => return with_cookie(login_failed(&e.0), &clear_login),
     };
@@ -484,12 +488,11 @@ async fn callback(
     let Ok(id) = session::random_id() else {
         return unavailable("no random numbers from the operating system");
     };
-    let now_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let ttl = Duration::from_secs(claims.exp.saturating_sub(now_secs))
-        .max(Duration::from_secs(300))
-        .min(session::SESSION_TTL);
+    // As long as the identity provider's own session (its refresh token), at most SESSION_TTL;
+    // access is asked of the API server on every request anyway.
+    let ttl = session_secs
+        .map_or(session::SESSION_TTL, Duration::from_secs)
+        .clamp(Duration::from_secs(300), session::SESSION_TTL);
     tracing::info!(user = %who.username, groups = ?who.groups, "logged in");
     console.store.put_session(
         id.clone(),

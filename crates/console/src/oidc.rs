@@ -73,6 +73,18 @@ pub struct Claims {
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
+    /// Seconds the refresh token (the identity provider's session) lives: Keycloak's
+    /// `refresh_expires_in`, its SSO session idle timeout.
+    refresh_expires_in: Option<u64>,
+}
+
+/// A finished login: the ID token's claims, the token itself, and how long the provider's own
+/// session lives (seconds), when it says.
+#[derive(Debug)]
+pub struct Finished {
+    pub claims: Claims,
+    pub id_token: String,
+    pub session_secs: Option<u64>,
 }
 
 /// The OIDC client.
@@ -204,14 +216,13 @@ impl Oidc {
         Ok(url.into())
     }
 
-    /// Exchanges `code` (with the PKCE verifier) for an ID token and checks it; the claims and the
-    /// token.
+    /// Exchanges `code` (with the PKCE verifier) for an ID token and checks it.
     pub async fn finish(
         &self,
         code: &str,
         verifier: &str,
         nonce: &str,
-    ) -> Result<(Claims, String), LoginError> {
+    ) -> Result<Finished, LoginError> {
         let provider = self.provider().await?;
         let response = self
             .http
@@ -246,7 +257,11 @@ impl Oidc {
             .id_token
             .ok_or_else(|| err("the identity provider gave no ID token (scope openid)"))?;
         let claims = self.verify(&id_token, nonce).await?;
-        Ok((claims, id_token))
+        Ok(Finished {
+            claims,
+            id_token,
+            session_secs: answer.refresh_expires_in.filter(|s| *s > 0),
+        })
     }
 
     /// Checks the ID token's signature and claims.
