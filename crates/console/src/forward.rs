@@ -75,6 +75,30 @@ pub fn upstream_headers(from: &HeaderMap, websocket: bool) -> HeaderMap {
     headers
 }
 
+/// Removes every `Set-Cookie` of a notebook's answer that would set one of the console's own
+/// cookies: a notebook's server (which its team controls) must not log its visitors in as
+/// someone else (session fixation) or out.
+pub fn drop_console_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|t| t.split('=').next())
+                .map(str::trim)
+                .unwrap_or_default();
+            name != session::SESSION_COOKIE && name != session::LOGIN_COOKIE
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
 /// Whether the request asks for a WebSocket.
 pub fn is_websocket(headers: &HeaderMap) -> bool {
     headers
@@ -118,6 +142,7 @@ pub async fn http(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             drop_hop_by_hop(&mut parts.headers);
+            drop_console_cookies(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
         Err(e) => {
@@ -256,6 +281,17 @@ mod tests {
         }
         assert_eq!(sent[header::COOKIE], "_xsrf=1");
         assert_eq!(sent[header::HOST], "console.example");
+        let mut answer = HeaderMap::new();
+        for c in [
+            "_xsrf=2; Path=/notebook/a/b/",
+            "berth_console_session=theirs; Path=/",
+            " berth_console_login=x",
+        ] {
+            answer.append(header::SET_COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        drop_console_cookies(&mut answer);
+        let left: Vec<_> = answer.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(left, vec!["_xsrf=2; Path=/notebook/a/b/"]);
         let ws = upstream_headers(&h, true);
         assert_eq!(ws[header::UPGRADE], "websocket");
         assert_eq!(ws[header::CONNECTION], "Upgrade");
