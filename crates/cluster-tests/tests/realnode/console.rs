@@ -504,7 +504,8 @@ async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()>
     kc.send(
         reqwest::Method::PUT,
         "",
-        &json!({"duplicateEmailsAllowed": true}),
+        // Keycloak refuses duplicate e-mails together with login by e-mail.
+        &json!({"duplicateEmailsAllowed": true, "loginWithEmailAllowed": false}),
     )
     .await?;
     kc.user(&format!("{tag}-owner"), &owner, true).await?;
