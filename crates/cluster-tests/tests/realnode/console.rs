@@ -419,10 +419,46 @@ async fn until_running(notebooks: &Api<Notebook>, name: &str) -> Result<()> {
     .await
 }
 
+/// The console pod's log (the last 100 lines), for failures.
+async fn console_logs(env: &Env) -> String {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "berth-system");
+    let Ok(list) = pods
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=berth-console"))
+        .await
+    else {
+        return "(no pods)".into();
+    };
+    let mut out = String::new();
+    for pod in list.items {
+        let name = kube::ResourceExt::name_any(&pod);
+        let params = kube::api::LogParams {
+            tail_lines: Some(100),
+            ..Default::default()
+        };
+        out.push_str(&format!(
+            "--- {name}\n{}\n",
+            pods.logs(&name, &params).await.unwrap_or_default()
+        ));
+    }
+    out
+}
+
 #[tokio::test]
 async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()> {
     let env = env().await?;
-    platform(&env).await?;
+    let result = console_test(&env).await;
+    if let Err(e) = &result {
+        eprintln!(
+            "the console test failed: {e:#}\nthe console's log:\n{}",
+            console_logs(&env).await
+        );
+    }
+    result
+}
+
+async fn console_test(env: &Env) -> Result<()> {
+    let env = env;
+    platform(env).await?;
     let (kc_url, kc_password) = crate::auth::identity(&env).await?;
     let started = Instant::now();
     let client = &env.client;
@@ -592,7 +628,15 @@ async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()>
             }
         },
     )
-    .await?;
+    .await;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            let last = get(format!("{base}api/status"), Some(member.clone())).await;
+            let logs = console_logs(&env).await;
+            bail!("{e:#}; last answer {last:?}; the console's log:\n{logs}");
+        }
+    };
     ensure!(status.contains("last_activity"), "api/status: {status}");
 
     // Others: another project's member 403 (saying who they are, never the token), nobody 401,
