@@ -5,6 +5,9 @@
 //! its endpoints are read here; the real code flow against Keycloak is in the real-node test
 //! `console.rs`).
 
+// Test helpers (not #[test] functions themselves) unwrap too: a failure is the test's.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

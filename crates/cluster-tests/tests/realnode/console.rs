@@ -457,9 +457,8 @@ async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()>
 }
 
 async fn console_test(env: &Env) -> Result<()> {
-    let env = env;
     platform(env).await?;
-    let (kc_url, kc_password) = crate::auth::identity(&env).await?;
+    let (kc_url, kc_password) = crate::auth::identity(env).await?;
     let started = Instant::now();
     let client = &env.client;
     let issuer = format!("{kc_url}/realms/{REALM}");
@@ -589,8 +588,8 @@ async fn console_test(env: &Env) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let member = token(&env, &ns, "ci").await?;
-    let stranger = token(&env, &other, "ci").await?;
+    let member = token(env, &ns, "ci").await?;
+    let stranger = token(env, &other, "ci").await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -633,7 +632,7 @@ async fn console_test(env: &Env) -> Result<()> {
         Ok(status) => status,
         Err(e) => {
             let last = get(format!("{base}api/status"), Some(member.clone())).await;
-            let logs = console_logs(&env).await;
+            let logs = console_logs(env).await;
             bail!("{e:#}; last answer {last:?}; the console's log:\n{logs}");
         }
     };
