@@ -51,8 +51,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `target/images` under the repository (or under CARGO_TARGET_DIR).
+/// `BERTH_IMAGES_OUT`, else `target/images` under the repository (or under CARGO_TARGET_DIR).
+/// Worktrees that share one CARGO_TARGET_DIR set BERTH_IMAGES_OUT, or each one's `xtask test`
+/// may run another's images.
 pub fn default_out() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_IMAGES_OUT") {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))

@@ -431,6 +431,13 @@ async fn console_logs(env: &Env) -> String {
     let mut out = String::new();
     for pod in list.items {
         let name = kube::ResourceExt::name_any(&pod);
+        let states = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|c| format!("{:?}", c.iter().map(|c| &c.state).collect::<Vec<_>>()))
+            .unwrap_or_default();
+        out.push_str(&format!("--- {name} state: {states}\n"));
         let params = kube::api::LogParams {
             tail_lines: Some(100),
             ..Default::default()
