@@ -359,6 +359,7 @@ fn console_deployment(image: &str, public_url: &str, issuer: &str, client_id: &s
                 "metadata": {"labels": {"app.kubernetes.io/name": "berth-console"}},
                 "spec": {
                     "serviceAccountName": "berth-console",
+                    "enableServiceLinks": false,
                     "nodeSelector": {NODE_LABEL: NODE_LABEL_VALUE},
                     "tolerations": [{"key": NODE_LABEL, "operator": "Equal", "value": NODE_LABEL_VALUE, "effect": "NoSchedule"}],
                     "securityContext": {
