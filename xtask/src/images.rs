@@ -51,8 +51,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `target/images` under the repository (or under CARGO_TARGET_DIR).
+/// `BERTH_IMAGES_OUT`, else `target/images` under the repository (or under CARGO_TARGET_DIR).
+/// Worktrees that share one CARGO_TARGET_DIR set BERTH_IMAGES_OUT, or each one's `xtask test`
+/// may run another's images.
 pub fn default_out() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_IMAGES_OUT") {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
@@ -87,7 +92,7 @@ pub fn build(out: &Path) -> Result<PathBuf> {
     step(
         2,
         n,
-        "berth-model-server, berth-model-fetch, berth-operator: cargo build --profile image \
+        "berth-model-server, berth-model-fetch, berth-operator, berth-console: cargo build --profile image \
          (cold: the release build of their dependencies, about 10-20 minutes on 2 cores)",
     );
     let rust = sources::rust_binaries(&work)?;
@@ -129,8 +134,9 @@ pub fn build(out: &Path) -> Result<PathBuf> {
         contents::berth(
             "operator",
             &rust.operator,
-            "Berth's operator: Projects and MLModels",
-        )?,
+            "Berth's operator: Projects and MLModels; and berth-console",
+        )?
+        .with_binary("berth-console", &rust.console)?,
         contents::provisioner(&provisioner)?,
         contents::helper(&busybox)?,
         contents::jupyter(&jupyter)?,

@@ -196,6 +196,26 @@ pub fn values_schema(platform_settings_crd: &str) -> Result<String> {
             "enabled": boolean("Whether the chart makes it (annotated as the default template)."),
             "gpuResource": string("The extended resource of the GPU bundle, such as nvidia.com/gpu or amd.com/gpu."),
         })),
+        "console": object("The console's Deployment and Service (berth-console): the authenticated proxy to notebooks (docs/console.md).", json!({
+            "enabled": boolean("Whether the chart deploys the console."),
+            "publicURL": string("The URL browsers reach the console at; its origin is the only one WebSockets may come from, and https makes its cookies Secure. Required when enabled."),
+            "logLevel": string("The log filter (RUST_LOG)."),
+            "oidc": object("Browser login through the identity provider (OIDC code flow with PKCE).", json!({
+                "issuer": string("The issuer URL (Keycloak: <url>/realms/<realm>); empty: bearer tokens only."),
+                "clientId": string("The console's client id at the issuer."),
+                "clientSecret": object("The client's secret, by reference.", json!({
+                    "existingSecret": string("A Secret in the release namespace with the key clientSecret."),
+                })),
+                "usernamePrefix": string("Put before the verified e-mail to make the Kubernetes user name (as the API server's OIDC username prefix)."),
+                "groupsPrefix": string("Put before each group of the groups claim."),
+            })),
+            "service": object("The console's Service.", json!({
+                "port": integer("The Service's port.", 1),
+            })),
+            "resources": passthrough("object", "The container's resources."),
+            "nodeSelector": string_map("The pod's nodeSelector."),
+            "tolerations": passthrough("array", "The pod's tolerations."),
+        })),
         "credentials": object("The providers' admin credentials, by reference.", json!({
             "storage": credentials("storage", "garage: adminToken; minio, aws: accessKeyId, secretAccessKey"),
             "identity": credentials("identity", "keycloak: username, password"),

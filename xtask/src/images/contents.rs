@@ -196,6 +196,14 @@ pub struct Definition {
 }
 
 impl Definition {
+    /// The same image with Berth's binary `binary` (e.g. `berth-console`) beside the first, in
+    /// a layer of its own on PATH (`/usr/local/bin/<binary>`): a pod runs it by `command`.
+    pub fn with_binary(mut self, binary: &str, path: &Path) -> Result<Self> {
+        let layer = binary_layer(path, &format!("/usr/local/bin/{binary}"))?;
+        self.layers.push((binary.to_owned(), layer));
+        Ok(self)
+    }
+
     pub fn build(&self, stamp: &Stamp) -> Result<Image> {
         let mut run = run_of(&self.name)?;
         let labels = [

@@ -62,9 +62,11 @@ pub struct RustBinaries {
     pub model_server: PathBuf,
     pub model_fetch: PathBuf,
     pub operator: PathBuf,
+    /// The console (crates/console), shipped in the operator's image.
+    pub console: PathBuf,
 }
 
-/// Builds berth-model-server, berth-model-fetch and berth-operator, copied into `work`, with cargo's `image` profile
+/// Builds berth-model-server, berth-model-fetch, berth-operator and berth-console, copied into `work`, with cargo's `image` profile
 /// (release, no symbols), in a target directory under the Berth cache keyed by the compiler, so a
 /// fresh clone (CI) reuses the compiled dependencies and rebuilds only Berth's crates. The paths
 /// of CARGO_HOME and of that directory are remapped, and cargo gives rustc the workspace's own
@@ -119,6 +121,7 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
         .args(["--package", "berth-model-server"])
         .args(["--package", "berth-model-fetch"])
         .args(["--package", "berth-operator"])
+        .args(["--package", "berth-console"])
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_ENCODED_RUSTFLAGS", flags)
         .env_remove("RUSTFLAGS")
@@ -140,6 +143,7 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
         model_server: copy("berth-model-server")?,
         model_fetch: copy("berth-model-fetch")?,
         operator: copy("berth-operator")?,
+        console: copy("berth-console")?,
     };
     drop(lock);
     Ok(binaries)

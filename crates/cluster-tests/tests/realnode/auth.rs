@@ -45,7 +45,7 @@ static KEYCLOAK_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(
 /// Starts Keycloak on the node's address (once), makes the realm, and points the platform
 /// settings at it: identity (reachable from project pods at the node's address) and a clock skew
 /// of one second for model servers.
-async fn identity(env: &Env) -> Result<(String, String)> {
+pub(crate) async fn identity(env: &Env) -> Result<(String, String)> {
     let (url, password) = KEYCLOAK
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();

@@ -3,6 +3,7 @@
 //! tests take turns (the node and the machine's network are one), each under its own names.
 
 mod auth;
+mod console;
 mod gateway;
 mod models;
 mod network;

@@ -73,6 +73,11 @@ pub const ALLOW_PLATFORM: &str = "berth-allow-platform";
 pub const ALLOW_PLATFORM_SERVICES: &str = "berth-allow-platform-services";
 pub const ALLOW_EXTRA_INGRESS: &str = "berth-allow-extra-ingress";
 pub const ALLOW_EXTRA_EGRESS: &str = "berth-allow-extra-egress";
+/// The console's pods (in the operator's namespace) reach notebooks' JupyterLab.
+pub const ALLOW_CONSOLE: &str = "berth-allow-console";
+/// The label that tells the console's pods (with the operator's namespace, which tenants cannot
+/// name: `kubernetes.io/metadata.name`).
+pub const CONSOLE_POD_LABEL: (&str, &str) = ("app.kubernetes.io/name", "berth-console");
 
 /// Istio's AuthorizationPolicy that lets a project's members in.
 pub const MEMBERS_AUTHORIZATION: &str = "berth-members";

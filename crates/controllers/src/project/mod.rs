@@ -415,6 +415,7 @@ fn environment(ctx: &Context, settings: &PlatformSettingsSpec, adopted: bool) ->
         api_server: ctx.api_server.clone(),
         untrusted,
         adopted,
+        console_namespace: Some(ctx.operator_namespace.clone()),
     }
 }
 

@@ -633,3 +633,16 @@ mod outside {
         );
     }
 }
+
+#[test]
+fn the_console_reaches_notebooks_only_where_the_console_runs_elsewhere() {
+    let project = seed_project();
+    let settings = PlatformSettingsSpec::default();
+    let policy = ("NetworkPolicy".to_owned(), "berth-allow-console".to_owned());
+    let with = |console: Option<&str>| Environment {
+        console_namespace: console.map(str::to_owned),
+        ..Default::default()
+    };
+    assert!(kinds_of(&project, &settings, with(Some("berth-system"))).contains(&policy));
+    assert!(!kinds_of(&project, &settings, with(None)).contains(&policy));
+}

@@ -50,9 +50,15 @@ pub fn build(
     settings: &PlatformSettingsSpec,
     untrusted: &BTreeSet<String>,
     kind: &ChildKind,
+    console: Option<&str>,
 ) -> Result<Desired, Error> {
     let mut allowed = trusted_ingress(project, settings, untrusted);
     allowed.insert(project.namespace.clone());
+    // Not denied here, so the NetworkPolicy berth-allow-console decides: the console's pods
+    // only, to notebooks only, on Jupyter's port only.
+    if let Some(console) = console.filter(|c| !untrusted.contains(*c)) {
+        allowed.insert(console.to_owned());
+    }
     let allowed: Vec<String> = allowed.into_iter().collect();
     let others = json!({"matchExpressions": [
         {"key": NAMESPACE_NAME_LABEL, "operator": "NotIn", "values": allowed},
@@ -121,7 +127,7 @@ mod tests {
             unreachable!("the project is valid")
         };
         let untrusted = BTreeSet::from(["gw-taken".to_owned()]);
-        match build(&v, &settings(), &untrusted, kind) {
+        match build(&v, &settings(), &untrusted, kind, None) {
             Ok(d) => d,
             Err(e) => unreachable!("{e}"),
         }

@@ -51,6 +51,8 @@ pub struct Environment {
     pub untrusted: BTreeSet<String>,
     /// The namespace was adopted (it existed before the project): it is marked so.
     pub adopted: bool,
+    /// Where the console runs (the operator's namespace): its pods may reach notebooks.
+    pub console_namespace: Option<String>,
 }
 
 /// Everything a Project should have in the cluster, in the order to apply it (namespace first).
@@ -91,8 +93,14 @@ pub fn build(
     children.extend(model_auth::build(project, &env.api_server)?);
     children.push(resource_quota::build(project, settings)?);
     children.push(limit_range::build(project, settings)?);
-    let (policies, network_notes) =
-        network_policy::build(project, settings, &env.untrusted, &blocked(settings, env))?;
+    let console = env.console_namespace.as_deref();
+    let (policies, network_notes) = network_policy::build(
+        project,
+        settings,
+        &env.untrusted,
+        &blocked(settings, env),
+        console,
+    )?;
     children.extend(policies);
     if let Some(kind) = &env.admin_network_policy {
         children.push(admin_network_policy::build(
@@ -100,6 +108,7 @@ pub fn build(
             settings,
             &env.untrusted,
             kind,
+            console,
         )?);
     }
     if settings.istio.enabled

@@ -1,6 +1,7 @@
 //! Network isolation: default deny, then what is allowed: the namespace itself, DNS, the
 //! platform's gateway and monitoring namespaces, the platform's object store and identity
-//! provider where the project uses them, and the project's own extra rules.
+//! provider where the project uses them, the console's pods to notebooks' JupyterLab port, and
+//! the project's own extra rules.
 //!
 //! A namespace the settings name as the platform's but that belongs to a project (the settings
 //! changed after the project had it) is never trusted: it is left out of every peer list.
@@ -30,19 +31,24 @@ use super::super::validate::Validated;
 use super::meta::namespaced;
 use crate::kinds;
 use crate::names::kube::{
-    ALLOW_DNS, ALLOW_EXTRA_EGRESS, ALLOW_EXTRA_INGRESS, ALLOW_PLATFORM, ALLOW_PLATFORM_SERVICES,
-    ALLOW_SAME_NAMESPACE, DEFAULT_DENY,
+    ALLOW_CONSOLE, ALLOW_DNS, ALLOW_EXTRA_EGRESS, ALLOW_EXTRA_INGRESS, ALLOW_PLATFORM,
+    ALLOW_PLATFORM_SERVICES, ALLOW_SAME_NAMESPACE, CONSOLE_POD_LABEL, DEFAULT_DENY,
 };
 
 /// The project's NetworkPolicies, and notes for its NetworkReady condition about egress ranges
-/// that open less than they ask (or nothing). `blocked` is what no project's egress may reach.
+/// that open less than they ask (or nothing). `blocked` is what no project's egress may reach;
+/// `console` is the namespace the console runs in (see [`console_policy`]).
 pub fn build(
     project: &Validated,
     settings: &PlatformSettingsSpec,
     untrusted: &BTreeSet<String>,
     blocked: &[Cidr],
+    console: Option<&str>,
 ) -> Result<(Vec<Desired>, Vec<String>), Error> {
-    let (policies, notes) = policies(project, settings, untrusted, blocked);
+    let (mut policies, notes) = policies(project, settings, untrusted, blocked);
+    if let Some(console) = console.filter(|c| *c != project.namespace && !untrusted.contains(*c)) {
+        policies.push((ALLOW_CONSOLE, console_policy(console)));
+    }
     let desired = policies
         .into_iter()
         .map(|(name, spec)| {
@@ -135,6 +141,41 @@ fn cidr_peer(cidr: &str) -> NetworkPolicyPeer {
             cidr: cidr.to_owned(),
             except: None,
         }),
+        ..Default::default()
+    }
+}
+
+/// Ingress to notebooks' pods (label `berth.dev/notebook`) on JupyterLab's port from the
+/// console's pods only: label `app.kubernetes.io/name: berth-console` in namespace `console`
+/// (by `kubernetes.io/metadata.name`, which the API server sets and no tenant can forge; no
+/// tenant may create pods in the operator's namespace). The console checks every caller with
+/// the API server before it forwards (docs/console.md).
+pub fn console_policy(console: &str) -> NetworkPolicySpec {
+    let (key, value) = CONSOLE_POD_LABEL;
+    NetworkPolicySpec {
+        pod_selector: Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: berth_api::labels::NOTEBOOK.into(),
+                operator: "Exists".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        }),
+        policy_types: Some(vec!["Ingress".into()]),
+        ingress: Some(vec![NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some([(key.to_owned(), value.to_owned())].into()),
+                    ..Default::default()
+                }),
+                ..namespaces_peer(&[console.to_owned()])
+            }]),
+            ports: Some(vec![NetworkPolicyPort {
+                protocol: Some("TCP".into()),
+                port: Some(IntOrString::Int(crate::notebook::build::PORT)),
+                end_port: None,
+            }]),
+        }]),
         ..Default::default()
     }
 }
@@ -373,6 +414,29 @@ mod tests {
             notes
                 .iter()
                 .any(|n| n.contains("203.0.113.200/32 opens nothing"))
+        );
+    }
+
+    #[test]
+    fn only_the_consoles_pods_reach_notebooks_and_only_on_jupyters_port() {
+        let spec = console_policy("berth-system");
+        let text = serde_json::to_value(&spec).unwrap_or_default();
+        assert_eq!(
+            text["podSelector"],
+            serde_json::json!({"matchExpressions": [{"key": "berth.dev/notebook", "operator": "Exists"}]})
+        );
+        assert_eq!(text["policyTypes"], serde_json::json!(["Ingress"]));
+        assert!(spec.egress.is_none());
+        // One peer: the namespace AND the pod label (one peer with both selectors, not two).
+        assert_eq!(
+            text["ingress"],
+            serde_json::json!([{
+                "from": [{
+                    "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["berth-system"]}]},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "berth-console"}},
+                }],
+                "ports": [{"port": 8888, "protocol": "TCP"}],
+            }])
         );
     }
 

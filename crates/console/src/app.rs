@@ -1,0 +1,550 @@
+//! The console's routes:
+//! - `/notebook/<namespace>/<name>/...`: the authenticated, authorized proxy to that notebook;
+//! - `/login?next=<path>`, `/oauth2/callback`, `/logout`: browser sessions (OIDC);
+//! - `/healthz`: liveness and readiness (no authentication, nothing about anyone);
+//! - `/`: who you are.
+//!
+//! Every notebook request goes through [`notebook`]: the path is checked first (400, no API call),
+//! then the caller is authenticated (a bearer token by TokenReview, else the session cookie; a
+//! browser without either is sent to log in, anything else gets 401), a WebSocket's `Origin` must
+//! be the console's own (403), then a SubjectAccessReview as the caller decides (403 with who they
+//! are and what is missing). Only then is the Notebook read (404 if there is none: outsiders learn
+//! nothing of which notebooks exist) and, when it is stopped, a page says how to start it.
+//! Each request is logged with its user (the audit), never with a token.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode, header};
+use axum::routing::get;
+use serde::Deserialize;
+
+use berth_api::notebook::{Notebook, NotebookPhase};
+
+use crate::forward::{self, UpstreamClient};
+use crate::kube_auth::{Identity, Refusal, Reviewer};
+use crate::oidc::{self, Oidc, OidcSettings};
+use crate::pages::{escape, html, page};
+use crate::path::{self, NotebookPath};
+use crate::session::{self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session, Store};
+
+/// How the console runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The console's public URL as browsers reach it (`https://console.example`), its origin:
+    /// WebSocket `Origin`s must equal it, `Secure` cookies when https, the OIDC redirect URI.
+    pub public_url: String,
+    /// The notebooks' Services are `<name>.<namespace>.<service_domain>`.
+    pub service_domain: String,
+    /// The notebooks' port (`http`, 8888).
+    pub service_port: u16,
+    /// Browser login; `None`: bearer tokens only.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// The console's state.
+pub struct Console {
+    pub config: Config,
+    origin: String,
+    secure: bool,
+    reviewer: Reviewer,
+    kube: kube::Client,
+    oidc: Option<Oidc>,
+    store: Store,
+    http: UpstreamClient,
+}
+
+impl Console {
+    pub fn new(config: Config, kube: kube::Client) -> anyhow::Result<Arc<Self>> {
+        let url = reqwest::Url::parse(&config.public_url)
+            .map_err(|e| anyhow::anyhow!("--public-url {}: {e}", config.public_url))?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https") && url.host_str().is_some(),
+            "--public-url must be an http(s) URL with a host"
+        );
+        let origin = url.origin().ascii_serialization();
+        let oidc = config.oidc.clone().map(Oidc::new).transpose()?;
+        Ok(Arc::new(Self {
+            secure: url.scheme() == "https",
+            origin,
+            reviewer: Reviewer::new(kube.clone()),
+            kube,
+            oidc,
+            store: Store::default(),
+            http: forward::upstream_client(),
+            config,
+        }))
+    }
+
+    /// The console's origin, `scheme://host[:port]`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// The router.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(login))
+        .route("/oauth2/callback", get(callback))
+        .route("/logout", get(logout))
+        .route("/notebook/{*rest}", axum::routing::any(notebook))
+        .with_state(console)
+}
+
+/// How the caller proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum By {
+    Token,
+    Session,
+}
+
+/// The bearer token of `Authorization`, if any (`None` for another scheme).
+fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let Ok(text) = value.to_str() else {
+        return Some(Err(()));
+    };
+    match text.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Some(Ok(token.trim()))
+        }
+        _ => Some(Err(())),
+    }
+}
+
+fn unauthenticated(why: &str) -> Response<Body> {
+    let mut response = page(StatusCode::UNAUTHORIZED, "Not logged in", why);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"berth-console\""),
+    );
+    response
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(value) = header::HeaderValue::from_str(to) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn with_cookie(mut response: Response<Body>, cookie: &str) -> Response<Body> {
+    if let Ok(value) = header::HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn unavailable(why: &str) -> Response<Body> {
+    page(StatusCode::SERVICE_UNAVAILABLE, "Try again", why)
+}
+
+/// Who the caller is, or the answer to give them.
+async fn authenticate(
+    console: &Console,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(Identity, By), Response<Body>> {
+    match bearer(headers) {
+        Some(Ok(token)) => {
+            return match console.reviewer.authenticate(token).await {
+                Ok(who) => Ok((who, By::Token)),
+                Err(Refusal::Unauthenticated(why)) => Err(unauthenticated(&why)),
+                Err(Refusal::Unavailable(why)) => Err(unavailable(&why)),
+            };
+        }
+        Some(Err(())) => {
+            return Err(unauthenticated(
+                "the Authorization header is not `Bearer <token>`",
+            ));
+        }
+        None => {}
+    }
+    if let Some(id) = session::cookie(headers, SESSION_COOKIE)
+        && let Some(session) = console.store.session(id)
+    {
+        return Ok((session.identity, By::Session));
+    }
+    let browser = matches!(*method, Method::GET | Method::HEAD)
+        && !forward::is_websocket(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+    if browser && console.oidc.is_some() {
+        let next = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut to = String::from("/login?next=");
+        to.extend(percent_encoding::utf8_percent_encode(
+            next,
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+        return Err(redirect(&to));
+    }
+    Err(unauthenticated(
+        "log in through the console, or send `Authorization: Bearer <token>` with a token the cluster accepts (kubectl create token ...)",
+    ))
+}
+
+fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
+    let groups = if who.groups.is_empty() {
+        "no groups".to_owned()
+    } else {
+        format!("groups {}", who.groups.join(", "))
+    };
+    html(
+        StatusCode::FORBIDDEN,
+        "You cannot open this notebook",
+        &format!(
+            "<p>You are <b>{user}</b> ({groups}).</p>\n<p>Opening the notebook <code>{name}</code> of \
+             namespace <code>{ns}</code> needs permission to <code>get</code> \
+             <code>notebooks.berth.dev</code> <code>{name}</code> in namespace <code>{ns}</code>, \
+             which every member of its project has (viewer, editor or owner). Ask an owner of \
+             the project to add you, then try again.</p>\n<p><a href=\"/logout\">Log out</a></p>",
+            user = escape(&who.username),
+            groups = escape(&groups),
+            name = escape(&at.name),
+            ns = escape(&at.namespace),
+        ),
+    )
+}
+
+fn stopped_page(at: &NotebookPath, phase: Option<NotebookPhase>) -> Response<Body> {
+    let (state, verb) = match phase {
+        Some(NotebookPhase::Culled) => ("was stopped for being idle (culled)", "stopped"),
+        Some(NotebookPhase::Stopping) => ("is stopping", "stopping"),
+        _ => ("is stopped", "stopped"),
+    };
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This notebook is not running",
+        &format!(
+            "<p>The notebook <code>{name}</code> of namespace <code>{ns}</code> {state}. Its home \
+             volume keeps your files while it is {verb}.</p>\n<p>Start it again with:</p>\n\
+             <pre>kubectl patch nb {name} -n {ns} --type merge -p '{{\"spec\":{{\"stopped\":false}}}}'</pre>\n\
+             <p>then reload this page once it is Running (<code>kubectl get nb {name} -n {ns}</code>).</p>",
+            name = escape(&at.name),
+            ns = escape(&at.namespace),
+        ),
+    )
+}
+
+/// `/notebook/<namespace>/<name>/...`.
+async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let raw = request.uri().path().to_owned();
+    let at = match path::parse(&raw) {
+        Ok(at) => at,
+        Err(path::BadPath(why)) => {
+            tracing::info!(path = %raw, reason = why, "refused: bad path");
+            return page(StatusCode::BAD_REQUEST, "Not a notebook path", why);
+        }
+    };
+    let uri = request.uri().clone();
+    let headers = request.headers().clone();
+    let (who, by) = match authenticate(&console, &method, &uri, &headers).await {
+        Ok(found) => found,
+        Err(answer) => {
+            tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, status = answer.status().as_u16(), "refused: not authenticated");
+            return answer;
+        }
+    };
+    let websocket = forward::is_websocket(request.headers());
+    if websocket {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        // Browsers always send Origin on a WebSocket; a session cookie without it is not a
+        // browser of ours. Token callers (no cookie) may omit it, but not send another.
+        let ok = match origin {
+            Some(origin) => origin == console.origin(),
+            None => by == By::Token,
+        };
+        if !ok {
+            tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, origin = ?origin, "refused: WebSocket from another origin");
+            return page(
+                StatusCode::FORBIDDEN,
+                "Cross-site WebSocket refused",
+                "a WebSocket to a notebook must come from the console's own pages",
+            );
+        }
+    }
+    match console
+        .reviewer
+        .may_open(&who, &at.namespace, &at.name)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(user = %who.username, groups = ?who.groups, namespace = %at.namespace, notebook = %at.name, %method, path = %raw, "refused: may not get the notebook");
+            return forbidden(&who, &at);
+        }
+        Err(Refusal::Unavailable(why) | Refusal::Unauthenticated(why)) => return unavailable(&why),
+    }
+    if at.bare {
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        return redirect(&format!("{}{query}", at.prefix()));
+    }
+    let notebooks: kube::Api<Notebook> = kube::Api::namespaced(console.kube.clone(), &at.namespace);
+    let found = match notebooks.get_opt(&at.name).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the Notebook");
+            return unavailable("cannot read the notebook now; retry later");
+        }
+    };
+    let Some(nb) = found else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No such notebook",
+            &format!(
+                "there is no notebook {} in namespace {}",
+                at.name, at.namespace
+            ),
+        );
+    };
+    let phase = nb.status.as_ref().and_then(|s| s.phase);
+    if nb.spec.stopped
+        || matches!(
+            phase,
+            Some(NotebookPhase::Stopped | NotebookPhase::Culled | NotebookPhase::Stopping)
+        )
+    {
+        return stopped_page(&at, phase);
+    }
+    let authority = format!(
+        "{}.{}.{}:{}",
+        at.name, at.namespace, console.config.service_domain, console.config.service_port
+    );
+    let answer = if websocket {
+        forward::websocket(&authority, request).await
+    } else {
+        forward::http(&console.http, &authority, request).await
+    };
+    tracing::info!(
+        user = %who.username,
+        namespace = %at.namespace,
+        notebook = %at.name,
+        %method,
+        path = %raw,
+        websocket,
+        status = answer.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "forwarded"
+    );
+    answer
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `/login?next=<same-origin path>`: starts the code flow.
+async fn login(State(console): State<Arc<Console>>, Query(q): Query<LoginQuery>) -> Response<Body> {
+    let Some(oidc) = &console.oidc else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No browser login",
+            "this console takes bearer tokens only (it has no --oidc-issuer)",
+        );
+    };
+    let return_to = q
+        .next
+        .as_deref()
+        .and_then(path::same_origin_path)
+        .unwrap_or("/")
+        .to_owned();
+    let (Ok(id), Ok(state), Ok(nonce), Ok(verifier)) = (
+        session::random_id(),
+        session::random_id(),
+        session::random_id(),
+        session::random_id(),
+    ) else {
+        return unavailable("no random numbers from the operating system");
+    };
+    let url = match oidc.authorization_url(&state, &nonce, &verifier).await {
+        Ok(url) => url,
+        Err(e) => return unavailable(&e.0),
+    };
+    console.store.put_login(
+        id.clone(),
+        Login {
+            state,
+            nonce,
+            verifier,
+            return_to,
+            until: Instant::now() + session::LOGIN_TTL,
+        },
+    );
+    with_cookie(
+        redirect(&url),
+        &session::set_cookie(LOGIN_COOKIE, &id, session::LOGIN_TTL, console.secure),
+    )
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn login_failed(why: &str) -> Response<Body> {
+    html(
+        StatusCode::BAD_REQUEST,
+        "Login failed",
+        &format!(
+            "<p>{}</p>\n<p><a href=\"/login\">Log in again</a></p>",
+            escape(why)
+        ),
+    )
+}
+
+/// `/oauth2/callback?code&state`: ends the code flow, for the browser that started it only.
+async fn callback(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response<Body> {
+    let Some(oidc) = &console.oidc else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No browser login",
+            "no --oidc-issuer",
+        );
+    };
+    let clear_login = session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO, console.secure);
+    let Some(login) =
+        session::cookie(&headers, LOGIN_COOKIE).and_then(|id| console.store.take_login(id))
+    else {
+        return with_cookie(
+            login_failed("this login was not started by this browser, or took too long"),
+            &clear_login,
+        );
+    };
+    if q.state.as_deref() != Some(login.state.as_str()) {
+        tracing::warn!("a login callback came back with another state");
+        return with_cookie(
+            login_failed("the login's state does not match"),
+            &clear_login,
+        );
+    }
+    if let Some(error) = q.error {
+        return with_cookie(
+            login_failed(&format!("the identity provider said: {error}")),
+            &clear_login,
+        );
+    }
+    let Some(code) = q.code else {
+        return with_cookie(login_failed("no code in the callback"), &clear_login);
+    };
+    let oidc::Finished {
+        claims,
+        id_token,
+        session_secs,
+    } = match oidc.finish(&code, &login.verifier, &login.nonce).await {
+        Ok(done) => done,
+        Err(e) => return with_cookie(login_failed(&e.0), &clear_login),
+    };
+    let who = match oidc::identity(&claims, &oidc.settings) {
+        Ok(who) => who,
+        Err(e) => {
+            tracing::warn!(sub = %claims.sub, reason = %e, "login refused");
+            return with_cookie(
+                html(
+                    StatusCode::FORBIDDEN,
+                    "Login refused",
+                    &format!("<p>{}</p>", escape(&e.0)),
+                ),
+                &clear_login,
+            );
+        }
+    };
+    let Ok(id) = session::random_id() else {
+        return unavailable("no random numbers from the operating system");
+    };
+    // As long as the identity provider's own session (its refresh token), at most SESSION_TTL;
+    // access is asked of the API server on every request anyway.
+    let ttl = session_secs
+        .map_or(session::SESSION_TTL, Duration::from_secs)
+        .clamp(Duration::from_secs(300), session::SESSION_TTL);
+    tracing::info!(user = %who.username, groups = ?who.groups, "logged in");
+    console.store.put_session(
+        id.clone(),
+        Session {
+            identity: who,
+            until: Instant::now() + ttl,
+            id_token,
+        },
+    );
+    let response = with_cookie(redirect(&login.return_to), &clear_login);
+    with_cookie(
+        response,
+        &session::set_cookie(SESSION_COOKIE, &id, ttl, console.secure),
+    )
+}
+
+/// `/logout`: ends the console's session, then the identity provider's.
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response<Body> {
+    let ended =
+        session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.end_session(id));
+    let clear = session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, console.secure);
+    if let Some(session) = &ended {
+        tracing::info!(user = %session.identity.username, "logged out");
+    }
+    let after = format!("{}/", console.origin());
+    if let (Some(oidc), Some(session)) = (&console.oidc, &ended)
+        && let Some(url) = oidc.end_session_url(&session.id_token, &after).await
+    {
+        return with_cookie(redirect(&url), &clear);
+    }
+    with_cookie(
+        page(
+            StatusCode::OK,
+            "Logged out",
+            "you are logged out of the console",
+        ),
+        &clear,
+    )
+}
+
+/// `/`: who you are, and how to open a notebook.
+async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response<Body> {
+    let who = session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.session(id));
+    let body = match who {
+        Some(s) => format!(
+            "<p>You are <b>{}</b>. Open a notebook at <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/lab</code>.</p>\n<p><a href=\"/logout\">Log out</a></p>",
+            escape(&s.identity.username)
+        ),
+        None if console.oidc.is_some() => {
+            "<p>You are not logged in. <a href=\"/login\">Log in</a></p>".to_owned()
+        }
+        None => "<p>Send <code>Authorization: Bearer &lt;token&gt;</code> to open <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/</code>.</p>".to_owned(),
+    };
+    html(StatusCode::OK, "Berth console", &body)
+}

@@ -1,0 +1,107 @@
+//! `berth-console`: serves `/notebook/<namespace>/<name>/...` to callers the API server lets
+//! `get` that Notebook (docs/console.md).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+use berth_console::app::{Config, Console, router};
+use berth_console::oidc::OidcSettings;
+
+#[derive(Parser, Debug)]
+#[command(name = "berth-console", version, about)]
+struct Args {
+    /// Where to listen.
+    #[arg(long, env = "BERTH_CONSOLE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// The console's URL as browsers reach it (its origin checks WebSockets, https makes cookies
+    /// Secure, `<url>/oauth2/callback` is the OIDC redirect URI).
+    #[arg(long, env = "BERTH_CONSOLE_PUBLIC_URL")]
+    public_url: String,
+    /// The notebooks' Services are `<name>.<namespace>.<domain>`. (Not BERTH_CONSOLE_SERVICE_*:
+    /// Kubernetes' service links set BERTH_CONSOLE_SERVICE_PORT for a Service named
+    /// berth-console.)
+    #[arg(long, env = "BERTH_CONSOLE_NOTEBOOK_DOMAIN", default_value = "svc")]
+    notebook_domain: String,
+    /// The notebooks' port (their Service's `http`).
+    #[arg(long, env = "BERTH_CONSOLE_NOTEBOOK_PORT", default_value_t = 8888)]
+    notebook_port: u16,
+    /// The OIDC issuer of browser logins (Keycloak: `<url>/realms/<realm>`); none: bearer
+    /// tokens only.
+    #[arg(long, env = "BERTH_CONSOLE_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// The console's client id at the issuer.
+    #[arg(
+        long,
+        env = "BERTH_CONSOLE_OIDC_CLIENT_ID",
+        default_value = "berth-console"
+    )]
+    oidc_client_id: String,
+    /// A file holding the client's secret (a mounted Secret).
+    #[arg(long, env = "BERTH_CONSOLE_OIDC_CLIENT_SECRET_FILE")]
+    oidc_client_secret_file: Option<PathBuf>,
+    /// Put before the verified e-mail to make the Kubernetes user name.
+    #[arg(long, env = "BERTH_CONSOLE_OIDC_USERNAME_PREFIX", default_value = "")]
+    oidc_username_prefix: String,
+    /// Put before each of the `groups` claim's groups.
+    #[arg(long, env = "BERTH_CONSOLE_OIDC_GROUPS_PREFIX", default_value = "")]
+    oidc_groups_prefix: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let public_url = args.public_url.trim_end_matches('/').to_owned();
+    let oidc = match &args.oidc_issuer {
+        None => None,
+        Some(issuer) => {
+            let file = args
+                .oidc_client_secret_file
+                .as_ref()
+                .context("--oidc-issuer needs --oidc-client-secret-file")?;
+            let secret = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .trim()
+                .to_owned();
+            anyhow::ensure!(!secret.is_empty(), "{} is empty", file.display());
+            Some(OidcSettings {
+                issuer: issuer.clone(),
+                client_id: args.oidc_client_id.clone(),
+                client_secret: secret,
+                redirect_uri: format!("{public_url}/oauth2/callback"),
+                username_prefix: args.oidc_username_prefix.clone(),
+                groups_prefix: args.oidc_groups_prefix.clone(),
+            })
+        }
+    };
+    let kube = kube::Client::try_default()
+        .await
+        .context("the in-cluster configuration (or KUBECONFIG)")?;
+    let console = Console::new(
+        Config {
+            public_url,
+            service_domain: args.notebook_domain,
+            service_port: args.notebook_port,
+            oidc,
+        },
+        kube,
+    )?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, origin = console.origin(), "berth-console serving");
+    axum::serve(listener, router(console))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
