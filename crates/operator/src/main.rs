@@ -60,6 +60,10 @@ struct Flags {
     /// Seconds between renewals, and between a standby's looks at the lease.
     #[arg(long, env = "BERTH_RETRY_PERIOD", default_value_t = 2)]
     retry_period_seconds: u64,
+    /// The console's public URL (berth-console, docs/console.md): Notebooks' status.url points
+    /// there. Without it, status.url is the notebook's path (reached by port-forward).
+    #[arg(long, env = "BERTH_CONSOLE_URL")]
+    console_url: Option<String>,
     /// Seconds after a Project's last reconcile before it is reconciled again with nothing
     /// changed (a safety net: watches bring every change). Shortened only by benchmarks.
     #[arg(long, env = "BERTH_RESYNC_SECONDS", default_value_t = 30 * 60)]
@@ -155,6 +159,7 @@ async fn main() -> Result<()> {
     let notebooks = berth_controllers::notebook::run(
         client.clone(),
         probe_client,
+        flags.console_url.clone(),
         metrics,
         flags.concurrency,
         stopped(stop_rx.clone()),

@@ -62,6 +62,8 @@ pub struct Context {
     pub probe_client: Client,
     /// When each running notebook's activity is next read.
     pub reads: activity::Schedule,
+    /// The console's public URL, which serves notebooks at `/notebook/<namespace>/<name>/`.
+    pub console_url: Option<String>,
     pub children: ChildCache,
     pub announcer: Announcer,
     pub metrics: Metrics,
@@ -78,6 +80,7 @@ pub struct Context {
 pub async fn run(
     client: Client,
     probe_client: Client,
+    console_url: Option<String>,
     metrics: Metrics,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -112,6 +115,7 @@ pub async fn run(
         client: client.clone(),
         probe_client,
         reads: activity::Schedule::default(),
+        console_url,
         children,
         announcer: Announcer::new(client.clone(), "berth-notebook-controller"),
         metrics,
@@ -297,7 +301,14 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
         .get(&ObjectRef::new(&namespace))
         .map(|ns| ns.labels().clone());
     let validated = validate::validate(notebook)
-        .and_then(|nb| template::resolve(nb, notebook, &templates, namespace_labels.as_ref()));
+        .and_then(|nb| template::resolve(nb, notebook, &templates, namespace_labels.as_ref()))
+        .map(|mut nb| {
+            nb.console_url = ctx
+                .console_url
+                .as_deref()
+                .map(|url| format!("{}{}lab", url.trim_end_matches('/'), nb.path));
+            nb
+        });
 
     // Observe: the pod, the home volume, Jupyter's activity.
     let pod: Option<Pod> = ctx

@@ -74,7 +74,7 @@ pub fn status(
             invalid.message.clone(),
         ),
         Ok(nb) => {
-            next.url = Some(nb.path.clone());
+            next.url = Some(nb.console_url.clone().unwrap_or_else(|| nb.path.clone()));
             next.image = Some(nb.image.clone());
             if observed.home_taken {
                 (
@@ -121,10 +121,16 @@ pub fn status(
                     Some(pod) if ready(pod) => (
                         NotebookPhase::Running,
                         "Running",
-                        format!(
-                            "JupyterLab answers at {}: kubectl port-forward -n {} svc/{} 8888:http, then open http://127.0.0.1:8888{}lab",
-                            nb.path, nb.namespace, nb.name, nb.path
-                        ),
+                        match &nb.console_url {
+                            Some(url) => format!(
+                                "JupyterLab answers at {}: open {url} and log in (or kubectl port-forward -n {} svc/{} 8888:http, then open http://127.0.0.1:8888{}lab)",
+                                nb.path, nb.namespace, nb.name, nb.path
+                            ),
+                            None => format!(
+                                "JupyterLab answers at {}: kubectl port-forward -n {} svc/{} 8888:http, then open http://127.0.0.1:8888{}lab",
+                                nb.path, nb.namespace, nb.name, nb.path
+                            ),
+                        },
                     ),
                     Some(pod) => match pod_problem(pod, CRASH_RESTARTS) {
                         Some(problem) if problem.reason == "CrashLoop" => (

@@ -13,7 +13,7 @@ use berth_api::notebook::{
 use super::activity::{self, Activity};
 use super::build;
 use super::status::{self, Observed};
-use super::validate::{self, parse_duration};
+use super::validate::{self, Validated, parse_duration};
 
 fn notebook(stopped: bool) -> Notebook {
     let mut nb = Notebook::new(
@@ -295,6 +295,45 @@ fn a_crashing_notebook_says_jupyterlab_exits_with_its_code_and_where_the_logs_ar
             && ready.message.contains("kubectl logs -n")
             && ready.message.contains("lab-0 --previous")
             && !ready.message.contains("model"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn with_a_console_the_url_is_the_consoles_and_the_message_says_so() {
+    let nb = notebook(false);
+    let bare_v = validate::validate(&nb).unwrap();
+    let mut v = bare_v.clone();
+    v.console_url = Some(format!("https://console.example.com{}lab", v.path));
+    let p = pod(true);
+    let status_of = |v: &Validated| {
+        status::status(
+            None,
+            &Observed {
+                notebook: Ok(v),
+                pod: Some(&p),
+                activity: None,
+                culled_at: None,
+                home_taken: false,
+                blocked: None,
+            },
+            Some(1),
+            at(100),
+        )
+    };
+    let bare = status_of(&bare_v);
+    assert_eq!(bare.url.as_deref(), Some(bare_v.path.as_str()));
+    let with = status_of(&v);
+    assert_eq!(
+        with.url.as_deref(),
+        Some("https://console.example.com/notebook/team-a/lab/lab")
+    );
+    let ready = with.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(
+        ready
+            .message
+            .contains("open https://console.example.com/notebook/team-a/lab/lab and log in"),
         "{}",
         ready.message
     );

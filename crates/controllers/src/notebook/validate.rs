@@ -31,6 +31,9 @@ pub struct Validated {
     pub storage_class: Option<String>,
     /// JupyterLab's base URL, `/notebook/<namespace>/<name>/`.
     pub path: String,
+    /// Where the console serves the notebook (`<console URL>/notebook/<namespace>/<name>/lab`),
+    /// when the operator knows the console's URL (`--console-url`); set after validation.
+    pub console_url: Option<String>,
     pub stopped: bool,
     pub idle_timeout: Duration,
     /// Whether Berth's culling stopped it (the annotation is there).
@@ -84,6 +87,7 @@ pub fn validate(notebook: &Notebook) -> Result<Validated, Invalid> {
         volumes,
         probe,
         path: names::kube::notebook_path(&namespace, &name),
+        console_url: None,
         uid: notebook.uid().unwrap_or_default(),
         image: notebook
             .spec
