@@ -347,9 +347,9 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
         });
         let key = format!("{namespace}/{name}");
         let interval = activity::poll_interval(nb.idle_timeout);
-        let wait = (!nb.stopped && running)
-            .then(|| ctx.reads.take(&key, std::time::Instant::now(), interval));
-        if !(!nb.stopped && running) {
+        let live = !nb.stopped && running;
+        let wait = live.then(|| ctx.reads.take(&key, std::time::Instant::now(), interval));
+        if !live {
             ctx.reads.forget(&key);
         }
         if let Some(Some(wait)) = wait {
