@@ -50,7 +50,7 @@ pub struct Args {
     timeout_seconds: u64,
 }
 
-const ACTIVITY_WARNING: &str = "could not read Jupyter's activity";
+const ACTIVITY_WARNING: &str = berth_controllers::notebook::activity::READ_FAILED;
 
 pub async fn run(args: Args, operator: &Path) -> Result<()> {
     let load_start = machine::load_1m();

@@ -96,6 +96,9 @@ pub fn poll_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_secs(5), Duration::from_secs(300))
 }
 
+/// What the operator logs (a warning) when a notebook's activity cannot be read; benchmarks count it.
+pub const READ_FAILED: &str = "could not read the notebook's activity";
+
 /// When each running notebook's activity is next read, so that a reconcile for any other reason
 /// (a pod's status, a template's change, a resync) does not read it again, and a notebook whose
 /// reads fail is tried once per interval, not once per event. Keyed by `<namespace>/<name>`;

@@ -378,7 +378,7 @@ async fn reconcile_notebook(notebook: &Notebook, ctx: &Context) -> Result<(Actio
                 }
                 // Unknown activity is never idleness: the next poll tries again.
                 Err(e) => {
-                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "could not read the notebook's activity")
+                    warn!(notebook = %format!("{namespace}/{name}"), error = %e, "{}", activity::READ_FAILED)
                 }
             }
         }
