@@ -125,6 +125,9 @@ pub fn service(nb: &Validated) -> Service {
     Service {
         metadata: meta(nb, &nb.name, true),
         spec: Some(ServiceSpec {
+            // Said, not defaulted: a Service of this name made beforehand as ExternalName (or
+            // headless) becomes a ClusterIP to the notebook's pod once Berth applies it.
+            type_: Some("ClusterIP".into()),
             selector: Some(labels(nb)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),

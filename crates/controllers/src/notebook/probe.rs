@@ -249,7 +249,19 @@ pub async fn read(
     now: Timestamp,
 ) -> Result<Activity, String> {
     match probe {
-        Probe::Jupyter => activity::read(client, namespace, pod, jupyter_port, base).await,
+        // Its three GETs share one deadline: a server answering each just inside the per-answer
+        // bound cannot hold a reconcile worker three times as long.
+        Probe::Jupyter => tokio::time::timeout(
+            activity::ANSWER_TIMEOUT,
+            activity::read(client, namespace, pod, jupyter_port, base),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "Jupyter's activity API: no whole answer within {} s",
+                activity::ANSWER_TIMEOUT.as_secs()
+            )
+        })?,
         Probe::Exec { command, timeout } => {
             let output = exec(client, namespace, pod, container, command, *timeout).await?;
             Ok(activity_at(parse_time(&output)?, now))
