@@ -114,7 +114,12 @@ pub fn pkce_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Who the verified `claims` are (see the module docs), or why they get no session.
+/// The prefix Kubernetes reserves for its own users and groups.
+pub const RESERVED: &str = "system:";
+
+/// Who the verified `claims` are (see the module docs), or why they get no session. Groups that
+/// start with `system:` (before or after the prefix) are dropped, and a user name that does is
+/// refused.
 pub fn identity(claims: &Claims, settings: &OidcSettings) -> Result<Identity, LoginError> {
     let email = claims
         .email
@@ -129,13 +134,23 @@ pub fn identity(claims: &Claims, settings: &OidcSettings) -> Result<Identity, Lo
             "your e-mail address {email} is not verified by the identity provider; verify it there, then log in again"
         )));
     }
+    let username = format!("{}{}", settings.username_prefix, email.to_lowercase());
+    if username.starts_with(RESERVED) {
+        return Err(err(format!(
+            "the user name {username} is in Kubernetes' reserved system: namespace; the console does not log it in"
+        )));
+    }
     Ok(Identity {
-        username: format!("{}{}", settings.username_prefix, email.to_lowercase()),
+        username,
         uid: None,
+        // Kubernetes reserves `system:` (system:masters is cluster-admin): an identity provider's
+        // group of that name (any realm admin can make one) must not become it.
         groups: claims
             .groups
             .iter()
+            .filter(|g| !g.starts_with(RESERVED))
             .map(|g| format!("{}{g}", settings.groups_prefix))
+            .filter(|g| !g.starts_with(RESERVED))
             .collect(),
         extra: Default::default(),
     })
@@ -394,5 +409,43 @@ mod tests {
             identity(&verified, &prefixed).unwrap().username,
             "oidc:ds@example.com"
         );
+    }
+
+    #[test]
+    fn system_groups_and_users_never_come_from_the_identity_provider() {
+        let claims = Claims {
+            email: Some("ds@example.com".into()),
+            email_verified: Some(true),
+            groups: vec![
+                "system:masters".into(),
+                "team".into(),
+                "system:authenticated".into(),
+            ],
+            ..Default::default()
+        };
+        let unprefixed = OidcSettings {
+            groups_prefix: String::new(),
+            ..settings()
+        };
+        assert_eq!(
+            identity(&claims, &unprefixed).unwrap().groups,
+            vec!["team".to_owned()]
+        );
+        let system_prefix = OidcSettings {
+            groups_prefix: "system:".into(),
+            ..settings()
+        };
+        assert!(identity(&claims, &system_prefix).unwrap().groups.is_empty());
+        let system_user = OidcSettings {
+            username_prefix: "system:".into(),
+            ..settings()
+        };
+        let refused = identity(&claims, &system_user).unwrap_err();
+        assert!(refused.0.contains("reserved"), "{refused}");
+        let email = Claims {
+            email: Some("System:admin@example.com".into()),
+            ..claims
+        };
+        assert!(identity(&email, &settings()).is_err(), "lower-cased first");
     }
 }
