@@ -5,7 +5,10 @@
 //!   the issuer);
 //! - opening notebook `<ns>/<name>` is a SubjectAccessReview
 //!   (`POST /apis/authorization.k8s.io/v1/subjectaccessreviews`) as that user, their groups, uid
-//!   and extra: verb `get`, group `berth.dev`, resource `notebooks`, that namespace and name.
+//!   and extra: verb `create`, group `berth.dev`, resource `notebooks`, subresource `connect`,
+//!   that namespace and name. Like `create pods/exec`: opening JupyterLab runs code (a terminal,
+//!   kernels), so viewers, who may `get` notebooks, may not open them; owners and editors may
+//!   (deploy/rbac/10-project-roles.yaml), and platform admins.
 //!
 //! Both answers are cached in memory for a few seconds ([`REVIEW_TTL`]), allows and denials
 //! alike, keyed by the SHA-256 of the token (never the token itself) and by the identity and
@@ -153,7 +156,8 @@ impl Reviewer {
         verdict
     }
 
-    /// Whether `who` may `get` Notebook `namespace/name`, by a SubjectAccessReview.
+    /// Whether `who` may `create notebooks/connect` on Notebook `namespace/name`, by a
+    /// SubjectAccessReview.
     pub async fn may_open(
         &self,
         who: &Identity,
@@ -186,7 +190,7 @@ impl Reviewer {
     }
 }
 
-/// The review of `get notebooks.berth.dev <namespace>/<name>` as `who`.
+/// The review of `create notebooks.berth.dev/connect <namespace>/<name>` as `who`.
 pub fn sar_spec(who: &Identity, namespace: &str, name: &str) -> SubjectAccessReviewSpec {
     SubjectAccessReviewSpec {
         user: Some(who.username.clone()),
@@ -194,9 +198,10 @@ pub fn sar_spec(who: &Identity, namespace: &str, name: &str) -> SubjectAccessRev
         groups: Some(who.groups.clone()).filter(|g| !g.is_empty()),
         extra: Some(who.extra.clone()).filter(|e| !e.is_empty()),
         resource_attributes: Some(ResourceAttributes {
-            verb: Some("get".into()),
+            verb: Some("create".into()),
             group: Some("berth.dev".into()),
             resource: Some("notebooks".into()),
+            subresource: Some("connect".into()),
             namespace: Some(namespace.to_owned()),
             name: Some(name.to_owned()),
             ..Default::default()
@@ -210,7 +215,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_review_asks_for_get_on_that_notebook_as_the_user() {
+    fn the_review_asks_to_connect_to_that_notebook_as_the_user() {
         let who = Identity {
             username: "ds@example.com".into(),
             uid: Some("u1".into()),
@@ -222,9 +227,10 @@ mod tests {
         assert_eq!(spec.groups, Some(vec!["oidc:team".to_owned()]));
         assert_eq!(spec.uid.as_deref(), Some("u1"));
         let r = spec.resource_attributes.unwrap();
-        assert_eq!(r.verb.as_deref(), Some("get"));
+        assert_eq!(r.verb.as_deref(), Some("create"));
         assert_eq!(r.group.as_deref(), Some("berth.dev"));
         assert_eq!(r.resource.as_deref(), Some("notebooks"));
+        assert_eq!(r.subresource.as_deref(), Some("connect"));
         assert_eq!(r.namespace.as_deref(), Some("team-a"));
         assert_eq!(r.name.as_deref(), Some("lab"));
     }
