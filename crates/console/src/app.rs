@@ -23,6 +23,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use berth_api::notebook::{Notebook, NotebookPhase};
+use k8s_openapi::api::core::v1::Service;
 
 use crate::forward::{self, UpstreamClient};
 use crate::kube_auth::{Identity, Refusal, Reviewer};
@@ -30,6 +31,7 @@ use crate::oidc::{self, Oidc, OidcSettings};
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
 use crate::session::{self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session, Store};
+use crate::upstream;
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -37,10 +39,6 @@ pub struct Config {
     /// The console's public URL as browsers reach it (`https://console.example`), its origin:
     /// WebSocket `Origin`s must equal it, `Secure` cookies when https, the OIDC redirect URI.
     pub public_url: String,
-    /// The notebooks' Services are `<name>.<namespace>.<service_domain>`.
-    pub service_domain: String,
-    /// The notebooks' port (`http`, 8888).
-    pub service_port: u16,
     /// Browser login; `None`: bearer tokens only.
     pub oidc: Option<OidcSettings>,
 }
@@ -153,6 +151,15 @@ fn unavailable(why: &str) -> Response<Body> {
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again", why)
 }
 
+/// 503 with `Retry-After: 60`: the console's bounded memory is full.
+fn busy(why: &str) -> Response<Body> {
+    let mut response = unavailable(why);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+    response
+}
+
 /// Who the caller is, or the answer to give them.
 async fn authenticate(
     console: &Console,
@@ -211,10 +218,11 @@ fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
         "You cannot open this notebook",
         &format!(
             "<p>You are <b>{user}</b> ({groups}).</p>\n<p>Opening the notebook <code>{name}</code> of \
-             namespace <code>{ns}</code> needs permission to <code>get</code> \
-             <code>notebooks.berth.dev</code> <code>{name}</code> in namespace <code>{ns}</code>, \
-             which every member of its project has (viewer, editor or owner). Ask an owner of \
-             the project to add you, then try again.</p>\n<p><a href=\"/logout\">Log out</a></p>",
+             namespace <code>{ns}</code> needs permission to <code>create</code> \
+             <code>notebooks.berth.dev/connect</code> <code>{name}</code> in namespace \
+             <code>{ns}</code>, which owners and editors of its project have (viewers do not: \
+             JupyterLab runs code). Ask an owner of the project to make you an editor, then try \
+             again.</p>\n<p><a href=\"/logout\">Log out</a></p>",
             user = escape(&who.username),
             groups = escape(&groups),
             name = escape(&at.name),
@@ -257,6 +265,16 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
     };
     let uri = request.uri().clone();
     let headers = request.headers().clone();
+    if session::cookie_count(&headers, SESSION_COOKIE) > 1 {
+        // Two session cookies: one may have been planted (a notebook's script, a sibling
+        // subdomain); which one a server reads differs, so none is used.
+        tracing::warn!(namespace = %at.namespace, notebook = %at.name, "refused: two session cookies");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Two console sessions",
+            "this request carries two berth_console_session cookies; log out (/logout) and log in again",
+        );
+    }
     let (who, by) = match authenticate(&console, &method, &uri, &headers).await {
         Ok(found) => found,
         Err(answer) => {
@@ -292,7 +310,7 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
     {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(user = %who.username, groups = ?who.groups, namespace = %at.namespace, notebook = %at.name, %method, path = %raw, "refused: may not get the notebook");
+            tracing::info!(user = %who.username, groups = ?who.groups, namespace = %at.namespace, notebook = %at.name, %method, path = %raw, "refused: may not connect to the notebook");
             return forbidden(&who, &at);
         }
         Err(Refusal::Unavailable(why) | Refusal::Unauthenticated(why)) => return unavailable(&why),
@@ -332,14 +350,41 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
     {
         return stopped_page(&at, phase);
     }
-    let authority = format!(
-        "{}.{}.{}:{}",
-        at.name, at.namespace, console.config.service_domain, console.config.service_port
-    );
+    // Where: the address of the Service Berth made for this very Notebook, never a DNS name
+    // (upstream.rs says why).
+    let uid = nb.metadata.uid.clone().unwrap_or_default();
+    let services: kube::Api<Service> = kube::Api::namespaced(console.kube.clone(), &at.namespace);
+    let address = match services.get_opt(&at.name).await {
+        Ok(Some(service)) => match upstream::address(&service, &uid) {
+            Ok(address) => address,
+            Err(upstream::NotBerths(why)) => {
+                tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, reason = %why, "refused: the notebook's Service is not Berth's");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "This notebook's Service is not Berth's",
+                    &format!(
+                        "the console does not forward to notebook {} of namespace {}: {why}. \
+                         Delete that Service (kubectl delete service {} -n {}); the operator makes \
+                         its own again.",
+                        at.name, at.namespace, at.name, at.namespace
+                    ),
+                );
+            }
+        },
+        Ok(None) => {
+            return unavailable("the notebook has no Service yet; it may be starting");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the notebook's Service");
+            return unavailable("cannot read the notebook's Service now; retry later");
+        }
+    };
+    let authority = address.to_string();
+    let prefix = at.prefix();
     let answer = if websocket {
-        forward::websocket(&authority, request).await
+        forward::websocket(&authority, &prefix, request).await
     } else {
-        forward::http(&console.http, &authority, request).await
+        forward::http(&console.http, &authority, &prefix, request).await
     };
     tracing::info!(
         user = %who.username,
@@ -388,7 +433,7 @@ async fn login(State(console): State<Arc<Console>>, Query(q): Query<LoginQuery>)
         Ok(url) => url,
         Err(e) => return unavailable(&e.0),
     };
-    console.store.put_login(
+    let pending = console.store.put_login(
         id.clone(),
         Login {
             state,
@@ -398,6 +443,13 @@ async fn login(State(console): State<Arc<Console>>, Query(q): Query<LoginQuery>)
             until: Instant::now() + session::LOGIN_TTL,
         },
     );
+    if pending.is_err() {
+        tracing::warn!(
+            max = session::MAX_LOGINS,
+            "refused: too many logins in progress"
+        );
+        return busy("too many logins are in progress; try again in a minute");
+    }
     with_cookie(
         redirect(&url),
         &session::set_cookie(LOGIN_COOKIE, &id, session::LOGIN_TTL, console.secure),
@@ -493,8 +545,8 @@ async fn callback(
     let ttl = session_secs
         .map_or(session::SESSION_TTL, Duration::from_secs)
         .clamp(Duration::from_secs(300), session::SESSION_TTL);
-    tracing::info!(user = %who.username, groups = ?who.groups, "logged in");
-    console.store.put_session(
+    let (user, groups) = (who.username.clone(), who.groups.clone());
+    let kept = console.store.put_session(
         id.clone(),
         Session {
             identity: who,
@@ -502,6 +554,14 @@ async fn callback(
             id_token,
         },
     );
+    if kept.is_err() {
+        tracing::warn!(user = %user, max = session::MAX_SESSIONS, "refused: too many sessions");
+        return with_cookie(
+            busy("the console holds too many sessions; try again later"),
+            &clear_login,
+        );
+    }
+    tracing::info!(user = %user, groups = ?groups, "logged in");
     let response = with_cookie(redirect(&login.return_to), &clear_login);
     with_cookie(
         response,

@@ -8,3 +8,4 @@ pub mod oidc;
 pub mod pages;
 pub mod path;
 pub mod session;
+pub mod upstream;

@@ -20,14 +20,6 @@ struct Args {
     /// Secure, `<url>/oauth2/callback` is the OIDC redirect URI).
     #[arg(long, env = "BERTH_CONSOLE_PUBLIC_URL")]
     public_url: String,
-    /// The notebooks' Services are `<name>.<namespace>.<domain>`. (Not BERTH_CONSOLE_SERVICE_*:
-    /// Kubernetes' service links set BERTH_CONSOLE_SERVICE_PORT for a Service named
-    /// berth-console.)
-    #[arg(long, env = "BERTH_CONSOLE_NOTEBOOK_DOMAIN", default_value = "svc")]
-    notebook_domain: String,
-    /// The notebooks' port (their Service's `http`).
-    #[arg(long, env = "BERTH_CONSOLE_NOTEBOOK_PORT", default_value_t = 8888)]
-    notebook_port: u16,
     /// The OIDC issuer of browser logins (Keycloak: `<url>/realms/<realm>`); none: bearer
     /// tokens only.
     #[arg(long, env = "BERTH_CONSOLE_OIDC_ISSUER")]
@@ -85,15 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let kube = kube::Client::try_default()
         .await
         .context("the in-cluster configuration (or KUBECONFIG)")?;
-    let console = Console::new(
-        Config {
-            public_url,
-            service_domain: args.notebook_domain,
-            service_port: args.notebook_port,
-            oidc,
-        },
-        kube,
-    )?;
+    let console = Console::new(Config { public_url, oidc }, kube)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

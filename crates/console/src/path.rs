@@ -83,21 +83,33 @@ pub fn parse(raw: &str) -> Result<NotebookPath, BadPath> {
     })
 }
 
+/// The longest `next` (where a login returns to) kept, in bytes: each pending login keeps it in
+/// memory, and anyone may start a login.
+pub const MAX_NEXT: usize = 512;
+
 /// Whether `target` is a path of this origin to send a browser back to after login: starts with
 /// one `/` (not `//` or `/\`, which browsers read as another host), no scheme, no control
-/// characters. Anything else becomes `/`.
+/// characters, at most [`MAX_NEXT`] bytes. Anything else becomes `/`.
 pub fn same_origin_path(target: &str) -> Option<&str> {
     let b = target.as_bytes();
     let ok = b.first() == Some(&b'/')
         && !matches!(b.get(1), Some(b'/' | b'\\'))
         && !b.iter().any(|c| c.is_ascii_control() || *c == b'\\')
-        && target.len() <= 2048;
+        && target.len() <= MAX_NEXT;
     ok.then_some(target)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_return_path_is_at_most_512_bytes() {
+        let long = format!("/notebook/a/b/{}", "x".repeat(MAX_NEXT));
+        assert_eq!(same_origin_path(&long), None);
+        let fits = format!("/{}", "x".repeat(MAX_NEXT - 1));
+        assert_eq!(same_origin_path(&fits), Some(fits.as_str()));
+    }
 
     #[test]
     fn notebook_paths_parse() {

@@ -26,8 +26,13 @@ pub const LOGIN_COOKIE: &str = "berth_console_login";
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a login may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Sessions and logins kept at most.
-pub const MAX_ENTRIES: usize = 100_000;
+/// Logins in progress kept at most: anyone may start one (`/login` needs no credentials), so
+/// when this many are pending after the expired ones are dropped, `/login` answers 503 with
+/// `Retry-After` rather than grow (each is a few hundred bytes: at most a few MB).
+pub const MAX_LOGINS: usize = 10_000;
+/// Sessions kept at most (only a completed login at the identity provider makes one); when full
+/// after dropping the expired ones, a new login is refused with 503.
+pub const MAX_SESSIONS: usize = 100_000;
 
 /// 256 random bits as base64url, from the operating system.
 pub fn random_id() -> Result<String, getrandom::Error> {
@@ -55,20 +60,53 @@ pub struct Login {
     pub until: Instant,
 }
 
-/// Sessions and logins by id.
-#[derive(Default)]
+/// The store is full: answer 503 with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// Sessions and logins by id, each map bounded.
 pub struct Store {
     sessions: Mutex<HashMap<String, Session>>,
     logins: Mutex<HashMap<String, Login>>,
+    max_sessions: usize,
+    max_logins: usize,
 }
 
-fn prune<V>(map: &mut HashMap<String, V>, alive: impl Fn(&V) -> bool) {
-    if map.len() >= MAX_ENTRIES {
-        map.retain(|_, v| alive(v));
+impl Default for Store {
+    fn default() -> Self {
+        Self::with_limits(MAX_SESSIONS, MAX_LOGINS)
     }
 }
 
+/// Inserts `value` unless `map` is full of live entries (expired ones are dropped first).
+fn insert_bounded<V>(
+    map: &mut HashMap<String, V>,
+    max: usize,
+    id: String,
+    value: V,
+    alive: impl Fn(&V) -> bool,
+) -> Result<(), Full> {
+    if map.len() >= max {
+        map.retain(|_, v| alive(v));
+        if map.len() >= max {
+            return Err(Full);
+        }
+    }
+    map.insert(id, value);
+    Ok(())
+}
+
 impl Store {
+    /// A store keeping at most `max_sessions` sessions and `max_logins` logins in progress.
+    pub fn with_limits(max_sessions: usize, max_logins: usize) -> Self {
+        Self {
+            sessions: Mutex::default(),
+            logins: Mutex::default(),
+            max_sessions,
+            max_logins,
+        }
+    }
+
     pub fn session(&self, id: &str) -> Option<Session> {
         let sessions = self.sessions.lock().ok()?;
         sessions
@@ -77,24 +115,24 @@ impl Store {
             .cloned()
     }
 
-    pub fn put_session(&self, id: String, session: Session) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            let now = Instant::now();
-            prune(&mut sessions, |s| s.until > now);
-            sessions.insert(id, session);
-        }
+    /// Keeps `session`; `Err(Full)` when `max_sessions` live sessions exist.
+    pub fn put_session(&self, id: String, session: Session) -> Result<(), Full> {
+        let mut sessions = self.sessions.lock().map_err(|_| Full)?;
+        let now = Instant::now();
+        insert_bounded(&mut sessions, self.max_sessions, id, session, |s| {
+            s.until > now
+        })
     }
 
     pub fn end_session(&self, id: &str) -> Option<Session> {
         self.sessions.lock().ok()?.remove(id)
     }
 
-    pub fn put_login(&self, id: String, login: Login) {
-        if let Ok(mut logins) = self.logins.lock() {
-            let now = Instant::now();
-            prune(&mut logins, |l| l.until > now);
-            logins.insert(id, login);
-        }
+    /// Keeps `login`; `Err(Full)` when `max_logins` live logins are pending.
+    pub fn put_login(&self, id: String, login: Login) -> Result<(), Full> {
+        let mut logins = self.logins.lock().map_err(|_| Full)?;
+        let now = Instant::now();
+        insert_bounded(&mut logins, self.max_logins, id, login, |l| l.until > now)
     }
 
     /// Takes the login (once: a callback cannot be replayed).
@@ -126,6 +164,23 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// How many cookies named `name` the request's `Cookie` headers carry, read as bytes (a
+/// header that is not UTF-8 counts too).
+pub fn cookie_count(headers: &axum::http::HeaderMap, name: &str) -> usize {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter(|pair| {
+            let key = pair
+                .iter()
+                .position(|b| *b == b'=')
+                .map_or(&pair[..], |i| &pair[..i]);
+            key.trim_ascii() == name.as_bytes()
+        })
+        .count()
 }
 
 /// The `Cookie` header without the console's own cookies (what Jupyter may see); `None` when
@@ -190,19 +245,77 @@ mod tests {
         assert!(!set_cookie(SESSION_COOKIE, "v", SESSION_TTL, false).contains("Secure"));
     }
 
+    fn login(until: Instant) -> Login {
+        Login {
+            state: "s".into(),
+            nonce: "n".into(),
+            verifier: "v".into(),
+            return_to: "/".into(),
+            until,
+        }
+    }
+
+    #[test]
+    fn pending_logins_are_bounded_and_expired_ones_make_room() {
+        let store = Store::with_limits(2, 2);
+        let now = Instant::now();
+        assert_eq!(store.put_login("a".into(), login(now + LOGIN_TTL)), Ok(()));
+        assert_eq!(store.put_login("b".into(), login(now + LOGIN_TTL)), Ok(()));
+        assert_eq!(
+            store.put_login("c".into(), login(now + LOGIN_TTL)),
+            Err(Full),
+            "full of live logins"
+        );
+        assert!(store.take_login("a").is_some());
+        assert_eq!(store.put_login("c".into(), login(now + LOGIN_TTL)), Ok(()));
+        let expired = Store::with_limits(2, 2);
+        let past = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        expired.put_login("x".into(), login(past)).unwrap();
+        expired.put_login("y".into(), login(past)).unwrap();
+        assert_eq!(
+            expired.put_login("z".into(), login(now + LOGIN_TTL)),
+            Ok(()),
+            "expired logins are dropped to make room"
+        );
+        assert!(expired.take_login("z").is_some());
+    }
+
+    #[test]
+    fn sessions_are_bounded() {
+        let store = Store::with_limits(1, 1);
+        let session = Session {
+            identity: Identity::default(),
+            until: Instant::now() + SESSION_TTL,
+            id_token: String::new(),
+        };
+        assert_eq!(store.put_session("a".into(), session.clone()), Ok(()));
+        assert_eq!(store.put_session("b".into(), session.clone()), Err(Full));
+        assert!(store.end_session("a").is_some());
+        assert_eq!(store.put_session("b".into(), session), Ok(()));
+    }
+
+    #[test]
+    fn session_cookies_are_counted_across_headers_and_bytes() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("_xsrf=1; berth_console_session=a"),
+        );
+        assert_eq!(cookie_count(&h, SESSION_COOKIE), 1);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b" berth_console_session =b\xff").unwrap(),
+        );
+        assert_eq!(cookie_count(&h, SESSION_COOKIE), 2);
+        assert_eq!(cookie_count(&h, LOGIN_COOKIE), 0);
+    }
+
     #[test]
     fn a_login_is_taken_once() {
         let store = Store::default();
-        store.put_login(
-            "l".into(),
-            Login {
-                state: "s".into(),
-                nonce: "n".into(),
-                verifier: "v".into(),
-                return_to: "/".into(),
-                until: Instant::now() + LOGIN_TTL,
-            },
-        );
+        store
+            .put_login("l".into(), login(Instant::now() + LOGIN_TTL))
+            .unwrap();
         assert!(store.take_login("l").is_some());
         assert!(store.take_login("l").is_none());
     }

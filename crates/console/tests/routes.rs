@@ -66,8 +66,6 @@ async fn console(oidc: bool) -> Arc<Console> {
     Console::new(
         Config {
             public_url: "https://console.example".into(),
-            service_domain: "svc".into(),
-            service_port: 8888,
             oidc,
         },
         unreachable_cluster(),
@@ -109,6 +107,26 @@ async fn bad_paths_are_refused_before_anything_else() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn two_session_cookies_are_refused_before_anything_else() {
+    let c = console(true).await;
+    for cookies in [
+        vec!["berth_console_session=a; berth_console_session=b"],
+        vec![
+            "_xsrf=1; berth_console_session=a",
+            " berth_console_session =b",
+        ],
+    ] {
+        let mut request = get("/notebook/team-a/lab/api/status");
+        for cookie in &cookies {
+            request = request.header(header::COOKIE, *cookie);
+        }
+        let response = send(&c, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{cookies:?}");
+        assert!(text(response).await.contains("two berth_console_session"));
     }
 }
 
