@@ -307,6 +307,55 @@ async fn a_notebook_over_quota_says_so_with_the_numbers_and_starts_when_room_app
     Ok(())
 }
 
+/// An owner who makes a Service named like a notebook beforehand, as an ExternalName pointing
+/// anywhere, does not keep it: once the Notebook exists its Service is a ClusterIP owned by the
+/// Notebook (the console dials only such a Service's cluster IP).
+#[tokio::test]
+async fn a_service_made_beforehand_becomes_the_notebooks_cluster_ip() -> Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    let (cluster, admin) = with_operator().await?;
+    let name = unique("nb-svc");
+    let owner = format!("owner-{name}@example.com");
+    create(&admin, &name, json!({"owners": [owner]})).await?;
+    wait_ready(&admin, &name).await?;
+    let as_owner = cluster.impersonate(&owner, &[]).await?;
+    let services: Api<Service> = Api::namespaced(as_owner.clone(), &name);
+    let squat: Service = serde_json::from_value(json!({
+        "metadata": {"name": "lab"},
+        "spec": {"type": "ExternalName", "externalName": "berth-operator.berth-system.svc"},
+    }))?;
+    services.create(&PostParams::default(), &squat).await?;
+    let notebooks: Api<Notebook> = Api::namespaced(as_owner.clone(), &name);
+    notebooks
+        .create(&PostParams::default(), &notebook("lab", json!({}))?)
+        .await?;
+    let uid = notebooks.get("lab").await?.uid().unwrap_or_default();
+    let service = eventually("the notebook's Service", WAIT, || async {
+        let s = services.get("lab").await?;
+        let owned = s
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Notebook" && o.uid == uid && o.controller == Some(true));
+        let spec = s.spec.clone().unwrap_or_default();
+        let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
+        Ok((owned
+            && spec.type_.as_deref() == Some("ClusterIP")
+            && !cluster_ip.is_empty()
+            && cluster_ip != "None")
+            .then_some(s))
+    })
+    .await?;
+    // The member's externalName field stays (the API server ignores it for a ClusterIP, and it
+    // is the member's field), but it no longer decides anything: the Service has a cluster IP
+    // and the notebook's selector.
+    let spec = service.spec.unwrap_or_default();
+    assert_eq!(
+        spec.selector.unwrap_or_default().get("berth.dev/notebook"),
+        Some(&"lab".to_owned())
+    );
+    Ok(())
+}
+
 /// The operator holds no exec right of its own (RBAC cannot confine one to Berth's namespaces, and
 /// admission policies are not consulted for exec): tried with its own token, exec is refused
 /// everywhere until an admin binds `berth-notebook-exec` in a namespace, and then allowed there
