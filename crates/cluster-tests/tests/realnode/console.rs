@@ -4,16 +4,20 @@
 //! Keycloak of the platform for browser logins. Every request goes to the console's Service as a
 //! caller in the cluster would.
 //!
-//! - a ServiceAccount member of the project (token by TokenRequest) reaches JupyterLab's
+//! - a ServiceAccount editor of the project (token by TokenRequest) reaches JupyterLab's
 //!   `api/status`, starts a kernel and talks to it over its WebSocket through the console;
+//! - a viewer of the project (who may `get` the Notebook but not `create notebooks/connect`)
+//!   gets 403 on HTTP and WebSocket: JupyterLab runs code;
 //! - a member of another project gets 403 on HTTP and WebSocket, an unauthenticated caller 401,
 //!   a WebSocket from another Origin 403, a path-traversal attempt 400, and the member gets 403 for
 //!   another project's notebook;
 //! - a Keycloak user whose verified e-mail is the project's owner logs in through the real code
 //!   flow (Keycloak's login form) and reaches the notebook; a Keycloak user who is not a member is
 //!   refused; a user with the owner's e-mail unverified gets no session;
-//! - neither the console's cookie nor `Authorization` reaches the upstream (a header-echoing
-//!   upstream in the place of a notebook).
+//! - a Service of the notebook's name that Berth did not make for that Notebook is never dialled
+//!   (502, "not Berth's"); once it carries the Notebook's controller reference, a header-echoing
+//!   upstream in its place shows that neither the console's cookie nor `Authorization` reaches
+//!   it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -477,13 +481,12 @@ async fn console_test(env: &Env) -> Result<()> {
         unique("rn-con-other"),
         unique("rn-con-echo"),
     );
-    let member_sa = json!([{"kind": "ServiceAccount", "name": "ci", "role": "viewer"}]);
-    ready_project(
-        client,
-        &ns,
-        json!({"owners": [owner], "members": member_sa}),
-    )
-    .await?;
+    let member_sa = json!([{"kind": "ServiceAccount", "name": "ci", "role": "editor"}]);
+    let members = json!([
+        {"kind": "ServiceAccount", "name": "ci", "role": "editor"},
+        {"kind": "ServiceAccount", "name": "watcher", "role": "viewer"},
+    ]);
+    ready_project(client, &ns, json!({"owners": [owner], "members": members})).await?;
     ready_project(
         client,
         &other,
@@ -597,6 +600,7 @@ async fn console_test(env: &Env) -> Result<()> {
     );
 
     let member = token(env, &ns, "ci").await?;
+    let viewer = token(env, &ns, "watcher").await?;
     let stranger = token(env, &other, "ci").await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -655,6 +659,29 @@ async fn console_test(env: &Env) -> Result<()> {
         "403 says who: {body}"
     );
     ensure!(!body.contains(&stranger), "the 403 page echoes the token");
+    // The viewer, as themselves (impersonated), may get the Notebook (so `get` alone would let
+    // them in) ...
+    let as_viewer = env
+        .shared
+        .cluster
+        .impersonate(
+            &format!("system:serviceaccount:{ns}:watcher"),
+            &[
+                "system:serviceaccounts",
+                &format!("system:serviceaccounts:{ns}"),
+            ],
+        )
+        .await?;
+    Api::<Notebook>::namespaced(as_viewer, &ns)
+        .get("lab")
+        .await
+        .context("the viewer may get the Notebook")?;
+    // ... and the console refuses them: opening it runs code.
+    let (code, _, body) = get(format!("{base}api/status"), Some(viewer.clone())).await?;
+    ensure!(
+        code == 403 && body.contains("notebooks.berth.dev/connect"),
+        "a viewer of the project (may get the Notebook, may not connect): {code} {body}"
+    );
     let (code, _, _) = get(format!("{base}api/status"), None).await?;
     ensure!(code == 401, "no credentials: {code}");
     let (code, _, _) = get(
@@ -729,10 +756,16 @@ async fn console_test(env: &Env) -> Result<()> {
     read_until(&mut ws, "kernel_info_reply").await?;
     drop(ws);
     let stranger_bearer = format!("Bearer {stranger}");
+    let viewer_bearer = format!("Bearer {viewer}");
     for (who, headers, want) in [
         (
             "another project's member",
             vec![("Authorization", stranger_bearer.as_str())],
+            403,
+        ),
+        (
+            "the project's viewer",
+            vec![("Authorization", viewer_bearer.as_str())],
             403,
         ),
         ("nobody", vec![], 401),
@@ -828,8 +861,9 @@ async fn console_test(env: &Env) -> Result<()> {
         "the impostor got a session"
     );
 
-    // What reaches the upstream: an echo in the place of a notebook (a namespace that is not a
-    // project's, where the member may get Notebook `hdr`).
+    // A Service Berth did not make, then what reaches the upstream: an echo in the place of a
+    // notebook (a namespace that is not a project's, where the member may connect to Notebook
+    // `hdr`; the operator writes nothing there).
     crate::support::namespace(client, &echo_ns, &[]).await?;
     place_on_real_node(client, &echo_ns).await?;
     let mut pod = shell_pod(
@@ -854,7 +888,7 @@ async fn console_test(env: &Env) -> Result<()> {
     .await?;
     let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
         "metadata": {"name": "get-hdr", "namespace": echo_ns},
-        "rules": [{"apiGroups": ["berth.dev"], "resources": ["notebooks"], "verbs": ["get"], "resourceNames": ["hdr"]}]});
+        "rules": [{"apiGroups": ["berth.dev"], "resources": ["notebooks/connect"], "verbs": ["create"], "resourceNames": ["hdr"]}]});
     apply(
         &Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), &echo_ns),
         "get-hdr",
@@ -877,6 +911,45 @@ async fn console_test(env: &Env) -> Result<()> {
         &json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Notebook",
                 "metadata": {"name": "hdr", "namespace": echo_ns},
                 "spec": {"resources": {"requests": {"cpu": "10m", "memory": "64Mi"}}, "home": {"size": "64Mi"}}}),
+    )
+    .await?;
+    // Service `hdr` was made by hand (as an editor could, before or instead of the operator):
+    // the console refuses to dial it.
+    let refused = eventually(
+        "the console refuses a Service that is not Berth's",
+        Duration::from_secs(30),
+        || {
+            let get = &get;
+            let url = format!("{console}/notebook/{echo_ns}/hdr/echo");
+            let member = member.clone();
+            async move {
+                let (code, _, body) = get(url, Some(member)).await?;
+                Ok((code != 403).then_some((code, body)))
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        refused.0 == 502 && refused.1.contains("not Berth"),
+        "a Service Berth did not make: {} {}",
+        refused.0,
+        refused.1
+    );
+    // With the Notebook's controller reference (what the operator's Service carries), it is.
+    let uid = Api::<Notebook>::namespaced(client.clone(), &echo_ns)
+        .get("hdr")
+        .await?
+        .metadata
+        .uid
+        .context("Notebook hdr has no uid")?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), &echo_ns),
+        "hdr",
+        &json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "hdr", "namespace": echo_ns, "ownerReferences": [{
+                    "apiVersion": "berth.dev/v1alpha1", "kind": "Notebook", "name": "hdr",
+                    "uid": uid, "controller": true}]},
+                "spec": {"selector": {"app": "hdr"}, "ports": [{"name": "http", "port": 8888, "targetPort": 8888}]}}),
     )
     .await?;
     let echoed: Value = eventually(
