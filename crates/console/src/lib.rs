@@ -7,5 +7,6 @@ pub mod kube_auth;
 pub mod oidc;
 pub mod pages;
 pub mod path;
+pub mod serve;
 pub mod session;
 pub mod upstream;

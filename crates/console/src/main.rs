@@ -82,10 +82,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, origin = console.origin(), "berth-console serving");
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(async {
+    berth_console::serve::serve(
+        listener,
+        router(console),
+        berth_console::serve::HEADER_READ_TIMEOUT,
+        async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        },
+    )
+    .await;
     Ok(())
 }
