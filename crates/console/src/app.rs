@@ -13,24 +13,24 @@
 //! Each request is logged with its user (the audit), never with a token.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Response, StatusCode, header};
 use axum::routing::get;
-use serde::Deserialize;
 
 use berth_api::notebook::{Notebook, NotebookPhase};
 use k8s_openapi::api::core::v1::Service;
 
 use crate::forward::{self, UpstreamClient};
 use crate::kube_auth::{Identity, Refusal, Reviewer};
-use crate::oidc::{self, Oidc, OidcSettings};
+use crate::login;
+use crate::oidc::{Oidc, OidcSettings};
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
-use crate::session::{self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session, Store};
+use crate::session::{self, SESSION_COOKIE, Store};
 use crate::upstream;
 
 /// How the console runs.
@@ -47,11 +47,11 @@ pub struct Config {
 pub struct Console {
     pub config: Config,
     origin: String,
-    secure: bool,
+    pub(crate) secure: bool,
     reviewer: Reviewer,
     kube: kube::Client,
-    oidc: Option<Oidc>,
-    store: Store,
+    pub(crate) oidc: Option<Oidc>,
+    pub(crate) store: Store,
     http: UpstreamClient,
 }
 
@@ -86,11 +86,11 @@ impl Console {
 /// The router.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(home))
+        .route("/", get(login::home))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/login", get(login))
-        .route("/oauth2/callback", get(callback))
-        .route("/logout", get(logout))
+        .route("/login", get(login::login))
+        .route("/oauth2/callback", get(login::callback))
+        .route("/logout", get(login::logout))
         .route("/notebook/{*rest}", axum::routing::any(notebook))
         .with_state(console)
 }
@@ -127,7 +127,7 @@ fn unauthenticated(why: &str) -> Response<Body> {
     response
 }
 
-fn redirect(to: &str) -> Response<Body> {
+pub(crate) fn redirect(to: &str) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::FOUND;
     if let Ok(value) = header::HeaderValue::from_str(to) {
@@ -140,19 +140,19 @@ fn redirect(to: &str) -> Response<Body> {
     response
 }
 
-fn with_cookie(mut response: Response<Body>, cookie: &str) -> Response<Body> {
+pub(crate) fn with_cookie(mut response: Response<Body>, cookie: &str) -> Response<Body> {
     if let Ok(value) = header::HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
-fn unavailable(why: &str) -> Response<Body> {
+pub(crate) fn unavailable(why: &str) -> Response<Body> {
     page(StatusCode::SERVICE_UNAVAILABLE, "Try again", why)
 }
 
 /// 503 with `Retry-After: 60`: the console's bounded memory is full.
-fn busy(why: &str) -> Response<Body> {
+pub(crate) fn busy(why: &str) -> Response<Body> {
     let mut response = unavailable(why);
     response
         .headers_mut()
@@ -398,213 +398,4 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
         "forwarded"
     );
     answer
-}
-
-#[derive(Deserialize)]
-struct LoginQuery {
-    #[serde(default)]
-    next: Option<String>,
-}
-
-/// `/login?next=<same-origin path>`: starts the code flow.
-async fn login(State(console): State<Arc<Console>>, Query(q): Query<LoginQuery>) -> Response<Body> {
-    let Some(oidc) = &console.oidc else {
-        return page(
-            StatusCode::NOT_FOUND,
-            "No browser login",
-            "this console takes bearer tokens only (it has no --oidc-issuer)",
-        );
-    };
-    let return_to = q
-        .next
-        .as_deref()
-        .and_then(path::same_origin_path)
-        .unwrap_or("/")
-        .to_owned();
-    let (Ok(id), Ok(state), Ok(nonce), Ok(verifier)) = (
-        session::random_id(),
-        session::random_id(),
-        session::random_id(),
-        session::random_id(),
-    ) else {
-        return unavailable("no random numbers from the operating system");
-    };
-    let url = match oidc.authorization_url(&state, &nonce, &verifier).await {
-        Ok(url) => url,
-        Err(e) => return unavailable(&e.0),
-    };
-    let pending = console.store.put_login(
-        id.clone(),
-        Login {
-            state,
-            nonce,
-            verifier,
-            return_to,
-            until: Instant::now() + session::LOGIN_TTL,
-        },
-    );
-    if pending.is_err() {
-        tracing::warn!(
-            max = session::MAX_LOGINS,
-            "refused: too many logins in progress"
-        );
-        return busy("too many logins are in progress; try again in a minute");
-    }
-    with_cookie(
-        redirect(&url),
-        &session::set_cookie(LOGIN_COOKIE, &id, session::LOGIN_TTL, console.secure),
-    )
-}
-
-#[derive(Deserialize)]
-struct CallbackQuery {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-fn login_failed(why: &str) -> Response<Body> {
-    html(
-        StatusCode::BAD_REQUEST,
-        "Login failed",
-        &format!(
-            "<p>{}</p>\n<p><a href=\"/login\">Log in again</a></p>",
-            escape(why)
-        ),
-    )
-}
-
-/// `/oauth2/callback?code&state`: ends the code flow, for the browser that started it only.
-async fn callback(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-    Query(q): Query<CallbackQuery>,
-) -> Response<Body> {
-    let Some(oidc) = &console.oidc else {
-        return page(
-            StatusCode::NOT_FOUND,
-            "No browser login",
-            "no --oidc-issuer",
-        );
-    };
-    let clear_login = session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO, console.secure);
-    let Some(login) =
-        session::cookie(&headers, LOGIN_COOKIE).and_then(|id| console.store.take_login(id))
-    else {
-        return with_cookie(
-            login_failed("this login was not started by this browser, or took too long"),
-            &clear_login,
-        );
-    };
-    if q.state.as_deref() != Some(login.state.as_str()) {
-        tracing::warn!("a login callback came back with another state");
-        return with_cookie(
-            login_failed("the login's state does not match"),
-            &clear_login,
-        );
-    }
-    if let Some(error) = q.error {
-        return with_cookie(
-            login_failed(&format!("the identity provider said: {error}")),
-            &clear_login,
-        );
-    }
-    let Some(code) = q.code else {
-        return with_cookie(login_failed("no code in the callback"), &clear_login);
-    };
-    let oidc::Finished {
-        claims,
-        id_token,
-        session_secs,
-    } = match oidc.finish(&code, &login.verifier, &login.nonce).await {
-        Ok(done) => done,
-        Err(e) => return with_cookie(login_failed(&e.0), &clear_login),
-    };
-    let who = match oidc::identity(&claims, &oidc.settings) {
-        Ok(who) => who,
-        Err(e) => {
-            tracing::warn!(sub = %claims.sub, reason = %e, "login refused");
-            return with_cookie(
-                html(
-                    StatusCode::FORBIDDEN,
-                    "Login refused",
-                    &format!("<p>{}</p>", escape(&e.0)),
-                ),
-                &clear_login,
-            );
-        }
-    };
-    let Ok(id) = session::random_id() else {
-        return unavailable("no random numbers from the operating system");
-    };
-    // As long as the identity provider's own session (its refresh token), at most SESSION_TTL;
-    // access is asked of the API server on every request anyway.
-    let ttl = session_secs
-        .map_or(session::SESSION_TTL, Duration::from_secs)
-        .clamp(Duration::from_secs(300), session::SESSION_TTL);
-    let (user, groups) = (who.username.clone(), who.groups.clone());
-    let kept = console.store.put_session(
-        id.clone(),
-        Session {
-            identity: who,
-            until: Instant::now() + ttl,
-            id_token,
-        },
-    );
-    if kept.is_err() {
-        tracing::warn!(user = %user, max = session::MAX_SESSIONS, "refused: too many sessions");
-        return with_cookie(
-            busy("the console holds too many sessions; try again later"),
-            &clear_login,
-        );
-    }
-    tracing::info!(user = %user, groups = ?groups, "logged in");
-    let response = with_cookie(redirect(&login.return_to), &clear_login);
-    with_cookie(
-        response,
-        &session::set_cookie(SESSION_COOKIE, &id, ttl, console.secure),
-    )
-}
-
-/// `/logout`: ends the console's session, then the identity provider's.
-async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response<Body> {
-    let ended =
-        session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.end_session(id));
-    let clear = session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, console.secure);
-    if let Some(session) = &ended {
-        tracing::info!(user = %session.identity.username, "logged out");
-    }
-    let after = format!("{}/", console.origin());
-    if let (Some(oidc), Some(session)) = (&console.oidc, &ended)
-        && let Some(url) = oidc.end_session_url(&session.id_token, &after).await
-    {
-        return with_cookie(redirect(&url), &clear);
-    }
-    with_cookie(
-        page(
-            StatusCode::OK,
-            "Logged out",
-            "you are logged out of the console",
-        ),
-        &clear,
-    )
-}
-
-/// `/`: who you are, and how to open a notebook.
-async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response<Body> {
-    let who = session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.session(id));
-    let body = match who {
-        Some(s) => format!(
-            "<p>You are <b>{}</b>. Open a notebook at <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/lab</code>.</p>\n<p><a href=\"/logout\">Log out</a></p>",
-            escape(&s.identity.username)
-        ),
-        None if console.oidc.is_some() => {
-            "<p>You are not logged in. <a href=\"/login\">Log in</a></p>".to_owned()
-        }
-        None => "<p>Send <code>Authorization: Bearer &lt;token&gt;</code> to open <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/</code>.</p>".to_owned(),
-    };
-    html(StatusCode::OK, "Berth console", &body)
 }

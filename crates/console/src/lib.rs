@@ -4,6 +4,7 @@
 pub mod app;
 pub mod forward;
 pub mod kube_auth;
+mod login;
 pub mod oidc;
 pub mod pages;
 pub mod path;
