@@ -456,7 +456,7 @@ async fn console_logs(env: &Env) -> String {
 }
 
 #[tokio::test]
-async fn the_console_lets_in_only_those_who_may_get_the_notebook() -> Result<()> {
+async fn the_console_lets_in_only_those_who_may_connect_to_the_notebook() -> Result<()> {
     let env = env().await?;
     let result = console_test(&env).await;
     if let Err(e) = &result {
