@@ -97,7 +97,8 @@ fn trim(bytes: &[u8]) -> &[u8] {
 /// cookie `=berth_console_session=x` is sent back by browsers as `berth_console_session=x`), not
 /// be one of the console's cookies nor have a value that starts with one's name, and every `Path`
 /// attribute must be under the notebook's own `prefix` (a missing Path defaults to the request's
-/// directory, which is under it). `Domain` is not checked: the console's host is the only one.
+/// directory, which is under it), and it may have no `Domain` attribute (which would set it for
+/// the console's parent domain and every sibling site under it; JupyterLab sets none).
 pub fn notebook_may_set(set_cookie: &[u8], prefix: &str) -> bool {
     let mut parts = set_cookie.split(|b| *b == b';');
     let pair = parts.next().unwrap_or_default();
@@ -122,6 +123,9 @@ pub fn notebook_may_set(set_cookie: &[u8], prefix: &str) -> bool {
             Some(i) => (trim(&attribute[..i]), trim(&attribute[i + 1..])),
             None => (attribute, &[][..]),
         };
+        if key.eq_ignore_ascii_case(b"domain") {
+            return false;
+        }
         !key.eq_ignore_ascii_case(b"path") || path_under(&String::from_utf8_lossy(val), prefix)
     })
 }
@@ -454,6 +458,8 @@ mod tests {
             b"other=1; Path=/notebook/a/c/",
             b"sibling=1; Path=/notebook/a/bb",
             b"twice=1; Path=/notebook/a/b/; Path=/",
+            b"parent=1; Path=/notebook/a/b/; Domain=example.com",
+            b"host=1; domain=console.example; Path=/notebook/a/b/",
         ]);
         let left: Vec<String> = left
             .iter()
