@@ -249,3 +249,33 @@ impl Cluster {
         std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 }
+
+/// What an admin does to let the operator run notebooks' `exec` activity probes in `namespace`
+/// (docs/notebooks.md): a RoleBinding `berth-notebook-exec` of the ClusterRole of that name to the
+/// operator's ServiceAccount (`berth-system/berth-operator`).
+pub async fn grant_notebook_exec(client: &Client, namespace: &str) -> Result<(), Error> {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("berth-notebook-exec".into()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "ClusterRole".into(),
+                    name: "berth-notebook-exec".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "berth-operator".into(),
+                    namespace: Some("berth-system".into()),
+                    api_group: None,
+                }]),
+            },
+        )
+        .await?;
+    Ok(())
+}

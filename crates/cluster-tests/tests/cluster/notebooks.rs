@@ -362,7 +362,6 @@ async fn a_service_made_beforehand_becomes_the_notebooks_cluster_ip() -> Result<
 /// only.
 #[tokio::test]
 async fn the_operator_execs_only_where_an_admin_granted_it() -> Result<()> {
-    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
     use kube::api::AttachParams;
     use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -412,28 +411,7 @@ async fn the_operator_execs_only_where_an_admin_granted_it() -> Result<()> {
         let answer = exec(ns).await;
         assert!(forbidden(&answer), "{answer:?}");
     }
-    Api::<RoleBinding>::namespaced(admin.clone(), &granted)
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some("berth-notebook-exec".into()),
-                    ..Default::default()
-                },
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "ClusterRole".into(),
-                    name: "berth-notebook-exec".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "berth-operator".into(),
-                    namespace: Some("berth-system".into()),
-                    api_group: None,
-                }]),
-            },
-        )
-        .await?;
+    berth_testenv::manifests::grant_notebook_exec(&admin, &granted).await?;
     let answer = eventually("exec allowed where granted", WAIT, || async {
         let answer = exec(&granted).await;
         Ok((!forbidden(&answer)).then_some(answer))

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use berth_api::notebook::{Notebook, NotebookPhase};
@@ -46,28 +45,7 @@ async fn an_exec_probe_reads_the_last_activity_from_the_container() -> Result<()
     crate::support::ready_project(client, &ns, json!({"owners": [OWNER]})).await?;
     place_on_real_node(client, &ns).await?;
     // The admin lets the operator exec in this namespace.
-    Api::<RoleBinding>::namespaced(client.clone(), &ns)
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some("berth-notebook-exec".into()),
-                    ..Default::default()
-                },
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "ClusterRole".into(),
-                    name: "berth-notebook-exec".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "berth-operator".into(),
-                    namespace: Some("berth-system".into()),
-                    api_group: None,
-                }]),
-            },
-        )
-        .await?;
+    berth_testenv::manifests::grant_notebook_exec(client, &ns).await?;
     let owner = env.shared.cluster.impersonate(OWNER, &[]).await?;
     let notebooks: Api<Notebook> = Api::namespaced(owner.clone(), &ns);
     let started = Instant::now();
