@@ -125,7 +125,7 @@ async fn istio_and_kubeflow_compatibility() -> Result<()> {
         &cnp,
         "mesh",
         "mesh",
-        &["istio-system", "mesh", "monitoring"],
+        &["berth-system", "istio-system", "mesh", "monitoring"],
     )
     .await?;
     let network = projects

@@ -189,7 +189,7 @@ async fn an_istio_without_v1_still_reconciles_deletes_and_says_which_version_it_
         &anp,
         "older",
         "older",
-        &["istio-system", "monitoring", "older"],
+        &["berth-system", "istio-system", "monitoring", "older"],
     )
     .await?;
     let refused =

@@ -99,24 +99,25 @@ pub fn poll_interval(timeout: Duration) -> Duration {
 /// What the operator logs (a warning) when a notebook's activity cannot be read; benchmarks count it.
 pub const READ_FAILED: &str = "could not read the notebook's activity";
 
-/// When each running notebook's activity is next read, so that a reconcile for any other reason
-/// (a pod's status, a template's change, a resync) does not read it again, and a notebook whose
-/// reads fail is tried once per interval, not once per event. Keyed by `<namespace>/<name>`;
-/// an entry goes when the notebook is seen stopped or not running.
+/// When each running notebook's activity was last read, so that a reconcile for any other reason
+/// (a pod's status, a template's change, a resync) does not read it again within the poll
+/// interval, and a notebook whose reads fail is tried once per interval, not once per event. The
+/// interval is the notebook's current one: a shorter idle timeout makes the next read due sooner.
+/// Keyed by `<namespace>/<name>`; an entry goes when the notebook is seen stopped or not running.
 #[derive(Default)]
 pub struct Schedule {
-    due: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Schedule {
-    /// None when a read is due at `now` (and the next one is then booked `interval` later), or
-    /// how long until it is.
+    /// None when a read is due at `now` (which is then noted as the last read), or how long
+    /// until it is: `interval` after the last read.
     pub fn take(&self, key: &str, now: std::time::Instant, interval: Duration) -> Option<Duration> {
-        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
-        match due.get(key) {
-            Some(at) if *at > now => Some(*at - now),
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get(key).map(|at| *at + interval) {
+            Some(due) if due > now => Some(due - now),
             _ => {
-                due.insert(key.to_owned(), now + interval);
+                last.insert(key.to_owned(), now);
                 None
             }
         }
@@ -124,7 +125,7 @@ impl Schedule {
 
     /// Forgets a notebook (stopped, not running): its next read is due as soon as it runs.
     pub fn forget(&self, key: &str) {
-        self.due
+        self.last
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
@@ -309,6 +310,25 @@ mod schedule_tests {
         schedule.forget("a/lab");
         assert_eq!(
             schedule.take("a/lab", t0 + interval + Duration::from_secs(1), interval),
+            None
+        );
+    }
+
+    #[test]
+    fn a_shorter_interval_makes_the_next_read_due_sooner() {
+        let schedule = Schedule::default();
+        let t0 = Instant::now();
+        // Read under a 1 h idle timeout (a read every 5 min)…
+        assert_eq!(schedule.take("a/lab", t0, Duration::from_secs(300)), None);
+        // …then the timeout becomes 10 s (a read every 5 s): due 5 s after the last read, not
+        // when the 5 min would have ended.
+        let short = Duration::from_secs(5);
+        assert_eq!(
+            schedule.take("a/lab", t0 + Duration::from_secs(2), short),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            schedule.take("a/lab", t0 + Duration::from_secs(6), short),
             None
         );
     }
