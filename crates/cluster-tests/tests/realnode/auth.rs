@@ -176,12 +176,17 @@ async fn client_token(
 }
 
 /// A token of ServiceAccount `account` of `ns`, made for `audience` (what `kubectl create token
-/// ACCOUNT --audience AUDIENCE` does).
-async fn account_token(env: &Env, ns: &str, account: &str, audience: &str) -> Result<String> {
+/// ACCOUNT --audience AUDIENCE` does), or for the API server itself when `audience` is empty.
+pub(crate) async fn account_token(
+    env: &Env,
+    ns: &str,
+    account: &str,
+    audience: &str,
+) -> Result<String> {
     let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), ns);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
-            audiences: Some(vec![audience.to_owned()]),
+            audiences: (!audience.is_empty()).then(|| vec![audience.to_owned()]),
             expiration_seconds: Some(600),
             ..Default::default()
         }),

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -65,21 +64,7 @@ async fn token(env: &Env, ns: &str, account: &str) -> Result<String> {
         let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": account}}))?;
         accounts.create(&PostParams::default(), &sa).await?;
     }
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let answer: TokenRequest = accounts
-        .create_subresource("token", account, &PostParams::default(), &request)
-        .await?;
-    answer
-        .status
-        .and_then(|s| s.token)
-        .filter(|t| !t.is_empty())
-        .context("no token")
+    crate::auth::account_token(env, ns, account, "").await
 }
 
 /// Keycloak's admin API with a master-realm admin token.
