@@ -17,13 +17,16 @@ mod common;
 mod error;
 mod garage;
 mod keycloak;
+mod keycloak_realm;
 mod minio;
 mod relay;
 mod s3;
+mod tls;
 
 pub use error::Error;
 pub use garage::{GARAGE_REGION, Garage, GarageKey};
-pub use keycloak::{KEYCLOAK_ADMIN, Keycloak};
+pub use keycloak::{KEYCLOAK_ADMIN, Keycloak, KeycloakOptions};
+pub use keycloak_realm::{Account, ConsoleClient};
 pub use minio::{MINIO_REGION, Minio};
 pub use relay::Relay;
 pub use s3::s3_client;
