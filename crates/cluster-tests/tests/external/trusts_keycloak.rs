@@ -9,7 +9,8 @@
 //!   e-mail applies (a RoleBinding by e-mail, as a Project's);
 //! - refused (401): an unverified e-mail; an ID token of another client of the realm; the
 //!   console client's access token (its `aud` is not the console); garbage; a valid token with
-//!   one byte of its signature changed, or with its e-mail rewritten; a token past its `exp`;
+//!   one byte of its signature changed, or with its e-mail rewritten; a token past its `exp`
+//!   (its twin is taken before);
 //! - a user put in a Keycloak group named `system:masters` is refused, so they can ask nothing
 //!   (not even `can-i`), and the same user out of that group is let in as themselves: the group
 //!   is the reason;
@@ -514,26 +515,46 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         }
     }
 
-    // A token past its `exp` is refused: ID tokens of this realm live 2 s from now on.
+    // A token past its `exp` is refused: ID tokens of this realm live 6 s from now on. A twin
+    // (the same user, client and lifespan, from a second login) is taken before its `exp`, so
+    // the time is the reason. Not the same token: the API server caches a token it accepted for
+    // 10 s (kube-apiserver's token success cache), past its `exp` too.
     let token = keycloak.admin_token().await?;
     keycloak
         .http()
         .put(format!("{}/admin/realms/{REALM}", keycloak.base_url()))
         .bearer_auth(token)
-        .json(&json!({"accessTokenLifespan": 2}))
+        .json(&json!({"accessTokenLifespan": 6}))
         .send()
         .await?
         .error_for_status()?;
+    let twin = login.tokens(CONSOLE, &console_secret, "alice").await?;
     let short = login.tokens(CONSOLE, &console_secret, "alice").await?;
-    let exp = claims(&short.id)?["exp"].as_u64().context("no exp")?;
+    let exp = |token: &str| -> Result<u64> { claims(token)?["exp"].as_u64().context("no exp") };
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default()
     };
-    ensure!(exp <= now() + 3, "the short token lives until {exp}");
-    tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now()) + 2)).await;
+    ensure!(
+        exp(&short.id)? <= now() + 7,
+        "the short token lives until {}",
+        exp(&short.id)?
+    );
+    let before = who(&plane, &twin.id).await?;
+    ensure!(
+        now() < exp(&twin.id)?,
+        "the test was too slow to use the twin before its exp"
+    );
+    ensure!(
+        before.as_ref().ok().and_then(|u| u.username.as_deref()) == Some("alice@example.com"),
+        "the short-lived twin before its exp: {before:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(
+        exp(&short.id)?.saturating_sub(now()) + 1,
+    ))
+    .await;
     refused("an expired token", who(&plane, &short.id).await?)?;
 
     eprintln!(
