@@ -198,7 +198,10 @@ async fn dev(args: Args) -> Result<()> {
         match smoke_check(&cluster, &applied).await {
             Ok(()) => match models::smoke_check(&client).await {
                 Ok(()) => match predict(&client).await {
-                    Ok(_) => notebooks::smoke_check(&cluster, &notebook).await,
+                    Ok(_) => match notebooks::smoke_check(&cluster, &notebook).await {
+                        Ok(()) => providers::smoke_login(&cluster, &keycloak, &realm).await,
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),

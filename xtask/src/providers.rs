@@ -24,6 +24,7 @@ pub const CONSOLE_CLIENT: &str = "berth.console";
 
 /// What the realm holds for people: the console's client and the sample accounts.
 pub struct Realm {
+    pub console: ConsoleClient,
     pub console_url: String,
     pub console_secret: String,
     /// Sample accounts (e-mail, password, Keycloak groups), each able to log in.
@@ -36,16 +37,12 @@ pub struct Realm {
 /// group) and an outsider, all with verified e-mails.
 pub async fn realm(keycloak: &Keycloak, samples: &Path, console_url: &str) -> Result<Realm> {
     keycloak.create_realm(REALM).await?;
-    let console_secret = keycloak
-        .create_console_client(
-            REALM,
-            &ConsoleClient {
-                client_id: CONSOLE_CLIENT.to_owned(),
-                redirect_uri: format!("{console_url}/oauth2/callback"),
-                post_logout_redirect_uri: format!("{console_url}/"),
-            },
-        )
-        .await?;
+    let console = ConsoleClient {
+        client_id: CONSOLE_CLIENT.to_owned(),
+        redirect_uri: format!("{console_url}/oauth2/callback"),
+        post_logout_redirect_uri: format!("{console_url}/"),
+    };
+    let console_secret = keycloak.create_console_client(REALM, &console).await?;
     let (mut users, mut groups) = sample_members(samples)?;
     users.sort();
     users.dedup();
@@ -83,6 +80,7 @@ pub async fn realm(keycloak: &Keycloak, samples: &Path, console_url: &str) -> Re
         out.len()
     );
     Ok(Realm {
+        console,
         console_url: console_url.to_owned(),
         console_secret,
         accounts: out,
@@ -221,6 +219,52 @@ pub fn explain(garage: &Garage, keycloak: &Keycloak) {
     eprintln!();
     eprintln!("Its OIDC client: kubectl -n fraud-detection get secret berth-oidc -o yaml");
     eprintln!();
+}
+
+/// For `--smoke`: each sample account logs in through Keycloak's form for the console's client
+/// and its ID token is, to the API server (a SelfSubjectReview), that e-mail in its groups.
+pub async fn smoke_login(
+    cluster: &berth_testenv::Cluster,
+    keycloak: &Keycloak,
+    realm: &Realm,
+) -> Result<()> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    for (email, password, groups) in &realm.accounts {
+        let tokens = keycloak
+            .log_in(
+                REALM,
+                &realm.console,
+                &realm.console_secret,
+                email,
+                password,
+            )
+            .await
+            .with_context(|| format!("logging {email} in"))?;
+        let mut config = cluster.config().await?;
+        config.auth_info.token = Some(tokens.id_token.into());
+        let reviews: Api<SelfSubjectReview> = Api::all(kube::Client::try_from(config)?);
+        let user = reviews
+            .create(&Default::default(), &SelfSubjectReview::default())
+            .await
+            .with_context(|| format!("the API server on {email}'s ID token"))?
+            .status
+            .and_then(|s| s.user_info)
+            .context("a SelfSubjectReview without userInfo")?;
+        let seen = user.groups.unwrap_or_default();
+        if user.username.as_deref() != Some(email.as_str())
+            || groups.iter().any(|g| !seen.contains(g))
+        {
+            bail!(
+                "{email}'s ID token is {:?} in {seen:?} to the API server",
+                user.username
+            );
+        }
+    }
+    eprintln!(
+        "    {} sample accounts logged in through Keycloak; the API server takes each one's ID token as their e-mail and groups",
+        realm.accounts.len()
+    );
+    Ok(())
 }
 
 /// For `--smoke`: the sample project's bucket and OIDC client are provisioned.

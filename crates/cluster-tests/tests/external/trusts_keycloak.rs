@@ -28,9 +28,8 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use berth_services::{Account, ConsoleClient, Keycloak, KeycloakOptions};
+use berth_services::{Account, ConsoleClient, Keycloak, KeycloakOptions, Tokens};
 use berth_testenv::{ControlPlane, Options, TrustedIssuer};
 
 const REALM: &str = "berth";
@@ -87,132 +86,12 @@ fn b64url_decode(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn random() -> Result<String> {
-    Ok(berth_testenv::util::random_hex(32)?)
-}
-
-/// The tokens of one login.
-struct Tokens {
-    id: String,
-    access: String,
-}
-
-/// A browser on Keycloak: cookies kept, redirects read, not followed.
-struct Login {
-    http: reqwest::Client,
-    issuer: String,
-}
-
-impl Login {
-    fn new(keycloak: &Keycloak) -> Result<Self> {
-        let ca = keycloak.ca_pem().context("Keycloak serves no HTTPS")?;
-        Ok(Self {
-            http: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes())?)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            issuer: keycloak
-                .https_issuer(REALM)
-                .context("Keycloak serves no HTTPS")?,
-        })
-    }
-
-    /// Logs `username` in through Keycloak's form for `client` (code flow, PKCE S256) and
-    /// exchanges the code as the console does.
-    async fn tokens(&self, client: &str, secret: &str, username: &str) -> Result<Tokens> {
-        let verifier = random()?;
-        let challenge = b64url(&Sha256::digest(verifier.as_bytes()));
-        let state = random()?;
-        let redirect_uri = format!("{CONSOLE_URL}oauth2/callback");
-        let page = self
-            .http
-            .get(format!("{}/protocol/openid-connect/auth", self.issuer))
-            .query(&[
-                ("client_id", client),
-                ("redirect_uri", &redirect_uri),
-                ("response_type", "code"),
-                ("scope", "openid email profile"),
-                ("state", &state),
-                ("nonce", &random()?),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ])
-            .send()
-            .await?;
-        let cookies: Vec<String> = page
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|c| c.to_str().ok()?.split(';').next().map(str::to_owned))
-            .collect();
-        let status = page.status();
-        let form = page.text().await?;
-        let action = form
-            .split("id=\"kc-form-login\"")
-            .nth(1)
-            .and_then(|rest| rest.split("action=\"").nth(1))
-            .and_then(|rest| rest.split('"').next())
-            .map(|a| a.replace("&amp;", "&"))
-            .with_context(|| {
-                format!("no login form ({status}): {}", &form[..form.len().min(400)])
-            })?;
-        let answer = self
-            .http
-            .post(action)
-            .header("Cookie", cookies.join("; "))
-            .form(&[("username", username), ("password", PASSWORD)])
-            .send()
-            .await?;
-        let location = answer
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "no redirect after logging {username} in: {}",
-                    answer.status()
-                )
-            })?;
-        let url = reqwest::Url::parse(&location)?;
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        ensure!(
-            param("state").as_deref() == Some(state.as_str()),
-            "state: {location}"
-        );
-        let code = param("code").with_context(|| format!("no code: {location}"))?;
-        let tokens: Value = self
-            .http
-            .post(format!("{}/protocol/openid-connect/token", self.issuer))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", &redirect_uri),
-                ("client_id", client),
-                ("client_secret", secret),
-                ("code_verifier", &verifier),
-            ])
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let token = |name: &str| {
-            tokens[name]
-                .as_str()
-                .map(str::to_owned)
-                .with_context(|| format!("no {name} for {username}: {tokens}"))
-        };
-        Ok(Tokens {
-            id: token("id_token")?,
-            access: token("access_token")?,
-        })
-    }
+/// One login of `username` through Keycloak's form for client `id` (code flow with PKCE).
+async fn tokens(keycloak: &Keycloak, id: &str, secret: &str, username: &str) -> Result<Tokens> {
+    let tokens = keycloak
+        .log_in(REALM, &client(id), secret, username, PASSWORD)
+        .await?;
+    Ok(tokens)
 }
 
 /// A JWT's claims, read without checking anything (what the test sent, for messages).
@@ -336,21 +215,20 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
     })
     .await?;
     let started = begin.elapsed();
-    let login = Login::new(&keycloak)?;
 
     // Alice is alice@example.com, in her Keycloak groups. The API server fetches Keycloak's keys
     // in the background after its start: a 401 before that is retried for a while.
-    let alice = login.tokens(CONSOLE, &console_secret, "alice").await?;
+    let alice = tokens(&keycloak, CONSOLE, &console_secret, "alice").await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let user = loop {
-        match who(&plane, &alice.id).await? {
+        match who(&plane, &alice.id_token).await? {
             Ok(user) => break user,
             Err(code) if Instant::now() < deadline && code == 401 => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(code) => bail!(
                 "alice's ID token (claims {}) was refused: {code}",
-                claims(&alice.id)?
+                claims(&alice.id_token)?
             ),
         }
     };
@@ -387,43 +265,49 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while can_i(&plane, &alice.id, "list", "pods", Some("vision")).await? != Ok(true) {
+    while can_i(&plane, &alice.id_token, "list", "pods", Some("vision")).await? != Ok(true) {
         ensure!(
             Instant::now() < deadline,
             "alice cannot list pods in vision"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Api::<Pod>::namespaced(as_bearer(&plane, &alice.id).await?, "vision")
+    Api::<Pod>::namespaced(as_bearer(&plane, &alice.id_token).await?, "vision")
         .list(&ListParams::default())
         .await?;
     assert_eq!(
-        can_i(&plane, &alice.id, "create", "pods", Some("vision")).await?,
+        can_i(&plane, &alice.id_token, "create", "pods", Some("vision")).await?,
         Ok(false)
     );
-    assert_eq!(can_i(&plane, &alice.id, "*", "*", None).await?, Ok(false));
+    assert_eq!(
+        can_i(&plane, &alice.id_token, "*", "*", None).await?,
+        Ok(false)
+    );
 
     // An unverified e-mail names nobody.
-    let mallory = login.tokens(CONSOLE, &console_secret, "mallory").await?;
-    ensure!(claims(&mallory.id)?["email_verified"] == false);
-    refused("an unverified e-mail", who(&plane, &mallory.id).await?)?;
+    let mallory = tokens(&keycloak, CONSOLE, &console_secret, "mallory").await?;
+    ensure!(claims(&mallory.id_token)?["email_verified"] == false);
+    refused(
+        "an unverified e-mail",
+        who(&plane, &mallory.id_token).await?,
+    )?;
 
     // A token for another client of the realm, or the console's access token, is not the
     // console's ID token.
-    let elsewhere = login.tokens(OTHER, &other_secret, "alice").await?;
-    ensure!(claims(&elsewhere.id)?["aud"] == OTHER);
+    let elsewhere = tokens(&keycloak, OTHER, &other_secret, "alice").await?;
+    ensure!(claims(&elsewhere.id_token)?["aud"] == OTHER);
     refused(
         "another client's ID token",
-        who(&plane, &elsewhere.id).await?,
+        who(&plane, &elsewhere.id_token).await?,
     )?;
     refused(
         "the console's access token",
-        who(&plane, &alice.access).await?,
+        who(&plane, &alice.access_token).await?,
     )?;
 
     // Garbage, a changed signature, a rewritten e-mail.
     refused("garbage", who(&plane, "not-a-token").await?)?;
-    let parts: Vec<&str> = alice.id.split('.').collect();
+    let parts: Vec<&str> = alice.id_token.split('.').collect();
     ensure!(parts.len() == 3, "alice's ID token is no JWS");
     let mut signature = b64url_decode(parts[2])?;
     signature[10] ^= 1;
@@ -435,7 +319,9 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         )
         .await?,
     )?;
-    let forged = claims(&alice.id)?.to_string().replace("alice@", "root@");
+    let forged = claims(&alice.id_token)?
+        .to_string()
+        .replace("alice@", "root@");
     refused(
         "a rewritten e-mail",
         who(
@@ -447,16 +333,19 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
 
     // A Keycloak group named system:masters makes nobody an admin: the token is refused, so
     // its holder cannot even ask `can-i`.
-    let root = login.tokens(CONSOLE, &console_secret, "root").await?;
+    let root = tokens(&keycloak, CONSOLE, &console_secret, "root").await?;
     ensure!(
-        claims(&root.id)?["groups"]
+        claims(&root.id_token)?["groups"]
             .as_array()
             .is_some_and(|g| g.iter().any(|g| g == "system:masters")),
         "Keycloak did not put system:masters in root's token: {}",
-        claims(&root.id)?
+        claims(&root.id_token)?
     );
-    refused("a system:masters group", who(&plane, &root.id).await?)?;
-    assert_eq!(can_i(&plane, &root.id, "*", "*", None).await?, Err(401));
+    refused("a system:masters group", who(&plane, &root.id_token).await?)?;
+    assert_eq!(
+        can_i(&plane, &root.id_token, "*", "*", None).await?,
+        Err(401)
+    );
     // Out of that group, the same user is let in as themselves: the group was the reason.
     let root_id = ids.get("root").context("no id for root")?;
     let group_id = keycloak.ensure_group(REALM, "system:masters").await?;
@@ -471,20 +360,23 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         .send()
         .await?
         .error_for_status()?;
-    let root = login.tokens(CONSOLE, &console_secret, "root").await?;
-    let user = who(&plane, &root.id)
+    let root = tokens(&keycloak, CONSOLE, &console_secret, "root").await?;
+    let user = who(&plane, &root.id_token)
         .await?
         .map_err(|code| anyhow::anyhow!("root out of system:masters: {code}"))?;
     assert_eq!(user.username.as_deref(), Some("root@example.com"));
-    assert_eq!(can_i(&plane, &root.id, "*", "*", None).await?, Ok(false));
+    assert_eq!(
+        can_i(&plane, &root.id_token, "*", "*", None).await?,
+        Ok(false)
+    );
 
     // Eve gives herself the address of a Project owner who has no Keycloak account yet, in
     // Keycloak's account console (its REST API, with her own token): she never becomes them.
-    let eve = login.tokens(CONSOLE, &console_secret, "eve").await?;
-    let edit = login
-        .http
+    let eve = tokens(&keycloak, CONSOLE, &console_secret, "eve").await?;
+    let edit = keycloak
+        .http()
         .post(format!("{issuer}/account/"))
-        .bearer_auth(&eve.access)
+        .bearer_auth(&eve.access_token)
         .json(&json!({
             "username": "eve", "email": "boss@example.com",
             "firstName": "eve", "lastName": "Berth",
@@ -493,9 +385,9 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         .await?;
     let edit_status = edit.status();
     let edit_body = edit.text().await?;
-    let eve = login.tokens(CONSOLE, &console_secret, "eve").await?;
-    let eve_claims = claims(&eve.id)?;
-    let answer = who(&plane, &eve.id).await?;
+    let eve = tokens(&keycloak, CONSOLE, &console_secret, "eve").await?;
+    let eve_claims = claims(&eve.id_token)?;
+    let answer = who(&plane, &eve.id_token).await?;
     eprintln!(
         "eve's e-mail edit: {edit_status} {edit_body}; her next ID token says {} (verified: {}); the API server: {:?}",
         eve_claims["email"],
@@ -528,8 +420,8 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         .send()
         .await?
         .error_for_status()?;
-    let twin = login.tokens(CONSOLE, &console_secret, "alice").await?;
-    let short = login.tokens(CONSOLE, &console_secret, "alice").await?;
+    let twin = tokens(&keycloak, CONSOLE, &console_secret, "alice").await?;
+    let short = tokens(&keycloak, CONSOLE, &console_secret, "alice").await?;
     let exp = |token: &str| -> Result<u64> { claims(token)?["exp"].as_u64().context("no exp") };
     let now = || {
         std::time::SystemTime::now()
@@ -538,13 +430,13 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
             .unwrap_or_default()
     };
     ensure!(
-        exp(&short.id)? <= now() + 7,
+        exp(&short.id_token)? <= now() + 7,
         "the short token lives until {}",
-        exp(&short.id)?
+        exp(&short.id_token)?
     );
-    let before = who(&plane, &twin.id).await?;
+    let before = who(&plane, &twin.id_token).await?;
     ensure!(
-        now() < exp(&twin.id)?,
+        now() < exp(&twin.id_token)?,
         "the test was too slow to use the twin before its exp"
     );
     ensure!(
@@ -552,10 +444,10 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
         "the short-lived twin before its exp: {before:?}"
     );
     tokio::time::sleep(Duration::from_secs(
-        exp(&short.id)?.saturating_sub(now()) + 1,
+        exp(&short.id_token)?.saturating_sub(now()) + 1,
     ))
     .await;
-    refused("an expired token", who(&plane, &short.id).await?)?;
+    refused("an expired token", who(&plane, &short.id_token).await?)?;
 
     eprintln!(
         "Keycloak and the trusting control plane up in {:.1} s; the whole test {:.1} s",
