@@ -202,6 +202,15 @@ async fn the_api_server_takes_a_verified_keycloak_user_by_email_and_nothing_of_t
             .await?;
         ids.insert(username, id);
     }
+    // The management interface takes the main one's TLS.
+    let health = format!("{}/health/ready", keycloak.management_url());
+    ensure!(health.starts_with("https://"), "{health}");
+    keycloak
+        .http()
+        .get(&health)
+        .send()
+        .await?
+        .error_for_status()?;
     let issuer = keycloak.https_issuer(REALM).context("no HTTPS issuer")?;
     let plane = ControlPlane::start(Options {
         nodes: 1,
