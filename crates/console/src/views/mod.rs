@@ -25,7 +25,8 @@
 //!   and explicit resources are allowed with their maxima, and the idle timeout's default and
 //!   bounds.
 //! - [`spawn::parse_spawn`] (form fields, [`spawn::SpawnContext`]) → the `Notebook` to create,
-//!   or field errors. Its module docs list the field names the form must use.
+//!   or field errors. Its module docs list the field names the form must use; [`volumes`] checks
+//!   the volume rows.
 //! - [`notebooks::notebook_view`] (Notebook, its Events, now) → [`notebooks::NotebookView`]: the
 //!   row and the detail page: phase in words, image with its redirect/deprecation notice,
 //!   bundle or resources, the console URL `/notebook/<ns>/<name>/`, conditions with a headline
@@ -46,6 +47,7 @@ pub mod models;
 pub mod notebooks;
 pub mod spawn;
 pub mod spawner;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests_models;
@@ -55,3 +57,7 @@ mod tests_notebooks;
 mod tests_schema;
 #[cfg(test)]
 mod tests_spawn;
+#[cfg(test)]
+mod tests_spawner;
+#[cfg(test)]
+mod tests_volumes;

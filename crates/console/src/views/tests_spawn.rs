@@ -1,20 +1,19 @@
-//! The spawner's view and form: what a project is offered, and what a submitted form becomes.
+//! The spawner's form: what a submitted form becomes, or why not. The fixtures are shared with
+//! the spawner's and the volumes' tests.
 
 use std::collections::BTreeMap;
 
-use berth_api::notebook::{AccessMode, FORBIDDEN_MOUNT_PATHS, Notebook};
-use berth_api::notebook_template::{
-    DEFAULT_TEMPLATE_ANNOTATION, NotebookTemplate, ProjectSelector,
-};
+use berth_api::notebook::{AccessMode, Notebook};
+use berth_api::notebook_template::{DEFAULT_TEMPLATE_ANNOTATION, NotebookTemplate};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 
 use super::form::{FieldError, MAX_FIELDS, MAX_VALUE};
-use super::spawn::{SpawnContext, mount_path_problem, parse_spawn};
+use super::spawn::{SpawnContext, parse_spawn};
 use super::spawner::spawner;
-use super::tests_schema::{cel_rules, schema_problems};
+use super::tests_schema::schema_problems;
 
-fn template(name: &str, default: bool, spec: serde_json::Value) -> NotebookTemplate {
+pub(super) fn template(name: &str, default: bool, spec: serde_json::Value) -> NotebookTemplate {
     let mut t: NotebookTemplate = serde_json::from_value(json!({
         "apiVersion": "berth.dev/v1alpha1",
         "kind": "NotebookTemplate",
@@ -32,7 +31,7 @@ fn template(name: &str, default: bool, spec: serde_json::Value) -> NotebookTempl
 }
 
 /// docs/notebooks.md's gpu-lab, offered to namespaces labelled gpu-tier a100.
-fn gpu_lab() -> NotebookTemplate {
+pub(super) fn gpu_lab() -> NotebookTemplate {
     template(
         "gpu-lab",
         false,
@@ -61,7 +60,7 @@ fn gpu_lab() -> NotebookTemplate {
 
 /// The chart's default template: custom images, bundles, custom resources up to 8 CPUs and
 /// 32 GiB without GPUs.
-fn jupyter() -> NotebookTemplate {
+pub(super) fn jupyter() -> NotebookTemplate {
     template(
         "jupyter",
         true,
@@ -78,7 +77,7 @@ fn jupyter() -> NotebookTemplate {
 }
 
 /// Bundles only, and a minimum idle timeout above the default 1h with no default of its own.
-fn fixed() -> NotebookTemplate {
+pub(super) fn fixed() -> NotebookTemplate {
     template(
         "fixed",
         false,
@@ -93,7 +92,7 @@ fn fixed() -> NotebookTemplate {
     )
 }
 
-fn team_b_only() -> NotebookTemplate {
+pub(super) fn team_b_only() -> NotebookTemplate {
     template(
         "team-b-only",
         false,
@@ -106,7 +105,7 @@ fn team_b_only() -> NotebookTemplate {
     )
 }
 
-fn labels(project: &str, tier: Option<&str>) -> BTreeMap<String, String> {
+pub(super) fn labels(project: &str, tier: Option<&str>) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         ("berth.dev/project".to_owned(), project.to_owned()),
         ("kubernetes.io/metadata.name".to_owned(), project.to_owned()),
@@ -117,26 +116,26 @@ fn labels(project: &str, tier: Option<&str>) -> BTreeMap<String, String> {
     l
 }
 
-fn templates() -> Vec<NotebookTemplate> {
+pub(super) fn templates() -> Vec<NotebookTemplate> {
     vec![gpu_lab(), jupyter(), fixed(), team_b_only()]
 }
 
-fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
 
-struct Fixture {
-    templates: Vec<NotebookTemplate>,
-    labels: BTreeMap<String, String>,
-    notebooks: Vec<String>,
-    claims: Option<Vec<PersistentVolumeClaim>>,
+pub(super) struct Fixture {
+    pub(super) templates: Vec<NotebookTemplate>,
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) notebooks: Vec<String>,
+    pub(super) claims: Option<Vec<PersistentVolumeClaim>>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             templates: templates(),
             labels: labels("team-a", Some("a100")),
@@ -144,7 +143,7 @@ impl Fixture {
             claims: None,
         }
     }
-    fn parse(&self, pairs: &[(&str, &str)]) -> Result<Notebook, Vec<FieldError>> {
+    pub(super) fn parse(&self, pairs: &[(&str, &str)]) -> Result<Notebook, Vec<FieldError>> {
         let ctx = SpawnContext {
             namespace: "team-a",
             namespace_labels: &self.labels,
@@ -156,13 +155,13 @@ impl Fixture {
     }
 }
 
-fn fields(errors: &[FieldError]) -> Vec<&str> {
+pub(super) fn fields(errors: &[FieldError]) -> Vec<&str> {
     errors.iter().map(|e| e.field.as_str()).collect()
 }
 
 /// The form is refused, with an error on `field`.
 #[track_caller]
-fn refused_on(result: Result<Notebook, Vec<FieldError>>, field: &str) -> String {
+pub(super) fn refused_on(result: Result<Notebook, Vec<FieldError>>, field: &str) -> String {
     let errors = result.expect_err("the form was accepted");
     let e = errors
         .iter()
@@ -171,7 +170,7 @@ fn refused_on(result: Result<Notebook, Vec<FieldError>>, field: &str) -> String 
     e.message.clone()
 }
 
-fn claim(name: &str, labels: &[(&str, &str)], modes: &[&str]) -> PersistentVolumeClaim {
+pub(super) fn claim(name: &str, labels: &[(&str, &str)], modes: &[&str]) -> PersistentVolumeClaim {
     serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": "team-a",
             "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
@@ -179,133 +178,6 @@ fn claim(name: &str, labels: &[(&str, &str)], modes: &[&str]) -> PersistentVolum
         "status": {"phase": "Bound", "accessModes": modes},
     }))
     .unwrap()
-}
-
-#[test]
-fn the_spawner_offers_the_templates_the_namespace_labels_select() {
-    let s = spawner(&templates(), &labels("team-a", Some("a100")));
-    let names: Vec<&str> = s.templates.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["fixed", "gpu-lab", "jupyter"]);
-    assert_eq!(s.default_template.as_deref(), Some("jupyter"));
-    assert!(!s.without_template, "a default template exists");
-    assert!(s.templates.iter().any(|t| t.name == "jupyter" && t.default));
-
-    // Without the tier label gpu-lab is not offered; team-b sees its own template.
-    let s = spawner(&templates(), &labels("team-a", None));
-    assert!(!s.templates.iter().any(|t| t.name == "gpu-lab"));
-    let s = spawner(&templates(), &labels("team-b", None));
-    assert!(s.templates.iter().any(|t| t.name == "team-b-only"));
-    // A namespace with no labels (one Berth does not manage) gets only unrestricted templates.
-    let s = spawner(&templates(), &BTreeMap::new());
-    let names: Vec<&str> = s.templates.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["fixed", "jupyter"]);
-    // No default template anywhere: a notebook may run without one.
-    assert!(spawner(&[gpu_lab()], &labels("team-a", Some("a100"))).without_template);
-}
-
-#[test]
-fn the_selector_cases_of_the_controller_hold() {
-    // ProjectSelector::matches is the controller's own matcher; these are its cases.
-    let sel = |v: serde_json::Value| -> ProjectSelector { serde_json::from_value(v).unwrap() };
-    let a = labels("team-a", Some("a100"));
-    let b = labels("team-b", None);
-    let in_b = sel(
-        json!({"matchExpressions": [{"key": "berth.dev/project", "operator": "In", "values": ["team-b"]}]}),
-    );
-    assert!(!in_b.matches(&a) && in_b.matches(&b));
-    let not_in = sel(
-        json!({"matchExpressions": [{"key": "platform.example.com/gpu-tier", "operator": "NotIn", "values": ["a100"]}]}),
-    );
-    assert!(
-        !not_in.matches(&a) && not_in.matches(&b),
-        "NotIn holds for an absent label"
-    );
-    let exists = sel(
-        json!({"matchExpressions": [{"key": "platform.example.com/gpu-tier", "operator": "Exists"}]}),
-    );
-    assert!(exists.matches(&a) && !exists.matches(&b));
-    let absent = sel(
-        json!({"matchExpressions": [{"key": "platform.example.com/gpu-tier", "operator": "DoesNotExist"}]}),
-    );
-    assert!(!absent.matches(&a) && absent.matches(&b));
-    let both = sel(
-        json!({"matchLabels": {"berth.dev/project": "team-a"}, "matchExpressions": [{"key": "platform.example.com/gpu-tier", "operator": "Exists"}]}),
-    );
-    assert!(both.matches(&a) && !both.matches(&labels("team-a", None)));
-    assert!(!both.matches(&BTreeMap::new()));
-}
-
-#[test]
-fn the_spawner_shows_images_bundles_maxima_and_idle_bounds() {
-    let s = spawner(&templates(), &labels("team-a", Some("a100")));
-    let gpu = s.templates.iter().find(|t| t.name == "gpu-lab").unwrap();
-    assert_eq!(gpu.display_name, "A100 lab");
-    let ids: Vec<&str> = gpu.images.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["py311-cu124", "py310-cu121", "py311-cu118"],
-        "hidden left out"
-    );
-    let current = &gpu.images[0];
-    assert!(current.selected && current.note.is_empty());
-    assert_eq!(current.display_name, "Python 3.11, CUDA 12.4");
-    assert_eq!(
-        current.labels,
-        [
-            ("cuda".to_owned(), "12.4".to_owned()),
-            ("python".to_owned(), "3.11".to_owned())
-        ]
-    );
-    assert_eq!(
-        gpu.images[1].note,
-        "→ py311-cu124: CUDA 12.1 is retired; your notebook now runs CUDA 12.4"
-    );
-    assert_eq!(gpu.images[1].redirect_to.as_deref(), Some("py311-cu124"));
-    assert!(gpu.images[2].deprecated && gpu.images[2].note == "deprecated");
-    assert!(!gpu.images[1].selected && !gpu.images[2].selected);
-
-    let small = &gpu.bundles[0];
-    assert!(small.selected);
-    assert_eq!(
-        (small.cpu.as_str(), small.memory.as_str()),
-        ("2 CPUs", "8 GiB")
-    );
-    assert_eq!(small.display_name, "2 CPUs, 8 GiB");
-    let a100 = &gpu.bundles[1];
-    assert_eq!(
-        a100.summary,
-        "8 CPUs, 64 GiB, 1 × nvidia.com/gpu, /dev/shm 16 GiB"
-    );
-    assert_eq!(
-        a100.display_name, a100.summary,
-        "no display name: the summary"
-    );
-
-    let custom = gpu.custom.as_ref().unwrap();
-    assert_eq!(custom.max_cpu.as_deref(), Some("16 CPUs"));
-    assert_eq!(custom.max_memory.as_deref(), Some("128 GiB"));
-    assert_eq!(custom.gpus, [("nvidia.com/gpu".to_owned(), "2".to_owned())]);
-    assert!(!gpu.allow_custom_images);
-    assert_eq!(
-        (
-            gpu.idle_timeout.default.as_str(),
-            gpu.idle_timeout.minimum.as_str(),
-            gpu.idle_timeout.maximum.as_str()
-        ),
-        ("2h", "10m", "24h")
-    );
-    let jupyter = s.templates.iter().find(|t| t.name == "jupyter").unwrap();
-    assert!(jupyter.allow_custom_images);
-    assert_eq!(jupyter.bundles[0].cpu, "0.5 CPU");
-    assert_eq!(jupyter.bundles[0].memory, "2 GiB");
-    assert_eq!(
-        (
-            jupyter.idle_timeout.default.as_str(),
-            jupyter.idle_timeout.minimum.as_str(),
-            jupyter.idle_timeout.maximum.as_str()
-        ),
-        ("1h", "10s", "168h")
-    );
 }
 
 #[test]
@@ -589,274 +461,6 @@ fn resources_above_the_maximum_are_refused_however_they_are_spelled() {
 }
 
 #[test]
-fn volume_mount_paths_follow_the_crd_rules() {
-    for bad in [
-        "/home/jovyan",
-        "/home",
-        "/etc",
-        "/etc/x",
-        "/usr/local",
-        "/tmp",
-        "/var/lib/x",
-        "/var/run",
-        "/proc",
-        "/data/../etc",
-        "/data/./x",
-        "/data/",
-        "data",
-        "/",
-        "/da ta",
-        "/data\n",
-        "//data",
-        "/d<a>",
-        "/lib64/x",
-    ] {
-        assert!(mount_path_problem(bad).is_some(), "{bad:?} accepted");
-    }
-    for good in [
-        "/data",
-        "/home/jovyan/data",
-        "/var/data",
-        "/opt/x.y_z-1",
-        "/etcetera",
-        "/homework",
-    ] {
-        assert_eq!(mount_path_problem(good), None, "{good:?} refused");
-    }
-    let f = Fixture::new();
-    for path in ["/home/jovyan", "/etc"] {
-        refused_on(
-            f.parse(&[
-                ("name", "lab"),
-                ("volumes.0.name", "data"),
-                ("volumes.0.mountPath", path),
-                ("volumes.0.size", "1Gi"),
-            ]),
-            "volumes.0.mountPath",
-        );
-    }
-    // Two volumes on one path, or with one name.
-    refused_on(
-        f.parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", "a"),
-            ("volumes.0.mountPath", "/data"),
-            ("volumes.0.size", "1Gi"),
-            ("volumes.1.name", "b"),
-            ("volumes.1.mountPath", "/data"),
-            ("volumes.1.size", "1Gi"),
-        ]),
-        "volumes.1.mountPath",
-    );
-    refused_on(
-        f.parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", "a"),
-            ("volumes.0.mountPath", "/a"),
-            ("volumes.0.size", "1Gi"),
-            ("volumes.1.name", "a"),
-            ("volumes.1.mountPath", "/b"),
-            ("volumes.1.size", "1Gi"),
-        ]),
-        "volumes.1.name",
-    );
-}
-
-#[test]
-fn the_crd_forbids_the_same_mount_paths_as_the_parser() {
-    let rules = cel_rules::<Notebook>();
-    let (system, _) = rules
-        .iter()
-        .find(|(r, _)| r.contains("'/etc'") && r.contains("startsWith(p + '/')"))
-        .expect("the CRD's system-directory rule");
-    let listed = system.matches("', '").count() + 1;
-    assert_eq!(listed, FORBIDDEN_MOUNT_PATHS.len(), "{system}");
-    for p in FORBIDDEN_MOUNT_PATHS {
-        assert!(system.contains(&format!("'{p}'")), "{p} not in {system}");
-    }
-    assert!(
-        rules
-            .iter()
-            .any(|(r, _)| r.contains("self != '/home/jovyan' && self != '/home'"))
-    );
-    assert!(
-        rules
-            .iter()
-            .any(|(r, _)| r.contains("^(/[A-Za-z0-9._-]+)+$"))
-    );
-    assert!(
-        rules
-            .iter()
-            .any(|(r, _)| r.contains("self != 'home' && !self.endsWith('-home')"))
-    );
-    assert!(
-        rules
-            .iter()
-            .any(|(r, _)| r.contains("size(self.metadata.name) <= 40"))
-    );
-}
-
-#[test]
-fn homes_of_notebooks_and_berths_own_claims_are_not_mounted() {
-    let mut f = Fixture::new();
-    let row = |claim: &'static str| {
-        vec![
-            ("name", "lab"),
-            ("volumes.0.name", "data"),
-            ("volumes.0.mountPath", "/data"),
-            ("volumes.0.existingClaim", claim),
-        ]
-    };
-    // Another notebook's home, and its own, by name (no claim list needed).
-    let m = refused_on(f.parse(&row("old-home")), "volumes.0.existingClaim");
-    assert!(m.contains("home volume of notebook old"), "{m}");
-    refused_on(f.parse(&row("lab-home")), "volumes.0.existingClaim");
-    // With the claims: Berth's home of a notebook that is gone, a model's volume, a missing claim.
-    f.claims = Some(vec![
-        claim(
-            "gone-home",
-            &[
-                ("app.kubernetes.io/managed-by", "berth"),
-                ("berth.dev/notebook", "gone"),
-            ],
-            &["ReadWriteOnce"],
-        ),
-        claim(
-            "fraud-3f09c2a17e",
-            &[
-                ("app.kubernetes.io/managed-by", "berth"),
-                ("berth.dev/model", "fraud"),
-            ],
-            &["ReadWriteOnce"],
-        ),
-        claim(
-            "other-scratch",
-            &[
-                ("app.kubernetes.io/managed-by", "berth"),
-                ("berth.dev/notebook", "other"),
-                ("berth.dev/notebook-volume", "scratch"),
-            ],
-            &["ReadWriteMany"],
-        ),
-        claim("ro", &[], &["ReadOnlyMany"]),
-        claim("lab-data", &[], &["ReadWriteOnce"]),
-        claim("lab-home", &[], &["ReadWriteOnce"]),
-    ]);
-    let m = refused_on(f.parse(&row("gone-home")), "volumes.0.existingClaim");
-    assert!(m.contains("home volume of notebook gone"), "{m}");
-    let m = refused_on(f.parse(&row("fraud-3f09c2a17e")), "volumes.0.existingClaim");
-    assert!(m.contains("model"), "{m}");
-    refused_on(f.parse(&row("missing")), "volumes.0.existingClaim");
-    refused_on(f.parse(&row("Bad/Name")), "volumes.0.existingClaim");
-    let m = refused_on(f.parse(&row("ro")), "volumes.0.existingClaim");
-    assert!(m.contains("read-only"), "{m}");
-    // Another notebook's data volume is shared on purpose (ReadWriteMany).
-    let mut shared = row("other-scratch");
-    shared[0] = ("name", "lab2");
-    assert!(f.parse(&shared).is_ok(), "{:?}", f.parse(&shared));
-    let mut ro = row("ro");
-    ro.push(("volumes.0.readOnly", "on"));
-    ro[0] = ("name", "lab2");
-    assert!(f.parse(&ro).is_ok());
-    // A new volume whose claim <notebook>-<volume> exists and is not Berth's for it.
-    let errors = f
-        .parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", "data"),
-            ("volumes.0.mountPath", "/data"),
-            ("volumes.0.size", "1Gi"),
-        ])
-        .unwrap_err();
-    assert!(
-        fields(&errors).contains(&"volumes.0.name"),
-        "lab-data is taken: {errors:?}"
-    );
-    assert!(
-        fields(&errors).contains(&"name"),
-        "lab-home is not Berth's: {errors:?}"
-    );
-}
-
-#[test]
-fn a_home_berth_kept_for_a_notebook_of_that_name_is_found_again() {
-    let mut f = Fixture::new();
-    f.claims = Some(vec![claim(
-        "lab-home",
-        &[
-            ("app.kubernetes.io/managed-by", "berth"),
-            ("berth.dev/notebook", "lab"),
-        ],
-        &["ReadWriteOnce"],
-    )]);
-    assert!(f.parse(&[("name", "lab")]).is_ok());
-}
-
-#[test]
-fn volume_rows_are_checked() {
-    let f = Fixture::new();
-    let base = |extra: &[(&'static str, &'static str)]| {
-        let mut v = vec![
-            ("name", "lab"),
-            ("volumes.0.name", "data"),
-            ("volumes.0.mountPath", "/data"),
-        ];
-        v.extend_from_slice(extra);
-        v
-    };
-    refused_on(f.parse(&base(&[])), "volumes.0.existingClaim");
-    refused_on(
-        f.parse(&base(&[
-            ("volumes.0.size", "1Gi"),
-            ("volumes.0.existingClaim", "x"),
-        ])),
-        "volumes.0.existingClaim",
-    );
-    refused_on(f.parse(&base(&[("volumes.0.size", "0")])), "volumes.0.size");
-    refused_on(
-        f.parse(&base(&[
-            ("volumes.0.size", "1Gi"),
-            ("volumes.0.accessMode", "ReadWriteAll"),
-        ])),
-        "volumes.0.accessMode",
-    );
-    refused_on(
-        f.parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", "home"),
-            ("volumes.0.mountPath", "/d"),
-            ("volumes.0.size", "1Gi"),
-        ]),
-        "volumes.0.name",
-    );
-    refused_on(
-        f.parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", "my-home"),
-            ("volumes.0.mountPath", "/d"),
-            ("volumes.0.size", "1Gi"),
-        ]),
-        "volumes.0.name",
-    );
-    refused_on(
-        f.parse(&[
-            ("name", "lab"),
-            ("volumes.0.name", &"v".repeat(23)),
-            ("volumes.0.mountPath", "/d"),
-            ("volumes.0.size", "1Gi"),
-        ]),
-        "volumes.0.name",
-    );
-    refused_on(
-        f.parse(&[("name", "lab"), ("volumes.16.name", "x")]),
-        "volumes",
-    );
-    refused_on(
-        f.parse(&[("name", "lab"), ("volumes.x.name", "x")]),
-        "volumes",
-    );
-}
-
-#[test]
 fn the_idle_timeout_stays_within_the_templates_bounds() {
     let f = Fixture::new();
     let with = |t: &str| f.parse(&[("name", "lab"), ("template", "gpu-lab"), ("idleTimeout", t)]);
@@ -1029,4 +633,34 @@ fn every_accepted_form_passes_the_crd_schema() {
     bad["spec"]["idleTimeout"] = json!("x".repeat(33));
     bad["spec"]["unknown"] = json!(1);
     assert_eq!(schema_problems::<Notebook>(&bad).len(), 2);
+}
+
+#[test]
+fn a_forms_defaults_for_gpus_do_not_count_as_explicit_resources() {
+    // A number input left at 0 and a select's first GPU resource come with every submission.
+    let nb = Fixture::new()
+        .parse(&[
+            ("name", "lab"),
+            ("template", "gpu-lab"),
+            ("bundle", "a100-1"),
+            ("gpu", "0"),
+            ("gpuResource", "nvidia.com/gpu"),
+        ])
+        .unwrap();
+    assert_eq!(nb.spec.bundle.as_deref(), Some("a100-1"));
+    assert!(nb.spec.resources.is_none());
+    // A template with neither bundles nor custom resources: the project's defaults.
+    let mut f = Fixture::new();
+    f.templates.push(super::tests_spawn::template(
+        "bare",
+        false,
+        json!({"displayName": "Bare", "images": [{"id": "x", "image": "x:1"}], "defaultImage": "x"}),
+    ));
+    let m = refused_on(
+        f.parse(&[("name", "lab"), ("template", "bare"), ("memory", "1Gi")]),
+        "bundle",
+    );
+    assert!(m.contains("project's defaults"), "{m}");
+    let nb = f.parse(&[("name", "lab"), ("template", "bare")]).unwrap();
+    assert!(nb.spec.bundle.is_none() && nb.spec.resources.is_none());
 }
