@@ -50,6 +50,8 @@ pub mod spawner;
 pub mod volumes;
 
 #[cfg(test)]
+mod tests_cel;
+#[cfg(test)]
 mod tests_models;
 #[cfg(test)]
 mod tests_notebooks;
