@@ -289,19 +289,25 @@ pub fn promote_patch(model: &MLModel) -> Option<Value> {
         after.runtime = runtime;
     }
     let after = serde_json::to_value(&after).ok()?;
-    Some(json!({
-        "metadata": {"resourceVersion": model.resource_version()},
-        "spec": merge_patch(&before, &after),
-    }))
+    Some(guarded(
+        model,
+        json!({"spec": merge_patch(&before, &after)}),
+    ))
+}
+
+/// `patch` with `metadata.resourceVersion` of the model as read, when known: the API server then
+/// applies it only to that version (409 Conflict otherwise).
+fn guarded(model: &MLModel, mut patch: Value) -> Value {
+    if let (Some(version), Value::Object(map)) = (model.resource_version(), &mut patch) {
+        map.insert("metadata".into(), json!({"resourceVersion": version}));
+    }
+    patch
 }
 
 /// Rollback: `spec.canary` goes (with the resourceVersion guard). `None` without a canary.
 pub fn rollback_patch(model: &MLModel) -> Option<Value> {
     model.spec.canary.as_ref()?;
-    Some(json!({
-        "metadata": {"resourceVersion": model.resource_version()},
-        "spec": {"canary": null},
-    }))
+    Some(guarded(model, json!({"spec": {"canary": null}})))
 }
 
 /// The model's page. `events` are its Events (`&[]` for a list row).

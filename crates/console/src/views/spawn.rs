@@ -140,7 +140,8 @@ pub fn parse_spawn(
         (asked, None, Some(t)) => {
             let id = asked.unwrap_or(&t.spec.default_image);
             match t.spec.images.iter().find(|i| i.id == id) {
-                Some(i) if !i.hidden => spec.image_id = Some(id.to_owned()),
+                // A hidden image is not offered; the template's own default is, even hidden.
+                Some(i) if !i.hidden || asked.is_none() => spec.image_id = Some(id.to_owned()),
                 _ => err(
                     "imageId",
                     format!(

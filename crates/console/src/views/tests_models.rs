@@ -482,3 +482,11 @@ fn deploy_fields_are_checked_as_the_crd_checks_them() {
         "0 GPUs asks for nothing"
     );
 }
+
+#[test]
+fn without_a_resource_version_the_patches_carry_no_guard() {
+    let mut m = with_canary();
+    m.metadata.resource_version = None;
+    assert_eq!(rollback_patch(&m), Some(json!({"spec": {"canary": null}})));
+    assert!(promote_patch(&m).unwrap().get("metadata").is_none());
+}

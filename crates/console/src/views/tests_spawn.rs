@@ -664,3 +664,17 @@ fn a_forms_defaults_for_gpus_do_not_count_as_explicit_resources() {
     let nb = f.parse(&[("name", "lab"), ("template", "bare")]).unwrap();
     assert!(nb.spec.bundle.is_none() && nb.spec.resources.is_none());
 }
+
+#[test]
+fn a_hidden_default_image_is_used_when_none_is_picked() {
+    let mut t = jupyter();
+    t.spec.images[0].hidden = true;
+    let mut f = Fixture::new();
+    f.templates = vec![t];
+    let nb = f.parse(&[("name", "lab")]).unwrap();
+    assert_eq!(nb.spec.image_id.as_deref(), Some("jupyter"));
+    refused_on(
+        f.parse(&[("name", "lab"), ("imageId", "jupyter")]),
+        "imageId",
+    );
+}
