@@ -3,14 +3,14 @@
 //! merge patch each sends (start and stop are `spec.stopped`, as `kubectl patch` does it).
 
 use berth_api::notebook::{DEFAULT_IDLE_TIMEOUT, Notebook, NotebookPhase};
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 use serde_json::json;
 
-use super::form::{Action, bytes_text, cpu_text};
+use super::form::{Action, bytes_text, cpu_text, human_duration, parse_duration};
 use crate::path::{PREFIX, is_dns_label};
 
 /// The content type of every patch an [`Action`] carries.
@@ -55,8 +55,13 @@ pub struct NotebookView {
     pub last_activity: Option<String>,
     /// The same, relative to `now`: `5m ago`.
     pub last_activity_ago: Option<String>,
-    /// The idle timeout asked for (`idleTimeout`), or `template default` / `1h`.
+    /// The idle timeout asked for (`idleTimeout`), or `the template's default` / `1h`.
     pub idle_timeout: String,
+    /// While it runs: how idle it is and when Berth stops it, such as "last active 5m ago;
+    /// stopped after 30m idle (in about 25m)"; `None` when stopped or not known.
+    pub idle: Option<String>,
+    /// Its pod, when the caller passed it.
+    pub pod: Option<PodView>,
     /// Whether the status describes the current spec (observedGeneration = generation); false
     /// right after a change.
     pub up_to_date: bool,
@@ -85,6 +90,87 @@ pub struct ConditionView {
     pub message: String,
     /// When it last changed (RFC 3339).
     pub since: String,
+}
+
+/// The notebook's pod in plain words.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PodView {
+    pub name: String,
+    /// The node it runs on; empty while unscheduled.
+    pub node: String,
+    /// Whether JupyterLab's container is ready.
+    pub ready: bool,
+    /// How often JupyterLab's container restarted.
+    pub restarts: i32,
+    /// `Running since <time>`, `Waiting: <reason>: <message>`, `Exited: <reason> (exit code
+    /// <n>)`, or the scheduler's word while no node is found.
+    pub state: String,
+}
+
+/// The name of JupyterLab's container in a notebook's pod (the controller's
+/// `notebook::build::CONTAINER`).
+pub const CONTAINER: &str = "notebook";
+
+/// A notebook's pod in plain words.
+pub fn pod_view(pod: &Pod) -> PodView {
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status
+        .container_statuses
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.name == CONTAINER)
+        .cloned();
+    let unscheduled = status
+        .conditions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .map(|c| {
+            format!(
+                "Waiting for a node: {}",
+                c.message.clone().unwrap_or_default()
+            )
+        });
+    let state = container
+        .as_ref()
+        .and_then(|c| c.state.as_ref())
+        .map(|s| {
+            if let Some(r) = &s.running {
+                format!(
+                    "Running since {}",
+                    r.started_at.as_ref().map(time).unwrap_or_default()
+                )
+            } else if let Some(w) = &s.waiting {
+                let reason = w.reason.clone().unwrap_or_default();
+                match w.message.as_deref() {
+                    Some(m) if !m.is_empty() => format!("Waiting: {reason}: {m}"),
+                    _ => format!("Waiting: {reason}"),
+                }
+            } else if let Some(t) = &s.terminated {
+                format!(
+                    "Exited: {} (exit code {})",
+                    t.reason.clone().unwrap_or_default(),
+                    t.exit_code
+                )
+            } else {
+                String::new()
+            }
+        })
+        .or(unscheduled)
+        .unwrap_or_else(|| status.phase.clone().unwrap_or_default());
+    PodView {
+        name: pod.name_any(),
+        node: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        ready: container.as_ref().is_some_and(|c| c.ready),
+        restarts: container.as_ref().map_or(0, |c| c.restart_count),
+        state,
+    }
 }
 
 /// An Event in plain words.
@@ -223,9 +309,14 @@ pub fn stop_patch() -> serde_json::Value {
     json!({"spec": {"stopped": true}})
 }
 
-/// The notebook's view. `events` are the notebook's Events (pass `&[]` for a list row), `now`
-/// the time relative ages are counted from.
-pub fn notebook_view(notebook: &Notebook, events: &[Event], now: Timestamp) -> NotebookView {
+/// The notebook's view. `pod` is its pod (`<name>-0`) and `events` its Events, when the caller
+/// read them (`None` and `&[]` for a list row); `now` the time ages are counted from.
+pub fn notebook_view(
+    notebook: &Notebook,
+    pod: Option<&Pod>,
+    events: &[Event],
+    now: Timestamp,
+) -> NotebookView {
     let name = notebook.name_any();
     let namespace = notebook.namespace().unwrap_or_default();
     let spec = &notebook.spec;
@@ -290,7 +381,42 @@ pub fn notebook_view(notebook: &Notebook, events: &[Event], now: Timestamp) -> N
         ),
     });
 
+    // The timeout in force, when the notebook says it (or has no template: 1h).
+    let timeout = match (&spec.idle_timeout, &spec.template) {
+        (Some(t), _) => parse_duration(t),
+        (None, None) => parse_duration(DEFAULT_IDLE_TIMEOUT),
+        (None, Some(_)) => None,
+    };
+    let idle = match (open, status.last_activity.as_ref()) {
+        (true, Some(last)) => {
+            let since = ago(last.0, now);
+            Some(match timeout {
+                Some(t) => {
+                    let idle_secs =
+                        u64::try_from(now.as_second() - last.0.as_second()).unwrap_or(0);
+                    let left = t.as_secs().saturating_sub(idle_secs);
+                    let when = if left == 0 {
+                        "soon".to_owned()
+                    } else {
+                        format!(
+                            "in about {}",
+                            human_duration(std::time::Duration::from_secs(left))
+                        )
+                    };
+                    format!(
+                        "last active {since}; stopped after {} idle ({when})",
+                        human_duration(t)
+                    )
+                }
+                None => format!("last active {since}; stopped after the template's idle timeout"),
+            })
+        }
+        _ => None,
+    };
+
     NotebookView {
+        idle,
+        pod: pod.map(pod_view),
         phase: phase.map_or("Pending", |p| p.as_str()).to_owned(),
         phase_text: phase_text(phase).to_owned(),
         template: status

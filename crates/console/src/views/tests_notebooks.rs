@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::form::{Action, apply_merge_patch, merge_patch};
-use super::notebooks::{ago, event_views, notebook_url, notebook_view, resources_text};
+use super::notebooks::{ago, event_views, notebook_url, notebook_view, pod_view, resources_text};
 
 fn now() -> Timestamp {
     "2026-11-30T12:00:00Z".parse().unwrap()
@@ -52,7 +52,7 @@ fn a_running_notebook_opens_stops_and_deletes() {
         ]}),
         json!({}),
     );
-    let v = notebook_view(&nb, &[], now());
+    let v = notebook_view(&nb, None, &[], now());
     assert_eq!(v.phase, "Running");
     assert_eq!(v.phase_text, "Running");
     assert_eq!(v.image, "berth.dev/jupyter:1");
@@ -65,6 +65,10 @@ fn a_running_notebook_opens_stops_and_deletes() {
     assert_eq!(v.url.as_deref(), Some("/notebook/team-a/lab/"));
     assert!(v.open && !v.stopped && !v.culled && v.up_to_date);
     assert_eq!(v.last_activity_ago.as_deref(), Some("5m ago"));
+    assert_eq!(
+        v.idle.as_deref(),
+        Some("last active 5m ago; stopped after the template's idle timeout")
+    );
     assert_eq!(v.conditions[0].type_, "Ready", "Ready first");
     assert_eq!(
         v.conditions[1].headline,
@@ -103,7 +107,7 @@ fn a_culled_notebook_resumes_with_stopped_false() {
                "conditions": [ready("False", "Culled", "stopped after 30m idle; set spec.stopped to false to start it again")]}),
         json!({"berth.dev/culled-at": "2026-11-30T10:00:00Z"}),
     );
-    let v = notebook_view(&nb, &[], now());
+    let v = notebook_view(&nb, None, &[], now());
     assert!(v.culled && v.stopped && !v.open);
     assert_eq!(
         v.phase_text,
@@ -133,14 +137,14 @@ fn a_stopped_or_new_notebook_offers_what_applies() {
         json!({"phase": "Stopped"}),
         json!({}),
     );
-    let v = notebook_view(&stopped, &[], now());
+    let v = notebook_view(&stopped, None, &[], now());
     assert_eq!(kinds(&v.actions), ["start", "delete"]);
     assert_eq!(action(&v.actions, "start").label, "Start");
     assert!(!v.up_to_date, "no observedGeneration");
     assert_eq!(v.idle_timeout, "1h");
 
     let new = notebook(json!({"template": "jupyter"}), Value::Null, json!({}));
-    let v = notebook_view(&new, &[], now());
+    let v = notebook_view(&new, None, &[], now());
     assert_eq!(v.phase, "Pending");
     assert_eq!(v.template, "jupyter");
     assert_eq!(v.idle_timeout, "the template's default");
@@ -155,7 +159,7 @@ fn a_stopped_or_new_notebook_offers_what_applies() {
         json!({"phase": "Failed", "conditions": [ready("False", "QuotaExceeded", "needs requests.memory 8Gi but the project has 2Gi of 16Gi left")]}),
         json!({}),
     );
-    let v = notebook_view(&failed, &[], now());
+    let v = notebook_view(&failed, None, &[], now());
     assert_eq!(v.phase_text, "Cannot start: see why below");
     assert_eq!(v.conditions[0].headline, "Does not fit the project's quota");
     assert!(v.conditions[0].message.contains("2Gi of 16Gi"));
@@ -193,7 +197,7 @@ fn html_in_messages_stays_raw_text() {
         json!({"phase": "Failed", "conditions": [ready("False", "<b>Odd</b>", "a & b <i>\"c\"</i>")]}),
         json!({}),
     );
-    let v = notebook_view(&nb, &[], now());
+    let v = notebook_view(&nb, None, &[], now());
     assert_eq!(v.image, "x<script>");
     assert_eq!(v.conditions[0].reason, "<b>Odd</b>");
     assert_eq!(
@@ -240,4 +244,75 @@ fn ages_and_resources_read_as_words() {
     let r =
         serde_json::from_value(json!({"requests": {"cpu": "500m", "memory": "1536Mi"}})).unwrap();
     assert_eq!(resources_text(&r), "0.5 CPU, 1.5 GiB");
+}
+
+#[test]
+fn the_idle_line_counts_down_to_the_cull() {
+    let nb = notebook(
+        json!({"idleTimeout": "30m"}),
+        json!({"phase": "Running", "lastActivity": "2026-11-30T11:55:00Z"}),
+        json!({}),
+    );
+    let v = notebook_view(&nb, None, &[], now());
+    assert_eq!(
+        v.idle.as_deref(),
+        Some("last active 5m ago; stopped after 30m idle (in about 25m)")
+    );
+    let nb = notebook(
+        json!({"idleTimeout": "1m"}),
+        json!({"phase": "Running", "lastActivity": "2026-11-30T11:55:00Z"}),
+        json!({}),
+    );
+    assert!(
+        notebook_view(&nb, None, &[], now())
+            .idle
+            .unwrap()
+            .ends_with("(soon)")
+    );
+    let stopped = notebook(
+        json!({"stopped": true}),
+        json!({"phase": "Stopped", "lastActivity": "2026-11-30T11:55:00Z"}),
+        json!({}),
+    );
+    assert!(notebook_view(&stopped, None, &[], now()).idle.is_none());
+}
+
+#[test]
+fn the_pod_reads_as_words() {
+    let pod = |status: Value| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({"metadata": {"name": "lab-0"}, "spec": {"containers": [], "nodeName": "node-1"}, "status": status})).unwrap()
+    };
+    let crashing = pod(json!({"phase": "Running", "containerStatuses": [
+        {"name": "sidecar", "ready": true, "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}},
+        {"name": "notebook", "ready": false, "restartCount": 4, "image": "x", "imageID": "",
+         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s <restarting>"}}}]}));
+    let v = pod_view(&crashing);
+    assert_eq!(
+        (v.name.as_str(), v.node.as_str(), v.ready, v.restarts),
+        ("lab-0", "node-1", false, 4)
+    );
+    assert_eq!(
+        v.state,
+        "Waiting: CrashLoopBackOff: back-off 1m20s <restarting>"
+    );
+    let running = pod(json!({"phase": "Running", "containerStatuses": [
+        {"name": "notebook", "ready": true, "restartCount": 0, "image": "x", "imageID": "",
+         "state": {"running": {"startedAt": "2026-11-30T11:00:00Z"}}}]}));
+    assert_eq!(
+        pod_view(&running).state,
+        "Running since 2026-11-30T11:00:00Z"
+    );
+    let exited = pod(json!({"phase": "Running", "containerStatuses": [
+        {"name": "notebook", "ready": false, "restartCount": 1, "image": "x", "imageID": "",
+         "state": {"terminated": {"reason": "Error", "exitCode": 1}}}]}));
+    assert_eq!(pod_view(&exited).state, "Exited: Error (exit code 1)");
+    let pending = pod(json!({"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]}));
+    assert_eq!(
+        pod_view(&pending).state,
+        "Waiting for a node: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    );
+    let nb = notebook(json!({}), json!({"phase": "Starting"}), json!({}));
+    let v = notebook_view(&nb, Some(&pending), &[], now());
+    assert_eq!(v.pod.unwrap().name, "lab-0");
 }
