@@ -5,15 +5,21 @@
 //! Fields: `name`, `sourceUri`, `sha256`, `runtime` (onnx, tensorflow, triton, mlserver, custom),
 //! `image` (custom: required; onnx: only with authMode none), `port` (custom only, required),
 //! `replicas` (1-100), `cpu`, `memory` (requests; memory also the limit), `gpus` (0-16),
-//! `storageSize`, `authMode` (empty: Berth's default; oidc, kubernetes or none).
+//! `storageSize`, `authMode` (empty: Berth's default; oidc, kubernetes or none), `exposeMode`
+//! (cluster, the default; gateway or istio).
+//!
+//! [`parse_canary`] reads the canary form of a model's page (`canarySourceUri`,
+//! `canaryRuntime`, `weight`) into the merge patch that starts (or changes) a canary.
 
 use berth_api::mlmodel::{
-    AuthMode, AuthSpec, MLModel, MLModelSpec, ModelResources, ModelSource, RuntimeName,
-    RuntimeSpec, StorageSpec,
+    AuthMode, AuthSpec, CanarySpec, ExposeMode, ExposeSpec, MLModel, MLModelSpec, ModelResources,
+    ModelSource, RuntimeName, RuntimeSpec, StorageSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::{Value, json};
 
-use super::form::{FieldError, Form, is_object_name, positive_quantity};
+use super::form::{FieldError, Form, is_object_name, merge_patch, positive_quantity};
+use super::models::guarded;
 use super::spawn::image_reference_problem;
 
 /// The longest model name (the CRD's rule).
@@ -32,6 +38,7 @@ const SINGLE: &[&str] = &[
     "gpus",
     "storageSize",
     "authMode",
+    "exposeMode",
 ];
 
 /// Why `uri` cannot be a model's `source.uri`: the CRD's rules on it (scheme, bucket, URL with a
@@ -172,6 +179,15 @@ pub fn parse_deploy(
             None
         }
     };
+    let expose = match form.get("exposeMode") {
+        None | Some("cluster") => None,
+        Some("gateway") => Some(ExposeMode::Gateway),
+        Some("istio") => Some(ExposeMode::Istio),
+        Some(_) => {
+            err("exposeMode", "cluster, gateway or istio");
+            None
+        }
+    };
     let image = form.get("image");
     if let Some(image) = image {
         if let Some(problem) = image_reference_problem(image) {
@@ -280,7 +296,10 @@ pub fn parse_deploy(
         autoscaling: None,
         resources: (resources != ModelResources::default()).then_some(resources),
         storage,
-        expose: None,
+        expose: expose.map(|mode| ExposeSpec {
+            mode,
+            hostname: None,
+        }),
         canary: None,
         auth: auth.map(|mode| AuthSpec {
             mode: Some(mode),
@@ -290,4 +309,79 @@ pub fn parse_deploy(
     let mut model = MLModel::new(name, spec);
     model.metadata.namespace = Some(namespace.to_owned());
     Ok(model)
+}
+
+const CANARY_FIELDS: &[&str] = &["canarySourceUri", "canaryRuntime", "weight"];
+
+/// The canary form of `model`'s page → the merge patch that sets `spec.canary` to what the form
+/// asks (a new source, a built-in runtime, or both, and the weight, 1 to 99), replacing a canary
+/// already there (no field of it left behind), guarded by the model's resourceVersion. A custom
+/// runtime's canary needs an image and a port: that one is for kubectl.
+pub fn parse_canary(
+    fields: &[(String, String)],
+    model: &MLModel,
+) -> Result<Value, Vec<FieldError>> {
+    let form = Form::new(fields);
+    let mut errors = form.check(CANARY_FIELDS);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut err = |field: &str, message: &str| errors.push(FieldError::new(field, message));
+    let weight = form.get("weight").and_then(|w| number(w, 1..=99));
+    if weight.is_none() {
+        err(
+            "weight",
+            "the canary's share of requests, a whole percent from 1 to 99",
+        );
+    }
+    let source = form.get("canarySourceUri");
+    if let Some(problem) = source.and_then(source_uri_problem) {
+        err("canarySourceUri", problem);
+    }
+    let runtime = match form.get("canaryRuntime").map(parse_runtime) {
+        None => None,
+        Some(Some(RuntimeName::Custom)) => {
+            err(
+                "canaryRuntime",
+                "a custom runtime's canary needs its image and port: set spec.canary with kubectl",
+            );
+            None
+        }
+        Some(Some(r)) => Some(r),
+        Some(None) => {
+            err("canaryRuntime", "onnx, tensorflow, triton or mlserver");
+            None
+        }
+    };
+    if source.is_none() && form.get("canaryRuntime").is_none() {
+        err(
+            "canarySourceUri",
+            "a canary needs a source or a runtime (or both): what it serves differently",
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let canary = CanarySpec {
+        source: source.map(|uri| ModelSource {
+            uri: uri.to_owned(),
+            ..ModelSource::default()
+        }),
+        runtime: runtime.map(|name| RuntimeSpec {
+            name,
+            ..RuntimeSpec::default()
+        }),
+        weight: weight.unwrap_or(1),
+    };
+    let new =
+        serde_json::to_value(&canary).map_err(|e| vec![FieldError::new("form", e.to_string())])?;
+    let patch = match &model.spec.canary {
+        Some(old) => {
+            let old = serde_json::to_value(old)
+                .map_err(|e| vec![FieldError::new("form", e.to_string())])?;
+            merge_patch(&old, &new)
+        }
+        None => new,
+    };
+    Ok(guarded(model, json!({"spec": {"canary": patch}})))
 }

@@ -46,8 +46,9 @@ impl<'a> Form<'a> {
     }
 
     /// Errors for a form that is too large (more than [`MAX_FIELDS`] fields, a value past
-    /// [`MAX_VALUE`] bytes) or that sends one of `single` (fields with one value) twice: a browser
-    /// never does either, so it is refused rather than guessed at.
+    /// [`MAX_VALUE`] bytes) or that sends one of `single` (fields with one value; `prefix*` for
+    /// every field starting with `prefix`) twice: a browser never does either, so it is refused
+    /// rather than guessed at. Fields not named (such as the CSRF token) are the route's.
     pub fn check(&self, single: &[&str]) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if self.fields.len() > MAX_FIELDS {
@@ -64,9 +65,21 @@ impl<'a> Form<'a> {
                 ));
             }
         }
-        for name in single {
-            if self.fields.iter().filter(|(n, _)| n == name).count() > 1 {
-                errors.push(FieldError::new(*name, "this field was sent more than once"));
+        let mut repeated: Vec<&str> = Vec::new();
+        for (i, (name, _)) in self.fields.iter().enumerate() {
+            let listed = single.iter().any(|s| match s.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == s,
+            });
+            if listed
+                && !repeated.contains(&name.as_str())
+                && self.fields[..i].iter().any(|(n, _)| n == name)
+            {
+                repeated.push(name);
+                errors.push(FieldError::new(
+                    name.clone(),
+                    "this field was sent more than once",
+                ));
             }
         }
         errors

@@ -297,7 +297,7 @@ pub fn promote_patch(model: &MLModel) -> Option<Value> {
 
 /// `patch` with `metadata.resourceVersion` of the model as read, when known: the API server then
 /// applies it only to that version (409 Conflict otherwise).
-fn guarded(model: &MLModel, mut patch: Value) -> Value {
+pub(super) fn guarded(model: &MLModel, mut patch: Value) -> Value {
     if let (Some(version), Value::Object(map)) = (model.resource_version(), &mut patch) {
         map.insert("metadata".into(), json!({"resourceVersion": version}));
     }

@@ -62,6 +62,7 @@ const SINGLE: &[&str] = &[
     "gpuResource",
     "homeSize",
     "idleTimeout",
+    "volumes.*",
 ];
 
 /// Parses the spawner's form into the Notebook to create in `ctx.namespace`.

@@ -3,7 +3,7 @@
 use berth_api::mlmodel::{AuthMode, MLModel, RuntimeName};
 use serde_json::{Value, json};
 
-use super::deploy::{parse_deploy, source_uri_problem};
+use super::deploy::{parse_canary, parse_deploy, source_uri_problem};
 use super::form::{FieldError, apply_merge_patch};
 use super::models::{auth_view, model_view, promote_patch, rollback_patch, shell_word};
 use super::tests_schema::schema_problems;
@@ -489,4 +489,110 @@ fn without_a_resource_version_the_patches_carry_no_guard() {
     m.metadata.resource_version = None;
     assert_eq!(rollback_patch(&m), Some(json!({"spec": {"canary": null}})));
     assert!(promote_patch(&m).unwrap().get("metadata").is_none());
+}
+
+#[test]
+fn the_canary_form_sets_a_whole_canary() {
+    let plain = model(json!({"source": {"uri": "s3://models/a.onnx"}}), json!({}));
+    let f = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    };
+    let patch = parse_canary(
+        &f(&[("canarySourceUri", "s3://models/b.onnx"), ("weight", "20")]),
+        &plain,
+    )
+    .unwrap();
+    assert_eq!(
+        patch,
+        json!({"metadata": {"resourceVersion": "4711"},
+               "spec": {"canary": {"source": {"uri": "s3://models/b.onnx"}, "weight": 20}}})
+    );
+    let mut after = serde_json::to_value(&plain).unwrap();
+    apply_merge_patch(&mut after, &patch);
+    assert_eq!(schema_problems::<MLModel>(&after), Vec::<String>::new());
+    // Replacing a canary of another runtime leaves no runtime behind.
+    let runtime_canary = model(
+        json!({"source": {"uri": "s3://models/a.onnx"}, "canary": {"runtime": {"name": "triton"}, "weight": 10}}),
+        json!({}),
+    );
+    let patch = parse_canary(
+        &f(&[("canarySourceUri", "s3://models/b.onnx"), ("weight", "30")]),
+        &runtime_canary,
+    )
+    .unwrap();
+    let mut after = serde_json::to_value(&runtime_canary).unwrap();
+    apply_merge_patch(&mut after, &patch);
+    let after: MLModel = serde_json::from_value(after).unwrap();
+    let c = after.spec.canary.unwrap();
+    assert!(c.runtime.is_none());
+    assert_eq!(
+        (c.source.unwrap().uri.as_str(), c.weight),
+        ("s3://models/b.onnx", 30)
+    );
+
+    let refused = |pairs: &[(&str, &str)], field: &str| {
+        let e = parse_canary(&f(pairs), &plain).unwrap_err();
+        assert!(e.iter().any(|e| e.field == field), "{pairs:?}: {e:?}");
+    };
+    refused(&[("weight", "20")], "canarySourceUri");
+    refused(
+        &[("canarySourceUri", "http://x/m"), ("weight", "20")],
+        "canarySourceUri",
+    );
+    refused(
+        &[("canarySourceUri", "s3://models/b.onnx"), ("weight", "100")],
+        "weight",
+    );
+    refused(
+        &[("canarySourceUri", "s3://models/b.onnx"), ("weight", "0")],
+        "weight",
+    );
+    refused(&[("canarySourceUri", "s3://models/b.onnx")], "weight");
+    refused(
+        &[("canaryRuntime", "custom"), ("weight", "5")],
+        "canaryRuntime",
+    );
+    refused(
+        &[("canaryRuntime", "<x>"), ("weight", "5")],
+        "canaryRuntime",
+    );
+    assert!(
+        parse_canary(
+            &f(&[("canaryRuntime", "mlserver"), ("weight", "5")]),
+            &plain
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn the_deploy_form_sets_the_exposure() {
+    let m = deploy(&[
+        ("name", "m"),
+        ("sourceUri", "s3://models/a.onnx"),
+        ("exposeMode", "gateway"),
+    ])
+    .unwrap();
+    assert_eq!(
+        m.spec.expose.unwrap().mode,
+        berth_api::mlmodel::ExposeMode::Gateway
+    );
+    let m = deploy(&[
+        ("name", "m"),
+        ("sourceUri", "s3://models/a.onnx"),
+        ("exposeMode", "cluster"),
+    ])
+    .unwrap();
+    assert!(m.spec.expose.is_none(), "cluster is the default");
+    refused_on(
+        deploy(&[
+            ("name", "m"),
+            ("sourceUri", "s3://models/a.onnx"),
+            ("exposeMode", "public"),
+        ]),
+        "exposeMode",
+    );
 }

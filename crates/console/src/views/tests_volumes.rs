@@ -274,3 +274,18 @@ fn volume_rows_are_checked() {
         "volumes",
     );
 }
+
+#[test]
+fn a_volume_field_sent_twice_is_refused() {
+    let f = Fixture::new();
+    refused_on(
+        f.parse(&[
+            ("name", "lab"),
+            ("volumes.0.name", "a"),
+            ("volumes.0.mountPath", "/a"),
+            ("volumes.0.mountPath", "/etc"),
+            ("volumes.0.size", "1Gi"),
+        ]),
+        "volumes.0.mountPath",
+    );
+}
