@@ -596,3 +596,48 @@ fn the_deploy_form_sets_the_exposure() {
         "exposeMode",
     );
 }
+
+/// Every string of a serialized view, for checks of the whole view at once.
+pub(super) fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The markup a pre-escaping step would leave.
+pub(super) const ESCAPED: [&str; 5] = ["&lt;", "&gt;", "&amp;", "&quot;", "&#39;"];
+
+#[test]
+fn no_field_of_the_model_page_is_escaped_or_marked_safe() {
+    const H: &str = "<i x=\"1\">&'</i>";
+    let m = model(
+        json!({"source": {"uri": format!("https://example.com/{H}")}, "runtime": {"name": "triton"},
+               "canary": {"source": {"uri": format!("s3://models/{H}")}, "weight": 20}}),
+        json!({"phase": "Failed", "url": format!("http://x/{H}"), "activeVersion": H, "targetVersion": H,
+               "activeSource": {"uri": H},
+               "auth": {"mode": "kubernetes", "audiences": [H], "issuer": H},
+               "canary": {"version": H, "split": H, "method": H,
+                          "failure": {"reason": H, "message": H, "time": "2026-11-30T11:00:00Z", "stage": H, "version": H, "generation": 1}},
+               "lastFailure": {"reason": H, "message": H, "time": "2026-11-30T11:00:00Z", "stage": H, "version": H, "generation": 1},
+               "conditions": [{"type": H, "status": "False", "reason": H, "message": H, "lastTransitionTime": "2026-11-30T11:00:00Z"}]}),
+    );
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(
+        json!({"metadata": {"name": "e"}, "involvedObject": {}, "reason": H, "message": H, "type": H}),
+    )
+    .unwrap();
+    let v = serde_json::to_value(model_view(&m, &[event])).unwrap();
+    let mut all = Vec::new();
+    strings(&v, &mut all);
+    assert!(
+        all.iter().filter(|s| s.contains(H)).count() >= 20,
+        "{all:?}"
+    );
+    for s in &all {
+        for e in ESCAPED {
+            assert!(!s.contains(e), "{s:?} holds {e}");
+        }
+    }
+}

@@ -134,3 +134,30 @@ fn the_spawner_shows_images_bundles_maxima_and_idle_bounds() {
         ("1h", "10s", "168h")
     );
 }
+
+#[test]
+fn no_field_of_the_spawner_is_escaped_or_marked_safe() {
+    const H: &str = "<i x=\"1\">&'</i>";
+    let t = super::tests_spawn::template(
+        "t",
+        true,
+        json!({
+            "displayName": H, "description": H,
+            "images": [{"id": "a", "image": H, "displayName": H, "labels": {H: H}},
+                       {"id": "b", "image": H, "redirect": {"to": "a", "message": H}}],
+            "defaultImage": "a",
+            "bundles": [{"id": "x", "displayName": H, "resources": {}}],
+            "defaultBundle": "x",
+            "custom": {"maximum": {H: "1"}},
+        }),
+    );
+    let v = serde_json::to_value(spawner(&[t], &BTreeMap::new())).unwrap();
+    let mut all = Vec::new();
+    super::tests_models::strings(&v, &mut all);
+    assert!(all.iter().filter(|s| s.contains(H)).count() >= 9, "{all:?}");
+    for s in &all {
+        for e in super::tests_models::ESCAPED {
+            assert!(!s.contains(e), "{s:?} holds {e}");
+        }
+    }
+}
