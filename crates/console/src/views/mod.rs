@@ -27,17 +27,26 @@
 //! - [`spawn::parse_spawn`] (form fields, [`spawn::SpawnContext`]) → the `Notebook` to create,
 //!   or field errors. Its module docs list the field names the form must use; [`volumes`] checks
 //!   the volume rows.
-//! - [`notebooks::notebook_view`] (Notebook, its Events, now) → [`notebooks::NotebookView`]: the
-//!   row and the detail page: phase in words, image with its redirect/deprecation notice,
-//!   bundle or resources, the console URL `/notebook/<ns>/<name>/`, conditions with a headline
-//!   and Berth's message (what to do), idle and culled state, and the actions open (Running),
-//!   start/resume (stopped or culled), stop (not stopped), delete.
+//! - [`notebooks::notebook_view`] (Notebook, its pod, its Events, now) →
+//!   [`notebooks::NotebookView`]: the row and the detail page: phase in words, image with its
+//!   redirect/deprecation notice, bundle or resources, the console URL `/notebook/<ns>/<name>/`,
+//!   conditions with a headline and Berth's message (what to do), idle and culled state (with
+//!   the time left before an idle notebook is stopped), the pod in words, and the actions open
+//!   (Running: a link to `/notebook/<ns>/<name>/lab`), start/resume (stopped or culled:
+//!   `{"spec":{"stopped":false}}`), stop (not stopped: `{"spec":{"stopped":true}}`), delete.
 //! - [`models::model_view`] (MLModel, its Events) → [`models::ModelView`]: phase, URL, the
 //!   serving, asked-for and canary versions, the last failure, auth (mode, sentence, token
 //!   command, a ready-to-copy `call` for the Open Inference Protocol, as docs/models.md
 //!   "Calling a model" writes it) and the actions promote and rollback (with a canary) and delete.
 //! - [`deploy::parse_deploy`] (form fields, namespace, existing model names) → the `MLModel` to
-//!   create, or field errors.
+//!   create, or field errors; [`deploy::parse_canary`] (form fields, the model) → the merge
+//!   patch that starts or replaces its canary.
+//!
+//! Reading the form: values are trimmed, empty means absent, a field the parser reads sent twice
+//! is an error, fields it does not read (the CSRF token) are ignored. Names refused by the
+//! parsers are refused by the CRDs, and what they accept passes the CRDs' schemas and CEL
+//! patterns (tests_schema.rs, tests_cel.rs); the API server and the controllers stay the
+//! authority (quota, a claim in use by another pod, RBAC).
 //! - [`form`]: the shared pieces (field errors, bounded form reading, names, quantities and
 //!   durations in words, a JSON merge patch between two objects).
 
