@@ -142,7 +142,16 @@ pub fn parse_spawn(
             let id = asked.unwrap_or(&t.spec.default_image);
             match t.spec.images.iter().find(|i| i.id == id) {
                 // A hidden image is not offered; the template's own default is, even hidden.
-                Some(i) if !i.hidden || asked.is_none() => spec.image_id = Some(id.to_owned()),
+                Some(i) if !i.hidden || asked.is_none() => {
+                    if redirect_loop(t, id) {
+                        err(
+                            "imageId",
+                            format!("the template's redirects from image {id} go round in a loop; pick another image and tell a platform admin"),
+                        );
+                    } else {
+                        spec.image_id = Some(id.to_owned());
+                    }
+                }
                 _ => err(
                     "imageId",
                     format!(
@@ -206,10 +215,7 @@ pub fn parse_spawn(
     match form.get("idleTimeout") {
         Some(text) => match parse_duration(text) {
             Some(d) if d >= minimum && d <= maximum => spec.idle_timeout = Some(text.to_owned()),
-            Some(_) => err(
-                "idleTimeout",
-                format!("the idle timeout must be {range} with this template"),
-            ),
+            Some(_) => err("idleTimeout", format!("the idle timeout must be {range}")),
             None => err(
                 "idleTimeout",
                 format!("a duration such as 30m, 2h or 1h30m, {range}"),
@@ -283,6 +289,29 @@ fn pick_template<'a>(
         ));
     }
     Ok(Some(chosen))
+}
+
+/// Whether following the redirects from image `id` comes back to an image already passed (the
+/// controller's ImageRedirectLoop). A redirect to an id the template lacks ends the walk (the
+/// CRD refuses such templates; the controller says UnknownImage).
+fn redirect_loop(t: &NotebookTemplate, id: &str) -> bool {
+    let mut seen = vec![id];
+    let mut current = id;
+    while let Some(to) = t
+        .spec
+        .images
+        .iter()
+        .find(|i| i.id == current)
+        .and_then(|i| i.redirect.as_ref())
+        .map(|r| r.to.as_str())
+    {
+        if seen.contains(&to) {
+            return true;
+        }
+        seen.push(to);
+        current = to;
+    }
+    false
 }
 
 fn visible_images(t: &NotebookTemplate) -> String {

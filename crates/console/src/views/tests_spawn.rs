@@ -678,3 +678,29 @@ fn a_hidden_default_image_is_used_when_none_is_picked() {
         "imageId",
     );
 }
+
+#[test]
+fn an_image_whose_redirects_loop_is_refused() {
+    let mut t = gpu_lab();
+    // py311-cu124 → py310-cu121 → py311-cu124.
+    t.spec.images[0].redirect = Some(serde_json::from_value(json!({"to": "py310-cu121"})).unwrap());
+    let mut f = Fixture::new();
+    f.templates = vec![t];
+    let m = refused_on(
+        f.parse(&[
+            ("name", "lab"),
+            ("template", "gpu-lab"),
+            ("imageId", "py310-cu121"),
+        ]),
+        "imageId",
+    );
+    assert!(m.contains("loop"), "{m}");
+    assert!(
+        f.parse(&[
+            ("name", "lab"),
+            ("template", "gpu-lab"),
+            ("imageId", "py311-cu118")
+        ])
+        .is_ok()
+    );
+}
