@@ -34,6 +34,9 @@
 //!   the time left before an idle notebook is stopped), the pod in words, and the actions open
 //!   (Running: a link to `/notebook/<ns>/<name>/lab`), start/resume (stopped or culled:
 //!   `{"spec":{"stopped":false}}`), stop (not stopped: `{"spec":{"stopped":true}}`), delete.
+//! - [`resize::parse_resize`] (form fields, the Notebook, templates) → the merge patch that
+//!   moves it to another bundle or to explicit resources (within the template's maximum), with
+//!   nothing of the other left behind; a resize restarts the notebook with its home.
 //! - [`models::model_view`] (MLModel, its Events) → [`models::ModelView`]: phase, URL, the
 //!   serving, asked-for and canary versions, the last failure, auth (mode, sentence, token
 //!   command, a ready-to-copy `call` for the Open Inference Protocol, as docs/models.md
@@ -54,6 +57,7 @@ pub mod deploy;
 pub mod form;
 pub mod models;
 pub mod notebooks;
+pub mod resize;
 pub mod spawn;
 pub mod spawner;
 pub mod volumes;

@@ -324,7 +324,7 @@ fn visible_images(t: &NotebookTemplate) -> String {
         .join(", ")
 }
 
-fn bundle_ids(t: &NotebookTemplate) -> String {
+pub(super) fn bundle_ids(t: &NotebookTemplate) -> String {
     if t.spec.bundles.is_empty() {
         return "(it has none)".to_owned();
     }
@@ -386,7 +386,7 @@ pub fn is_extended_resource(resource: &str) -> bool {
 /// `cpu`, `memory`, `gpu`, `gpuResource` → requests {cpu, memory, gpu} and limits {memory, gpu},
 /// as the chart's bundles are written; with a template, each within its custom maximum
 /// (compared as quantities: "2000m" is 2, "1Gi" is "1024Mi").
-fn explicit_resources(
+pub(super) fn explicit_resources(
     form: &Form<'_>,
     template: Option<&NotebookTemplate>,
 ) -> Result<NotebookResources, Vec<FieldError>> {
