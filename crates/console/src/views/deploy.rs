@@ -6,14 +6,15 @@
 //! `image` (custom: required; onnx: only with authMode none), `port` (custom only, required),
 //! `replicas` (1-100), `cpu`, `memory` (requests; memory also the limit), `gpus` (0-16),
 //! `storageSize`, `authMode` (empty: Berth's default; oidc, kubernetes or none), `exposeMode`
-//! (cluster, the default; gateway or istio).
+//! (cluster, the default; gateway or istio), or instead of `replicas` autoscaling: `minReplicas`
+//! (default 1), `maxReplicas`, `targetCPUUtilization` (percent of the CPU request, default 80).
 //!
 //! [`parse_canary`] reads the canary form of a model's page (`canarySourceUri`,
 //! `canaryRuntime`, `weight`) into the merge patch that starts (or changes) a canary.
 
 use berth_api::mlmodel::{
-    AuthMode, AuthSpec, CanarySpec, ExposeMode, ExposeSpec, MLModel, MLModelSpec, ModelResources,
-    ModelSource, RuntimeName, RuntimeSpec, StorageSpec,
+    AuthMode, AuthSpec, Autoscaling, CanarySpec, ExposeMode, ExposeSpec, MLModel, MLModelSpec,
+    ModelResources, ModelSource, RuntimeName, RuntimeSpec, StorageSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
@@ -39,6 +40,9 @@ const SINGLE: &[&str] = &[
     "storageSize",
     "authMode",
     "exposeMode",
+    "minReplicas",
+    "maxReplicas",
+    "targetCPUUtilization",
 ];
 
 /// Why `uri` cannot be a model's `source.uri`: the CRD's rules on it (scheme, bucket, URL with a
@@ -234,6 +238,51 @@ pub fn parse_deploy(
         }
         n
     });
+    let autoscaling = match (
+        form.get("minReplicas"),
+        form.get("maxReplicas"),
+        form.get("targetCPUUtilization"),
+    ) {
+        (None, None, None) => None,
+        (min, max, target) => {
+            let min_n = min.map_or(Some(1), |m| number(m, 1..=100));
+            let max_n = max.and_then(|m| number(m, 1..=100));
+            let target_n = target.map_or(Some(80), |t| number(t, 1..=100));
+            if min_n.is_none() {
+                err("minReplicas", "a whole number, 1 to 100");
+            }
+            if max_n.is_none() {
+                err(
+                    "maxReplicas",
+                    "autoscaling needs the most replicas, a whole number, 1 to 100",
+                );
+            }
+            if target_n.is_none() {
+                err(
+                    "targetCPUUtilization",
+                    "a percent of the CPU request, 1 to 100",
+                );
+            }
+            if replicas.is_some() || form.get("replicas").is_some() {
+                err(
+                    "replicas",
+                    "set either replicas or autoscaling, not both: with autoscaling the number of replicas follows the load",
+                );
+            }
+            match (min_n, max_n, target_n) {
+                (Some(min), Some(max), Some(target)) if min <= max => Some(Autoscaling {
+                    min_replicas: min,
+                    max_replicas: max,
+                    target_cpu_utilization: target,
+                }),
+                (Some(_), Some(_), Some(_)) => {
+                    err("minReplicas", "at most maxReplicas");
+                    None
+                }
+                _ => None,
+            }
+        }
+    };
     let gpus = form.get("gpus").and_then(|g| {
         let n = number(g, 0..=16);
         if n.is_none() {
@@ -293,7 +342,7 @@ pub fn parse_deploy(
             readiness_path: None,
         },
         replicas,
-        autoscaling: None,
+        autoscaling,
         resources: (resources != ModelResources::default()).then_some(resources),
         storage,
         expose: expose.map(|mode| ExposeSpec {

@@ -29,6 +29,9 @@ pub struct ModelView {
     pub url: Option<String>,
     /// Replicas ready to serve.
     pub ready_replicas: i32,
+    /// The scale asked for, with what is ready: `2 replicas, 2 ready` or `autoscaling 1 to 5
+    /// at 80% CPU, 3 ready`.
+    pub scale: String,
     /// The runtime (`onnx`, `triton`, …) and the spec's source URI.
     pub runtime: String,
     pub source: String,
@@ -393,7 +396,22 @@ pub fn model_view(model: &MLModel, events: &[Event]) -> ModelView {
     });
     let active_version = status.active_version.clone().unwrap_or_default();
     let target_version = status.target_version.clone().unwrap_or_default();
+    let ready = status.ready_replicas.unwrap_or(0);
+    let scale = match &spec.autoscaling {
+        Some(a) => format!(
+            "autoscaling {} to {} at {}% CPU, {ready} ready",
+            a.min_replicas, a.max_replicas, a.target_cpu_utilization
+        ),
+        None => {
+            let n = spec.replicas.unwrap_or(1);
+            format!(
+                "{n} replica{}, {ready} ready",
+                if n == 1 { "" } else { "s" }
+            )
+        }
+    };
     ModelView {
+        scale,
         phase: status.phase.map_or("Pending", |p| p.as_str()).to_owned(),
         phase_text: phase_text(status.phase).to_owned(),
         url: status.url.clone(),

@@ -55,6 +55,7 @@ fn the_page_shows_versions_and_the_canary() {
         ("3f09c2a17e", false, 4)
     );
     assert_eq!(v.active_source, "s3://models/fraud/v1.onnx");
+    assert_eq!(v.scale, "4 replicas, 4 ready");
     let c = v.canary.as_ref().unwrap();
     assert_eq!((c.weight, c.percent, c.ready_replicas), (20, 20, 1));
     assert_eq!(c.split, "3f09c2a17e 80% / 9a8b7c6d5e 20%");
@@ -640,4 +641,36 @@ fn no_field_of_the_model_page_is_escaped_or_marked_safe() {
             assert!(!s.contains(e), "{s:?} holds {e}");
         }
     }
+}
+
+#[test]
+fn the_deploy_form_sets_autoscaling_or_replicas_not_both() {
+    let base = [("name", "m"), ("sourceUri", "s3://models/a.onnx")];
+    let with = |extra: &[(&str, &str)]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        deploy(&v)
+    };
+    let m = with(&[("maxReplicas", "5"), ("cpu", "500m")]).unwrap();
+    let a = m.spec.autoscaling.as_ref().unwrap();
+    assert_eq!(
+        (a.min_replicas, a.max_replicas, a.target_cpu_utilization),
+        (1, 5, 80)
+    );
+    assert!(m.spec.replicas.is_none());
+    assert_eq!(
+        schema_problems::<MLModel>(&serde_json::to_value(&m).unwrap()),
+        Vec::<String>::new()
+    );
+    refused_on(with(&[("maxReplicas", "5"), ("replicas", "2")]), "replicas");
+    refused_on(with(&[("minReplicas", "2")]), "maxReplicas");
+    refused_on(
+        with(&[("minReplicas", "6"), ("maxReplicas", "5")]),
+        "minReplicas",
+    );
+    refused_on(with(&[("maxReplicas", "101")]), "maxReplicas");
+    refused_on(
+        with(&[("maxReplicas", "5"), ("targetCPUUtilization", "0")]),
+        "targetCPUUtilization",
+    );
 }
