@@ -94,6 +94,14 @@ impl<'a> Form<'a> {
             .filter(|v| !v.is_empty())
     }
 
+    /// The first value of `name` as sent (not trimmed); `None` when absent.
+    pub fn raw(&self, name: &str) -> Option<&'a str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every field's name, in order (repeated names repeated).
     pub fn names(&self) -> impl Iterator<Item = &'a str> {
         self.fields.iter().map(|(n, _)| n.as_str())

@@ -12,13 +12,14 @@
 //! - `bundle`, or `cpu`, `memory`, `gpu` (a count) and `gpuResource` (needed when the template's
 //!   maximum lists more than one GPU resource, or without a template);
 //! - `homeSize` (such as 20Gi), `idleTimeout` (such as 2h);
+//! - `env.<i>.name`, `env.<i>.value` for `i` in 0..64 (a value is kept as typed, spaces and all);
 //! - `volumes.<i>.name`, `volumes.<i>.mountPath`, `volumes.<i>.existingClaim` or
 //!   `volumes.<i>.size` with `volumes.<i>.accessMode`, `volumes.<i>.readOnly` (a checkbox), for
 //!   `i` in 0..16; a row whose fields are all empty is skipped.
 
 use std::collections::BTreeMap;
 
-use berth_api::notebook::{HomeVolume, Notebook, NotebookResources, NotebookSpec};
+use berth_api::notebook::{HomeVolume, Notebook, NotebookEnv, NotebookResources, NotebookSpec};
 use berth_api::notebook_template::NotebookTemplate;
 use berth_api::quantity;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -63,7 +64,11 @@ const SINGLE: &[&str] = &[
     "homeSize",
     "idleTimeout",
     "volumes.*",
+    "env.*",
 ];
+
+/// The most environment variables (the CRD's maxItems).
+pub const MAX_ENV: usize = 64;
 
 /// Parses the spawner's form into the Notebook to create in `ctx.namespace`.
 pub fn parse_spawn(
@@ -228,6 +233,12 @@ pub fn parse_spawn(
             ),
         ),
         None => {}
+    }
+
+    // The environment.
+    match env(&form) {
+        Ok(e) => spec.env = e,
+        Err(mut e) => errors.append(&mut e),
     }
 
     // The data volumes.
@@ -512,6 +523,68 @@ pub(super) fn explicit_resources(
     }
     if errors.is_empty() {
         Ok(resources)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The rows `env.<i>.name` and `env.<i>.value` (i in 0..64; a row with an empty name and value is
+/// skipped) → `spec.env`, with the CRD's rules: a name of letters, digits and '_' not starting
+/// with a digit (at most 128), not one Berth sets (NB_PREFIX, HOME, NB_PORT, JUPYTER_*), each
+/// once; a value of at most 4096 characters (the form's own bound).
+fn env(form: &Form<'_>) -> Result<Vec<NotebookEnv>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut out: Vec<NotebookEnv> = Vec::new();
+    for i in 0..MAX_ENV {
+        let field = format!("env.{i}.name");
+        let name = form.get(&field);
+        let value = form.get(&format!("env.{i}.value"));
+        let Some(name) = name else {
+            if value.is_some() {
+                errors.push(FieldError::new(field, "a variable needs a name"));
+            }
+            continue;
+        };
+        let b = name.as_bytes();
+        let valid = b.len() <= 128
+            && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+        if !valid {
+            errors.push(FieldError::new(
+                field,
+                "a name has letters, digits and '_' (at most 128) and does not start with a digit",
+            ));
+        } else if matches!(name, "NB_PREFIX" | "HOME" | "NB_PORT") || name.starts_with("JUPYTER_") {
+            errors.push(FieldError::new(
+                field,
+                "NB_PREFIX, HOME, NB_PORT and JUPYTER_* are set by Berth",
+            ));
+        } else if out.iter().any(|e| e.name == name) {
+            errors.push(FieldError::new(field, "each variable once"));
+        } else {
+            out.push(NotebookEnv {
+                name: name.to_owned(),
+                // Untrimmed: a value's spaces may matter.
+                value: form
+                    .raw(&format!("env.{i}.value"))
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+    }
+    let stray = form.names().any(|n| {
+        n.strip_prefix("env.")
+            .and_then(|rest| rest.split_once('.'))
+            .is_some_and(|(i, _)| i.parse::<usize>().map_or(true, |i| i >= MAX_ENV))
+    });
+    if stray {
+        errors.push(FieldError::new(
+            "env",
+            format!("at most {MAX_ENV} variables, numbered 0 to {}", MAX_ENV - 1),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(out)
     } else {
         Err(errors)
     }

@@ -285,3 +285,38 @@ fn model_names_sources_and_checksums_agree_with_the_crd() {
         assert_eq!(form, sum[0].is_match(s), "{s:?}");
     }
 }
+
+#[test]
+fn env_names_agree_with_the_crd() {
+    let (_, p) = patterns::<Notebook>("an env name has letters");
+    let reserved = cel_rules::<Notebook>().into_iter().any(|(r, _)| {
+        r.contains("!(self in ['NB_PREFIX', 'HOME', 'NB_PORT']) && !self.startsWith('JUPYTER_')")
+    });
+    assert!(reserved);
+    let f = Fixture::new();
+    for name in [
+        "A",
+        "_",
+        "_X1",
+        "MY_SETTING",
+        "x",
+        "HOME",
+        "NB_PORT",
+        "JUPYTER_X",
+        "JUPYTER",
+        "1X",
+        "MY-VAR",
+        "MY VAR",
+        "é",
+        "A.B",
+    ] {
+        let crd = p[0].is_match(name)
+            && name.len() <= 128
+            && !matches!(name, "NB_PREFIX" | "HOME" | "NB_PORT")
+            && !name.starts_with("JUPYTER_");
+        let form = f
+            .parse(&[("name", "lab"), ("env.0.name", name)])
+            .map_or_else(|e| !e.iter().any(|e| e.field == "env.0.name"), |_| true);
+        assert_eq!(form, crd, "{name:?}");
+    }
+}

@@ -751,3 +751,61 @@ fn a_resize_moves_between_bundles_and_resources_leaving_nothing_behind() {
     let e = parse_resize(&form(&[("bundle", "a100-1")]), &nb, &[]).unwrap_err();
     assert_eq!(fields(&e), ["form"]);
 }
+
+#[test]
+fn environment_variables_follow_the_crd_rules() {
+    let f = Fixture::new();
+    let nb = f
+        .parse(&[
+            ("name", "lab"),
+            ("env.0.name", "MY_SETTING"),
+            ("env.0.value", " a value <b>&amp; "),
+            ("env.1.name", ""),
+            ("env.1.value", ""),
+            ("env.2.name", "_X1"),
+        ])
+        .unwrap();
+    let env: Vec<(&str, &str)> = nb
+        .spec
+        .env
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(env, [("MY_SETTING", " a value <b>&amp; "), ("_X1", "")]);
+    assert_eq!(
+        schema_problems::<Notebook>(&serde_json::to_value(&nb).unwrap()),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "HOME",
+        "NB_PREFIX",
+        "NB_PORT",
+        "JUPYTER_TOKEN",
+        "1X",
+        "MY-VAR",
+        "MY VAR",
+        "é",
+    ] {
+        refused_on(
+            f.parse(&[("name", "lab"), ("env.0.name", bad)]),
+            "env.0.name",
+        );
+    }
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", &"X".repeat(129))]),
+        "env.0.name",
+    );
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.value", "orphan")]),
+        "env.0.name",
+    );
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", "A"), ("env.1.name", "A")]),
+        "env.1.name",
+    );
+    refused_on(f.parse(&[("name", "lab"), ("env.64.name", "A")]), "env");
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", "A"), ("env.0.name", "B")]),
+        "env.0.name",
+    );
+}
