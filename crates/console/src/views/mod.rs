@@ -65,9 +65,13 @@ pub mod volumes;
 #[cfg(test)]
 mod tests_cel;
 #[cfg(test)]
+mod tests_deploy;
+#[cfg(test)]
 mod tests_models;
 #[cfg(test)]
 mod tests_notebooks;
+#[cfg(test)]
+mod tests_resize;
 #[cfg(test)]
 mod tests_schema;
 #[cfg(test)]

@@ -15,7 +15,8 @@ use super::deploy::source_uri_problem;
 use super::form::{is_object_name, is_subdomain_name, parse_duration};
 use super::spawn::is_extended_resource;
 use super::tests_schema::cel_rules;
-use super::tests_spawn::Fixture;
+use super::tests_schema::schema_problems;
+use super::tests_spawn::{Fixture, refused_on};
 use super::volumes::mount_path_problem;
 
 /// The patterns of `matches('...')` in the first rule of `K`'s CRD whose text or message
@@ -319,4 +320,62 @@ fn env_names_agree_with_the_crd() {
             .map_or_else(|e| !e.iter().any(|e| e.field == "env.0.name"), |_| true);
         assert_eq!(form, crd, "{name:?}");
     }
+}
+
+#[test]
+fn environment_variables_follow_the_crd_rules() {
+    let f = Fixture::new();
+    let nb = f
+        .parse(&[
+            ("name", "lab"),
+            ("env.0.name", "MY_SETTING"),
+            ("env.0.value", " a value <b>&amp; "),
+            ("env.1.name", ""),
+            ("env.1.value", ""),
+            ("env.2.name", "_X1"),
+        ])
+        .unwrap();
+    let env: Vec<(&str, &str)> = nb
+        .spec
+        .env
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(env, [("MY_SETTING", " a value <b>&amp; "), ("_X1", "")]);
+    assert_eq!(
+        schema_problems::<Notebook>(&serde_json::to_value(&nb).unwrap()),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "HOME",
+        "NB_PREFIX",
+        "NB_PORT",
+        "JUPYTER_TOKEN",
+        "1X",
+        "MY-VAR",
+        "MY VAR",
+        "é",
+    ] {
+        refused_on(
+            f.parse(&[("name", "lab"), ("env.0.name", bad)]),
+            "env.0.name",
+        );
+    }
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", &"X".repeat(129))]),
+        "env.0.name",
+    );
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.value", "orphan")]),
+        "env.0.name",
+    );
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", "A"), ("env.1.name", "A")]),
+        "env.1.name",
+    );
+    refused_on(f.parse(&[("name", "lab"), ("env.64.name", "A")]), "env");
+    refused_on(
+        f.parse(&[("name", "lab"), ("env.0.name", "A"), ("env.0.name", "B")]),
+        "env.0.name",
+    );
 }
