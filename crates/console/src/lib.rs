@@ -11,3 +11,4 @@ pub mod path;
 pub mod serve;
 pub mod session;
 pub mod upstream;
+pub mod views;
