@@ -22,7 +22,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock" ]; then
 else
   log e2e "npm ci (playwright-core $(node -p 'require(process.argv[1]).packages["node_modules/playwright-core"].version' "$here/package-lock.json"), npm cache in $cache/npm)"
   start=$SECONDS
-  (cd "$here" && npm_config_cache="$cache/npm" npm ci --no-audit --no-fund --loglevel=error >&2)
+  (cd "$here" && npm_config_cache="$cache/npm" npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2)
   echo "$lock" >"$stamp"
   log e2e "node_modules installed in $((SECONDS - start)) s"
 fi
