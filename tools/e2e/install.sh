@@ -11,8 +11,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib.sh"
 
+# playwright-core 1.65 needs Node 20 or newer (its `engines`); Debian 12's own nodejs is 18, so
+# the machine brings its Node (NodeSource's nodejs 20 here).
 command -v node >/dev/null && command -v npm >/dev/null || {
-  log e2e "node and npm are needed (Debian: apt-get install nodejs npm; Node 20 or newer)"
+  log e2e "node and npm are needed: Node 20 or newer (NodeSource's nodejs package; Debian 12's is 18)"
+  exit 1
+}
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || {
+  log e2e "Node $(node --version) is too old: playwright-core needs Node 20 or newer"
   exit 1
 }
 lock=$(sha256sum "$here/package-lock.json" | cut -c1-64)
