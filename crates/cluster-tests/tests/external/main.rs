@@ -3,11 +3,11 @@
 //! run here). The operator runs as a real process under the RBAC Berth ships. Its own binary with
 //! its own control plane: these tests change the platform settings.
 
-mod console_browser;
 mod deletion;
 mod support;
 mod survival;
 mod takeover;
+mod web_console;
 mod words;
 
 use std::collections::BTreeSet;

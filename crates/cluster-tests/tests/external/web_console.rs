@@ -12,6 +12,10 @@
 //!
 //! Skipped, with a message, only when `BERTH_CHROMIUM` (set by `cargo xtask test` from
 //! tools/chromium.sh) is not set.
+//!
+//! The module's name sorts last on purpose: libtest starts tests in name order on as many
+//! threads as cores (two here), so the binary's two longest tests start first and this one
+//! (about 45 s, most of it Keycloak's start) takes the turn of the shorter one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
