@@ -25,26 +25,31 @@ source "$here/lib.sh"
 sudo=()
 [ "$(id -u)" = 0 ] || sudo=(sudo)
 
-# The packages (name=version) `apt-get install` of the pin would add to this machine, or nothing
-# when apt does not offer the pin.
+# The packages (name=version) `apt-get install` of the pin would add to or change on this machine:
+# "Inst NAME [OLD] (NEW ...)" lines, OLD only for an upgrade.
 simulate() {
   apt-get install --simulate -qq --no-install-recommends \
     "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION" 2>/dev/null |
-    awk '/^Inst / { v = $3; gsub(/[()]/, "", v); print $2 "=" v }'
+    awk '/^Inst / { for (i = 3; i <= NF; i++) if ($i ~ /^\(/) { v = substr($i, 2); print $2 "=" v; break } }'
+}
+
+# Whether apt knows the pinned revision of both packages.
+known() {
+  apt-cache show "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION" >/dev/null 2>&1
 }
 
 fetch_chromium() {
   local dir=$1 packages
-  packages=$(simulate || true)
-  if ! grep -q "^chromium=" <<<"$packages"; then
+  if ! known; then
     log chromium "apt does not know chromium $CHROMIUM_VERSION: apt-get update"
     "${sudo[@]}" apt-get update -qq >&2
-    packages=$(simulate || true)
   fi
-  if ! grep -q "^chromium=" <<<"$packages"; then
+  if ! known; then
     log chromium "apt offers no chromium $CHROMIUM_VERSION (offers: $(apt-cache madison chromium | awk -F'|' '{print $2}' | tr -d ' ' | paste -sd' ')); bump CHROMIUM_VERSION in tools/chromium.sh"
     return 1
   fi
+  # Chromium itself always (even where the system has it installed), and what the system lacks.
+  packages=$( (printf '%s\n' "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION"; simulate) | sort -u)
   local count
   count=$(wc -l <<<"$packages")
   log chromium "  downloading $count packages (chromium, chromium-common and what this machine lacks of their dependencies)"
