@@ -19,8 +19,9 @@ import { fileURLToPath } from 'node:url';
 
 import { launch, runAll } from './harness.mjs';
 import login from './scenarios/login.mjs';
+import notebookLink from './scenarios/notebook-link.mjs';
 
-const SCENARIOS = [login];
+const SCENARIOS = [login, notebookLink];
 
 const here = dirname(fileURLToPath(import.meta.url));
 

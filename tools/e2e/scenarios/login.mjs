@@ -9,7 +9,7 @@ const SESSION_COOKIE = 'berth_console_session';
 const INVALID = /Invalid username or password/i;
 
 /** Whether `page` shows Keycloak's login form (any theme: the fields' ids are Keycloak's). */
-async function onLoginForm(page) {
+export async function onLoginForm(page) {
   return (await page.locator('#kc-form-login, form:has(#username):has(#password)').count()) > 0;
 }
 
@@ -39,7 +39,7 @@ async function toLoginForm(t, page) {
 }
 
 /** Fills Keycloak's login form and submits it. */
-async function submit(page, username, password) {
+export async function submit(page, username, password) {
   await page.locator('#username').fill(username);
   await page.locator('#password').fill(password);
   await page.locator('#kc-login, [type=submit]').first().click();

@@ -1,14 +1,16 @@
-//! The console in a real browser (issue 15's browser tests, first scenario): Debian's Chromium
-//! driven by playwright-core (`node tools/e2e/run.mjs login`, docs/development.md, "Browser
-//! tests") against the real `berth-console` binary, which runs as a process under its shipped
+//! The console in a real browser (issue 15's browser tests, the first scenarios): Debian's
+//! Chromium driven by playwright-core (`node tools/e2e/run.mjs <scenario>`, docs/development.md,
+//! "Browser tests") against the real `berth-console` binary, which runs as a process under its shipped
 //! ServiceAccount (deploy/rbac/30-console.yaml) on a control plane of its own, with a real
 //! Keycloak as its identity provider.
 //!
-//! The scenario logs a realm user in through Keycloak's own login form (the console's code flow
-//! with PKCE), finds their name on `/`, logs out, and is asked to log in again; a wrong password
-//! and an unknown user stay on Keycloak's page with its error. This test then checks what the
-//! browser cannot see: Keycloak holds no session of the user any more (the logout ended it
-//! there too), and a screenshot of every page the scenario visited is on disk.
+//! The `login` scenario logs a realm user in through Keycloak's own login form (the console's
+//! code flow with PKCE), finds their name on `/`, logs out, and is asked to log in again; a wrong
+//! password and an unknown user stay on Keycloak's page with its error. `notebook-link` opens a
+//! notebook's link without a session, logs in, comes back to that path and gets 403 naming the
+//! user (a member of nothing). This test also checks what the browser cannot see: after `login`,
+//! Keycloak holds no session of the user any more (the logout ended it there too), and after
+//! both, a screenshot of every page visited is on disk.
 //!
 //! Skipped, with a message, only when `BERTH_CHROMIUM` (set by `cargo xtask test` from
 //! tools/chromium.sh) is not set.
@@ -184,6 +186,47 @@ fn screenshots(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(shots)
 }
 
+/// How the test runs `node tools/e2e/run.mjs <scenario>` against its console.
+struct Browser {
+    chromium: PathBuf,
+    console: String,
+    password: String,
+    artifacts: PathBuf,
+}
+
+impl Browser {
+    /// Runs one scenario; fails with the console's log when it fails or the console died.
+    async fn run(&self, scenario: &str, console: &mut Process) -> Result<()> {
+        let root = berth_testenv::util::repo_root();
+        let mut node = Command::new("node");
+        node.current_dir(root)
+            .arg(root.join("tools/e2e/run.mjs"))
+            .arg(scenario)
+            .env("BERTH_CHROMIUM", &self.chromium)
+            .env("BERTH_E2E_CONSOLE_URL", &self.console)
+            .env("BERTH_E2E_USER", USER)
+            .env("BERTH_E2E_PASSWORD", &self.password)
+            .env("BERTH_E2E_USER_NAME", EMAIL)
+            .env("BERTH_E2E_ARTIFACTS", &self.artifacts);
+        let begin = Instant::now();
+        let run = tokio::task::spawn_blocking(move || node.status()).await??;
+        eprintln!(
+            "the browser scenario {scenario} took {:.1} s",
+            begin.elapsed().as_secs_f64()
+        );
+        if !run.success() {
+            bail!(
+                "the browser scenario {scenario} failed ({run}); the console's log:\n{}",
+                console.log_tail(4000)
+            );
+        }
+        if let Some(status) = console.exited() {
+            bail!("berth-console exited with {status} during {scenario}");
+        }
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn a_user_logs_in_to_the_console_in_a_browser_sees_who_they_are_and_logs_out() -> Result<()> {
     let Some(chromium) = std::env::var_os("BERTH_CHROMIUM").map(PathBuf::from) else {
@@ -221,34 +264,13 @@ async fn a_user_logs_in_to_the_console_in_a_browser_sees_who_they_are_and_logs_o
         start_console(&plane, &keycloak.issuer(REALM), &public, port, &secret).await?;
 
     let artifacts = root.join("target/e2e-artifacts");
-    let begin = Instant::now();
-    let run = {
-        let mut node = Command::new("node");
-        node.current_dir(root)
-            .arg(root.join("tools/e2e/run.mjs"))
-            .arg("login")
-            .env("BERTH_CHROMIUM", &chromium)
-            .env("BERTH_E2E_CONSOLE_URL", &public)
-            .env("BERTH_E2E_USER", USER)
-            .env("BERTH_E2E_PASSWORD", &password)
-            .env("BERTH_E2E_USER_NAME", EMAIL)
-            .env("BERTH_E2E_ARTIFACTS", &artifacts);
-        tokio::task::spawn_blocking(move || node.status()).await??
+    let browser = Browser {
+        chromium,
+        console: public,
+        password,
+        artifacts: artifacts.clone(),
     };
-    eprintln!(
-        "the browser scenario took {:.1} s",
-        begin.elapsed().as_secs_f64()
-    );
-    if !run.success() {
-        bail!(
-            "the browser scenario failed ({run}); the console's log:\n{}",
-            console.log_tail(4000)
-        );
-    }
-    if let Some(status) = console.exited() {
-        bail!("berth-console exited with {status} during the scenario");
-    }
-
+    browser.run("login", &mut console).await?;
     // The logout ended Keycloak's session too, not only the console's.
     let users = admin(
         &keycloak,
@@ -273,25 +295,26 @@ async fn a_user_logs_in_to_the_console_in_a_browser_sees_who_they_are_and_logs_o
         "Keycloak still holds the user's session after the console's logout: {sessions}"
     );
 
+    browser.run("notebook-link", &mut console).await?;
+
     // A screenshot of every step's page, each a PNG.
-    let shots = screenshots(&artifacts.join("login"))?;
-    assert!(
-        shots.len() >= 9,
-        "{} screenshots, one per step expected: {shots:?}",
-        shots.len()
-    );
-    for shot in &shots {
-        let bytes = std::fs::read(shot)?;
+    for (scenario, steps) in [("login", 9), ("notebook-link", 3)] {
+        let dir = artifacts.join(scenario);
+        let shots = screenshots(&dir)?;
         assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
-            "{} is not a screenshot",
-            shot.display()
+            shots.len() >= steps,
+            "{scenario}: {} screenshots, one per step ({steps}) expected: {shots:?}",
+            shots.len()
         );
+        for shot in &shots {
+            let bytes = std::fs::read(shot)?;
+            assert!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+                "{} is not a screenshot",
+                shot.display()
+            );
+        }
+        eprintln!("{} screenshots in {}", shots.len(), dir.display());
     }
-    eprintln!(
-        "{} screenshots in {}",
-        shots.len(),
-        artifacts.join("login").display()
-    );
     Ok(())
 }
