@@ -128,8 +128,12 @@ export default {
         await page.goto(`${t.config.consoleUrl}/logout`);
       }
       // Through the identity provider's end-session endpoint and back, with no question asked
-      // there (the console sends the ID token as the hint).
-      await page.waitForURL((url) => url.origin === origin && !url.pathname.startsWith('/logout'));
+      // there (the console sends the ID token as the hint): on a console page, or, where the
+      // console sends a browser without a session straight to log in, on the provider's login
+      // form (its authorization endpoint, not its logout page).
+      await page.waitForURL((url) =>
+        (url.origin === origin && !url.pathname.startsWith('/logout'))
+        || (url.origin !== origin && url.pathname.endsWith('/protocol/openid-connect/auth')));
       await page.waitForLoadState('load');
       t.check(
         (await sessionCookie(page, t.config.consoleUrl)) === undefined,
