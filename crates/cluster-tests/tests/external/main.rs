@@ -7,6 +7,7 @@ mod deletion;
 mod support;
 mod survival;
 mod takeover;
+mod web_console;
 mod words;
 
 use std::collections::BTreeSet;
