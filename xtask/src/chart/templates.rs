@@ -182,8 +182,18 @@ pub fn rbac_template(source: &str, file_name: &str, text: &str) -> Result<String
         .collect::<Vec<_>>()
         .join("---\n");
     let body = escape_delimiters(&body).replace(DEPLOY_NAMESPACE, RELEASE_NAMESPACE);
+    // The console's impersonation power exists only where the console is deployed to use it.
+    if file_name == CONSOLE_IMPERSONATE_FILE {
+        return Ok(format!(
+            "{}{{{{- if and .Values.console.enabled (eq .Values.console.actAs \"impersonate\") }}}}\n{body}{{{{- end }}}}\n",
+            header(source)
+        ));
+    }
     Ok(format!("{}{body}", header(source)))
 }
+
+/// deploy/rbac's file that the chart installs only with `console.actAs: impersonate`.
+const CONSOLE_IMPERSONATE_FILE: &str = "31-console-impersonate.yaml";
 
 /// `values.yaml` with everything after [`SETTINGS_MARKER`] replaced by `settings:` and the spec
 /// of `deploy/settings/default.yaml`, comments included.
