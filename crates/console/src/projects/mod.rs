@@ -156,7 +156,7 @@ pub(crate) fn api_error(
             "Not found".to_owned(),
             vec![status.message.clone()],
         ),
-        kube::Error::Api(status) if status.code == 409 => (
+        kube::Error::Api(status) if status.code == 409 && status.reason != "AlreadyExists" => (
             StatusCode::CONFLICT,
             "Changed meanwhile".to_owned(),
             vec![
