@@ -41,8 +41,8 @@ struct Answer {
 
 impl Browser {
     fn new(console: &Arc<Console>, user: &str, groups: &[&str]) -> Result<Self> {
-        let id = random_id()?;
-        let csrf = random_id()?;
+        let id = random_id().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let csrf = random_id().map_err(|e| anyhow::anyhow!("{e}"))?;
         let session = Session {
             identity: Identity {
                 username: user.into(),
@@ -159,7 +159,7 @@ async fn bind(admin: &kube::Client, role: &str, user: &str) -> Result<String> {
                     ..Default::default()
                 },
                 role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: "ClusterRole".into(),
                     name: role.into(),
                 },
@@ -205,18 +205,30 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let editor_b = Browser::new(&console, &editor, &[])?;
     let viewer_b = Browser::new(&console, &viewer, &[])?;
     let grouped = Browser::new(&console, &format!("someone-{name}@example.com"), &[&group])?;
-    let outsider = Browser::new(&console, &format!("eve-{name}@example.com"), &["other-team"])?;
+    let outsider = Browser::new(
+        &console,
+        &format!("eve-{name}@example.com"),
+        &["other-team"],
+    )?;
     let page = format!("/projects/{name}");
     let members = format!("/projects/{name}/members");
 
     // My projects: found by user name and by group, with the role; not for the outsider.
-    let mine = eventually("the owner's project list", Duration::from_secs(20), || async {
-        let answer = owner_b.get("/").await?;
-        Ok(answer.body.contains(&page).then_some(answer))
-    })
+    let mine = eventually(
+        "the owner's project list",
+        Duration::from_secs(20),
+        || async {
+            let answer = owner_b.get("/").await?;
+            Ok(answer.body.contains(&page).then_some(answer))
+        },
+    )
     .await?;
     ensure!(mine.status == StatusCode::OK);
-    ensure!(mine.body.contains("owner"), "the role is shown: {}", mine.body);
+    ensure!(
+        mine.body.contains("owner"),
+        "the role is shown: {}",
+        mine.body
+    );
     ensure!(mine.body.contains("<meter"), "quota use as bars");
     let theirs = grouped.get("/").await?;
     ensure!(
@@ -225,7 +237,7 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
         theirs.body
     );
     let not_theirs = outsider.get("/").await?;
-    ensure!(not_theirs.status == StatusCode::OK && !not_theirs.body.contains(&name));
+    ensure!(not_theirs.status == StatusCode::OK && !not_theirs.body.contains(&page));
 
     // The Project page: the owner sees the forms, who has access and the quota.
     let owners_view = owner_b.get(&page).await?;
@@ -249,7 +261,10 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let outsiders_view = outsider.get(&page).await?;
     ensure!(outsiders_view.status == StatusCode::FORBIDDEN);
     ensure!(outsiders_view.body.contains("You cannot do this here"));
-    ensure!(!outsiders_view.body.contains(&owner), "nothing of the project leaks");
+    ensure!(
+        !outsiders_view.body.contains(&owner),
+        "nothing of the project leaks"
+    );
 
     let before = spec(&admin, &name).await?;
     // A viewer's forged POST (their own valid session and CSRF token: only the API server can
@@ -257,16 +272,34 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let forged = viewer_b
         .post(
             &members,
-            &[("action", "role"), ("kind", "User"), ("name", &viewer), ("role", "owner")],
+            &[
+                ("action", "role"),
+                ("kind", "User"),
+                ("name", &viewer),
+                ("role", "owner"),
+            ],
         )
         .await?;
     ensure!(forged.status == StatusCode::FORBIDDEN, "{}", forged.body);
     ensure!(forged.body.contains("You cannot do this here"));
-    ensure!(forged.body.contains("owner role"), "the role that would allow it");
+    ensure!(
+        forged.body.contains("owner role"),
+        "the role that would allow it"
+    );
     // An editor cannot make themselves owner either, nor add anyone.
     for fields in [
-        vec![("action", "role"), ("kind", "User"), ("name", editor.as_str()), ("role", "owner")],
-        vec![("action", "add"), ("kind", "User"), ("name", "friend@example.com"), ("role", "owner")],
+        vec![
+            ("action", "role"),
+            ("kind", "User"),
+            ("name", editor.as_str()),
+            ("role", "owner"),
+        ],
+        vec![
+            ("action", "add"),
+            ("kind", "User"),
+            ("name", "friend@example.com"),
+            ("role", "owner"),
+        ],
     ] {
         let answer = editor_b.post(&members, &fields).await?;
         ensure!(answer.status == StatusCode::FORBIDDEN, "{}", answer.body);
@@ -275,17 +308,30 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let answer = outsider
         .post(
             &members,
-            &[("action", "add"), ("kind", "User"), ("name", "eve@example.com"), ("role", "owner")],
+            &[
+                ("action", "add"),
+                ("kind", "User"),
+                ("name", "eve@example.com"),
+                ("role", "owner"),
+            ],
         )
         .await?;
     ensure!(answer.status == StatusCode::FORBIDDEN, "{}", answer.body);
-    ensure!(spec(&admin, &name).await? == before, "the victim is unchanged");
+    ensure!(
+        spec(&admin, &name).await? == before,
+        "the victim is unchanged"
+    );
 
     // The owner adds a user and a group, changes a role, removes a member.
     let added = owner_b
         .post(
             &members,
-            &[("action", "add"), ("kind", "User"), ("name", &newcomer), ("role", "editor")],
+            &[
+                ("action", "add"),
+                ("kind", "User"),
+                ("name", &newcomer),
+                ("role", "editor"),
+            ],
         )
         .await?;
     ensure!(
@@ -297,31 +343,54 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let added_group = owner_b
         .post(
             &members,
-            &[("action", "add"), ("kind", "Group", ), ("name", "ml-readers"), ("role", "viewer")],
+            &[
+                ("action", "add"),
+                ("kind", "Group"),
+                ("name", "ml-readers"),
+                ("role", "viewer"),
+            ],
         )
         .await?;
-    ensure!(added_group.status == StatusCode::SEE_OTHER, "{}", added_group.body);
+    ensure!(
+        added_group.status == StatusCode::SEE_OTHER,
+        "{}",
+        added_group.body
+    );
     let changed = owner_b
         .post(
             &members,
-            &[("action", "role"), ("kind", "User"), ("name", &viewer), ("role", "editor")],
+            &[
+                ("action", "role"),
+                ("kind", "User"),
+                ("name", &viewer),
+                ("role", "editor"),
+            ],
         )
         .await?;
     ensure!(changed.status == StatusCode::SEE_OTHER, "{}", changed.body);
     let removed = owner_b
         .post(
             &members,
-            &[("action", "remove"), ("kind", "Group"), ("name", &group), ("role", "")],
+            &[
+                ("action", "remove"),
+                ("kind", "Group"),
+                ("name", &group),
+                ("role", ""),
+            ],
         )
         .await?;
     ensure!(removed.status == StatusCode::SEE_OTHER, "{}", removed.body);
     let (owners, now) = spec(&admin, &name).await?;
     ensure!(owners == vec![owner.clone()]);
     let has = |kind: MemberKind, who: &str, role: Role| {
-        now.iter().any(|m| m.kind == kind && m.name == who && m.role == role)
+        now.iter()
+            .any(|m| m.kind == kind && m.name == who && m.role == role)
     };
     ensure!(has(MemberKind::User, &newcomer, Role::Editor), "{now:?}");
-    ensure!(has(MemberKind::Group, "ml-readers", Role::Viewer), "{now:?}");
+    ensure!(
+        has(MemberKind::Group, "ml-readers", Role::Viewer),
+        "{now:?}"
+    );
     ensure!(has(MemberKind::User, &viewer, Role::Editor), "{now:?}");
     ensure!(!now.iter().any(|m| m.name == group), "{now:?}");
 
@@ -329,16 +398,29 @@ async fn members_see_their_project_as_their_role_allows_and_only_owners_change_m
     let refused = owner_b
         .post(
             &members,
-            &[("action", "add"), ("kind", "ServiceAccount"), ("name", "Not_A_Name"), ("role", "viewer")],
+            &[
+                ("action", "add"),
+                ("kind", "ServiceAccount"),
+                ("name", "Not_A_Name"),
+                ("role", "viewer"),
+            ],
         )
         .await?;
-    ensure!(refused.status == StatusCode::UNPROCESSABLE_ENTITY, "{} {}", refused.status, refused.body);
+    ensure!(
+        refused.status == StatusCode::UNPROCESSABLE_ENTITY,
+        "{} {}",
+        refused.status,
+        refused.body
+    );
     ensure!(
         refused.body.contains("a ServiceAccount member is named"),
         "the CRD's own message: {}",
         refused.body
     );
-    ensure!(refused.body.contains("value=\"Not_A_Name\""), "the form value is kept");
+    ensure!(
+        refused.body.contains("value=\"Not_A_Name\""),
+        "the form value is kept"
+    );
     Ok(())
 }
 
@@ -350,13 +432,20 @@ async fn new_project_is_offered_only_to_who_may_create_projects_and_admins_see_a
     let creator = format!("creator-{base}@example.com");
     let nobody = Browser::new(&console, &format!("nobody-{base}@example.com"), &[])?;
     let home = nobody.get("/").await?;
-    ensure!(home.status == StatusCode::OK && !home.body.contains("/projects/new"), "not linked");
+    ensure!(
+        home.status == StatusCode::OK && !home.body.contains("/projects/new"),
+        "not linked"
+    );
     let form = nobody.get("/projects/new").await?;
     ensure!(form.status == StatusCode::FORBIDDEN && form.body.contains("berth-project-creator"));
     let answer = nobody
         .post("/projects/new", &[("name", &format!("{base}-x"))])
         .await?;
-    ensure!(answer.status == StatusCode::FORBIDDEN, "the API server refuses: {}", answer.body);
+    ensure!(
+        answer.status == StatusCode::FORBIDDEN,
+        "the API server refuses: {}",
+        answer.body
+    );
     ensure!(
         Api::<Project>::all(admin.clone())
             .get_opt(&format!("{base}-x"))
@@ -366,12 +455,19 @@ async fn new_project_is_offered_only_to_who_may_create_projects_and_admins_see_a
 
     let binding = bind(&admin, "berth-project-creator", &creator).await?;
     let browser = Browser::new(&console, &creator, &[])?;
-    let shown = eventually("the creator role to reach RBAC", Duration::from_secs(20), || async {
-        let form = browser.get("/projects/new").await?;
-        Ok((form.status == StatusCode::OK).then_some(form))
-    })
+    let shown = eventually(
+        "the creator role to reach RBAC",
+        Duration::from_secs(20),
+        || async {
+            let form = browser.get("/projects/new").await?;
+            Ok((form.status == StatusCode::OK).then_some(form))
+        },
+    )
     .await?;
-    ensure!(shown.body.contains(&format!("value=\"{creator}\"")), "owners default to the user");
+    ensure!(
+        shown.body.contains(&format!("value=\"{creator}\"")),
+        "owners default to the user"
+    );
     // Admission's message as it comes, values kept.
     let refused = browser
         .post(
@@ -379,16 +475,35 @@ async fn new_project_is_offered_only_to_who_may_create_projects_and_admins_see_a
             &[("name", &base), ("owners", ""), ("cpu", "lots")],
         )
         .await?;
-    ensure!(refused.status == StatusCode::UNPROCESSABLE_ENTITY, "{} {}", refused.status, refused.body);
-    ensure!(refused.body.contains("must be a quantity"), "{}", refused.body);
+    ensure!(
+        refused.status == StatusCode::UNPROCESSABLE_ENTITY,
+        "{} {}",
+        refused.status,
+        refused.body
+    );
+    ensure!(
+        refused.body.contains("must be a quantity"),
+        "{}",
+        refused.body
+    );
     ensure!(refused.body.contains(&format!("value=\"{base}\"")));
     let made = browser
         .post(
             "/projects/new",
-            &[("name", &base), ("owners", ""), ("members", "Group ml editor"), ("cpu", "2")],
+            &[
+                ("name", &base),
+                ("owners", ""),
+                ("members", "Group ml editor"),
+                ("cpu", "2"),
+            ],
         )
         .await?;
-    ensure!(made.status == StatusCode::SEE_OTHER, "{} {}", made.status, made.body);
+    ensure!(
+        made.status == StatusCode::SEE_OTHER,
+        "{} {}",
+        made.status,
+        made.body
+    );
     let (owners, members) = spec(&admin, &base).await?;
     ensure!(owners == vec![creator.clone()] && members.len() == 1);
 
@@ -398,7 +513,10 @@ async fn new_project_is_offered_only_to_who_may_create_projects_and_admins_see_a
     let platform = Browser::new(&console, &admin_user, &[])?;
     let all = eventually("the admin's list", Duration::from_secs(20), || async {
         let page = platform.get("/").await?;
-        Ok(page.body.contains(&format!("/projects/{base}")).then_some(page))
+        Ok(page
+            .body
+            .contains(&format!("/projects/{base}"))
+            .then_some(page))
     })
     .await?;
     ensure!(all.body.contains("every project"));
@@ -416,15 +534,26 @@ async fn a_system_masters_group_claim_does_not_get_through() -> Result<()> {
     let (_, admin) = with_operator().await?;
     let console = console(&admin).await?;
     let name = unique("console-masters");
-    let intruder = Browser::new(&console, &format!("mallory-{name}@example.com"), &["system:masters"])?;
+    let intruder = Browser::new(
+        &console,
+        &format!("mallory-{name}@example.com"),
+        &["system:masters"],
+    )?;
     for path in ["/", "/projects/new", "/projects/kube-system"] {
         let answer = intruder.get(path).await?;
-        ensure!(answer.status == StatusCode::FORBIDDEN, "{path}: {}", answer.body);
+        ensure!(
+            answer.status == StatusCode::FORBIDDEN,
+            "{path}: {}",
+            answer.body
+        );
     }
-    let answer = intruder
-        .post("/projects/new", &[("name", &name)])
-        .await?;
+    let answer = intruder.post("/projects/new", &[("name", &name)]).await?;
     ensure!(answer.status == StatusCode::FORBIDDEN);
-    ensure!(Api::<Project>::all(admin.clone()).get_opt(&name).await?.is_none());
+    ensure!(
+        Api::<Project>::all(admin.clone())
+            .get_opt(&name)
+            .await?
+            .is_none()
+    );
     Ok(())
 }

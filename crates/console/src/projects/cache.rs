@@ -99,21 +99,19 @@ impl ProjectCache {
         }
     }
 
-    /// Whether the first list has arrived.
-    pub fn ready(&self) -> bool {
-        self.store
-            .get()
-            .is_some_and(|s| s.len() > 0 || self.dirty.load(Ordering::Acquire))
-    }
-
     /// Waits (at most `timeout`) for the first list.
     pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
-        let Some(store) = self.store.get() else {
-            return false;
+        let ready = async {
+            // `run` may not have started yet.
+            let store = loop {
+                match self.store.get() {
+                    Some(store) => break store,
+                    None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                }
+            };
+            store.wait_until_ready().await.is_ok()
         };
-        tokio::time::timeout(timeout, store.wait_until_ready())
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, ready).await.unwrap_or(false)
     }
 
     fn index(&self) -> Arc<Index> {

@@ -212,69 +212,78 @@ pub async fn change(
         }
     };
     let projects = Api::<Project>::all(ctx.client.clone());
-    let project = match projects.get(&name).await {
-        Ok(project) => project,
-        Err(e) => {
-            let (status, title, lines) = api_error(
-                &ctx,
-                &e,
-                &format!("change the members of project {name}"),
-                "the owner role of that project",
-            );
-            return ctx.message(status, &title, lines);
-        }
-    };
-    let (owners, members) = match apply(&project.spec.owners, &project.spec.members, &change) {
-        Ok(next) => next,
-        Err(why) => {
-            return show(
-                &ctx,
-                &name,
-                Refusal {
-                    status: Some(StatusCode::BAD_REQUEST),
-                    error: why,
-                    hint: String::new(),
-                    form_name: form.name.clone(),
-                },
-            )
-            .await;
-        }
-    };
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": project.metadata.resource_version},
-        "spec": {"owners": owners, "members": members},
-    });
     let user = ctx.caller.identity.username.clone();
-    match projects
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(user = %user, project = %name, change = ?change, "members changed");
-            redirect_after_post(&format!("/projects/{name}"))
-        }
-        Err(e) => {
-            tracing::info!(user = %user, project = %name, change = ?change, error = %e, "member change refused");
-            let (status, title, lines) = api_error(
-                &ctx,
-                &e,
-                &format!("change the members of project {name}"),
-                "the owner role of that project",
-            );
-            show(
-                &ctx,
-                &name,
-                Refusal {
-                    status: Some(status),
-                    error: format!("{title}. {}", lines.join(" ")),
-                    hint: String::new(),
-                    form_name: form.name.clone(),
-                },
-            )
+    // The operator writes the Project's status, which moves its resourceVersion: a conflict is
+    // read again and the same change made on the fresh members, a few times.
+    let mut attempt = 0;
+    let failure = loop {
+        attempt += 1;
+        let project = match projects.get(&name).await {
+            Ok(project) => project,
+            Err(e) => {
+                let (status, title, lines) = api_error(
+                    &ctx,
+                    &e,
+                    &format!("change the members of project {name}"),
+                    "the owner role of that project",
+                );
+                return ctx.message(status, &title, lines);
+            }
+        };
+        let (owners, members) = match apply(&project.spec.owners, &project.spec.members, &change) {
+            Ok(next) => next,
+            Err(why) => {
+                return show(
+                    &ctx,
+                    &name,
+                    Refusal {
+                        status: Some(StatusCode::BAD_REQUEST),
+                        error: why,
+                        hint: String::new(),
+                        form_name: form.name.clone(),
+                    },
+                )
+                .await;
+            }
+        };
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": project.metadata.resource_version},
+            "spec": {"owners": owners, "members": members},
+        });
+        match projects
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
+        {
+            Ok(_) => {
+                tracing::info!(user = %user, project = %name, change = ?change, "members changed");
+                return redirect_after_post(&format!("/projects/{name}"));
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_ATTEMPTS => continue,
+            Err(e) => break e,
         }
-    }
+    };
+    tracing::info!(user = %user, project = %name, change = ?change, error = %failure, "member change refused");
+    let (status, title, lines) = api_error(
+        &ctx,
+        &failure,
+        &format!("change the members of project {name}"),
+        "the owner role of that project",
+    );
+    show(
+        &ctx,
+        &name,
+        Refusal {
+            status: Some(status),
+            error: format!("{title}. {}", lines.join(" ")),
+            hint: String::new(),
+            form_name: form.name.clone(),
+        },
+    )
+    .await
 }
+
+/// How many times a change is tried when the Project moved between its read and its patch.
+pub const CONFLICT_ATTEMPTS: usize = 4;
 
 /// 303 See Other to `to` (the POST-redirect-GET pattern; htmx follows it too).
 pub(crate) fn redirect_after_post(to: &str) -> Response<Body> {
