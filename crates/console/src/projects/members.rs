@@ -195,7 +195,7 @@ pub async fn change(
         );
     };
     let form: MemberForm = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    if let Err(answer) = ctx.check_post(&console, &parts.headers, form.csrf.as_deref()) {
+    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, form.csrf.as_deref()) {
         return answer;
     }
     if dns_label(&name).is_err() {

@@ -73,19 +73,19 @@ pub(crate) async fn context(
 }
 
 impl Ctx {
-    /// Refuses a POST from another site, or a browser session's POST without its CSRF token
-    /// (403; nothing is read or written).
-    pub fn check_post(
+    /// The 403 for a POST from another site, or a browser session's POST without its CSRF
+    /// token (nothing is then read or written); `None` when the POST may go on.
+    pub fn refuse_post(
         &self,
         console: &Console,
         headers: &HeaderMap,
         form_token: Option<&str>,
-    ) -> Result<(), Response<Body>> {
+    ) -> Option<Response<Body>> {
         let checked = csrf::same_site(headers, console.origin()).and_then(|()| match self.by {
             By::Session => csrf::token_matches(&self.csrf, form_token, headers),
             By::Token => Ok(()),
         });
-        checked.map_err(|csrf::Refused(why)| {
+        checked.err().map(|csrf::Refused(why)| {
             tracing::warn!(user = %self.caller.identity.username, reason = why, "refused: a POST without this session's CSRF token or from another site");
             message(
                 StatusCode::FORBIDDEN,

@@ -200,7 +200,7 @@ pub async fn create(State(console): State<Arc<Console>>, request: Request) -> Re
         );
     };
     let form: NewForm = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    if let Err(answer) = ctx.check_post(&console, &parts.headers, form.csrf.as_deref()) {
+    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, form.csrf.as_deref()) {
         return answer;
     }
     let project = match project(&form, &ctx.caller.identity.username) {

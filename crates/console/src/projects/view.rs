@@ -58,7 +58,7 @@ pub fn role_of(project: &Project, who: &Identity) -> Option<Role> {
     for member in &project.spec.members {
         let named = match member.kind {
             MemberKind::User => member.name.to_lowercase() == user,
-            MemberKind::Group => who.groups.iter().any(|g| *g == member.name),
+            MemberKind::Group => who.groups.contains(&member.name),
             MemberKind::ServiceAccount => {
                 let (ns, name) = member
                     .name
