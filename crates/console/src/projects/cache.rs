@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use berth_api::Project;
 use berth_api::project::MemberKind;
@@ -29,12 +30,24 @@ enum Key {
 
 type Index = HashMap<Key, Vec<String>>;
 
+/// How long a user's answer for a project (their own GET: allowed or not) is reused, as the
+/// notebook proxy reuses SubjectAccessReviews ([`crate::kube_auth::REVIEW_TTL`]): a member
+/// removed from a project still finds it on *My projects* for at most this long.
+pub const ACCESS_TTL: Duration = crate::kube_auth::REVIEW_TTL;
+/// Answers kept at most (all dropped when full, after the expired ones).
+pub const MAX_ACCESS: usize = 100_000;
+
+/// (user, groups, project).
+type AccessKey = (String, Vec<String>, String);
+
 /// The cache.
 #[derive(Default)]
 pub struct ProjectCache {
     store: OnceLock<reflector::Store<Project>>,
     dirty: AtomicBool,
     index: RwLock<Arc<Index>>,
+    /// (user, groups, project) → (may get it, until).
+    access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
 }
 
 /// The keys under which `project` is found.
@@ -90,10 +103,17 @@ impl ProjectCache {
         let stream = reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
             .touched_objects();
+        // A change of any Project (its members, say) forgets every remembered access answer of
+        // that project's users soonest: simply all of them.
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => self.dirty.store(true, Ordering::Release),
+                Ok(_) => {
+                    self.dirty.store(true, Ordering::Release);
+                    if let Ok(mut access) = self.access.lock() {
+                        access.clear();
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "watching Projects"),
             }
         }
@@ -125,6 +145,44 @@ impl ProjectCache {
             return fresh;
         }
         self.index.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Whether `who` could get project `name` a moment ago (their own GET), if known.
+    pub fn known_access(&self, who: &Identity, name: &str) -> Option<bool> {
+        let access = self.access.lock().ok()?;
+        let key = (who.username.clone(), who.groups.clone(), name.to_owned());
+        access
+            .get(&key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(allowed, _)| *allowed)
+    }
+
+    /// Remembers for [`ACCESS_TTL`] whether `who` could get project `name`.
+    pub fn remember_access(&self, who: &Identity, name: &str, allowed: bool) {
+        let Ok(mut access) = self.access.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if access.len() >= MAX_ACCESS {
+            access.retain(|_, (_, until)| *until > now);
+            if access.len() >= MAX_ACCESS {
+                access.clear();
+            }
+        }
+        access.insert(
+            (who.username.clone(), who.groups.clone(), name.to_owned()),
+            (allowed, now + ACCESS_TTL),
+        );
+    }
+
+    /// Every cached Project (for a caller who may list them all).
+    pub fn all(&self) -> Vec<Arc<Project>> {
+        self.store.get().map(|s| s.state()).unwrap_or_default()
+    }
+
+    /// The cached Project `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Project>> {
+        self.store.get()?.get(&reflector::ObjectRef::new(name))
     }
 
     /// The names of the projects that name `who` as a member (sorted).
@@ -195,5 +253,24 @@ mod tests {
                 .candidates(&who("eve@example.com", &["ML-TEAM"]))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn access_answers_are_per_identity_and_groups() {
+        let cache = ProjectCache::default();
+        let ada = Identity {
+            username: "ada@example.com".into(),
+            groups: vec!["ml".into()],
+            ..Default::default()
+        };
+        let same_name_other_groups = Identity {
+            groups: vec!["ml".into(), "admins".into()],
+            ..ada.clone()
+        };
+        assert_eq!(cache.known_access(&ada, "p"), None);
+        cache.remember_access(&ada, "p", true);
+        assert_eq!(cache.known_access(&ada, "p"), Some(true));
+        assert_eq!(cache.known_access(&ada, "q"), None);
+        assert_eq!(cache.known_access(&same_name_other_groups, "p"), None);
     }
 }
