@@ -126,6 +126,7 @@ impl Acting {
         let service = AsUser {
             base: self.base.clone(),
             headers: std::sync::Arc::new(headers),
+            user: std::sync::Arc::from(caller.identity.username.as_str()),
         };
         Ok(kube::Client::new(
             service,
@@ -141,11 +142,14 @@ pub fn without_credentials(mut config: kube::Config) -> kube::Config {
     config
 }
 
-/// The tower service that adds the caller's headers, then sends through the base client.
+/// The tower service that adds the caller's headers, then sends through the base client; each
+/// request is logged with the real user (the audit; with impersonation the API server's own
+/// audit log shows the console's ServiceAccount and the `impersonatedUser`).
 #[derive(Clone)]
 struct AsUser {
     base: kube::Client,
     headers: std::sync::Arc<Vec<(HeaderName, HeaderValue)>>,
+    user: std::sync::Arc<str>,
 }
 
 impl tower::Service<Request<Body>> for AsUser {
@@ -167,7 +171,19 @@ impl tower::Service<Request<Body>> for AsUser {
             target.append(name.clone(), value.clone());
         }
         let base = self.base.clone();
-        Box::pin(async move { base.send(request).await })
+        let user = self.user.clone();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        Box::pin(async move {
+            let answer = base.send(request).await;
+            match &answer {
+                Ok(response) => {
+                    tracing::info!(user = %user, %method, %path, status = response.status().as_u16(), "as the user")
+                }
+                Err(e) => tracing::info!(user = %user, %method, %path, error = %e, "as the user"),
+            }
+            answer
+        })
     }
 }
 
