@@ -218,6 +218,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_consoles_impersonation_is_installed_only_when_chosen() {
+        let text = "kind: ClusterRole\nmetadata:\n  name: berth-console-impersonate\nrules: []\n";
+        let out = rbac_template(
+            "deploy/rbac/31-console-impersonate.yaml",
+            CONSOLE_IMPERSONATE_FILE,
+            text,
+        )
+        .unwrap();
+        let body = out.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(body.starts_with(
+            "{{- if and .Values.console.enabled (eq .Values.console.actAs \"impersonate\") }}"
+        ));
+        assert!(body.trim_end().ends_with("{{- end }}"));
+        let other = rbac_template("deploy/rbac/30-console.yaml", "30-console.yaml", text).unwrap();
+        assert!(!other.contains("{{- if"));
+    }
+
+    #[test]
     fn rbac_drops_the_namespace_keeps_its_comment_and_templates_the_namespace() {
         let text = "# head\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: berth-system\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: berth-operator\n  namespace: berth-system\n";
         let out = rbac_template("deploy/rbac/00-operator.yaml", OPERATOR_FILE, text).unwrap();
