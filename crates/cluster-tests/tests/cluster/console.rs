@@ -557,3 +557,115 @@ async fn a_system_masters_group_claim_does_not_get_through() -> Result<()> {
     );
     Ok(())
 }
+
+/// A token of ServiceAccount `account` of `ns` for the API server (`kubectl create token`).
+async fn account_token(admin: &kube::Client, ns: &str, account: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    if accounts.get_opt(account).await?.is_none() {
+        accounts
+            .create(
+                &PostParams::default(),
+                &ServiceAccount {
+                    metadata: ObjectMeta {
+                        name: Some(account.into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let answer: TokenRequest = accounts
+        .create_subresource("token", account, &PostParams::default(), &request)
+        .await?;
+    answer
+        .status
+        .and_then(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .context("no token in the TokenRequest's answer")
+}
+
+#[tokio::test]
+async fn token_mode_forwards_the_callers_own_token_and_the_api_server_decides() -> Result<()> {
+    use berth_console::acting::{ActAs, Acting, without_credentials};
+    let (cluster, admin) = with_operator().await?;
+    let name = unique("console-token");
+    create(
+        &admin,
+        &name,
+        json!({
+            "owners": [format!("owner-{name}@example.com")],
+            "members": [{"kind": "ServiceAccount", "name": "ci", "role": "viewer"}],
+        }),
+    )
+    .await?;
+    let project = wait_ready(&admin, &name).await?;
+    let namespace = project
+        .status
+        .and_then(|s| s.namespace)
+        .context("the project's namespace")?;
+    let elsewhere = crate::support::namespace(&admin, "console-token-other").await?;
+    let member = account_token(&admin, &namespace, "ci").await?;
+    let intruder = account_token(&admin, &elsewhere, "ci").await?;
+    // The pages' client carries no credential of the console's: only the caller's token.
+    let bare = kube::Client::try_from(without_credentials(cluster.config().await?))?;
+    let console = Console::with_acting(
+        Config {
+            public_url: "https://console.example".into(),
+            oidc: None,
+        },
+        admin.clone(),
+        Acting::new(ActAs::Token, bare),
+    )?;
+    console.watch_projects();
+    ensure!(console.projects.wait_ready(Duration::from_secs(30)).await);
+    let send = |token: String, request: axum::http::request::Builder, body: Body| {
+        let console = console.clone();
+        async move {
+            let response = router(console)
+                .oneshot(
+                    request
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(body)?,
+                )
+                .await?;
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await?;
+            anyhow::Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        }
+    };
+    let page = format!("/projects/{name}");
+    let (status, body) = send(member.clone(), Request::get(&page), Body::empty()).await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    ensure!(
+        body.contains(&format!("system:serviceaccount:{namespace}:ci")),
+        "who you are"
+    );
+    ensure!(!body.contains("Add a member"), "a viewer sees no form");
+    let (status, body) = send(member.clone(), Request::get("/"), Body::empty()).await?;
+    ensure!(status == StatusCode::OK && body.contains(&page), "{body}");
+    // The other namespace's ServiceAccount of the same name is nobody here.
+    let (status, _) = send(intruder.clone(), Request::get(&page), Body::empty()).await?;
+    ensure!(status == StatusCode::FORBIDDEN);
+    let before = spec(&admin, &name).await?;
+    // A bearer client needs no CSRF token, but its write is its own and the API server refuses.
+    let (status, body) = send(
+        member,
+        Request::post(format!("{page}/members"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+        Body::from("action=role&kind=ServiceAccount&name=ci&role=owner"),
+    )
+    .await?;
+    ensure!(status == StatusCode::FORBIDDEN, "{status} {body}");
+    ensure!(spec(&admin, &name).await? == before, "unchanged");
+    Ok(())
+}
