@@ -5,10 +5,12 @@
 //! - `crdgen`: writes `deploy/crds/` from the API types (`--check` fails on drift).
 //! - `images`: Berth's OCI image archives, built here (`target/images/images.json`).
 //! - `chart`: the Helm charts' parts generated from `deploy/` (`--check` fails on drift).
+//! - `e2e`: the console's browser tests (Chromium, playwright-core) against a running console.
 
 mod chart;
 mod crdgen;
 mod dev;
+mod e2e;
 mod images;
 mod models;
 mod notebooks;
@@ -54,6 +56,8 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Run the console's browser tests (tools/e2e) against a running console, with screenshots.
+    E2e(e2e::Args),
 }
 
 fn main() -> Result<()> {
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         Task::Crdgen { check } => crdgen::run(check),
         Task::Images(args) => images::run(args),
         Task::Chart { check } => chart::run(check),
+        Task::E2e(args) => e2e::run(args),
     }
 }
 
@@ -130,6 +135,10 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let traefik = run_build_script("tools/traefik/build.sh")?;
     let pyclients = run_build_script("tools/pyclients/install.sh")?;
     eprintln!(
+        "==> [2/4] Chromium and playwright-core for the console's browser tests (tools/chromium.sh, tools/e2e/install.sh)"
+    );
+    let browser = e2e::prepare()?;
+    eprintln!(
         "==> [3/4] the binaries the cluster tests run (the operator and berth-model-fetch) and Berth's images"
     );
     let built = dev::build_operator(&repo_root())?;
@@ -153,6 +162,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
         .env("BERTH_GATEWAY_API_DIR", &gateway_api)
         .env("BERTH_TRAEFIK_DIR", &traefik)
         .env("BERTH_PYCLIENTS_DIR", &pyclients)
+        .env("BERTH_CHROMIUM", &browser.chromium)
         .status()
         .context("running cargo test")?;
     if !status.success() {

@@ -2,7 +2,9 @@
 //! - `/notebook/<namespace>/<name>/...`: the authenticated, authorized proxy to that notebook;
 //! - `/login?next=<path>`, `/oauth2/callback`, `/logout`: browser sessions (OIDC);
 //! - `/healthz`: liveness and readiness (no authentication, nothing about anyone);
-//! - `/`: who you are.
+//! - `/`, `/projects/new`, `/projects/<name>`, `/projects/<name>/members`: the pages
+//!   (crate::projects), read and written as the user (crate::acting);
+//! - `/assets/...`: htmx and the console's styles, versioned paths, cached a year.
 //!
 //! Every notebook request goes through [`notebook`]: the path is checked first (400, no API call),
 //! then the caller is authenticated (a bearer token by TokenReview, else the session cookie; a
@@ -24,14 +26,16 @@ use axum::routing::get;
 use berth_api::notebook::{Notebook, NotebookPhase};
 use k8s_openapi::api::core::v1::Service;
 
+use crate::acting::{ActAs, Acting, Caller};
 use crate::forward::{self, UpstreamClient};
 use crate::kube_auth::{Identity, Refusal, Reviewer};
-use crate::login;
 use crate::oidc::{Oidc, OidcSettings};
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
-use crate::session::{self, SESSION_COOKIE, Store};
+use crate::projects::cache::ProjectCache;
+use crate::session::{self, SESSION_COOKIE, Session, Store};
 use crate::upstream;
+use crate::{assets, layout, login, oidc, projects};
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -53,10 +57,26 @@ pub struct Console {
     pub(crate) oidc: Option<Oidc>,
     pub(crate) store: Store,
     http: UpstreamClient,
+    /// Makes the clients that act as the user.
+    pub acting: Acting,
+    /// The console's watched cache of Projects, to find a user's candidate projects.
+    pub projects: ProjectCache,
 }
 
 impl Console {
+    /// A console acting by impersonation through `kube` (its own ServiceAccount).
     pub fn new(config: Config, kube: kube::Client) -> anyhow::Result<Arc<Self>> {
+        let acting = Acting::new(ActAs::Impersonate, kube.clone());
+        Self::with_acting(config, kube, acting)
+    }
+
+    /// A console whose own reads (TokenReview, SubjectAccessReview, the Project cache, the
+    /// notebook proxy's reads) use `kube`, and whose pages act as the user through `acting`.
+    pub fn with_acting(
+        config: Config,
+        kube: kube::Client,
+        acting: Acting,
+    ) -> anyhow::Result<Arc<Self>> {
         let url = reqwest::Url::parse(&config.public_url)
             .map_err(|e| anyhow::anyhow!("--public-url {}: {e}", config.public_url))?;
         anyhow::ensure!(
@@ -73,8 +93,22 @@ impl Console {
             oidc,
             store: Store::default(),
             http: forward::upstream_client(),
+            acting,
+            projects: ProjectCache::default(),
             config,
         }))
+    }
+
+    /// Sessions (tests put sessions here instead of a login at an identity provider).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts watching Projects with the console's own client (kube-runtime reflector); runs
+    /// until the process ends.
+    pub fn watch_projects(self: &Arc<Self>) {
+        let console = self.clone();
+        tokio::spawn(async move { console.projects.run(console.kube.clone()).await });
     }
 
     /// The console's origin, `scheme://host[:port]`.
@@ -86,7 +120,18 @@ impl Console {
 /// The router.
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(login::home))
+        .route("/", get(projects::my::page))
+        .route(
+            "/projects/new",
+            get(projects::new::form).post(projects::new::create),
+        )
+        .route("/projects/{name}", get(projects::page::page))
+        .route(
+            "/projects/{name}/members",
+            axum::routing::post(projects::members::change),
+        )
+        .route(assets::HTMX_PATH, get(assets::htmx))
+        .route("/assets/console-1.css", get(layout::css))
         .route("/healthz", get(|| async { "ok" }))
         .route("/login", get(login::login))
         .route("/oauth2/callback", get(login::callback))
@@ -97,7 +142,7 @@ pub fn router(console: Arc<Console>) -> Router {
 
 /// How the caller proved who they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum By {
+pub(crate) enum By {
     Token,
     Session,
 }
@@ -160,17 +205,34 @@ pub(crate) fn busy(why: &str) -> Response<Body> {
     response
 }
 
-/// Who the caller is, or the answer to give them.
-async fn authenticate(
+/// An authenticated caller.
+pub(crate) struct Authenticated {
+    pub caller: Caller,
+    pub by: By,
+    /// The session's CSRF token (browser sessions only).
+    pub csrf: Option<String>,
+}
+
+/// Who the caller is, or the answer to give them. A browser session whose ID token is about to
+/// expire is refreshed first (the identity provider's `refresh_token` grant); when that fails,
+/// the session ends and the caller is not logged in.
+pub(crate) async fn authenticate(
     console: &Console,
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
-) -> Result<(Identity, By), Response<Body>> {
+) -> Result<Authenticated, Response<Body>> {
     match bearer(headers) {
         Some(Ok(token)) => {
             return match console.reviewer.authenticate(token).await {
-                Ok(who) => Ok((who, By::Token)),
+                Ok(who) => Ok(Authenticated {
+                    caller: Caller {
+                        identity: who,
+                        token: Some(token.to_owned()),
+                    },
+                    by: By::Token,
+                    csrf: None,
+                }),
                 Err(Refusal::Unauthenticated(why)) => Err(unauthenticated(&why)),
                 Err(Refusal::Unavailable(why)) => Err(unavailable(&why)),
             };
@@ -184,8 +246,16 @@ async fn authenticate(
     }
     if let Some(id) = session::cookie(headers, SESSION_COOKIE)
         && let Some(session) = console.store.session(id)
+        && let Some(session) = fresh(console, id, session).await
     {
-        return Ok((session.identity, By::Session));
+        return Ok(Authenticated {
+            caller: Caller {
+                identity: session.identity,
+                token: Some(session.id_token),
+            },
+            by: By::Session,
+            csrf: Some(session.csrf),
+        });
     }
     let browser = matches!(*method, Method::GET | Method::HEAD)
         && !forward::is_websocket(headers)
@@ -205,6 +275,57 @@ async fn authenticate(
     Err(unauthenticated(
         "log in through the console, or send `Authorization: Bearer <token>` with a token the cluster accepts (kubectl create token ...)",
     ))
+}
+
+/// `session` with an ID token valid for at least [`session::REFRESH_BEFORE`], refreshed at the
+/// identity provider when needed; `None` (and the session ended) when it cannot be.
+async fn fresh(console: &Console, id: &str, session: Session) -> Option<Session> {
+    let now = Instant::now();
+    if !session.needs_refresh(now) {
+        return Some(session);
+    }
+    let user = session.identity.username.clone();
+    let refreshed = match (&console.oidc, &session.refresh_token) {
+        (Some(oidc), Some(refresh_token)) => oidc
+            .refresh(refresh_token, &session.nonce)
+            .await
+            .and_then(|done| {
+                let who = oidc::identity(&done.claims, &oidc.settings)?;
+                if who.username != user {
+                    return Err(oidc::LoginError(
+                        "the refreshed ID token names another user".into(),
+                    ));
+                }
+                Ok((done, who))
+            }),
+        _ => Err(oidc::LoginError("no refresh token".into())),
+    };
+    match refreshed {
+        Ok((done, who)) => {
+            let mut kept = session;
+            kept.identity = who;
+            kept.id_token_until = Some(session::instant_of(done.claims.exp));
+            kept.id_token = done.id_token;
+            kept.refresh_token = done.refresh_token;
+            if let Some(secs) = done.session_secs {
+                let until = now + std::time::Duration::from_secs(secs);
+                kept.until = kept.until.map(|u| u.min(until));
+            }
+            if console.store.update_session(id, kept.clone()) {
+                tracing::info!(user = %user, "session refreshed");
+                Some(kept)
+            } else {
+                None
+            }
+        }
+        Err(e) => {
+            // The identity provider's session ended (logout, expiry, a disabled user), or it
+            // cannot be reached: either way this session ends; the user logs in again.
+            tracing::info!(user = %user, reason = %e, "session ended: its ID token could not be refreshed");
+            console.store.end_session(id);
+            None
+        }
+    }
 }
 
 fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
@@ -276,7 +397,7 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
         );
     }
     let (who, by) = match authenticate(&console, &method, &uri, &headers).await {
-        Ok(found) => found,
+        Ok(found) => (found.caller.identity, found.by),
         Err(answer) => {
             tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, status = answer.status().as_u16(), "refused: not authenticated");
             return answer;

@@ -1,13 +1,19 @@
-//! Berth's console (issue 15), first piece: the authenticated proxy in front of notebooks
-//! (issue 14). See docs/console.md.
+//! Berth's console (issue 15): the authenticated proxy in front of notebooks
+//! (issue 14), and its pages (templates, acting as the user, CSRF). See docs/console.md.
 
+pub mod acting;
 pub mod app;
+pub mod assets;
+pub mod csrf;
 pub mod forward;
 pub mod kube_auth;
+pub mod layout;
 mod login;
 pub mod oidc;
 pub mod pages;
 pub mod path;
+pub mod projects;
 pub mod serve;
 pub mod session;
 pub mod upstream;
+pub mod views;

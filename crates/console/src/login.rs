@@ -1,6 +1,6 @@
 //! Browser sessions' routes (docs/console.md, "Browser login"): `/login?next=<path>` starts the
 //! OpenID Connect code flow, `/oauth2/callback` finishes it for the browser that started it,
-//! `/logout` ends the session and the identity provider's, `/` says who you are.
+//! `/logout` ends the session and the identity provider's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,6 +138,7 @@ pub(crate) async fn callback(
         claims,
         id_token,
         session_secs,
+        refresh_token,
     } = match oidc.finish(&code, &login.verifier, &login.nonce).await {
         Ok(done) => done,
         Err(e) => return with_cookie(login_failed(&e.0), &clear_login),
@@ -156,7 +157,7 @@ pub(crate) async fn callback(
             );
         }
     };
-    let Ok(id) = session::random_id() else {
+    let (Ok(id), Ok(csrf)) = (session::random_id(), session::random_id()) else {
         return unavailable("no random numbers from the operating system");
     };
     // As long as the identity provider's own session (its refresh token), at most SESSION_TTL;
@@ -169,8 +170,12 @@ pub(crate) async fn callback(
         id.clone(),
         Session {
             identity: who,
-            until: Instant::now() + ttl,
+            until: Some(Instant::now() + ttl),
             id_token,
+            id_token_until: Some(session::instant_of(claims.exp)),
+            refresh_token,
+            nonce: login.nonce.clone(),
+            csrf,
         },
     );
     if kept.is_err() {
@@ -213,23 +218,4 @@ pub(crate) async fn logout(
         ),
         &clear,
     )
-}
-
-/// `/`: who you are, and how to open a notebook.
-pub(crate) async fn home(
-    State(console): State<Arc<Console>>,
-    headers: HeaderMap,
-) -> Response<Body> {
-    let who = session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.session(id));
-    let body = match who {
-        Some(s) => format!(
-            "<p>You are <b>{}</b>. Open a notebook at <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/lab</code>.</p>\n<p><a href=\"/logout\">Log out</a></p>",
-            escape(&s.identity.username)
-        ),
-        None if console.oidc.is_some() => {
-            "<p>You are not logged in. <a href=\"/login\">Log in</a></p>".to_owned()
-        }
-        None => "<p>Send <code>Authorization: Bearer &lt;token&gt;</code> to open <code>/notebook/&lt;namespace&gt;/&lt;name&gt;/</code>.</p>".to_owned(),
-    };
-    html(StatusCode::OK, "Berth console", &body)
 }

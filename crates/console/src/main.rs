@@ -1,5 +1,6 @@
 //! `berth-console`: serves `/notebook/<namespace>/<name>/...` to callers the API server lets
-//! `get` that Notebook (docs/console.md).
+//! `create notebooks/connect` on that Notebook, and the Project pages, acting as the user
+//! (docs/console.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+use berth_console::acting::{ActAs, Acting, without_credentials};
 use berth_console::app::{Config, Console, router};
 use berth_console::oidc::OidcSettings;
 
@@ -40,6 +42,11 @@ struct Args {
     /// Put before each of the `groups` claim's groups.
     #[arg(long, env = "BERTH_CONSOLE_OIDC_GROUPS_PREFIX", default_value = "")]
     oidc_groups_prefix: String,
+    /// How pages act as the user: `impersonate` (Impersonate-User/Group through the console's
+    /// ServiceAccount, which then needs deploy/rbac/31-console-impersonate.yaml) or `token` (the
+    /// user's own bearer token, to an API server that trusts the identity provider).
+    #[arg(long, env = "BERTH_CONSOLE_ACT_AS", value_enum, default_value_t = ActAs::Impersonate)]
+    act_as: ActAs,
 }
 
 #[tokio::main]
@@ -74,14 +81,25 @@ async fn main() -> anyhow::Result<()> {
             })
         }
     };
-    let kube = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("the in-cluster configuration (or KUBECONFIG)")?;
-    let console = Console::new(Config { public_url, oidc }, kube)?;
+    let kube = kube::Client::try_from(config.clone()).context("the console's client")?;
+    let acting = match args.act_as {
+        ActAs::Impersonate => Acting::new(ActAs::Impersonate, kube.clone()),
+        // No credential of the console's: the user's bearer is the only Authorization.
+        ActAs::Token => Acting::new(
+            ActAs::Token,
+            kube::Client::try_from(without_credentials(config))
+                .context("the client for users' tokens")?,
+        ),
+    };
+    let console = Console::with_acting(Config { public_url, oidc }, kube, acting)?;
+    console.watch_projects();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, origin = console.origin(), "berth-console serving");
+    tracing::info!(listen = %args.listen, origin = console.origin(), act_as = %args.act_as, "berth-console serving");
     berth_console::serve::serve(
         listener,
         router(console),

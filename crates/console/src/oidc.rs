@@ -73,6 +73,8 @@ pub struct Claims {
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
+    /// The refresh token, to get a fresh ID token before this one expires.
+    refresh_token: Option<String>,
     /// Seconds the refresh token (the identity provider's session) lives: Keycloak's
     /// `refresh_expires_in`, its SSO session idle timeout.
     refresh_expires_in: Option<u64>,
@@ -85,6 +87,8 @@ pub struct Finished {
     pub claims: Claims,
     pub id_token: String,
     pub session_secs: Option<u64>,
+    /// The refresh token, when the provider gave one.
+    pub refresh_token: Option<String>,
 }
 
 /// The OIDC client.
@@ -238,17 +242,66 @@ impl Oidc {
         verifier: &str,
         nonce: &str,
     ) -> Result<Finished, LoginError> {
-        let provider = self.provider().await?;
-        let response = self
-            .http
-            .post(&provider.token_endpoint)
-            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
-            .form(&[
+        let answer = self
+            .token(&[
                 ("grant_type", "authorization_code"),
                 ("code", code),
                 ("redirect_uri", self.settings.redirect_uri.as_str()),
                 ("code_verifier", verifier),
             ])
+            .await
+            .map_err(|_| {
+                err("the identity provider refused the login (expired or reused code); log in again")
+            })?;
+        let id_token = answer
+            .id_token
+            .ok_or_else(|| err("the identity provider gave no ID token (scope openid)"))?;
+        let claims = self.verify(&id_token, Some(nonce)).await?;
+        Ok(Finished {
+            claims,
+            id_token,
+            session_secs: answer.refresh_expires_in.filter(|s| *s > 0),
+            refresh_token: answer.refresh_token,
+        })
+    }
+
+    /// A fresh ID token for the session of `refresh_token` (RFC 6749 §6; OpenID Connect Core
+    /// 1.0 §12): checked like the first one (signature, `iss`, `aud`, `exp`), and its `nonce`, if
+    /// it carries one, must be the login's. Fails when the identity provider's session has ended
+    /// (logged out, expired, user disabled): the console's session then ends too.
+    pub async fn refresh(&self, refresh_token: &str, nonce: &str) -> Result<Finished, LoginError> {
+        let answer = self
+            .token(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .await?;
+        let id_token = answer
+            .id_token
+            .ok_or_else(|| err("the identity provider gave no ID token on refresh"))?;
+        let claims = self.verify(&id_token, None).await?;
+        if claims.nonce.as_deref().is_some_and(|n| n != nonce) {
+            return Err(err("the refreshed ID token's nonce is not this login's"));
+        }
+        Ok(Finished {
+            claims,
+            id_token,
+            session_secs: answer.refresh_expires_in.filter(|s| *s > 0),
+            // Keycloak rotates refresh tokens when configured; keep the old one otherwise.
+            refresh_token: answer
+                .refresh_token
+                .or_else(|| Some(refresh_token.to_owned())),
+        })
+    }
+
+    /// A call of the token endpoint with the client's credentials.
+    async fn token(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, LoginError> {
+        let provider = self.provider().await?;
+        let response = self
+            .http
+            .post(&provider.token_endpoint)
+            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
+            .form(form)
             .send()
             .await
             .map_err(|e| {
@@ -258,29 +311,18 @@ impl Oidc {
         if !response.status().is_success() {
             tracing::warn!(
                 status = response.status().as_u16(),
-                "the code exchange was refused"
+                "the token endpoint refused"
             );
-            return Err(err(
-                "the identity provider refused the login (expired or reused code); log in again",
-            ));
+            return Err(err("the identity provider refused; log in again"));
         }
-        let answer: TokenAnswer = response
+        response
             .json()
             .await
-            .map_err(|_| err("the identity provider's token answer does not parse"))?;
-        let id_token = answer
-            .id_token
-            .ok_or_else(|| err("the identity provider gave no ID token (scope openid)"))?;
-        let claims = self.verify(&id_token, nonce).await?;
-        Ok(Finished {
-            claims,
-            id_token,
-            session_secs: answer.refresh_expires_in.filter(|s| *s > 0),
-        })
+            .map_err(|_| err("the identity provider's token answer does not parse"))
     }
 
     /// Checks the ID token's signature and claims.
-    async fn verify(&self, token: &str, nonce: &str) -> Result<Claims, LoginError> {
+    async fn verify(&self, token: &str, nonce: Option<&str>) -> Result<Claims, LoginError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| err("the ID token is not a signed JWT"))?;
         let alg = header.alg;
@@ -307,7 +349,9 @@ impl Oidc {
             tracing::warn!(error = %e, "an ID token was refused");
             err("the ID token does not check out (signature, issuer, audience or expiry)")
         })?;
-        if data.claims.nonce.as_deref() != Some(nonce) {
+        if let Some(nonce) = nonce
+            && data.claims.nonce.as_deref() != Some(nonce)
+        {
             return Err(err("the ID token's nonce is not this login's"));
         }
         Ok(data.claims)

@@ -42,12 +42,52 @@ pub fn random_id() -> Result<String, getrandom::Error> {
 }
 
 /// A logged-in browser.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Session {
     pub identity: Identity,
-    pub until: Instant,
-    /// The ID token, for the identity provider's logout (`id_token_hint`).
+    /// When the session ends (the identity provider's session, at most [`SESSION_TTL`]).
+    pub until: Option<Instant>,
+    /// The ID token: the bearer of `--act-as token`, and the identity provider's logout
+    /// (`id_token_hint`).
     pub id_token: String,
+    /// When the ID token expires (its `exp`); it is refreshed [`REFRESH_BEFORE`] earlier.
+    pub id_token_until: Option<Instant>,
+    /// The refresh token (OAuth 2.0 `refresh_token` grant), when the provider gave one.
+    pub refresh_token: Option<String>,
+    /// The login's nonce: a refreshed ID token may carry it, and then it must be the same.
+    pub nonce: String,
+    /// This session's CSRF token (crate::csrf), in every form.
+    pub csrf: String,
+}
+
+/// The [`Instant`] of the Unix time `exp` (seconds), as seen from now.
+pub fn instant_of(exp: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let now_instant = Instant::now();
+    if exp >= now {
+        now_instant + Duration::from_secs(exp - now)
+    } else {
+        now_instant
+            .checked_sub(Duration::from_secs(now - exp))
+            .unwrap_or(now_instant)
+    }
+}
+
+/// How long before the ID token's expiry it is refreshed.
+pub const REFRESH_BEFORE: Duration = Duration::from_secs(60);
+
+impl Session {
+    fn alive(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| until > now)
+    }
+
+    /// Whether the ID token must be refreshed before use.
+    pub fn needs_refresh(&self, now: Instant) -> bool {
+        self.id_token_until
+            .is_none_or(|until| until <= now + REFRESH_BEFORE)
+    }
 }
 
 /// A login in progress.
@@ -111,7 +151,7 @@ impl Store {
         let sessions = self.sessions.lock().ok()?;
         sessions
             .get(id)
-            .filter(|s| s.until > Instant::now())
+            .filter(|s| s.alive(Instant::now()))
             .cloned()
     }
 
@@ -120,8 +160,22 @@ impl Store {
         let mut sessions = self.sessions.lock().map_err(|_| Full)?;
         let now = Instant::now();
         insert_bounded(&mut sessions, self.max_sessions, id, session, |s| {
-            s.until > now
+            s.alive(now)
         })
+    }
+
+    /// Replaces a live session's contents (after a refresh); `false` when it has ended meanwhile.
+    pub fn update_session(&self, id: &str, session: Session) -> bool {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return false;
+        };
+        match sessions.get_mut(id) {
+            Some(kept) if kept.alive(Instant::now()) => {
+                *kept = session;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn end_session(&self, id: &str) -> Option<Session> {
@@ -285,8 +339,8 @@ mod tests {
         let store = Store::with_limits(1, 1);
         let session = Session {
             identity: Identity::default(),
-            until: Instant::now() + SESSION_TTL,
-            id_token: String::new(),
+            until: Some(Instant::now() + SESSION_TTL),
+            ..Default::default()
         };
         assert_eq!(store.put_session("a".into(), session.clone()), Ok(()));
         assert_eq!(store.put_session("b".into(), session.clone()), Err(Full));

@@ -182,8 +182,18 @@ pub fn rbac_template(source: &str, file_name: &str, text: &str) -> Result<String
         .collect::<Vec<_>>()
         .join("---\n");
     let body = escape_delimiters(&body).replace(DEPLOY_NAMESPACE, RELEASE_NAMESPACE);
+    // The console's impersonation power exists only where the console is deployed to use it.
+    if file_name == CONSOLE_IMPERSONATE_FILE {
+        return Ok(format!(
+            "{}{{{{- if and .Values.console.enabled (eq .Values.console.actAs \"impersonate\") }}}}\n{body}{{{{- end }}}}\n",
+            header(source)
+        ));
+    }
     Ok(format!("{}{body}", header(source)))
 }
+
+/// deploy/rbac's file that the chart installs only with `console.actAs: impersonate`.
+const CONSOLE_IMPERSONATE_FILE: &str = "31-console-impersonate.yaml";
 
 /// `values.yaml` with everything after [`SETTINGS_MARKER`] replaced by `settings:` and the spec
 /// of `deploy/settings/default.yaml`, comments included.
@@ -206,6 +216,24 @@ pub fn values_with_settings(values: &str, settings: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consoles_impersonation_is_installed_only_when_chosen() {
+        let text = "kind: ClusterRole\nmetadata:\n  name: berth-console-impersonate\nrules: []\n";
+        let out = rbac_template(
+            "deploy/rbac/31-console-impersonate.yaml",
+            CONSOLE_IMPERSONATE_FILE,
+            text,
+        )
+        .unwrap();
+        let body = out.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(body.starts_with(
+            "{{- if and .Values.console.enabled (eq .Values.console.actAs \"impersonate\") }}"
+        ));
+        assert!(body.trim_end().ends_with("{{- end }}"));
+        let other = rbac_template("deploy/rbac/30-console.yaml", "30-console.yaml", text).unwrap();
+        assert!(!other.contains("{{- if"));
+    }
 
     #[test]
     fn rbac_drops_the_namespace_keeps_its_comment_and_templates_the_namespace() {

@@ -4,6 +4,7 @@
 mod access;
 mod apps;
 mod attacks;
+mod console;
 mod crd;
 mod egress;
 mod events;

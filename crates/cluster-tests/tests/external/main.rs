@@ -8,6 +8,7 @@ mod support;
 mod survival;
 mod takeover;
 mod trusts_keycloak;
+mod web_console;
 mod words;
 
 use std::collections::BTreeSet;

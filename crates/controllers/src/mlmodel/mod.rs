@@ -9,7 +9,7 @@ pub mod observe;
 pub mod plan;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -375,6 +375,7 @@ fn observe(
     let stable_pods = server_pods(false);
     let canary_pods = server_pods(true);
     let crash = settings.crash_loop_restarts;
+    let canary_version = canary;
     let canary = match canary {
         Some(version) => ObservedCanary {
             download: download_of(model, settings, version, &jobs, &pods, &succeeded, refused),
@@ -383,14 +384,43 @@ fn observe(
         },
         None => ObservedCanary::default(),
     };
-    Observed {
+    let mut observed = Observed {
         target_download: download_of(model, settings, target, &jobs, &pods, &succeeded, refused),
         target_problem: observe::version_problem(&stable_pods, &target.key, crash),
         active_problem: active.and_then(|a| observe::version_problem(&stable_pods, &a.key, crash)),
         serving: deployment(&name).map(observe::serving),
         succeeded_jobs: succeeded,
         canary,
+        volumes_deleting: BTreeSet::new(),
+    };
+    // A version asked for again while its old volume is still being deleted (a canary of the
+    // version a promote just replaced, whose pods still drain): that volume cannot be used, and
+    // a Job or pod made for it would wait on a claim that is about to vanish. The version waits
+    // until the volume is gone, then gets a new one (the volume's deletion wakes this model).
+    let namespace = model.namespace();
+    let pvc = kinds::persistent_volume_claim();
+    for version in std::iter::once(target).chain(canary_version) {
+        let volume = volume_name(&name, &version.key);
+        let deleting = ctx
+            .children
+            .get(&pvc.resource, namespace.as_deref(), &volume)
+            .is_some_and(|o| o.deleting);
+        if !deleting || active.is_some_and(|a| a.key == version.key) {
+            continue;
+        }
+        let waiting = Download::Waiting(format!(
+            "the volume {volume} of an earlier copy of version {} is still being deleted (the pods that used it are stopping); a new one is made once it is gone",
+            version.key
+        ));
+        if version.key == target.key {
+            observed.target_download = waiting.clone();
+        }
+        if canary_version.is_some_and(|c| c.key == version.key) {
+            observed.canary.download = waiting;
+        }
+        observed.volumes_deleting.insert(version.key.clone());
     }
+    observed
 }
 
 /// A refusal of the API server to create the volume or Job of the spec's version or of its
@@ -551,7 +581,7 @@ async fn apply_model(model: &MLModel, ctx: &Context) -> Result<(Action, usize), 
         });
     let wait = if in_flight {
         IN_FLIGHT
-    } else if download_pending {
+    } else if download_pending || !observed.volumes_deleting.is_empty() {
         WAITING_FOR_POD
     } else {
         RESYNC

@@ -2,7 +2,7 @@
 //! (or its canary) has failed. Pure: from the model (spec and status) and what the live objects
 //! say.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -35,6 +35,9 @@ pub struct Observed {
     pub succeeded_jobs: BTreeMap<String, String>,
     /// The canary's objects, when the spec asks for a canary.
     pub canary: ObservedCanary,
+    /// Versions (by key) asked for while their volume from an earlier time is still being
+    /// deleted: they get no volume, Job or replicas until it is gone.
+    pub volumes_deleting: BTreeSet<String>,
 }
 
 /// What the live objects say about the canary.
@@ -215,7 +218,7 @@ pub fn decide(
     if let Some(a) = &active {
         volumes.push(a.clone());
     }
-    if !target_active && !giving_up {
+    if !target_active && !giving_up && !observed.volumes_deleting.contains(&target.key) {
         volumes.push(target.clone());
     }
 
@@ -314,6 +317,7 @@ pub fn decide(
             CanaryState::Downloading | CanaryState::Deploying | CanaryState::Ready
         )
         && !volumes.iter().any(|v| v.key == c.version.key)
+        && !observed.volumes_deleting.contains(&c.version.key)
     {
         volumes.push(c.version.clone());
     }

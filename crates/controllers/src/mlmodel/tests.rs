@@ -861,6 +861,46 @@ fn a_canary_runs_beside_the_stable_version() -> Result<(), Error> {
     Ok(())
 }
 
+/// A version asked for again while its old volume is still being deleted (a canary of the
+/// version a promote just replaced, its pods still draining) gets no volume, Job or replicas
+/// until the volume is gone: they would wait on a claim about to vanish. The stable version
+/// serves meanwhile, and nothing counts as a failure.
+#[test]
+fn a_version_whose_old_volume_is_being_deleted_waits_for_it() {
+    let (m, v1, canary) = canary_model(20);
+    let waiting = Download::Waiting("the volume is still being deleted".into());
+    let mut o = observed(Download::Succeeded, Some(serving(&v1.key, true, true)));
+    o.canary.download = waiting.clone();
+    o.volumes_deleting.insert(canary.key.clone());
+    let d = decide(&m, &v1, Some(&canary), &o, now());
+    assert_eq!(
+        d.canary.as_ref().map(|c| c.state.clone()),
+        Some(CanaryState::Downloading)
+    );
+    assert!(d.plan.canary.is_none());
+    assert_eq!(d.plan.volumes, vec![v1.clone()]);
+    assert_eq!(d.plan.serve.as_ref().map(|v| &v.key), Some(&v1.key));
+    assert_eq!(d.phase, Phase::Ready);
+
+    // The same for the spec's own version (a quick switch back to a version just replaced).
+    let mut back = serving_model(model("s3://models/fraud/v2.onnx"), &v1);
+    back.metadata.generation = Some(3);
+    let v2 = version(&back);
+    let mut o = observed(waiting, Some(serving(&v1.key, true, true)));
+    o.volumes_deleting.insert(v2.key.clone());
+    let d = decide_for(&back, &o);
+    assert_eq!(d.plan.volumes, vec![v1.clone()]);
+    assert_eq!(d.plan.serve.as_ref().map(|v| &v.key), Some(&v1.key));
+    assert_eq!(d.phase, Phase::Updating);
+    assert!(d.target_failed.is_none());
+
+    // Once it is gone, the version gets its volume again.
+    o.volumes_deleting.clear();
+    o.target_download = Download::Absent;
+    let d = decide_for(&back, &o);
+    assert!(d.plan.volumes.iter().any(|v| v.key == v2.key));
+}
+
 /// A canary whose replicas crash is rolled back by Berth, with the reason, and is not tried
 /// again until the spec changes; the stable version keeps serving throughout.
 #[test]

@@ -35,7 +35,7 @@ pub const GRPC_PORT: i32 = 9000;
 /// The serving container's name.
 pub const SERVER_CONTAINER: &str = "model";
 /// Seconds a serving pod that is being replaced keeps serving before it is asked to stop.
-pub const PRE_STOP_SECONDS: i64 = 5;
+pub const PRE_STOP_SECONDS: i64 = 15;
 /// The user and group the model's containers run as (Pod Security "restricted").
 const RUN_AS: i64 = 65532;
 
@@ -240,7 +240,10 @@ pub(super) fn port(name: &str, number: i32) -> ContainerPort {
 
 /// A replaced pod keeps serving while the Service's endpoints forget it: without the pause,
 /// kube-proxy on some node still sends it new connections after it stopped listening, and they
-/// fail (seen on the real node during a rollout).
+/// fail (seen on the real node during a rollout). 5 s was not enough on a loaded node (kube-proxy
+/// dropped the old pod later, and a few requests of a rollout found no route to it); 15 s is
+/// within the default 30 s grace period. A version asked for again while its old volume is still
+/// held by such draining pods waits for it (`plan::Observed::volumes_deleting`).
 pub(super) fn pre_stop() -> Lifecycle {
     Lifecycle {
         pre_stop: Some(LifecycleHandler {

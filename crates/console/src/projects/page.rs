@@ -1,0 +1,342 @@
+//! *Project* (`/projects/<name>`): everything read as the user. The Project itself (a user who
+//! cannot `get` it gets the API server's 403 as "you cannot do this here"), its conditions in
+//! plain words, its members by role with the owner's forms (shown when a SelfSubjectAccessReview
+//! allows `patch` on it; the API server decides each change anyway), who has access (the
+//! RoleBindings of its namespace), quota used against hard (its ResourceQuotas' status), the
+//! bucket, OIDC client and registry project by name with the Secret names and keys to use them
+//! (never a value), and the namespace's recent Events.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{Response, StatusCode};
+use berth_api::Project;
+use berth_api::project::Role;
+use k8s_openapi::api::core::v1::{Event, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams};
+
+use crate::app::Console;
+use crate::layout::{Layout, render};
+use crate::projects::view::{self, Bar};
+use crate::projects::{Ctx, api_error, context, may};
+
+/// Events shown at most.
+pub const EVENTS: usize = 20;
+
+pub struct Cond {
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+pub struct MemberRow {
+    pub kind: String,
+    pub name: String,
+    /// Listed in `spec.owners` rather than `spec.members`.
+    pub from_owners: bool,
+}
+
+pub struct MemberGroup {
+    pub role: String,
+    pub rows: Vec<MemberRow>,
+}
+
+pub struct BindingRow {
+    pub name: String,
+    pub role: String,
+    pub subjects: Vec<String>,
+}
+
+pub struct ExternalRow {
+    pub what: String,
+    pub name: String,
+    pub how: String,
+}
+
+pub struct EventRow {
+    pub when: String,
+    pub type_: String,
+    pub object: String,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+pub struct ProjectPage {
+    pub layout: Layout,
+    pub name: String,
+    pub namespace: String,
+    pub role: String,
+    pub error: String,
+    pub error_hint: String,
+    pub conditions: Vec<Cond>,
+    pub members: Vec<MemberGroup>,
+    pub can_edit: bool,
+    pub roles: Vec<String>,
+    /// The add form's name, kept after a refusal.
+    pub form_name: String,
+    pub access: Result<Vec<BindingRow>, String>,
+    pub quota: Result<Vec<Bar>, String>,
+    pub external: Vec<ExternalRow>,
+    pub events: Result<Vec<EventRow>, String>,
+}
+
+/// What a refused change shows above the page.
+#[derive(Default)]
+pub struct Refusal {
+    pub status: Option<StatusCode>,
+    pub error: String,
+    pub hint: String,
+    pub form_name: String,
+}
+
+fn members(project: &Project) -> Vec<MemberGroup> {
+    [Role::Owner, Role::Editor, Role::Viewer]
+        .into_iter()
+        .map(|role| {
+            let mut rows: Vec<MemberRow> = Vec::new();
+            if role == Role::Owner {
+                rows.extend(project.spec.owners.iter().map(|o| MemberRow {
+                    kind: "User".into(),
+                    name: o.clone(),
+                    from_owners: true,
+                }));
+            }
+            rows.extend(
+                project
+                    .spec
+                    .members
+                    .iter()
+                    .filter(|m| m.role == role)
+                    .map(|m| MemberRow {
+                        kind: view::kind_name(m.kind).into(),
+                        name: m.name.clone(),
+                        from_owners: false,
+                    }),
+            );
+            MemberGroup {
+                role: view::role_name(role).into(),
+                rows,
+            }
+        })
+        .collect()
+}
+
+fn external(project: &Project) -> Vec<ExternalRow> {
+    let Some(ext) = project.status.as_ref().and_then(|s| s.external.as_ref()) else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    if let Some(bucket) = &ext.bucket {
+        rows.push(ExternalRow {
+            what: "Bucket".into(),
+            name: bucket.clone(),
+            how: "Secret berth-storage in the namespace, keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
+                  AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION, BUCKET: load it into a pod with \
+                  envFrom (secretRef berth-storage); aws, boto3 and mc read those variables."
+                .into(),
+        });
+    }
+    if let Some(client) = &ext.oidc_client_id {
+        let group = ext
+            .oidc_group
+            .as_deref()
+            .map(|g| format!(" The realm group {g} holds the project's User members."))
+            .unwrap_or_default();
+        rows.push(ExternalRow {
+            what: "OIDC client".into(),
+            name: client.clone(),
+            how: format!(
+                "Secret berth-oidc in the namespace, keys OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, \
+                 OIDC_ISSUER_URL: give them to your application's OIDC library.{group}"
+            ),
+        });
+    }
+    if let Some(registry) = &ext.registry_project {
+        rows.push(ExternalRow {
+            what: "Registry project".into(),
+            name: registry.clone(),
+            how:
+                "Secret berth-registry (kubernetes.io/dockerconfigjson) in the namespace, already \
+                  the imagePullSecret of the project's service accounts: pods pull images of this \
+                  registry project without more setup."
+                    .into(),
+        });
+    }
+    rows
+}
+
+fn bindings(list: Vec<RoleBinding>) -> Vec<BindingRow> {
+    let mut rows: Vec<BindingRow> = list
+        .into_iter()
+        .map(|b| BindingRow {
+            name: b.metadata.name.unwrap_or_default(),
+            role: format!("{} {}", b.role_ref.kind, b.role_ref.name),
+            subjects: b
+                .subjects
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| match s.namespace {
+                    Some(ns) if s.kind == "ServiceAccount" => {
+                        format!("{} {ns}/{}", s.kind, s.name)
+                    }
+                    _ => format!("{} {}", s.kind, s.name),
+                })
+                .collect(),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+fn quotas(list: Vec<ResourceQuota>) -> Vec<Bar> {
+    let mut out = Vec::new();
+    let several = list.len() > 1;
+    for quota in list {
+        let name = quota.metadata.name.unwrap_or_default();
+        let status = quota.status.unwrap_or_default();
+        for mut bar in view::bars(
+            &status.hard.unwrap_or_default(),
+            &status.used.unwrap_or_default(),
+        ) {
+            if several {
+                bar.resource = format!("{name}: {}", bar.resource);
+            }
+            out.push(bar);
+        }
+    }
+    out
+}
+
+fn events(mut list: Vec<Event>) -> Vec<EventRow> {
+    let when = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    };
+    list.sort_by_key(|e| std::cmp::Reverse(when(e)));
+    list.into_iter()
+        .take(EVENTS)
+        .map(|e| EventRow {
+            when: when(&e).map(|t| t.to_string()).unwrap_or_default(),
+            type_: e.type_.clone().unwrap_or_default(),
+            object: format!(
+                "{} {}",
+                e.involved_object.kind.clone().unwrap_or_default(),
+                e.involved_object.name.clone().unwrap_or_default()
+            ),
+            reason: e.reason.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// What a read the user may not make says instead.
+fn unreadable(e: &kube::Error, what: &str, who_may: &str) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            format!("You cannot see {what} here: that needs {who_may}.")
+        }
+        other => {
+            tracing::warn!(error = %other, what, "a read as the user failed");
+            format!("The console could not read {what} now; reload to try again.")
+        }
+    }
+}
+
+/// The page of project `name` for `ctx`, with `refusal` shown above it.
+pub(crate) async fn show(ctx: &Ctx, name: &str, refusal: Refusal) -> Response<Body> {
+    let project = match Api::<Project>::all(ctx.client.clone()).get(name).await {
+        Ok(project) => project,
+        Err(e) => {
+            let (status, title, lines) = api_error(
+                ctx,
+                &e,
+                &format!("see project {name}"),
+                "a role in it (viewer, editor or owner) or the platform admin role",
+            );
+            return ctx.message(status, &title, lines);
+        }
+    };
+    let namespace = view::namespace(&project);
+    let list = ListParams::default();
+    let role_bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
+    let quotas_api = Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace);
+    let events_api = Api::<Event>::namespaced(ctx.client.clone(), &namespace);
+    let (can_edit, can_create, access, quota, recent) = futures::join!(
+        may(&ctx.client, "patch", Some(name)),
+        may(&ctx.client, "create", None),
+        role_bindings.list(&list),
+        quotas_api.list(&list),
+        events_api.list(&list),
+    );
+    let mut layout = ctx.layout.clone();
+    layout.can_create = can_create;
+    let page = ProjectPage {
+        layout,
+        name: name.to_owned(),
+        role: view::role_of(&project, &ctx.caller.identity)
+            .map_or("", view::role_name)
+            .to_owned(),
+        error: refusal.error,
+        error_hint: refusal.hint,
+        conditions: project
+            .status
+            .as_ref()
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .map(|c| Cond {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        members: members(&project),
+        can_edit,
+        roles: vec!["owner".into(), "editor".into(), "viewer".into()],
+        form_name: refusal.form_name,
+        access: access
+            .map(|l| bindings(l.items))
+            .map_err(|e| unreadable(&e, "who has access (the RoleBindings)", "the owner role")),
+        quota: quota
+            .map(|l| quotas(l.items))
+            .map_err(|e| unreadable(&e, "the quota", "a role in the project")),
+        external: external(&project),
+        events: recent
+            .map(|l| events(l.items))
+            .map_err(|e| unreadable(&e, "the events", "a role in the project")),
+        namespace,
+    };
+    render(refusal.status.unwrap_or(StatusCode::OK), &page)
+}
+
+/// `GET /projects/<name>`.
+pub async fn page(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response<Body> {
+    let ctx = match context(&console, request.method(), request.uri(), request.headers()).await {
+        Ok(ctx) => ctx,
+        Err(answer) => return answer,
+    };
+    if crate::projects::new::dns_label(&name).is_err() {
+        return ctx.message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            vec!["There is no project of that name.".into()],
+        );
+    }
+    show(&ctx, &name, Refusal::default()).await
+}
