@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::{
-    build_control_plane, build_node, models, notebooks, providers, repo_root, run_build_script,
+    build_control_plane, build_node, console, models, notebooks, providers, repo_root,
+    run_build_script,
 };
 
 #[derive(clap::Args)]
@@ -45,7 +46,7 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 9;
+    let total = 10;
     let begin = Instant::now();
 
     step(
@@ -169,6 +170,14 @@ async fn dev(args: Args) -> Result<()> {
     );
     notebooks::wait(&client, &mut notebook).await;
 
+    step(
+        10,
+        total,
+        "the console (berth-console on loopback, acting as each user with their own ID token)",
+    );
+    let console_process =
+        console::start(&cluster, &dev_dir, &keycloak, &realm, &console_secret).await?;
+
     let mut control_plane = control_plane;
     eprintln!();
     eprintln!(
@@ -184,6 +193,7 @@ async fn dev(args: Args) -> Result<()> {
     notebooks::explain(&notebook);
     providers::explain(&garage, &keycloak);
     providers::explain_console(&keycloak, &realm, &console_secret);
+    console::explain(&realm, &dev_dir);
     eprintln!("Operator log: kubectl -n berth-system logs deployment/berth-operator");
     eprintln!(
         "Change a setting: edit {} and run {} upgrade berth charts/berth -n berth-system -f {}",
@@ -199,7 +209,10 @@ async fn dev(args: Args) -> Result<()> {
             Ok(()) => match models::smoke_check(&client).await {
                 Ok(()) => match predict(&client).await {
                     Ok(_) => match notebooks::smoke_check(&cluster, &notebook).await {
-                        Ok(()) => providers::smoke_login(&cluster, &keycloak, &realm).await,
+                        Ok(()) => match providers::smoke_login(&cluster, &keycloak, &realm).await {
+                            Ok(()) => console::smoke_check(&keycloak, &realm).await,
+                            Err(e) => Err(e),
+                        },
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -221,6 +234,7 @@ async fn dev(args: Args) -> Result<()> {
     if let Some(runtime) = model_runtime {
         runtime.abort();
     }
+    drop(console_process);
     node.stop();
     control_plane.stop();
     drop(garage);
