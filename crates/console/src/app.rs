@@ -4,6 +4,8 @@
 //! - `/healthz`: liveness and readiness (no authentication, nothing about anyone);
 //! - `/`, `/projects/new`, `/projects/<name>`, `/projects/<name>/members`: the pages
 //!   (crate::projects), read and written as the user (crate::acting);
+//! - `/projects/<name>/notebooks[/<notebook>]`, `/projects/<name>/models[/<model>]`: the
+//!   Notebooks and Models pages (crate::notebooks_pages, crate::models_pages);
 //! - `/assets/...`: htmx and the console's styles, versioned paths, cached a year.
 //!
 //! Every notebook request goes through [`notebook`]: the path is checked first (400, no API call),
@@ -35,7 +37,7 @@ use crate::path::{self, NotebookPath};
 use crate::projects::cache::ProjectCache;
 use crate::session::{self, SESSION_COOKIE, Session, Store};
 use crate::upstream;
-use crate::{assets, layout, login, oidc, projects};
+use crate::{assets, layout, login, models_pages, notebooks_pages, oidc, projects};
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -129,6 +131,22 @@ pub fn router(console: Arc<Console>) -> Router {
         .route(
             "/projects/{name}/members",
             axum::routing::post(projects::members::change),
+        )
+        .route(
+            "/projects/{name}/notebooks",
+            get(notebooks_pages::page).post(notebooks_pages::spawn),
+        )
+        .route(
+            "/projects/{name}/notebooks/{notebook}",
+            axum::routing::post(notebooks_pages::act),
+        )
+        .route(
+            "/projects/{name}/models",
+            get(models_pages::list).post(models_pages::deploy),
+        )
+        .route(
+            "/projects/{name}/models/{model}",
+            get(models_pages::page).post(models_pages::act),
         )
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route("/assets/console-1.css", get(layout::css))

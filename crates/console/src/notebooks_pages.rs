@@ -1,0 +1,359 @@
+//! *Notebooks* (`/projects/<name>/notebooks`, docs/console.md "Notebooks"): the project's
+//! notebooks ([`views::notebooks::notebook_view`]) with open, start, stop and delete, and the
+//! spawner ([`views::spawner::spawner`] from the NotebookTemplates and the namespace's labels;
+//! [`views::spawn::parse_spawn`] on POST). Every read and write is the user's
+//! (crate::acting): the buttons are drawn when a SelfSubjectAccessReview allows them, and the
+//! API server decides each request anyway (a viewer's forged POST is its 403).
+//!
+//! - `POST /projects/<name>/notebooks`: the spawner form; the Notebook created as the user, or
+//!   the page again with the field errors or the API server's message, values kept.
+//! - `POST /projects/<name>/notebooks/<notebook>`: `action=start|stop|delete`, the view's merge
+//!   patch of `spec.stopped` (or a DELETE) sent as the user.
+//!
+//! Order of checks, nothing written before the last: authenticated (401 / login), the body
+//! within [`workloads::MAX_BODY`] (413), same site and the session's CSRF token (403), names
+//! (404), the project read as the user (403 / 404), the form (400), the write as the user.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{Response, StatusCode};
+use berth_api::notebook::Notebook;
+use berth_api::notebook_template::NotebookTemplate;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+use crate::app::Console;
+use crate::layout::{Layout, render};
+use crate::projects::members::redirect_after_post;
+use crate::projects::{Ctx, context};
+use crate::views::form::is_object_name;
+use crate::views::notebooks::{NotebookView, notebook_view};
+use crate::views::spawn::{NAME_MAX, SpawnContext, parse_spawn};
+use crate::views::spawner::{ImageChoice, Spawner, TemplateChoice, spawner};
+use crate::workloads::{self, Kept, ProjectRef, field, may_in, refusal};
+
+#[derive(Template)]
+#[template(path = "notebooks.html")]
+pub struct NotebooksPage {
+    pub layout: Layout,
+    pub project: String,
+    pub namespace: String,
+    /// A refusal of the last POST, above the page.
+    pub error: String,
+    pub notebooks: Result<Vec<NotebookView>, String>,
+    pub can_spawn: bool,
+    pub can_patch: bool,
+    pub can_delete: bool,
+    pub spawner: Spawner,
+    /// The spawner form as submitted, with its errors.
+    pub kept: Kept,
+}
+
+impl NotebooksPage {
+    /// Whether `t`'s form is the one submitted (its values and errors shown there).
+    pub fn is_submitted(&self, t: &TemplateChoice) -> bool {
+        self.kept.submitted() && self.kept.value("template") == t.name
+    }
+
+    /// The value of `name` in `t`'s form, when that form was submitted.
+    pub fn value_in(&self, t: &TemplateChoice, name: &str) -> String {
+        if self.is_submitted(t) {
+            self.kept.value(name).to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    pub fn image_selected(&self, t: &TemplateChoice, i: &ImageChoice) -> bool {
+        if self.is_submitted(t) {
+            self.kept.value("imageId") == i.id
+        } else {
+            i.selected
+        }
+    }
+
+    pub fn bundle_selected(&self, t: &TemplateChoice, id: &str, default: &bool) -> bool {
+        if self.is_submitted(t) {
+            self.kept.value("bundle") == id
+        } else {
+            *default
+        }
+    }
+
+    /// Whether "resources below" (no bundle) is the choice of `t`'s submitted form.
+    pub fn custom_selected(&self, t: &TemplateChoice) -> bool {
+        self.is_submitted(t) && self.kept.value("bundle").is_empty()
+    }
+
+    /// The errors of `name` in `t`'s form.
+    pub fn error_in(&self, t: &TemplateChoice, name: &str) -> String {
+        if self.is_submitted(t) {
+            self.kept.error(name)
+        } else {
+            String::new()
+        }
+    }
+
+    /// Whether the no-template form was the one submitted.
+    pub fn plain_submitted(&self) -> bool {
+        self.kept.submitted() && self.kept.value("template").is_empty()
+    }
+}
+
+/// The page of `project` for `ctx`, with `error` and the spawner form `kept`.
+async fn show(
+    ctx: &Ctx,
+    project: &ProjectRef,
+    status: StatusCode,
+    error: String,
+    kept: Kept,
+) -> Response<Body> {
+    let ns = project.namespace.as_str();
+    let notebooks = Api::<Notebook>::namespaced(ctx.client.clone(), ns);
+    let templates = Api::<NotebookTemplate>::all(ctx.client.clone());
+    let list = ListParams::default();
+    let (found, offered, can_spawn, can_patch, can_delete) = futures::join!(
+        notebooks.list(&list),
+        templates.list(&list),
+        may_in(&ctx.client, "create", "notebooks", ns),
+        may_in(&ctx.client, "patch", "notebooks", ns),
+        may_in(&ctx.client, "delete", "notebooks", ns),
+    );
+    let now = Timestamp::now();
+    let notebooks = match found {
+        Ok(list) => {
+            let mut items = list.items;
+            items.sort_by_key(|n| n.name_any());
+            Ok(items
+                .iter()
+                .map(|n| notebook_view(n, None, &[], now))
+                .collect())
+        }
+        Err(e) => Err(refusal(ctx, &e, "list the notebooks here").1),
+    };
+    let templates = offered.map(|l| l.items).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list NotebookTemplates as the user");
+        Vec::new()
+    });
+    let page = NotebooksPage {
+        layout: ctx.layout.clone(),
+        project: project.name.clone(),
+        namespace: project.namespace.clone(),
+        error,
+        notebooks,
+        can_spawn,
+        can_patch,
+        can_delete,
+        spawner: spawner(&templates, &project.labels),
+        kept,
+    };
+    render(status, &page)
+}
+
+/// `GET /projects/<name>/notebooks`.
+pub async fn page(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response<Body> {
+    let ctx = match context(&console, request.method(), request.uri(), request.headers()).await {
+        Ok(ctx) => ctx,
+        Err(answer) => return answer,
+    };
+    let project = match workloads::project(&ctx, &name).await {
+        Ok(project) => project,
+        Err(answer) => return answer,
+    };
+    show(
+        &ctx,
+        &project,
+        StatusCode::OK,
+        String::new(),
+        Kept::default(),
+    )
+    .await
+}
+
+/// `POST /projects/<name>/notebooks`: spawns a notebook as the user.
+pub async fn spawn(
+    State(console): State<Arc<Console>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
+        Ok(ctx) => ctx,
+        Err(answer) => return answer,
+    };
+    let fields = match workloads::read_form(&ctx, body).await {
+        Ok(fields) => fields,
+        Err(answer) => return answer,
+    };
+    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
+        return answer;
+    }
+    let project = match workloads::project(&ctx, &name).await {
+        Ok(project) => project,
+        Err(answer) => return answer,
+    };
+    let ns = project.namespace.as_str();
+    let list = ListParams::default();
+    let notebooks_api = Api::<Notebook>::namespaced(ctx.client.clone(), ns);
+    let templates_api = Api::<NotebookTemplate>::all(ctx.client.clone());
+    let claims_api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
+    let (templates, notebooks, claims) = futures::join!(
+        templates_api.list(&list),
+        notebooks_api.list(&list),
+        claims_api.list(&list),
+    );
+    let templates = templates.map(|l| l.items).unwrap_or_default();
+    let names: Vec<String> = notebooks
+        .map(|l| l.items.iter().map(|n| n.name_any()).collect())
+        .unwrap_or_default();
+    let claims = claims.ok().map(|l| l.items);
+    let spawn_ctx = SpawnContext {
+        namespace: ns,
+        namespace_labels: &project.labels,
+        templates: &templates,
+        notebooks: &names,
+        claims: claims.as_deref(),
+    };
+    let fields: Vec<(String, String)> = fields.into_iter().filter(|(n, _)| n != "csrf").collect();
+    let notebook = match parse_spawn(&fields, &spawn_ctx) {
+        Ok(notebook) => notebook,
+        Err(errors) => {
+            let kept = Kept { fields, errors };
+            return show(
+                &ctx,
+                &project,
+                StatusCode::BAD_REQUEST,
+                "The notebook was not created: see the form below.".into(),
+                kept,
+            )
+            .await;
+        }
+    };
+    let user = ctx.caller.identity.username.clone();
+    match notebooks_api
+        .create(&PostParams::default(), &notebook)
+        .await
+    {
+        Ok(made) => {
+            tracing::info!(user = %user, namespace = %ns, notebook = %made.name_any(), "notebook spawned");
+            redirect_after_post(&format!("/projects/{name}/notebooks"))
+        }
+        Err(e) => {
+            tracing::info!(user = %user, namespace = %ns, error = %e, "notebook spawn refused");
+            let (status, line) = refusal(&ctx, &e, &format!("create notebooks in project {name}"));
+            show(
+                &ctx,
+                &project,
+                status,
+                line,
+                Kept {
+                    fields,
+                    errors: Vec::new(),
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /projects/<name>/notebooks/<notebook>`: `action=start|stop|delete` as the user.
+pub async fn act(
+    State(console): State<Arc<Console>>,
+    Path((name, notebook)): Path<(String, String)>,
+    request: Request,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
+        Ok(ctx) => ctx,
+        Err(answer) => return answer,
+    };
+    let fields = match workloads::read_form(&ctx, body).await {
+        Ok(fields) => fields,
+        Err(answer) => return answer,
+    };
+    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
+        return answer;
+    }
+    if !is_object_name(&notebook, NAME_MAX) {
+        return ctx.message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            vec!["There is no notebook of that name.".into()],
+        );
+    }
+    let action = field(&fields, "action").unwrap_or("");
+    if !matches!(action, "start" | "stop" | "delete") {
+        return ctx.message(
+            StatusCode::BAD_REQUEST,
+            "Not a notebook action",
+            vec![format!(
+                "{action:?} is not an action; use start, stop or delete"
+            )],
+        );
+    }
+    let project = match workloads::project(&ctx, &name).await {
+        Ok(project) => project,
+        Err(answer) => return answer,
+    };
+    let api = Api::<Notebook>::namespaced(ctx.client.clone(), &project.namespace);
+    let doing = format!("{action} notebook {notebook} of project {name}");
+    let found = match api.get(&notebook).await {
+        Ok(found) => found,
+        Err(e) => {
+            let (status, line) = refusal(&ctx, &e, &doing);
+            return show(&ctx, &project, status, line, Kept::default()).await;
+        }
+    };
+    let view = notebook_view(&found, None, &[], Timestamp::now());
+    let Some(chosen) = view.actions.iter().find(|a| a.kind == action) else {
+        return show(
+            &ctx,
+            &project,
+            StatusCode::CONFLICT,
+            format!(
+                "Notebook {notebook} cannot {action} now (it is {}); reload the page.",
+                view.phase_text
+            ),
+            Kept::default(),
+        )
+        .await;
+    };
+    let result = match (chosen.method, &chosen.patch) {
+        ("PATCH", Some(patch)) => api
+            .patch(&notebook, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ()),
+        ("DELETE", _) => api
+            .delete(&notebook, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+        _ => {
+            return ctx.message(
+                StatusCode::BAD_REQUEST,
+                "Not a notebook action",
+                vec![format!("{action:?} is a link, not a change")],
+            );
+        }
+    };
+    let user = ctx.caller.identity.username.clone();
+    match result {
+        Ok(()) => {
+            tracing::info!(user = %user, namespace = %project.namespace, notebook = %notebook, action, "notebook changed");
+            redirect_after_post(&format!("/projects/{name}/notebooks"))
+        }
+        Err(e) => {
+            tracing::info!(user = %user, namespace = %project.namespace, notebook = %notebook, action, error = %e, "notebook change refused");
+            let (status, line) = refusal(&ctx, &e, &doing);
+            show(&ctx, &project, status, line, Kept::default()).await
+        }
+    }
+}
