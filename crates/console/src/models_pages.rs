@@ -24,7 +24,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use crate::app::Console;
 use crate::layout::{Layout, render};
-use crate::projects::members::redirect_after_post;
+use crate::projects::members::{CONFLICT_ATTEMPTS, redirect_after_post};
 use crate::projects::{Ctx, context};
 use crate::views::deploy::{NAME_MAX, parse_canary, parse_deploy};
 use crate::views::form::is_object_name;
@@ -338,58 +338,62 @@ pub async fn act(
     };
     let api = Api::<MLModel>::namespaced(ctx.client.clone(), &project.namespace);
     let doing = format!("{action} model {model} of project {name}");
-    let found = match api.get(&model).await {
-        Ok(found) => found,
-        Err(e) => {
-            let (status, line) = refusal(&ctx, &e, &doing);
-            return ctx.message(status, "Model", vec![line]);
-        }
-    };
-    let patch = match action.as_str() {
-        "promote" => promote_patch(&found),
-        "rollback" => rollback_patch(&found),
-        "canary" => match parse_canary(
-            &fields
-                .iter()
-                .filter(|(n, _)| n != "action")
-                .cloned()
-                .collect::<Vec<_>>(),
-            &found,
-        ) {
-            Ok(patch) => Some(patch),
-            Err(errors) => {
+    // The patches carry the resourceVersion read: the operator's status writes move it, so a
+    // conflict is read again and the same change computed from the fresh spec, a few times
+    // (as the member form does).
+    let mut attempt = 0;
+    let (found, result) = loop {
+        attempt += 1;
+        let found = match api.get(&model).await {
+            Ok(found) => found,
+            Err(e) => {
+                let (status, line) = refusal(&ctx, &e, &doing);
+                return ctx.message(status, "Model", vec![line]);
+            }
+        };
+        let patch = match action.as_str() {
+            "promote" => promote_patch(&found),
+            "rollback" => rollback_patch(&found),
+            "canary" => match parse_canary(&fields, &found) {
+                Ok(patch) => Some(patch),
+                Err(errors) => {
+                    return model_page(
+                        &ctx,
+                        &project,
+                        &found,
+                        StatusCode::BAD_REQUEST,
+                        "The canary was not set: see the form below.".into(),
+                        Kept { fields, errors },
+                    )
+                    .await;
+                }
+            },
+            _ => None,
+        };
+        let result = if action == "delete" {
+            api.delete(&model, &DeleteParams::default())
+                .await
+                .map(|_| ())
+        } else {
+            let Some(patch) = patch else {
                 return model_page(
                     &ctx,
                     &project,
                     &found,
-                    StatusCode::BAD_REQUEST,
-                    "The canary was not set: see the form below.".into(),
-                    Kept { fields, errors },
+                    StatusCode::CONFLICT,
+                    format!("Model {model} has no canary to {action}; reload the page."),
+                    Kept::default(),
                 )
                 .await;
-            }
-        },
-        _ => None,
-    };
-    let result = if action == "delete" {
-        api.delete(&model, &DeleteParams::default())
-            .await
-            .map(|_| ())
-    } else {
-        let Some(patch) = patch else {
-            return model_page(
-                &ctx,
-                &project,
-                &found,
-                StatusCode::CONFLICT,
-                format!("Model {model} has no canary to {action}; reload the page."),
-                Kept::default(),
-            )
-            .await;
+            };
+            api.patch(&model, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
         };
-        api.patch(&model, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map(|_| ())
+        match result {
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < CONFLICT_ATTEMPTS => continue,
+            result => break (found, result),
+        }
     };
     let user = ctx.caller.identity.username.clone();
     match result {

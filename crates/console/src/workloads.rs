@@ -160,6 +160,18 @@ pub async fn may_in(client: &kube::Client, verb: &str, resource: &str, namespace
 
 /// An API server's refusal as one line for the top of a page, with its status.
 pub fn refusal(ctx: &Ctx, error: &kube::Error, doing: &str) -> (StatusCode, String) {
+    if let kube::Error::Api(status) = error
+        && status.code == 409
+        && status.reason != "AlreadyExists"
+    {
+        return (
+            StatusCode::CONFLICT,
+            format!(
+                "Changed meanwhile: it changed while the console tried to {doing}; reload the page and try again. The API server said: {}",
+                status.message
+            ),
+        );
+    }
     let (status, title, lines) = api_error(ctx, error, doing, EDITOR);
     (status, format!("{title}. {}", lines.join(" ")))
 }

@@ -258,6 +258,19 @@ async fn an_editor_spawns_stops_and_starts_a_notebook_and_a_viewers_forged_posts
     );
     ensure!(!stopped(&admin, &ns, "lab").await?);
 
+    // The editor deletes it.
+    let delete = t.editor.post(&action, &[("action", "delete")]).await?;
+    ensure!(
+        delete.status == StatusCode::SEE_OTHER,
+        "{} {}",
+        delete.status,
+        delete.body
+    );
+    let gone = notebooks.get_opt("lab").await?;
+    ensure!(
+        gone.is_none_or(|nb| nb.metadata.deletion_timestamp.is_some()),
+        "deleted"
+    );
     templates
         .delete(&template, &DeleteParams::default())
         .await?;
@@ -386,6 +399,38 @@ async fn an_editor_deploys_a_model_from_the_form_and_sees_its_page() -> Result<(
     ensure!(
         models.get("iris").await?.spec.canary.is_none(),
         "rolled back"
+    );
+    // Again, and promoted: the canary's source becomes the model's.
+    let canary = t
+        .editor
+        .post(
+            &page,
+            &[
+                ("action", "canary"),
+                ("canarySourceUri", "s3://models/iris/v3.onnx"),
+                ("weight", "20"),
+            ],
+        )
+        .await?;
+    ensure!(canary.status == StatusCode::SEE_OTHER, "{}", canary.body);
+    let promote = t.editor.post(&page, &[("action", "promote")]).await?;
+    ensure!(
+        promote.status == StatusCode::SEE_OTHER,
+        "{} {}",
+        promote.status,
+        promote.body
+    );
+    let promoted = models.get("iris").await?.spec;
+    ensure!(
+        promoted.source.uri == "s3://models/iris/v3.onnx" && promoted.canary.is_none(),
+        "{promoted:?}"
+    );
+    // Nothing left to roll back: said, nothing written.
+    let none = t.editor.post(&page, &[("action", "rollback")]).await?;
+    ensure!(
+        none.status == StatusCode::CONFLICT && none.body.contains("has no canary"),
+        "{}",
+        none.body
     );
     eprintln!(
         "[console::workloads] models in {:.1} s",
