@@ -37,7 +37,7 @@ use crate::path::{self, NotebookPath};
 use crate::projects::cache::ProjectCache;
 use crate::session::{self, SESSION_COOKIE, Session, Store};
 use crate::upstream;
-use crate::{assets, layout, login, models_pages, notebooks_pages, oidc, projects};
+use crate::{assets, layout, login, models_pages, notebook_page, notebooks_pages, oidc, projects};
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -138,7 +138,7 @@ pub fn router(console: Arc<Console>) -> Router {
         )
         .route(
             "/projects/{name}/notebooks/{notebook}",
-            axum::routing::post(notebooks_pages::act),
+            get(notebook_page::page).post(notebooks_pages::act),
         )
         .route(
             "/projects/{name}/models",

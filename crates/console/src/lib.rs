@@ -10,6 +10,7 @@ pub mod kube_auth;
 pub mod layout;
 mod login;
 pub mod models_pages;
+pub mod notebook_page;
 pub mod notebooks_pages;
 pub mod oidc;
 pub mod pages;

@@ -8,7 +8,8 @@
 //! - `POST /projects/<name>/notebooks`: the spawner form; the Notebook created as the user, or
 //!   the page again with the field errors or the API server's message, values kept.
 //! - `POST /projects/<name>/notebooks/<notebook>`: `action=start|stop|delete`, the view's merge
-//!   patch of `spec.stopped` (or a DELETE) sent as the user.
+//!   patch of `spec.stopped` (or a DELETE) sent as the user; `action=resize`
+//!   (crate::notebook_page).
 //!
 //! Order of checks, nothing written before the last: authenticated (401 / login), the body
 //! within [`workloads::MAX_BODY`] (413), same site and the session's CSRF token (403), names
@@ -284,19 +285,16 @@ pub async fn act(
         return answer;
     }
     if !is_object_name(&notebook, NAME_MAX) {
-        return ctx.message(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            vec!["There is no notebook of that name.".into()],
-        );
+        return crate::notebook_page::no_such_notebook(&ctx);
     }
-    let action = field(&fields, "action").unwrap_or("");
-    if !matches!(action, "start" | "stop" | "delete") {
+    let action = field(&fields, "action").unwrap_or("").to_owned();
+    let action = action.as_str();
+    if !matches!(action, "start" | "stop" | "delete" | "resize") {
         return ctx.message(
             StatusCode::BAD_REQUEST,
             "Not a notebook action",
             vec![format!(
-                "{action:?} is not an action; use start, stop or delete"
+                "{action:?} is not an action; use start, stop, delete or resize"
             )],
         );
     }
@@ -304,6 +302,11 @@ pub async fn act(
         Ok(project) => project,
         Err(answer) => return answer,
     };
+    if action == "resize" {
+        let fields: Vec<(String, String)> =
+            fields.into_iter().filter(|(n, _)| n != "csrf").collect();
+        return crate::notebook_page::resize(&ctx, &project, &notebook, fields).await;
+    }
     let api = Api::<Notebook>::namespaced(ctx.client.clone(), &project.namespace);
     let doing = format!("{action} notebook {notebook} of project {name}");
     let found = match api.get(&notebook).await {

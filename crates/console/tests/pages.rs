@@ -100,11 +100,12 @@ const POSTS: [&str; 6] = [
     "/projects/team-a/models",
     "/projects/team-a/models/iris",
 ];
-const GETS: [&str; 6] = [
+const GETS: [&str; 7] = [
     "/",
     "/projects/team-a",
     "/projects/new",
     "/projects/team-a/notebooks",
+    "/projects/team-a/notebooks/lab",
     "/projects/team-a/models",
     "/projects/team-a/models/iris",
 ];
@@ -298,7 +299,7 @@ async fn notebook_and_model_forms_refuse_bad_input_before_any_api_call() {
     let c = console("ada@example.com", &[]);
     // Unknown actions: 400, whatever the object.
     for (path, body) in [
-        ("/projects/team-a/notebooks/lab", "action=resize"),
+        ("/projects/team-a/notebooks/lab", "action=restart"),
         ("/projects/team-a/notebooks/lab", "action=open"),
         ("/projects/team-a/notebooks/lab", ""),
         ("/projects/team-a/models/iris", "action=scale"),

@@ -63,7 +63,9 @@ fn chart_like_template(name: &str, project: &str) -> Result<NotebookTemplate> {
             "images": [{"id": "jupyter", "image": "berth.dev/jupyter:test", "labels": {"python": "3.12"}}],
             "defaultImage": "jupyter",
             "bundles": [{"id": "small", "displayName": "Small",
-                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}}],
+                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}},
+                        {"id": "medium", "displayName": "Medium",
+                         "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}}],
             "defaultBundle": "small",
             "projects": {"matchLabels": {"berth.dev/project": project}},
         },
@@ -79,7 +81,7 @@ async fn stopped(admin: &kube::Client, ns: &str, name: &str) -> Result<bool> {
 }
 
 #[tokio::test]
-async fn an_editor_spawns_stops_and_starts_a_notebook_and_a_viewers_forged_posts_change_nothing()
+async fn an_editor_spawns_stops_starts_and_resizes_a_notebook_and_a_viewers_forged_posts_change_nothing()
 -> Result<()> {
     let (_, admin) = with_operator().await?;
     let began = std::time::Instant::now();
@@ -257,6 +259,52 @@ async fn an_editor_spawns_stops_and_starts_a_notebook_and_a_viewers_forged_posts
         start.body
     );
     ensure!(!stopped(&admin, &ns, "lab").await?);
+
+    // Its own page: the editor may resize it, the viewer sees it without a form, the outsider
+    // gets 403; a resize the template does not allow is the field's error; the viewer's forged
+    // resize is refused; the editor's moves it to another bundle.
+    let detail = t.editor.get(&action).await?;
+    ensure!(detail.status == StatusCode::OK, "{}", detail.body);
+    ensure!(detail.body.contains("Notebook lab") && detail.body.contains("value=\"resize\""));
+    ensure!(
+        detail.body.contains("Medium (0.2 CPU, 1 GiB)"),
+        "{}",
+        detail.body
+    );
+    let viewers = t.viewer.get(&action).await?;
+    ensure!(viewers.status == StatusCode::OK && !viewers.body.contains("name=\"action\""));
+    ensure!(t.outsider.get(&action).await?.status == StatusCode::FORBIDDEN);
+    let bad = t
+        .editor
+        .post(&action, &[("action", "resize"), ("bundle", "huge")])
+        .await?;
+    ensure!(
+        bad.status == StatusCode::BAD_REQUEST && bad.body.contains("no bundle"),
+        "{}",
+        bad.body
+    );
+    let forged = t
+        .viewer
+        .post(&action, &[("action", "resize"), ("bundle", "medium")])
+        .await?;
+    ensure!(
+        forged.status == StatusCode::FORBIDDEN,
+        "{} {}",
+        forged.status,
+        forged.body
+    );
+    ensure!(notebooks.get("lab").await?.spec.bundle.as_deref() == Some("small"));
+    let resized = t
+        .editor
+        .post(&action, &[("action", "resize"), ("bundle", "medium")])
+        .await?;
+    ensure!(
+        resized.status == StatusCode::SEE_OTHER,
+        "{} {}",
+        resized.status,
+        resized.body
+    );
+    ensure!(notebooks.get("lab").await?.spec.bundle.as_deref() == Some("medium"));
 
     // The editor deletes it.
     let delete = t.editor.post(&action, &[("action", "delete")]).await?;
