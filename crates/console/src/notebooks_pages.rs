@@ -38,6 +38,37 @@ use crate::views::spawn::{NAME_MAX, SpawnContext, parse_spawn};
 use crate::views::spawner::{ImageChoice, Spawner, TemplateChoice, spawner};
 use crate::workloads::{self, Kept, ProjectRef, field, may_in, refusal};
 
+/// Data volume rows a spawner form offers (`volumes.<i>.*`; the parser reads up to 16).
+pub const VOLUME_ROWS: usize = 3;
+/// Environment variable rows a spawner form offers (`env.<i>.*`; the parser reads up to 64).
+pub const ENV_ROWS: usize = 4;
+
+/// One data volume row of a spawner form, with its submitted values.
+pub struct VolumeRow {
+    pub i: usize,
+    pub name: String,
+    pub mount_path: String,
+    pub size: String,
+    pub access_mode: String,
+    pub existing_claim: String,
+    pub read_only: bool,
+}
+
+/// One environment variable row of a spawner form, with its submitted values.
+pub struct EnvRow {
+    pub i: usize,
+    pub name: String,
+    pub value: String,
+}
+
+/// The access modes a new volume may ask for (empty: the storage class's default).
+pub const ACCESS_MODES: [&str; 4] = [
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
+
 #[derive(Template)]
 #[template(path = "notebooks.html")]
 pub struct NotebooksPage {
@@ -98,6 +129,64 @@ impl NotebooksPage {
         } else {
             String::new()
         }
+    }
+
+    fn kept_in(&self, submitted: bool) -> Option<&Kept> {
+        submitted.then_some(&self.kept)
+    }
+
+    fn volume_rows(&self, submitted: bool) -> Vec<VolumeRow> {
+        let kept = self.kept_in(submitted);
+        let v = |i: usize, f: &str| {
+            kept.map(|k| k.value(&format!("volumes.{i}.{f}")).to_owned())
+                .unwrap_or_default()
+        };
+        (0..VOLUME_ROWS)
+            .map(|i| VolumeRow {
+                i,
+                name: v(i, "name"),
+                mount_path: v(i, "mountPath"),
+                size: v(i, "size"),
+                access_mode: v(i, "accessMode"),
+                existing_claim: v(i, "existingClaim"),
+                read_only: !v(i, "readOnly").is_empty(),
+            })
+            .collect()
+    }
+
+    fn env_rows(&self, submitted: bool) -> Vec<EnvRow> {
+        let kept = self.kept_in(submitted);
+        let v = |i: usize, f: &str| {
+            kept.map(|k| k.value(&format!("env.{i}.{f}")).to_owned())
+                .unwrap_or_default()
+        };
+        (0..ENV_ROWS)
+            .map(|i| EnvRow {
+                i,
+                name: v(i, "name"),
+                value: v(i, "value"),
+            })
+            .collect()
+    }
+
+    /// The data volume rows of `t`'s form.
+    pub fn volumes_in(&self, t: &TemplateChoice) -> Vec<VolumeRow> {
+        self.volume_rows(self.is_submitted(t))
+    }
+
+    /// The environment variable rows of `t`'s form.
+    pub fn env_in(&self, t: &TemplateChoice) -> Vec<EnvRow> {
+        self.env_rows(self.is_submitted(t))
+    }
+
+    /// The data volume rows of the no-template form.
+    pub fn plain_volumes(&self) -> Vec<VolumeRow> {
+        self.volume_rows(self.plain_submitted())
+    }
+
+    /// The environment variable rows of the no-template form.
+    pub fn plain_env(&self) -> Vec<EnvRow> {
+        self.env_rows(self.plain_submitted())
     }
 
     /// Whether the no-template form was the one submitted.

@@ -169,6 +169,13 @@ async fn an_editor_spawns_stops_starts_and_resizes_a_notebook_and_a_viewers_forg
         ("name", "lab"),
         ("imageId", "jupyter"),
         ("bundle", "small"),
+        ("env.0.name", "GREETING"),
+        ("env.0.value", "hello there"),
+        ("volumes.0.name", "data"),
+        ("volumes.0.mountPath", "/data"),
+        ("volumes.0.size", "1Gi"),
+        ("volumes.0.accessMode", ""),
+        ("volumes.1.name", ""),
     ];
     let forged = t.viewer.post(&page, &fields).await?;
     ensure!(
@@ -194,6 +201,18 @@ async fn an_editor_spawns_stops_starts_and_resizes_a_notebook_and_a_viewers_forg
         spawned.body
     );
     let lab = notebooks.get("lab").await?;
+    ensure!(
+        lab.spec.env.len() == 1
+            && lab.spec.env[0].name == "GREETING"
+            && lab.spec.env[0].value == "hello there",
+        "the variable, its value as typed: {:?}",
+        lab.spec.env
+    );
+    ensure!(
+        lab.spec.volumes.len() == 1 && lab.spec.volumes[0].name == "data",
+        "one data volume, the empty rows skipped: {:?}",
+        lab.spec.volumes
+    );
     ensure!(lab.spec.template.as_deref() == Some(template.as_str()));
     ensure!(
         lab.spec.image_id.as_deref() == Some("jupyter")
