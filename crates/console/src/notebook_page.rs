@@ -35,6 +35,8 @@ pub struct NotebookPage {
     pub error: String,
     pub can_patch: bool,
     pub can_delete: bool,
+    /// Whether the console's proxy would let the caller in (`create notebooks/connect`).
+    pub can_open: bool,
     /// The notebook's template as the spawner offers it (its bundles for the resize form).
     pub template: Option<TemplateChoice>,
     /// The resize form as submitted, with its errors.
@@ -68,12 +70,13 @@ pub(crate) async fn show(
     ));
     let all = ListParams::default();
     let pod_name = format!("{name}-0");
-    let (pod, events, templates, can_patch, can_delete) = futures::join!(
+    let (pod, events, templates, can_patch, can_delete, can_open) = futures::join!(
         pods.get_opt(&pod_name),
         events.list(&selector),
         templates.list(&all),
         may_in(&ctx.client, "patch", "notebooks", ns),
         may_in(&ctx.client, "delete", "notebooks", ns),
+        may_in(&ctx.client, "create", "notebooks/connect", ns),
     );
     let pod = pod.ok().flatten();
     let events = events.map(|l| l.items).unwrap_or_default();
@@ -92,6 +95,7 @@ pub(crate) async fn show(
             error,
             can_patch,
             can_delete,
+            can_open,
             template,
             kept,
         },

@@ -81,6 +81,8 @@ pub struct NotebooksPage {
     pub can_spawn: bool,
     pub can_patch: bool,
     pub can_delete: bool,
+    /// Whether the console's proxy would let the caller in (`create notebooks/connect`).
+    pub can_open: bool,
     pub spawner: Spawner,
     /// The spawner form as submitted, with its errors.
     pub kept: Kept,
@@ -207,12 +209,13 @@ async fn show(
     let notebooks = Api::<Notebook>::namespaced(ctx.client.clone(), ns);
     let templates = Api::<NotebookTemplate>::all(ctx.client.clone());
     let list = ListParams::default();
-    let (found, offered, can_spawn, can_patch, can_delete) = futures::join!(
+    let (found, offered, can_spawn, can_patch, can_delete, can_open) = futures::join!(
         notebooks.list(&list),
         templates.list(&list),
         may_in(&ctx.client, "create", "notebooks", ns),
         may_in(&ctx.client, "patch", "notebooks", ns),
         may_in(&ctx.client, "delete", "notebooks", ns),
+        may_in(&ctx.client, "create", "notebooks/connect", ns),
     );
     let now = Timestamp::now();
     let notebooks = match found {
@@ -239,6 +242,7 @@ async fn show(
         can_spawn,
         can_patch,
         can_delete,
+        can_open,
         spawner: spawner(&templates, &project.labels),
         kept,
     };
@@ -447,5 +451,63 @@ pub async fn act(
             let (status, line) = refusal(&ctx, &e, &doing);
             show(&ctx, &project, status, line, Kept::default()).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn running() -> NotebookView {
+        let nb: Notebook = serde_json::from_value(json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "Notebook",
+            "metadata": {"name": "lab", "namespace": "team-a"},
+            "spec": {"template": "<b>jupyter</b>", "imageId": "py", "bundle": "small"},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        notebook_view(&nb, None, &[], Timestamp::now())
+    }
+
+    fn page(can: bool) -> String {
+        NotebooksPage {
+            layout: Layout {
+                user: "ada@example.com".into(),
+                csrf: "tok".into(),
+                ..Default::default()
+            },
+            project: "team-a".into(),
+            namespace: "team-a".into(),
+            error: String::new(),
+            notebooks: Ok(vec![running()]),
+            can_spawn: can,
+            can_patch: can,
+            can_delete: can,
+            can_open: can,
+            spawner: spawner(&[], &Default::default()),
+            kept: Kept::default(),
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn an_editor_gets_the_buttons_and_a_viewer_none() {
+        let editor = page(true);
+        assert!(
+            editor.contains(r#"href="/notebook/team-a/lab/lab""#),
+            "{editor}"
+        );
+        assert!(editor.contains(r#"name="action" value="stop""#));
+        assert!(editor.contains(r#"name="action" value="delete""#));
+        assert!(editor.contains(r#"name="csrf" value="tok""#));
+        assert!(editor.contains("Start a notebook"));
+        assert!(editor.contains("&#60;b&#62;jupyter&#60;/b&#62;"), "escaped");
+        let viewer = page(false);
+        assert!(viewer.contains("lab"), "the notebook is listed");
+        assert!(!viewer.contains("/notebook/team-a/lab/lab"), "no Open link");
+        assert!(!viewer.contains("name=\"action\"") && !viewer.contains("Start a notebook"));
+        assert!(!viewer.contains("<b>jupyter"));
     }
 }

@@ -129,15 +129,21 @@ impl Kept {
     }
 }
 
-/// Whether the caller may `verb` `resource` (group berth.dev) in `namespace`, by a
+/// Whether the caller may `verb` `resource` (group berth.dev; `notebooks/connect` names a
+/// subresource) in `namespace`, by a
 /// SelfSubjectAccessReview as the caller; `false` when the API server does not answer. Only
 /// decides whether a button is drawn.
 pub async fn may_in(client: &kube::Client, verb: &str, resource: &str, namespace: &str) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((resource, sub)) => (resource, Some(sub.to_owned())),
+        None => (resource, None),
+    };
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
                 group: Some("berth.dev".into()),
                 resource: Some(resource.into()),
+                subresource,
                 verb: Some(verb.into()),
                 namespace: Some(namespace.into()),
                 ..Default::default()
