@@ -370,7 +370,11 @@ fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
     )
 }
 
-fn stopped_page(at: &NotebookPath, phase: Option<NotebookPhase>) -> Response<Body> {
+fn stopped_page(
+    at: &NotebookPath,
+    phase: Option<NotebookPhase>,
+    project: Option<&str>,
+) -> Response<Body> {
     let (state, verb) = match phase {
         Some(NotebookPhase::Culled) => ("was stopped for being idle (culled)", "stopped"),
         Some(NotebookPhase::Stopping) => ("is stopping", "stopping"),
@@ -383,9 +387,16 @@ fn stopped_page(at: &NotebookPath, phase: Option<NotebookPhase>) -> Response<Bod
             "<p>The notebook <code>{name}</code> of namespace <code>{ns}</code> {state}. Its home \
              volume keeps your files while it is {verb}.</p>\n<p>Start it again with:</p>\n\
              <pre>kubectl patch nb {name} -n {ns} --type merge -p '{{\"spec\":{{\"stopped\":false}}}}'</pre>\n\
-             <p>then reload this page once it is Running (<code>kubectl get nb {name} -n {ns}</code>).</p>",
+             <p>then reload this page once it is Running (<code>kubectl get nb {name} -n {ns}</code>).</p>{page}",
             name = escape(&at.name),
             ns = escape(&at.namespace),
+            page = project
+                .map(|p| format!(
+                    "\n<p>Or press <b>Start</b> on <a href=\"/projects/{p}/notebooks/{name}\">its page</a>.</p>",
+                    p = escape(p),
+                    name = escape(&at.name),
+                ))
+                .unwrap_or_default(),
         ),
     )
 }
@@ -487,7 +498,15 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
             Some(NotebookPhase::Stopped | NotebookPhase::Culled | NotebookPhase::Stopping)
         )
     {
-        return stopped_page(&at, phase);
+        // Its project, by namespace, from the console's cache of Projects (for the link to the
+        // Start button of the notebook's page).
+        let project = console
+            .projects
+            .all()
+            .into_iter()
+            .find(|p| projects::view::namespace(p) == at.namespace)
+            .and_then(|p| p.metadata.name.clone());
+        return stopped_page(&at, phase, project.as_deref());
     }
     // Where: the address of the Service Berth made for this very Notebook, never a DNS name
     // (upstream.rs says why).

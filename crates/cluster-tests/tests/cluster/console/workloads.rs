@@ -264,6 +264,17 @@ async fn an_editor_spawns_stops_starts_and_resizes_a_notebook_and_a_viewers_forg
         "a Start button: {}",
         listed.body
     );
+    // Opening it through the console's proxy now says it is not running, and links its page.
+    let proxied = t.editor.get(&format!("/notebook/{ns}/lab/lab")).await?;
+    ensure!(
+        proxied.status == StatusCode::SERVICE_UNAVAILABLE
+            && proxied
+                .body
+                .contains(&format!("href=\"/projects/{ns}/notebooks/lab\"")),
+        "{} {}",
+        proxied.status,
+        proxied.body
+    );
     let forged = t.viewer.post(&action, &[("action", "start")]).await?;
     ensure!(forged.status == StatusCode::FORBIDDEN);
     ensure!(
