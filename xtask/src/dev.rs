@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::{
-    build_control_plane, build_node, models, notebooks, providers, repo_root, run_build_script,
+    build_control_plane, build_node, console, models, notebooks, providers, repo_root,
+    run_build_script,
 };
 
 #[derive(clap::Args)]
@@ -45,7 +46,7 @@ async fn dev(args: Args) -> Result<()> {
     let root = repo_root();
     let dev_dir = root.join(".dev");
     std::fs::create_dir_all(&dev_dir)?;
-    let total = 9;
+    let total = 10;
     let begin = Instant::now();
 
     step(
@@ -64,25 +65,51 @@ async fn dev(args: Args) -> Result<()> {
     step(
         3,
         total,
-        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, with Garage and Keycloak on the real node's address (a cold Garage build takes about 15 minutes)",
+        "starting Keycloak (HTTPS, realm berth) and Garage on the real node's address, then etcd, kube-apiserver (trusting Keycloak's ID tokens for the console), kube-controller-manager, kube-scheduler and kwok (a cold Garage build takes about 15 minutes)",
     );
     // One real node per machine: this waits while another run holds it.
     let lease = HostLease::acquire(true)?;
-    let (control_plane, garage, keycloak) = tokio::join!(
-        ControlPlane::start(Options {
+    let [console_port] = berth_testenv::util::free_ports()?;
+    let console_url = format!("http://127.0.0.1:{console_port}");
+    let samples = root.join("deploy/samples");
+    // The API server trusts the realm's HTTPS issuer from its start, so Keycloak and the realm
+    // come first; Garage starts meanwhile.
+    let keycloak_then_plane = async {
+        let address = NODE_IP.parse().context("the node's address")?;
+        let keycloak = berth_services::Keycloak::start_with(berth_services::KeycloakOptions {
+            https: true,
+            address: Some(address),
+        })
+        .await
+        .context("starting Keycloak")?;
+        let realm = providers::realm(&keycloak, &samples, &console_url).await?;
+        let trust = berth_testenv::TrustedIssuer {
+            url: keycloak
+                .https_issuer(providers::REALM)
+                .context("Keycloak serves no HTTPS")?,
+            certificate_authority: keycloak.ca_pem().context("no CA")?.to_owned(),
+            client_id: providers::CONSOLE_CLIENT.to_owned(),
+        };
+        let control_plane = ControlPlane::start(Options {
             nodes: args.nodes,
             binaries: Some(binaries),
             real_node: true,
             // Berth comes from its Helm charts below, as a platform team installs it.
             install_berth: false,
+            trust: Some(trust),
             ..Options::default()
-        }),
+        })
+        .await?;
+        anyhow::Ok((keycloak, realm, control_plane))
+    };
+    let (started, garage) = tokio::join!(
+        keycloak_then_plane,
         berth_services::Garage::start_on(NODE_IP),
-        berth_services::Keycloak::start_on(NODE_IP),
     );
-    let control_plane = control_plane?;
+    let (keycloak, realm, control_plane) = started?;
     let garage = garage.context("starting Garage")?;
-    let keycloak = keycloak.context("starting Keycloak")?;
+    let console_secret = dev_dir.join("console-client-secret");
+    write_private(&console_secret, &realm.console_secret)?;
 
     step(
         4,
@@ -99,11 +126,10 @@ async fn dev(args: Args) -> Result<()> {
     step(
         5,
         total,
-        "Garage (object storage) and Keycloak (realm berth) as the platform's providers: admin Secrets in berth-system, the realm and the sample users",
+        "Garage (object storage) and Keycloak (realm berth) as the platform's providers: admin Secrets in berth-system",
     );
     operator_namespace(&client).await?;
-    let provider_values =
-        providers::configure(&client, &garage, &keycloak, &root.join("deploy/samples")).await?;
+    let provider_values = providers::configure(&client, &garage, &keycloak).await?;
 
     step(
         6,
@@ -144,6 +170,14 @@ async fn dev(args: Args) -> Result<()> {
     );
     notebooks::wait(&client, &mut notebook).await;
 
+    step(
+        10,
+        total,
+        "the console (berth-console on loopback, acting as each user with their own ID token)",
+    );
+    let console_process =
+        console::start(&cluster, &dev_dir, &keycloak, &realm, &console_secret).await?;
+
     let mut control_plane = control_plane;
     eprintln!();
     eprintln!(
@@ -158,6 +192,8 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!();
     notebooks::explain(&notebook);
     providers::explain(&garage, &keycloak);
+    providers::explain_console(&keycloak, &realm, &console_secret);
+    console::explain(&realm, &dev_dir);
     eprintln!("Operator log: kubectl -n berth-system logs deployment/berth-operator");
     eprintln!(
         "Change a setting: edit {} and run {} upgrade berth charts/berth -n berth-system -f {}",
@@ -172,7 +208,13 @@ async fn dev(args: Args) -> Result<()> {
         match smoke_check(&cluster, &applied).await {
             Ok(()) => match models::smoke_check(&client).await {
                 Ok(()) => match predict(&client).await {
-                    Ok(_) => notebooks::smoke_check(&cluster, &notebook).await,
+                    Ok(_) => match notebooks::smoke_check(&cluster, &notebook).await {
+                        Ok(()) => match providers::smoke_login(&cluster, &keycloak, &realm).await {
+                            Ok(()) => console::smoke_check(&keycloak, &realm).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -192,13 +234,31 @@ async fn dev(args: Args) -> Result<()> {
     if let Some(runtime) = model_runtime {
         runtime.abort();
     }
+    drop(console_process);
     node.stop();
     control_plane.stop();
     drop(garage);
     drop(keycloak);
     let _ = std::fs::remove_file(&kubeconfig);
+    let _ = std::fs::remove_file(&console_secret);
     eprintln!("stopped.");
     outcome
+}
+
+/// Writes `contents` to `path`, readable by its owner only (a secret).
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The sample model's request: the mlp of make_models.py takes x: FP32 [N, 3].

@@ -8,6 +8,7 @@
 //! - `e2e`: the console's browser tests (Chromium, playwright-core) against a running console.
 
 mod chart;
+mod console;
 mod crdgen;
 mod dev;
 mod e2e;

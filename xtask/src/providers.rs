@@ -13,18 +13,86 @@ use serde::Deserialize;
 use serde_json::json;
 
 use berth_api::{MemberKind, Project};
-use berth_services::{Garage, Keycloak};
+use berth_services::{Account, ConsoleClient, Garage, Keycloak};
 
 /// The realm the dev platform's projects get their OIDC clients in.
 pub const REALM: &str = "berth";
 
-/// Writes the admin Secrets, creates the realm and the sample Projects' users; returns the
-/// chart values (`credentials`, `settings`) that point the platform at both providers.
+/// The console's OIDC client in the dev realm: a name no Project's client (`berth-<project>`)
+/// can take, so no tenant ever holds a client whose ID tokens the API server accepts.
+pub const CONSOLE_CLIENT: &str = "berth.console";
+
+/// What the realm holds for people: the console's client and the sample accounts.
+pub struct Realm {
+    pub console: ConsoleClient,
+    pub console_url: String,
+    pub console_secret: String,
+    /// Sample accounts (e-mail, password, Keycloak groups), each able to log in.
+    pub accounts: Vec<(String, String, Vec<String>)>,
+}
+
+/// Creates the realm before the API server starts (it trusts the realm's HTTPS issuer): the
+/// console's client (redirect URI `<console_url>/oauth2/callback`), an account with a password
+/// for each User member of the sample Projects, one for each Group member (put in that Keycloak
+/// group) and an outsider, all with verified e-mails.
+pub async fn realm(keycloak: &Keycloak, samples: &Path, console_url: &str) -> Result<Realm> {
+    keycloak.create_realm(REALM).await?;
+    let console = ConsoleClient {
+        client_id: CONSOLE_CLIENT.to_owned(),
+        redirect_uri: format!("{console_url}/oauth2/callback"),
+        post_logout_redirect_uri: format!("{console_url}/"),
+    };
+    let console_secret = keycloak.create_console_client(REALM, &console).await?;
+    let (mut users, mut groups) = sample_members(samples)?;
+    users.sort();
+    users.dedup();
+    groups.sort();
+    groups.dedup();
+    let mut accounts: Vec<(String, Vec<String>)> =
+        users.into_iter().map(|u| (u, Vec::new())).collect();
+    accounts.extend(
+        groups
+            .into_iter()
+            .map(|g| (format!("{g}.member@example.com"), vec![g])),
+    );
+    accounts.push(("outsider@example.com".to_owned(), Vec::new()));
+    let mut out = Vec::new();
+    for (email, groups) in accounts {
+        let password = berth_testenv::util::random_hex(8)?;
+        let group_names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        keycloak
+            .create_account(
+                REALM,
+                &Account {
+                    username: &email,
+                    email: &email,
+                    email_verified: true,
+                    password: Some(&password),
+                    groups: &group_names,
+                },
+            )
+            .await
+            .with_context(|| format!("creating the sample account {email}"))?;
+        out.push((email, password, groups));
+    }
+    eprintln!(
+        "    realm {REALM}: the console's client {CONSOLE_CLIENT} and {} sample accounts",
+        out.len()
+    );
+    Ok(Realm {
+        console,
+        console_url: console_url.to_owned(),
+        console_secret,
+        accounts: out,
+    })
+}
+
+/// Writes the admin Secrets; returns the chart values (`credentials`, `settings`) that point
+/// the platform at both providers. The realm is made first ([`realm`]).
 pub async fn configure(
     client: &Client,
     garage: &Garage,
     keycloak: &Keycloak,
-    samples: &Path,
 ) -> Result<serde_json::Value> {
     admin_secret(
         client,
@@ -41,17 +109,6 @@ pub async fn configure(
         ],
     )
     .await?;
-    keycloak.create_realm(REALM).await?;
-    let mut users = sample_users(samples)?;
-    users.sort();
-    users.dedup();
-    for user in &users {
-        keycloak.create_user(REALM, user, user).await?;
-    }
-    eprintln!(
-        "    realm {REALM} with the sample projects' users: {}",
-        users.join(", ")
-    );
     // The chart makes the PlatformSettings from these values, naming the Secrets above.
     Ok(json!({
         "credentials": {
@@ -77,9 +134,10 @@ pub async fn configure(
     }))
 }
 
-/// The User members of the sample Projects.
-fn sample_users(samples: &Path) -> Result<Vec<String>> {
+/// The User members (owners included) and the Group members of the sample Projects.
+fn sample_members(samples: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let mut users = Vec::new();
+    let mut groups = Vec::new();
     for entry in std::fs::read_dir(samples)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -102,14 +160,44 @@ fn sample_users(samples: &Path) -> Result<Vec<String>> {
                     .filter(|m| m.kind == MemberKind::User)
                     .map(|m| m.name.clone()),
             );
+            groups.extend(
+                project
+                    .spec
+                    .members
+                    .iter()
+                    .filter(|m| m.kind == MemberKind::Group)
+                    .map(|m| m.name.clone()),
+            );
         }
     }
-    Ok(users)
+    Ok((users, groups))
 }
 
 async fn admin_secret(client: &Client, name: &str, data: &[(&str, &str)]) -> Result<()> {
     berth_testenv::manifests::apply_secret(client, "berth-system", name, data).await?;
     Ok(())
+}
+
+/// What the console needs to forward its users' own ID tokens to the API server, and the
+/// sample accounts to log in with.
+pub fn explain_console(keycloak: &Keycloak, realm: &Realm, secret_file: &Path) {
+    let issuer = keycloak.https_issuer(REALM).unwrap_or_default();
+    let ca = keycloak
+        .ca_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    eprintln!("The API server trusts Keycloak's ID tokens for the console (docs/development.md):");
+    eprintln!("    issuer         {issuer}");
+    eprintln!("    CA             {ca}");
+    eprintln!("    client id      {CONSOLE_CLIENT}");
+    eprintln!("    client secret  {}", secret_file.display());
+    eprintln!("    redirect URI   {}/oauth2/callback", realm.console_url);
+    eprintln!();
+    eprintln!("Sample accounts (Keycloak realm {REALM}; e-mail, password, groups):");
+    for (email, password, groups) in &realm.accounts {
+        eprintln!("    {email:<36} {password}  {}", groups.join(","));
+    }
+    eprintln!();
 }
 
 /// How a new user sees what the sample project got.
@@ -131,6 +219,52 @@ pub fn explain(garage: &Garage, keycloak: &Keycloak) {
     eprintln!();
     eprintln!("Its OIDC client: kubectl -n fraud-detection get secret berth-oidc -o yaml");
     eprintln!();
+}
+
+/// For `--smoke`: each sample account logs in through Keycloak's form for the console's client
+/// and its ID token is, to the API server (a SelfSubjectReview), that e-mail in its groups.
+pub async fn smoke_login(
+    cluster: &berth_testenv::Cluster,
+    keycloak: &Keycloak,
+    realm: &Realm,
+) -> Result<()> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    for (email, password, groups) in &realm.accounts {
+        let tokens = keycloak
+            .log_in(
+                REALM,
+                &realm.console,
+                &realm.console_secret,
+                email,
+                password,
+            )
+            .await
+            .with_context(|| format!("logging {email} in"))?;
+        let mut config = cluster.config().await?;
+        config.auth_info.token = Some(tokens.id_token.into());
+        let reviews: Api<SelfSubjectReview> = Api::all(kube::Client::try_from(config)?);
+        let user = reviews
+            .create(&Default::default(), &SelfSubjectReview::default())
+            .await
+            .with_context(|| format!("the API server on {email}'s ID token"))?
+            .status
+            .and_then(|s| s.user_info)
+            .context("a SelfSubjectReview without userInfo")?;
+        let seen = user.groups.unwrap_or_default();
+        if user.username.as_deref() != Some(email.as_str())
+            || groups.iter().any(|g| !seen.contains(g))
+        {
+            bail!(
+                "{email}'s ID token is {:?} in {seen:?} to the API server",
+                user.username
+            );
+        }
+    }
+    eprintln!(
+        "    {} sample accounts logged in through Keycloak; the API server takes each one's ID token as their e-mail and groups",
+        realm.accounts.len()
+    );
+    Ok(())
 }
 
 /// For `--smoke`: the sample project's bucket and OIDC client are provisioned.

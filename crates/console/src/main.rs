@@ -30,12 +30,16 @@ struct Args {
     #[arg(
         long,
         env = "BERTH_CONSOLE_OIDC_CLIENT_ID",
-        default_value = "berth-console"
+        default_value = "berth.console"
     )]
     oidc_client_id: String,
     /// A file holding the client's secret (a mounted Secret).
     #[arg(long, env = "BERTH_CONSOLE_OIDC_CLIENT_SECRET_FILE")]
     oidc_client_secret_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for an https issuer no public root signs (the platform's own
+    /// CA); without it, the public roots only.
+    #[arg(long, env = "BERTH_CONSOLE_OIDC_CA_FILE")]
+    oidc_ca_file: Option<PathBuf>,
     /// Put before the verified e-mail to make the Kubernetes user name.
     #[arg(long, env = "BERTH_CONSOLE_OIDC_USERNAME_PREFIX", default_value = "")]
     oidc_username_prefix: String,
@@ -71,6 +75,13 @@ async fn main() -> anyhow::Result<()> {
                 .trim()
                 .to_owned();
             anyhow::ensure!(!secret.is_empty(), "{} is empty", file.display());
+            let ca_pem = args
+                .oidc_ca_file
+                .as_ref()
+                .map(|f| {
+                    std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+                })
+                .transpose()?;
             Some(OidcSettings {
                 issuer: issuer.clone(),
                 client_id: args.oidc_client_id.clone(),
@@ -78,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                 redirect_uri: format!("{public_url}/oauth2/callback"),
                 username_prefix: args.oidc_username_prefix.clone(),
                 groups_prefix: args.oidc_groups_prefix.clone(),
+                ca_pem,
             })
         }
     };

@@ -39,6 +39,9 @@ pub struct OidcSettings {
     pub username_prefix: String,
     /// Put before each group.
     pub groups_prefix: String,
+    /// Extra trusted CA certificates (PEM) for an https issuer whose certificate no public root
+    /// signs (a platform's own CA; the local platform's Keycloak). `None`: the public roots only.
+    pub ca_pem: Option<String>,
 }
 
 /// The endpoints discovery gives.
@@ -162,7 +165,19 @@ pub fn identity(claims: &Claims, settings: &OidcSettings) -> Result<Identity, Lo
 
 impl Oidc {
     pub fn new(settings: OidcSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &settings.ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| anyhow::anyhow!("the issuer's CA certificates: {e}"))?;
+            anyhow::ensure!(
+                !certificates.is_empty(),
+                "the issuer's CA file holds no PEM certificate"
+            );
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http
             .user_agent(concat!("berth-console/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -406,6 +421,7 @@ mod tests {
             redirect_uri: "http://console/oauth2/callback".into(),
             username_prefix: String::new(),
             groups_prefix: "oidc:".into(),
+            ca_pem: None,
         }
     }
 
@@ -416,6 +432,22 @@ mod tests {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mJ0kXUcuYq8eNwdZ9ypr7nrPfkcWsk"),
             "o1dGH1pU0tbrEzF4gG4Eo2zuep5CRLGJ_PR2vASctC4"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let with = |pem: &str| {
+            Oidc::new(OidcSettings {
+                ca_pem: Some(pem.into()),
+                ..settings()
+            })
+        };
+        assert!(with("").is_err(), "an empty CA file is refused");
+        assert!(with("not a certificate").is_err());
+        assert!(
+            Oidc::new(settings()).is_ok(),
+            "no CA file: the public roots"
         );
     }
 

@@ -42,6 +42,7 @@ fn console(user: &str, groups: &[&str]) -> Arc<Console> {
                 redirect_uri: "https://console.example/oauth2/callback".into(),
                 username_prefix: String::new(),
                 groups_prefix: String::new(),
+                ca_pem: None,
             }),
         },
         unreachable_cluster(),

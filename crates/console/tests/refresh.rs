@@ -124,6 +124,7 @@ fn console(idp: &Idp) -> Arc<Console> {
                 redirect_uri: "https://console.example/oauth2/callback".into(),
                 username_prefix: String::new(),
                 groups_prefix: String::new(),
+                ca_pem: None,
             }),
         },
         kube,

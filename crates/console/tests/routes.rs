@@ -59,6 +59,7 @@ async fn console(oidc: bool) -> Arc<Console> {
             redirect_uri: "https://console.example/oauth2/callback".into(),
             username_prefix: String::new(),
             groups_prefix: String::new(),
+            ca_pem: None,
         })
     } else {
         None

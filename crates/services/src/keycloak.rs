@@ -11,7 +11,7 @@ use crate::common::{
     RunDir, answers_ok, expect_success, free_ports, http_client, locate, parse_json, progress,
     random_hex, spawn, wait_until, write,
 };
-use crate::{Error, Relay, Result};
+use crate::{Error, Relay, Result, tls};
 
 /// The bootstrap admin's user name in the master realm.
 pub const KEYCLOAK_ADMIN: &str = "admin";
@@ -20,14 +20,36 @@ pub const KEYCLOAK_ADMIN: &str = "admin";
 /// with a bootstrap admin whose password is generated at random. Dropping it stops the server and
 /// removes its directory.
 pub struct Keycloak {
-    // Fields drop in order: the relay and the server stop before the directory is removed.
+    // Fields drop in order: the relays and the server stop before the directory is removed.
     relay: Option<Relay>,
+    https_relay: Option<Relay>,
     process: Process,
     dir: RunDir,
     base_url: String,
+    https: Option<Https>,
     management_url: String,
     admin_password: String,
     client: reqwest::Client,
+}
+
+/// Keycloak's HTTPS side: its URL and the CA that signed its certificate.
+struct Https {
+    base_url: String,
+    ca_pem: String,
+    ca_path: PathBuf,
+}
+
+/// How to start Keycloak ([`Keycloak::start_with`]).
+#[derive(Clone, Debug, Default)]
+pub struct KeycloakOptions {
+    /// Also serve HTTPS, with a certificate for `127.0.0.1`, `localhost` and `address`, signed by
+    /// a CA made for this instance ([`Keycloak::ca_path`]): what kube-apiserver requires of an
+    /// issuer it trusts (`jwt[].issuer.url` must be `https`). Plain HTTP keeps answering on
+    /// [`Keycloak::base_url`] for the callers that use it.
+    pub https: bool,
+    /// Reachable on this address as well (the real node's), through a [`Relay`] per scheme; see
+    /// [`Keycloak::start_on`].
+    pub address: Option<IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -44,15 +66,55 @@ impl Keycloak {
     /// Keycloak 26 needs Java 21 or newer: the JDK named by `BERTH_KEYCLOAK_JAVA_HOME`, else the one
     /// `tools/keycloak/build.sh` chose (`<dist>/java-home`), else `JAVA_HOME`.
     pub async fn start() -> Result<Self> {
+        Self::start_with(KeycloakOptions::default()).await
+    }
+
+    /// [`Keycloak::start`] with options: HTTPS beside HTTP, and another address to be reached on.
+    ///
+    /// Keycloak names a realm's issuer after the URL it is reached by (dev mode sets no
+    /// `--hostname`), so a token's `iss` is the URL its client used: the HTTPS issuer
+    /// ([`Keycloak::https_issuer`]) for those that ask over HTTPS, the HTTP one
+    /// ([`Keycloak::issuer`]) for the others. A verifier must fetch its keys and tokens through
+    /// the same URL as the clients it serves.
+    pub async fn start_with(options: KeycloakOptions) -> Result<Self> {
+        let mut keycloak = Self::launch(options.https, options.address).await?;
+        if let Some(address) = options.address {
+            keycloak.relay_on(address).await?;
+        }
+        Ok(keycloak)
+    }
+
+    async fn launch(https: bool, relay_address: Option<IpAddr>) -> Result<Self> {
         let address = "127.0.0.1";
         let home = locate("keycloak", "tools/keycloak/build.sh", "BERTH_KEYCLOAK_DIR")?;
         let java_home = java_home(&home)?;
         let begin = Instant::now();
         let dir = RunDir::new("keycloak")?;
-        let [port, management_port] = free_ports()?;
+        let [port, management_port, https_port] = free_ports()?;
         let base_url = format!("http://{address}:{port}");
-        let management_url = format!("http://{address}:{management_port}");
         let admin_password = random_hex(16)?;
+        let https = if https {
+            let mut names = vec![address.to_owned(), "localhost".to_owned()];
+            names.extend(relay_address.map(|a| a.to_string()));
+            let pki = tls::Pki::generate(&names)?;
+            let ca_path = dir.join("ca.crt");
+            write(&ca_path, &pki.ca_pem)?;
+            write(&dir.join("tls.crt"), &pki.cert_pem)?;
+            write(&dir.join("tls.key"), &pki.key_pem)?;
+            Some(Https {
+                base_url: format!("https://{address}:{https_port}"),
+                ca_pem: pki.ca_pem,
+                ca_path,
+            })
+        } else {
+            None
+        };
+        // With HTTPS on, the management interface serves HTTPS too (it takes the main one's
+        // certificate).
+        let management_url = format!(
+            "{}://{address}:{management_port}",
+            if https.is_some() { "https" } else { "http" }
+        );
         progress(
             "keycloak",
             &format!(
@@ -73,7 +135,7 @@ impl Keycloak {
         )?;
         make_executable(&java)?;
 
-        let args = vec![
+        let mut args = vec![
             "start-dev".to_owned(),
             // Every instance has a database of its own, in memory: nothing is written under the
             // shared distribution's data/ directory.
@@ -90,6 +152,16 @@ impl Keycloak {
                 dir.join("transaction-logs").display()
             ),
         ];
+        if https.is_some() {
+            args.extend([
+                format!("--https-port={https_port}"),
+                format!("--https-certificate-file={}", dir.join("tls.crt").display()),
+                format!(
+                    "--https-certificate-key-file={}",
+                    dir.join("tls.key").display()
+                ),
+            ]);
+        }
         let env = [
             ("JAVA_HOME", java_home.display().to_string()),
             ("JAVA", java.display().to_string()),
@@ -101,7 +173,10 @@ impl Keycloak {
         let lock = lock_distribution(&home, begin).await?;
         let log = dir.join("keycloak.log");
         let mut process = spawn("keycloak", &home.join("bin/kc.sh"), &args, &env, &log)?;
-        let client = http_client()?;
+        let client = match &https {
+            Some(https) => tls::client_trusting(&https.ca_pem)?,
+            None => http_client()?,
+        };
         let discovery = format!("{base_url}/realms/master/.well-known/openid-configuration");
         wait_until(
             &mut process,
@@ -124,15 +199,31 @@ impl Keycloak {
             || answers_ok(&client, &discovery),
         )
         .await?;
+        if let Some(https) = &https {
+            let discovery = format!(
+                "{}/realms/master/.well-known/openid-configuration",
+                https.base_url
+            );
+            wait_until(
+                &mut process,
+                "the master realm's OIDC discovery over HTTPS",
+                Duration::from_secs(60),
+                begin,
+                || answers_ok(&client, &discovery),
+            )
+            .await?;
+        }
         progress(
             "keycloak",
             &format!("ready after {:.1} s", begin.elapsed().as_secs_f64()),
         );
         Ok(Self {
             relay: None,
+            https_relay: None,
             process,
             dir,
             base_url,
+            https,
             management_url,
             admin_password,
             client,
@@ -149,23 +240,40 @@ impl Keycloak {
             what: "the address to reach Keycloak on".to_owned(),
             message: format!("{address:?} is not an IP address"),
         })?;
-        let mut keycloak = Self::start().await?;
-        let target = keycloak
-            .base_url
-            .strip_prefix("http://")
-            .and_then(|rest| rest.parse::<SocketAddr>().ok())
-            .ok_or_else(|| Error::Answer {
-                what: "Keycloak's loopback address".to_owned(),
-                message: keycloak.base_url.clone(),
-            })?;
-        let relay = Relay::start(address, target).await?;
-        keycloak.base_url = format!("http://{}", relay.address());
+        Self::start_with(KeycloakOptions {
+            https: false,
+            address: Some(address),
+        })
+        .await
+    }
+
+    /// Puts a relay on `address` in front of each scheme and makes the URLs the relays'.
+    async fn relay_on(&mut self, address: IpAddr) -> Result<()> {
+        let target = |url: &str| {
+            url.split_once("://")
+                .and_then(|(_, rest)| rest.parse::<SocketAddr>().ok())
+                .ok_or_else(|| Error::Answer {
+                    what: "Keycloak's loopback address".to_owned(),
+                    message: url.to_owned(),
+                })
+        };
+        let relay = Relay::start(address, target(&self.base_url)?).await?;
+        self.base_url = format!("http://{}", relay.address());
         progress(
             "keycloak",
-            &format!("reachable on {} as well", keycloak.base_url),
+            &format!("reachable on {} as well", self.base_url),
         );
-        keycloak.relay = Some(relay);
-        Ok(keycloak)
+        self.relay = Some(relay);
+        if let Some(https) = &mut self.https {
+            let relay = Relay::start(address, target(&https.base_url)?).await?;
+            https.base_url = format!("https://{}", relay.address());
+            progress(
+                "keycloak",
+                &format!("reachable on {} as well", https.base_url),
+            );
+            self.https_relay = Some(relay);
+        }
+        Ok(())
     }
 
     /// An access token for the bootstrap admin from the master realm's token endpoint (password
@@ -196,7 +304,11 @@ impl Keycloak {
         Ok(answer.access_token)
     }
 
-    /// Creates a realm (the admin API's `POST /admin/realms`), enabled.
+    /// Creates a realm (the admin API's `POST /admin/realms`), enabled, with what a user may do
+    /// to their own account stated rather than left to Keycloak's defaults: no self-registration,
+    /// no editing of one's user name, and no two users with one e-mail address. A user may still
+    /// change their e-mail address in the account console; Keycloak then records it as not
+    /// verified (`email_verified: false`), which the console and the API server refuse as a name.
     pub async fn create_realm(&self, realm: &str) -> Result<()> {
         let token = self.admin_token().await?;
         expect_success(
@@ -204,7 +316,12 @@ impl Keycloak {
             self.client
                 .post(format!("{}/admin/realms", self.base_url))
                 .bearer_auth(&token)
-                .json(&serde_json::json!({"realm": realm, "enabled": true}))
+                .json(&serde_json::json!({
+                    "realm": realm, "enabled": true,
+                    "registrationAllowed": false,
+                    "editUsernameAllowed": false,
+                    "duplicateEmailsAllowed": false,
+                }))
                 .send()
                 .await,
         )
@@ -245,6 +362,35 @@ impl Keycloak {
     /// A realm's token endpoint.
     pub fn token_endpoint(&self, realm: &str) -> String {
         format!("{}/protocol/openid-connect/token", self.issuer(realm))
+    }
+
+    /// `https://<address>:<port>`, Keycloak's HTTPS side, when started with
+    /// [`KeycloakOptions::https`].
+    pub fn https_base_url(&self) -> Option<&str> {
+        self.https.as_ref().map(|h| h.base_url.as_str())
+    }
+
+    /// A realm's issuer over HTTPS, `https://<address>:<port>/realms/<realm>`: the `iss` of every
+    /// token asked for at that URL. `None` without [`KeycloakOptions::https`].
+    pub fn https_issuer(&self, realm: &str) -> Option<String> {
+        self.https_base_url()
+            .map(|base| format!("{base}/realms/{realm}"))
+    }
+
+    /// The CA certificate (PEM) that signed the HTTPS certificate, made for this instance.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.https.as_ref().map(|h| h.ca_pem.as_str())
+    }
+
+    /// Where [`Keycloak::ca_pem`] is written (in this instance's directory).
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.https.as_ref().map(|h| h.ca_path.as_path())
+    }
+
+    /// An HTTP client that trusts [`Keycloak::ca_pem`] (and only public roots besides), for
+    /// the HTTPS side; the plain client otherwise.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// The management interface (`/health`, `/health/ready`).

@@ -37,6 +37,11 @@ pub struct Options {
     /// policies, settings). Off for a cluster that installs Berth with its Helm charts
     /// ([`crate::chart`]).
     pub install_berth: bool,
+    /// Trust this OpenID Connect issuer's ID tokens (`--authentication-config`, see
+    /// [`crate::authentication_config`]) beside the static tokens and client certificates. Its
+    /// discovery document should answer before the start, or the API server refuses its tokens
+    /// until its next retry (it retries in the background).
+    pub trust: Option<crate::TrustedIssuer>,
 }
 
 impl Default for Options {
@@ -50,6 +55,7 @@ impl Default for Options {
             audit: false,
             real_node: false,
             install_berth: true,
+            trust: None,
         }
     }
 }
@@ -206,19 +212,27 @@ impl ControlPlane {
         kwok::write_config(&binaries.stages_dir(), &kwok_config)?;
 
         let d = |name: &str| dir.join(name).display().to_string();
-        let mut audit_args = Vec::new();
+        let mut extra_args = Vec::new();
         if options.audit {
             let policy = dir.join("audit-policy.yaml");
             write(
                 &policy,
                 "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n",
             )?;
-            audit_args = vec![
+            extra_args = vec![
                 format!("--audit-policy-file={}", policy.display()),
                 format!("--audit-log-path={}", d("audit.log")),
                 "--audit-log-format=json".to_owned(),
                 "--audit-log-maxsize=0".to_owned(),
             ];
+        }
+        if let Some(issuer) = &options.trust {
+            let path = dir.join("authentication-config.yaml");
+            write(
+                &path,
+                &serde_yaml::to_string(&crate::authentication_config(issuer))?,
+            )?;
+            extra_args.push(format!("--authentication-config={}", path.display()));
         }
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -273,7 +287,7 @@ impl ControlPlane {
                     "--profiling=false".into(),
                 ]
                 .into_iter()
-                .chain(audit_args)
+                .chain(extra_args)
                 .collect(),
                 Probe::ApiServer {
                     url: format!("{server}/readyz"),
@@ -437,6 +451,12 @@ impl ControlPlane {
     /// The admin kubeconfig.
     pub fn kubeconfig_path(&self) -> &Path {
         self.cluster.kubeconfig_path()
+    }
+
+    /// The API server's `AuthenticationConfiguration`, when started with [`Options::trust`]
+    /// (the API server reloads it when it changes).
+    pub fn authentication_config_path(&self) -> PathBuf {
+        self.dir.join("authentication-config.yaml")
     }
 
     /// The audit log, when started with [`Options::audit`].

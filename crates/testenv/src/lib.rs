@@ -13,6 +13,7 @@
 //! [`shared_real_node`] is the same with one real node beside the kwok nodes (see [`realnode`]):
 //! real containers, networking, NetworkPolicy, DNS and storage, for the tests that need them.
 
+mod authn;
 mod binaries;
 pub mod chart;
 mod cluster;
@@ -28,6 +29,7 @@ pub mod realnode;
 pub mod traefik;
 pub mod util;
 
+pub use authn::{TrustedIssuer, authentication_config};
 pub use binaries::{Binaries, operator_binary};
 pub use cluster::Cluster;
 pub use controlplane::{ControlPlane, Options};

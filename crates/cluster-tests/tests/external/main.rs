@@ -7,6 +7,7 @@ mod deletion;
 mod support;
 mod survival;
 mod takeover;
+mod trusts_keycloak;
 mod web_console;
 mod words;
 

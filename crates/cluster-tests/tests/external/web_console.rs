@@ -30,7 +30,7 @@ use berth_services::Keycloak;
 use berth_testenv::{ControlPlane, Options, Process};
 
 const REALM: &str = "console-e2e";
-const CLIENT_ID: &str = "berth-console";
+const CLIENT_ID: &str = "berth.console";
 const USER: &str = "ada";
 const EMAIL: &str = "ada@example.com";
 

@@ -268,6 +268,7 @@ fn model_pure_steps(model: &MLModel) {
         serving: None,
         succeeded_jobs: Default::default(),
         canary: Default::default(),
+        volumes_deleting: Default::default(),
     };
     let decision = plan::decide(
         model,
