@@ -4,6 +4,8 @@
 //! - `/healthz`: liveness and readiness (no authentication, nothing about anyone);
 //! - `/`, `/projects/new`, `/projects/<name>`, `/projects/<name>/members`: the pages
 //!   (crate::projects), read and written as the user (crate::acting);
+//! - `/projects/<name>/notebooks[/<notebook>]`, `/projects/<name>/models[/<model>]`: the
+//!   Notebooks and Models pages (crate::notebooks_pages, crate::models_pages);
 //! - `/assets/...`: htmx and the console's styles, versioned paths, cached a year.
 //!
 //! Every notebook request goes through [`notebook`]: the path is checked first (400, no API call),
@@ -35,7 +37,7 @@ use crate::path::{self, NotebookPath};
 use crate::projects::cache::ProjectCache;
 use crate::session::{self, SESSION_COOKIE, Session, Store};
 use crate::upstream;
-use crate::{assets, layout, login, oidc, projects};
+use crate::{assets, layout, login, models_pages, notebook_page, notebooks_pages, oidc, projects};
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -129,6 +131,22 @@ pub fn router(console: Arc<Console>) -> Router {
         .route(
             "/projects/{name}/members",
             axum::routing::post(projects::members::change),
+        )
+        .route(
+            "/projects/{name}/notebooks",
+            get(notebooks_pages::page).post(notebooks_pages::spawn),
+        )
+        .route(
+            "/projects/{name}/notebooks/{notebook}",
+            get(notebook_page::page).post(notebooks_pages::act),
+        )
+        .route(
+            "/projects/{name}/models",
+            get(models_pages::list).post(models_pages::deploy),
+        )
+        .route(
+            "/projects/{name}/models/{model}",
+            get(models_pages::page).post(models_pages::act),
         )
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route("/assets/console-1.css", get(layout::css))
@@ -352,7 +370,11 @@ fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
     )
 }
 
-fn stopped_page(at: &NotebookPath, phase: Option<NotebookPhase>) -> Response<Body> {
+fn stopped_page(
+    at: &NotebookPath,
+    phase: Option<NotebookPhase>,
+    project: Option<&str>,
+) -> Response<Body> {
     let (state, verb) = match phase {
         Some(NotebookPhase::Culled) => ("was stopped for being idle (culled)", "stopped"),
         Some(NotebookPhase::Stopping) => ("is stopping", "stopping"),
@@ -365,9 +387,16 @@ fn stopped_page(at: &NotebookPath, phase: Option<NotebookPhase>) -> Response<Bod
             "<p>The notebook <code>{name}</code> of namespace <code>{ns}</code> {state}. Its home \
              volume keeps your files while it is {verb}.</p>\n<p>Start it again with:</p>\n\
              <pre>kubectl patch nb {name} -n {ns} --type merge -p '{{\"spec\":{{\"stopped\":false}}}}'</pre>\n\
-             <p>then reload this page once it is Running (<code>kubectl get nb {name} -n {ns}</code>).</p>",
+             <p>then reload this page once it is Running (<code>kubectl get nb {name} -n {ns}</code>).</p>{page}",
             name = escape(&at.name),
             ns = escape(&at.namespace),
+            page = project
+                .map(|p| format!(
+                    "\n<p>Or press <b>Start</b> on <a href=\"/projects/{p}/notebooks/{name}\">its page</a>.</p>",
+                    p = escape(p),
+                    name = escape(&at.name),
+                ))
+                .unwrap_or_default(),
         ),
     )
 }
@@ -469,7 +498,15 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
             Some(NotebookPhase::Stopped | NotebookPhase::Culled | NotebookPhase::Stopping)
         )
     {
-        return stopped_page(&at, phase);
+        // Its project, by namespace, from the console's cache of Projects (for the link to the
+        // Start button of the notebook's page).
+        let project = console
+            .projects
+            .all()
+            .into_iter()
+            .find(|p| projects::view::namespace(p) == at.namespace)
+            .and_then(|p| p.metadata.name.clone());
+        return stopped_page(&at, phase, project.as_deref());
     }
     // Where: the address of the Service Berth made for this very Notebook, never a DNS name
     // (upstream.rs says why).

@@ -93,8 +93,23 @@ fn post(uri: &str) -> axum::http::request::Builder {
         .header("sec-fetch-site", "same-origin")
 }
 
-const POSTS: [&str; 2] = ["/projects/team-a/members", "/projects/new"];
-const GETS: [&str; 3] = ["/", "/projects/team-a", "/projects/new"];
+const POSTS: [&str; 6] = [
+    "/projects/team-a/members",
+    "/projects/new",
+    "/projects/team-a/notebooks",
+    "/projects/team-a/notebooks/lab",
+    "/projects/team-a/models",
+    "/projects/team-a/models/iris",
+];
+const GETS: [&str; 7] = [
+    "/",
+    "/projects/team-a",
+    "/projects/new",
+    "/projects/team-a/notebooks",
+    "/projects/team-a/notebooks/lab",
+    "/projects/team-a/models",
+    "/projects/team-a/models/iris",
+];
 
 #[tokio::test]
 async fn without_credentials_browsers_go_to_login_and_api_clients_get_401() {
@@ -156,8 +171,12 @@ async fn posts_without_the_sessions_csrf_token_or_from_another_site_are_403() {
                 format!("csrf=the-sessions&{form}"),
             ),
             (
+                // (Not `post()`: its `same-origin` would be the first of two headers.)
                 "cross-site",
-                post(path).header("sec-fetch-site", "cross-site"),
+                Request::post(path)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(header::COOKIE, cookie())
+                    .header("sec-fetch-site", "cross-site"),
                 format!("csrf={CSRF}&{form}"),
             ),
             (
@@ -274,6 +293,111 @@ async fn bad_input_is_400_before_any_api_call() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn notebook_and_model_forms_refuse_bad_input_before_any_api_call() {
+    let c = console("ada@example.com", &[]);
+    // Unknown actions: 400, whatever the object.
+    for (path, body) in [
+        ("/projects/team-a/notebooks/lab", "action=restart"),
+        ("/projects/team-a/notebooks/lab", "action=open"),
+        ("/projects/team-a/notebooks/lab", ""),
+        ("/projects/team-a/models/iris", "action=scale"),
+        ("/projects/team-a/models/iris", "action="),
+    ] {
+        let response = send(
+            &c,
+            post(path)
+                .body(Body::from(format!("csrf={CSRF}&{body}")))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(text(response).await.contains("is not an action"), "{path}");
+    }
+    // Names that cannot be a project, notebook or model: 404 before any read.
+    for path in [
+        "/projects/Team_A/notebooks",
+        "/projects/team-a/notebooks/Lab",
+        "/projects/team-a/notebooks/1lab",
+        "/projects/Team_A/models",
+        "/projects/team-a/models/Iris",
+        &format!("/projects/team-a/models/{}", "a".repeat(41)),
+    ] {
+        let response = send(
+            &c,
+            post(path)
+                .body(Body::from(format!("csrf={CSRF}&action=stop")))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "POST {path}");
+    }
+    for path in ["/projects/Team_A/notebooks", "/projects/Team_A/models"] {
+        let response = send(
+            &c,
+            Request::get(path)
+                .header(header::COOKIE, cookie())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "GET {path}");
+    }
+    let response = send(
+        &c,
+        Request::get("/projects/team-a/models/Not_A_Model")
+            .header(header::COOKIE, cookie())
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_ne!(response.status(), StatusCode::OK);
+    // The deploy form's field errors, beside their fields, the values kept (escaped).
+    let response = send(
+        &c,
+        post("/projects/team-a/models")
+            .body(Body::from(format!(
+                "csrf={CSRF}&name=Iris%3Cb%3E&sourceUri=ftp%3A%2F%2Fhost%2Fm&runtime=onnx&replicas=500"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let page = text(response).await;
+    assert!(page.contains("class=\"error\""), "{page}");
+    assert!(
+        page.contains("<code>name</code>"),
+        "the name's error: {page}"
+    );
+    assert!(
+        page.contains("<code>sourceUri</code>"),
+        "the source's error"
+    );
+    assert!(
+        page.contains("<code>replicas</code>"),
+        "the replicas' error"
+    );
+    assert!(page.contains("value=\"Iris&#60;b&#62;\""), "kept, escaped");
+    assert!(!page.contains("Iris<b>"), "never raw");
+    assert!(page.contains("value=\"ftp://host/m\""), "kept");
+    assert!(
+        page.contains("<option value=\"onnx\" selected>"),
+        "the runtime chosen is kept"
+    );
+    // A field sent twice is refused, not guessed at.
+    let response = send(
+        &c,
+        post("/projects/team-a/models")
+            .body(Body::from(format!(
+                "csrf={CSRF}&name=iris&name=other&sourceUri=s3%3A%2F%2Fb%2Fm&runtime=onnx"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(text(response).await.contains("more than once"));
 }
 
 #[tokio::test]

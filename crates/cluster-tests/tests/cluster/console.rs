@@ -23,6 +23,8 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 use crate::project::{create, wait_ready};
+
+mod workloads;
 use crate::support::{eventually, unique, with_operator};
 
 /// A browser session of one user.
