@@ -262,6 +262,17 @@ pub(crate) async fn authenticate(
         }
         None => {}
     }
+    if session::cookie_count(headers, SESSION_COOKIE) > 1 {
+        // Two session cookies: one may have been planted (a notebook's script can set one for a
+        // narrower path, such as /projects, beside the HttpOnly one); which one a server reads
+        // differs, so none is used, for the pages as for the notebooks.
+        tracing::warn!(path = %uri.path(), "refused: two session cookies");
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            "Two console sessions",
+            "this request carries two berth_console_session cookies; log out (/logout) and log in again",
+        ));
+    }
     if let Some(id) = session::cookie(headers, SESSION_COOKIE)
         && let Some(session) = console.store.session(id)
         && let Some(session) = fresh(console, id, session).await

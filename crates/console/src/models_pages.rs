@@ -20,7 +20,7 @@ use axum::http::{Response, StatusCode};
 use berth_api::mlmodel::MLModel;
 use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::app::Console;
 use crate::layout::{Layout, render};
@@ -69,7 +69,7 @@ async fn list_page(
 ) -> Response<Body> {
     let ns = project.namespace.as_str();
     let api = Api::<MLModel>::namespaced(ctx.client.clone(), ns);
-    let list = ListParams::default();
+    let list = crate::workloads::bounded_list();
     let (found, can_deploy) = futures::join!(
         api.list(&list),
         may_in(&ctx.client, "create", "mlmodels", ns),
@@ -161,7 +161,7 @@ pub async fn deploy(
     };
     let api = Api::<MLModel>::namespaced(ctx.client.clone(), &project.namespace);
     let names: Vec<String> = api
-        .list(&ListParams::default())
+        .list(&crate::workloads::bounded_list())
         .await
         .map(|l| l.items.iter().map(|m| m.name_any()).collect())
         .unwrap_or_default();
@@ -223,7 +223,7 @@ async fn model_page(
     let ns = project.namespace.as_str();
     let name = model.name_any();
     let events_api = Api::<Event>::namespaced(ctx.client.clone(), ns);
-    let selector = ListParams::default().fields(&format!(
+    let selector = crate::workloads::bounded_list().fields(&format!(
         "involvedObject.kind=MLModel,involvedObject.name={name}"
     ));
     let (events, can_patch, can_delete) = futures::join!(

@@ -12,7 +12,7 @@ use berth_api::notebook::Notebook;
 use berth_api::notebook_template::NotebookTemplate;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use std::sync::Arc;
 
 use crate::app::Console;
@@ -65,10 +65,10 @@ pub(crate) async fn show(
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let events = Api::<Event>::namespaced(ctx.client.clone(), ns);
     let templates = Api::<NotebookTemplate>::all(ctx.client.clone());
-    let selector = ListParams::default().fields(&format!(
+    let selector = crate::workloads::bounded_list().fields(&format!(
         "involvedObject.kind=Notebook,involvedObject.name={name}"
     ));
-    let all = ListParams::default();
+    let all = crate::workloads::bounded_list();
     let pod_name = format!("{name}-0");
     let (pod, events, templates, can_patch, can_delete, can_open) = futures::join!(
         pods.get_opt(&pod_name),
@@ -150,7 +150,7 @@ pub(crate) async fn resize(
 ) -> Response<Body> {
     let api = Api::<Notebook>::namespaced(ctx.client.clone(), &project.namespace);
     let templates = Api::<NotebookTemplate>::all(ctx.client.clone())
-        .list(&ListParams::default())
+        .list(&crate::workloads::bounded_list())
         .await
         .map(|l| l.items)
         .unwrap_or_default();

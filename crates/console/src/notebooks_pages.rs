@@ -26,7 +26,7 @@ use berth_api::notebook_template::NotebookTemplate;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::app::Console;
 use crate::layout::{Layout, render};
@@ -208,7 +208,7 @@ async fn show(
     let ns = project.namespace.as_str();
     let notebooks = Api::<Notebook>::namespaced(ctx.client.clone(), ns);
     let templates = Api::<NotebookTemplate>::all(ctx.client.clone());
-    let list = ListParams::default();
+    let list = crate::workloads::bounded_list();
     let (found, offered, can_spawn, can_patch, can_delete, can_open) = futures::join!(
         notebooks.list(&list),
         templates.list(&list),
@@ -296,7 +296,7 @@ pub async fn spawn(
         Err(answer) => return answer,
     };
     let ns = project.namespace.as_str();
-    let list = ListParams::default();
+    let list = crate::workloads::bounded_list();
     let notebooks_api = Api::<Notebook>::namespaced(ctx.client.clone(), ns);
     let templates_api = Api::<NotebookTemplate>::all(ctx.client.clone());
     let claims_api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);

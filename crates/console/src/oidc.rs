@@ -124,6 +124,11 @@ pub fn pkce_challenge(verifier: &str) -> String {
 /// The prefix Kubernetes reserves for its own users and groups.
 pub const RESERVED: &str = "system:";
 
+/// The prefix of the realm groups Berth makes per Project (`berth-<project>`,
+/// crates/controllers/src/names/outside.rs): their names are chosen by Project creators, so the
+/// console never acts as a member of one.
+pub const PROJECT_GROUP_PREFIX: &str = "berth-";
+
 /// Who the verified `claims` are (see the module docs), or why they get no session. Groups that
 /// start with `system:` (before or after the prefix) are dropped, and a user name that does is
 /// refused.
@@ -156,6 +161,10 @@ pub fn identity(claims: &Claims, settings: &OidcSettings) -> Result<Identity, Lo
             .groups
             .iter()
             .filter(|g| !g.starts_with(RESERVED))
+            // Berth names a Project's realm group `berth-<project>`, a name its creator picks:
+            // never a Kubernetes group (the API server's AuthenticationConfiguration drops them
+            // too).
+            .filter(|g| !g.starts_with(PROJECT_GROUP_PREFIX))
             .map(|g| format!("{}{g}", settings.groups_prefix))
             .filter(|g| !g.starts_with(RESERVED))
             .collect(),
@@ -496,6 +505,8 @@ mod tests {
                 "system:masters".into(),
                 "team".into(),
                 "system:authenticated".into(),
+                // A Project named platform-admin gets the realm group berth-platform-admin.
+                "berth-platform-admin".into(),
             ],
             ..Default::default()
         };

@@ -18,6 +18,16 @@ use kube::api::{Api, PostParams};
 use crate::projects::{Ctx, api_error, new::dns_label, view};
 use crate::views::form::FieldError;
 
+/// The most objects one page reads of a kind in one list: a tenant who made 50,000 RoleBindings or
+/// Notebooks in their own namespace must not make the console buffer them all (one replica, its
+/// sessions in memory). Past it, a page shows the first [`LIST_LIMIT`] the API server returns.
+pub const LIST_LIMIT: u32 = 500;
+
+/// `ListParams` bounded by [`LIST_LIMIT`].
+pub fn bounded_list() -> kube::api::ListParams {
+    kube::api::ListParams::default().limit(LIST_LIMIT)
+}
+
 /// The largest form body read (a spawner with 16 volumes and 64 variables fits in a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 

@@ -458,3 +458,36 @@ async fn htmx_is_served_immutable_and_pages_allow_only_the_consoles_scripts() {
     );
     assert!(csp.contains("frame-ancestors 'none'"));
 }
+
+/// A notebook's script can set a second `berth_console_session` cookie for a narrower path
+/// (`/projects`) beside the HttpOnly one, to run the victim's pages in the attacker's session:
+/// a request with two session cookies is refused on the pages as on the notebooks, GET and POST.
+#[tokio::test]
+async fn two_session_cookies_are_refused_on_the_pages_too() {
+    let console = console("ds@example.com", &[]);
+    let two = format!("berth_console_session=planted; {}", cookie());
+    for uri in ["/", "/projects/vision", "/projects/vision/notebooks"] {
+        let response = send(
+            &console,
+            Request::get(uri)
+                .header(header::ACCEPT, "text/html")
+                .header(header::COOKIE, &two)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "GET {uri}");
+        assert!(text(response).await.contains("two berth_console_session"));
+    }
+    let response = send(
+        &console,
+        post("/projects/vision/members")
+            .header(header::COOKIE, &two)
+            .body(Body::from(format!(
+                "action=add&kind=User&name=x%40example.com&role=owner&csrf={CSRF}"
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}

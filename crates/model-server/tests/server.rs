@@ -253,9 +253,12 @@ fn requests_are_admitted_against_the_memory_budget() {
             r#"{{"inputs":[{{"name":"x","shape":[{n},3],"datatype":"FP32","data":[{zeros}]}}]}}"#
         )
     };
-    let answer = server.post("/v2/models/mlp/infer", rows(3_000));
+    // 1,000 rows, well inside: the model's run is charged what was measured at load (peak
+    // resident memory around probe runs), which reads higher on a loaded machine — 3,000 rows
+    // were charged 289,037 bytes once in a CI run, over the 262,144.
+    let answer = server.post("/v2/models/mlp/infer", rows(1_000));
     assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(floats(&answer.output("y")["data"]).len(), 6_000);
+    assert_eq!(floats(&answer.output("y")["data"]).len(), 2_000);
     // Its run or its response would not fit: refused before the model runs or before the
     // response is encoded.
     server

@@ -53,8 +53,13 @@ pub fn authentication_config(issuer: &TrustedIssuer) -> Value {
                 },
             ],
             "claimMappings": {
-                "username": {"expression": "claims.email"},
-                "groups": {"claim": "groups", "prefix": ""},
+                // Lower-cased as the console names the user (Keycloak stores e-mails lower-case;
+                // another provider may not).
+                "username": {"expression": "claims.email.lowerAscii()"},
+                // A Project's creator picks the name of its realm group (`berth-<project>`), so
+                // no `berth-` group from the identity provider becomes a Kubernetes group: a
+                // Project named `platform-admin` must not make its members `berth-platform-admin`.
+                "groups": {"expression": "has(claims.groups) ? dyn(claims.groups).filter(g, !string(g).startsWith('berth-')) : []"},
                 "uid": {"claim": "sub"},
             },
             "userValidationRules": [
@@ -96,9 +101,18 @@ mod tests {
         assert_eq!(jwt["issuer"]["audiences"], json!(["berth.console"]));
         assert_eq!(
             jwt["claimMappings"]["username"]["expression"],
-            "claims.email"
+            "claims.email.lowerAscii()"
         );
-        assert_eq!(jwt["claimMappings"]["groups"]["prefix"], "");
+        // Groups without a prefix, less Berth's per-Project realm groups (their names are
+        // chosen by Project creators); the real API server compiles and applies it in
+        // external/trusts_keycloak.rs.
+        let groups = jwt["claimMappings"]["groups"]["expression"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            groups.contains("!string(g).startsWith('berth-')"),
+            "{groups}"
+        );
         let rules: Vec<&str> = jwt["claimValidationRules"]
             .as_array()
             .into_iter()

@@ -246,7 +246,19 @@ impl Cluster {
             }
         }
         let text = serde_yaml::to_string(&kubeconfig)?;
-        std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        // The token is a credential: readable by its owner only (mode 0600), like the admin's.
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let _ = std::fs::remove_file(path);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?
+                .write_all(text.as_bytes())
+        };
+        write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 }
 

@@ -131,10 +131,12 @@ pub fn object_keys(source: &str, text: &str) -> Result<Vec<String>> {
 
 /// One file of `deploy/rbac` as a template of the `berth` chart: its documents as they are,
 /// with the operator's namespace made the release's, the Namespace object left to the installer
-/// (`--create-namespace`, or the GitOps tool), and, outside the operator's own file, every object
-/// kept on uninstall.
+/// (`--create-namespace`, or the GitOps tool), and, outside the operator's own file and the
+/// console's impersonation grant, every object kept on uninstall. The impersonation grant is never
+/// kept: Helm skips deleting a kept object on upgrade too, so a switch to `actAs: token` (or
+/// `console.enabled: false`) would leave the console able to impersonate anyone.
 pub fn rbac_template(source: &str, file_name: &str, text: &str) -> Result<String> {
-    let keep = file_name != OPERATOR_FILE;
+    let keep = file_name != OPERATOR_FILE && file_name != CONSOLE_IMPERSONATE_FILE;
     let mut parts = Vec::new();
     for document in documents(text) {
         let value: Value =
@@ -231,6 +233,10 @@ mod tests {
             "{{- if and .Values.console.enabled (eq .Values.console.actAs \"impersonate\") }}"
         ));
         assert!(body.trim_end().ends_with("{{- end }}"));
+        assert!(
+            !out.contains(KEEP),
+            "a kept grant would outlive a switch to token mode"
+        );
         let other = rbac_template("deploy/rbac/30-console.yaml", "30-console.yaml", text).unwrap();
         assert!(!other.contains("{{- if"));
     }

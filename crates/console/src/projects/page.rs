@@ -16,7 +16,7 @@ use berth_api::Project;
 use berth_api::project::Role;
 use k8s_openapi::api::core::v1::{Event, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 use crate::app::Console;
 use crate::layout::{Layout, render};
@@ -266,7 +266,7 @@ pub(crate) async fn show(ctx: &Ctx, name: &str, refusal: Refusal) -> Response<Bo
         }
     };
     let namespace = view::namespace(&project);
-    let list = ListParams::default();
+    let list = crate::workloads::bounded_list();
     let role_bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
     let quotas_api = Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace);
     let events_api = Api::<Event>::namespaced(ctx.client.clone(), &namespace);
