@@ -126,18 +126,10 @@ pub async fn deploy(
     Path(name): Path<String>,
     request: Request,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
-        Ok(ctx) => ctx,
+    let (ctx, fields) = match workloads::posted_form(&console, request).await {
+        Ok(posted) => posted,
         Err(answer) => return answer,
     };
-    let fields = match workloads::read_form(&ctx, body).await {
-        Ok(fields) => fields,
-        Err(answer) => return answer,
-    };
-    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
-        return answer;
-    }
     if crate::projects::new::dns_label(&name).is_err() {
         return workloads::no_such_project(&ctx);
     }
@@ -300,18 +292,10 @@ pub async fn act(
     Path((name, model)): Path<(String, String)>,
     request: Request,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
-        Ok(ctx) => ctx,
+    let (ctx, fields) = match workloads::posted_form(&console, request).await {
+        Ok(posted) => posted,
         Err(answer) => return answer,
     };
-    let fields = match workloads::read_form(&ctx, body).await {
-        Ok(fields) => fields,
-        Err(answer) => return answer,
-    };
-    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
-        return answer;
-    }
     if crate::projects::new::dns_label(&name).is_err() {
         return workloads::no_such_project(&ctx);
     }

@@ -279,18 +279,10 @@ pub async fn spawn(
     Path(name): Path<String>,
     request: Request,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
-        Ok(ctx) => ctx,
+    let (ctx, fields) = match workloads::posted_form(&console, request).await {
+        Ok(posted) => posted,
         Err(answer) => return answer,
     };
-    let fields = match workloads::read_form(&ctx, body).await {
-        Ok(fields) => fields,
-        Err(answer) => return answer,
-    };
-    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
-        return answer;
-    }
     let project = match workloads::project(&ctx, &name).await {
         Ok(project) => project,
         Err(answer) => return answer,
@@ -365,18 +357,10 @@ pub async fn act(
     Path((name, notebook)): Path<(String, String)>,
     request: Request,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let ctx = match context(&console, &parts.method, &parts.uri, &parts.headers).await {
-        Ok(ctx) => ctx,
+    let (ctx, fields) = match workloads::posted_form(&console, request).await {
+        Ok(posted) => posted,
         Err(answer) => return answer,
     };
-    let fields = match workloads::read_form(&ctx, body).await {
-        Ok(fields) => fields,
-        Err(answer) => return answer,
-    };
-    if let Some(answer) = ctx.refuse_post(&console, &parts.headers, field(&fields, "csrf")) {
-        return answer;
-    }
     if !is_object_name(&notebook, NAME_MAX) {
         return crate::notebook_page::no_such_notebook(&ctx);
     }

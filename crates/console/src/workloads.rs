@@ -102,6 +102,23 @@ pub async fn read_form(ctx: &Ctx, body: Body) -> Result<Vec<(String, String)>, R
     })
 }
 
+/// A workload form's POST up to its fields: the caller authenticated and acted for
+/// ([`crate::projects::context`]), the body read within [`MAX_BODY`] as an urlencoded form, and
+/// the session's CSRF token and the same-site checks passed (`Ctx::refuse_post`); or the answer
+/// (login redirect or 401, 413, 400, 403).
+pub async fn posted_form(
+    console: &std::sync::Arc<crate::app::Console>,
+    request: axum::extract::Request,
+) -> Result<(Ctx, Vec<(String, String)>), Response<Body>> {
+    let (parts, body) = request.into_parts();
+    let ctx = crate::projects::context(console, &parts.method, &parts.uri, &parts.headers).await?;
+    let fields = read_form(&ctx, body).await?;
+    if let Some(answer) = ctx.refuse_post(console, &parts.headers, field(&fields, "csrf")) {
+        return Err(answer);
+    }
+    Ok((ctx, fields))
+}
+
 /// The first value of `name` in `fields`.
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
