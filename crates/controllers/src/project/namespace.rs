@@ -267,7 +267,16 @@ pub async fn retain(
             }
             continue;
         }
-        if detach(ctx, &kind, ns, &object.name, &object.owner_references, uid).await? {
+        if detach(
+            ctx,
+            &kind,
+            ns,
+            &object.name,
+            &object.owner_references(),
+            uid,
+        )
+        .await?
+        {
             changed += 1;
         }
         if kind.resource.kind == "Namespace" {

@@ -206,7 +206,8 @@ impl External {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        let legacy = live.owner_references.iter().any(|r| r.uid == project.uid);
+        let owner_references = live.owner_references();
+        let legacy = owner_references.iter().any(|r| r.uid == project.uid);
         Recorded {
             exists: true,
             credential_id: get(CREDENTIAL_ID_ANNOTATION),
@@ -214,10 +215,9 @@ impl External {
             rotation: get(ROTATION_ANNOTATION),
             resource_version: live.resource_version.clone(),
             legacy_owner: legacy.then(|| {
-                live.owner_references
-                    .iter()
+                owner_references
+                    .into_iter()
                     .filter(|r| r.uid != project.uid)
-                    .cloned()
                     .collect()
             }),
         }
