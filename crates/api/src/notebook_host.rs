@@ -153,7 +153,7 @@ mod tests {
         ) {
             let (x, y) = (label(&a, &b), label(&c, &d));
             proptest::prop_assert!(valid(&x) && valid(&y), "{x} {y}");
-            proptest::prop_assert_eq!((a == c && b == d), x == y);
+            proptest::prop_assert_eq!(a == c && b == d, x == y);
         }
     }
 }
