@@ -70,6 +70,7 @@ pub async fn start(
         format!("--listen={listen}"),
         format!("--public-url={}", realm.console_url),
         "--act-as=token".to_owned(),
+        "--notebook-domain=nb.localhost".to_owned(),
         format!("--oidc-issuer={issuer}"),
         format!("--oidc-ca-file={}", ca.display()),
         format!("--oidc-client-id={CONSOLE_CLIENT}"),

@@ -9,6 +9,7 @@ pub mod mlmodel;
 pub mod model_auth;
 pub mod namespaces;
 pub mod notebook;
+pub mod notebook_host;
 pub mod notebook_template;
 pub mod project;
 pub mod providers;

@@ -31,13 +31,16 @@ use k8s_openapi::api::core::v1::Service;
 use crate::acting::{ActAs, Acting, Caller};
 use crate::forward::{self, UpstreamClient};
 use crate::kube_auth::{Identity, Refusal, Reviewer};
+use crate::notebook_origin::{self, NotebookDomain, NotebookSessions, Tickets, notebook_cookie};
 use crate::oidc::{Oidc, OidcSettings};
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
 use crate::projects::cache::ProjectCache;
 use crate::session::{self, SESSION_COOKIE, Session, Store};
 use crate::upstream;
-use crate::{assets, layout, login, models_pages, notebook_page, notebooks_pages, oidc, projects};
+use crate::{
+    assets, handoff, layout, login, models_pages, notebook_page, notebooks_pages, oidc, projects,
+};
 
 /// How the console runs.
 #[derive(Clone, Debug)]
@@ -47,6 +50,9 @@ pub struct Config {
     pub public_url: String,
     /// Browser login; `None`: bearer tokens only.
     pub oidc: Option<OidcSettings>,
+    /// `--notebook-domain`: each notebook is served at `<label>.<domain>` (its own origin,
+    /// crate::notebook_origin); `None`: on the console's origin (one origin for all, unsafe).
+    pub notebook_domain: Option<String>,
 }
 
 /// The console's state.
@@ -63,6 +69,9 @@ pub struct Console {
     pub acting: Acting,
     /// The console's watched cache of Projects, to find a user's candidate projects.
     pub projects: ProjectCache,
+    notebook_domain: Option<NotebookDomain>,
+    tickets: Tickets,
+    notebook_sessions: NotebookSessions,
 }
 
 impl Console {
@@ -86,6 +95,11 @@ impl Console {
             "--public-url must be an http(s) URL with a host"
         );
         let origin = url.origin().ascii_serialization();
+        let notebook_domain = config
+            .notebook_domain
+            .as_deref()
+            .map(|suffix| NotebookDomain::new(suffix, &url))
+            .transpose()?;
         let oidc = config.oidc.clone().map(Oidc::new).transpose()?;
         Ok(Arc::new(Self {
             secure: url.scheme() == "https",
@@ -97,6 +111,9 @@ impl Console {
             http: forward::upstream_client(),
             acting,
             projects: ProjectCache::default(),
+            notebook_domain,
+            tickets: Tickets::default(),
+            notebook_sessions: NotebookSessions::default(),
             config,
         }))
     }
@@ -116,6 +133,25 @@ impl Console {
     /// The console's origin, `scheme://host[:port]`.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Where notebooks get their own origins (`--notebook-domain`), if set.
+    pub fn notebook_domain(&self) -> Option<&NotebookDomain> {
+        self.notebook_domain.as_ref()
+    }
+
+    /// Hand-off tickets (tests make tickets here as the hand-off would).
+    pub fn tickets(&self) -> &Tickets {
+        &self.tickets
+    }
+
+    /// Notebook hosts' sessions.
+    pub fn notebook_sessions(&self) -> &NotebookSessions {
+        &self.notebook_sessions
+    }
+
+    pub(crate) fn reviewer(&self) -> &Reviewer {
+        &self.reviewer
     }
 }
 
@@ -154,8 +190,34 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/login", get(login::login))
         .route("/oauth2/callback", get(login::callback))
         .route("/logout", get(login::logout))
+        .route("/notebook-handoff", get(handoff::handoff))
         .route("/notebook/{*rest}", axum::routing::any(notebook))
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            notebook_hosts_serve_notebooks_only,
+        ))
         .with_state(console)
+}
+
+/// A notebook host (`<label>.<--notebook-domain>`) serves `/notebook/...` and nothing else: none
+/// of the console's pages, its login or its hand-off (404).
+async fn notebook_hosts_serve_notebooks_only(
+    State(console): State<Arc<Console>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    if let Some(domain) = console.notebook_domain()
+        && let Some(host) = notebook_origin::request_host(request.headers(), request.uri())
+        && domain.label_of(host).is_some()
+        && !request.uri().path().starts_with(path::PREFIX)
+    {
+        return page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "this host serves one notebook, under /notebook/<namespace>/<name>/",
+        );
+    }
+    next.run(request).await
 }
 
 /// How the caller proved who they are.
@@ -308,7 +370,7 @@ pub(crate) async fn authenticate(
 
 /// `session` with an ID token valid for at least [`session::REFRESH_BEFORE`], refreshed at the
 /// identity provider when needed; `None` (and the session ended) when it cannot be.
-async fn fresh(console: &Console, id: &str, session: Session) -> Option<Session> {
+pub(crate) async fn fresh(console: &Console, id: &str, session: Session) -> Option<Session> {
     let now = Instant::now();
     if !session.needs_refresh(now) {
         return Some(session);
@@ -357,7 +419,7 @@ async fn fresh(console: &Console, id: &str, session: Session) -> Option<Session>
     }
 }
 
-fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
+pub(crate) fn forbidden(who: &Identity, at: &NotebookPath) -> Response<Body> {
     let groups = if who.groups.is_empty() {
         "no groups".to_owned()
     } else {
@@ -385,6 +447,7 @@ fn stopped_page(
     at: &NotebookPath,
     phase: Option<NotebookPhase>,
     project: Option<&str>,
+    pages: &str,
 ) -> Response<Body> {
     let (state, verb) = match phase {
         Some(NotebookPhase::Culled) => ("was stopped for being idle (culled)", "stopped"),
@@ -403,13 +466,89 @@ fn stopped_page(
             ns = escape(&at.namespace),
             page = project
                 .map(|p| format!(
-                    "\n<p>Or press <b>Start</b> on <a href=\"/projects/{p}/notebooks/{name}\">its page</a>.</p>",
+                    "\n<p>Or press <b>Start</b> on <a href=\"{pages}/projects/{p}/notebooks/{name}\">its page</a>.</p>",
+                    pages = escape(pages),
                     p = escape(p),
                     name = escape(&at.name),
                 ))
                 .unwrap_or_default(),
         ),
     )
+}
+
+/// Who the caller is on the console's origin without `--notebook-domain` (one origin for every
+/// notebook): a bearer token or the console's session cookie.
+async fn on_the_consoles_origin(
+    console: &Console,
+    at: &NotebookPath,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(Identity, By), Response<Body>> {
+    if session::cookie_count(headers, SESSION_COOKIE) > 1 {
+        // Two session cookies: one may have been planted (a notebook's script, a sibling
+        // subdomain); which one a server reads differs, so none is used.
+        tracing::warn!(namespace = %at.namespace, notebook = %at.name, "refused: two session cookies");
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            "Two console sessions",
+            "this request carries two berth_console_session cookies; log out (/logout) and log in again",
+        ));
+    }
+    match authenticate(console, method, uri, headers).await {
+        Ok(found) => Ok((found.caller.identity, found.by)),
+        Err(answer) => {
+            tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, status = answer.status().as_u16(), "refused: not authenticated");
+            Err(answer)
+        }
+    }
+}
+
+/// Who the caller is on the notebook's own host: a bearer token, else the host's notebook cookie
+/// (its console session must be alive: crate::handoff); a browser without either goes to the
+/// hand-off, anything else gets 401.
+async fn on_a_notebook_host(
+    console: &Console,
+    domain: &NotebookDomain,
+    at: &NotebookPath,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(Identity, By), Response<Body>> {
+    if bearer(headers).is_some() {
+        return authenticate(console, method, uri, headers)
+            .await
+            .map(|found| (found.caller.identity, found.by));
+    }
+    let name = notebook_cookie(domain.secure());
+    if session::cookie_count(headers, name) > 1 {
+        tracing::warn!(namespace = %at.namespace, notebook = %at.name, "refused: two notebook cookies");
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            "Two notebook sessions",
+            "this request carries two notebook session cookies; clear this site's cookies and open the notebook again",
+        ));
+    }
+    if let Some(id) = session::cookie(headers, name)
+        && let Some(kept) = console.notebook_sessions().get(id, &at.namespace, &at.name)
+        && let Some(console_session) = console.store.session(&kept.session)
+        && let Some(console_session) = fresh(console, &kept.session, console_session).await
+    {
+        return Ok((console_session.identity, By::Session));
+    }
+    let browser = matches!(*method, Method::GET | Method::HEAD)
+        && !forward::is_websocket(headers)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+    if browser {
+        return Err(handoff::to_console(console, domain, at, uri));
+    }
+    tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, "refused: no notebook session");
+    Err(unauthenticated(
+        "open the notebook in a browser (its page signs you in through the console), or send `Authorization: Bearer <token>`",
+    ))
 }
 
 /// `/notebook/<namespace>/<name>/...`.
@@ -426,41 +565,70 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
     };
     let uri = request.uri().clone();
     let headers = request.headers().clone();
-    if session::cookie_count(&headers, SESSION_COOKIE) > 1 {
-        // Two session cookies: one may have been planted (a notebook's script, a sibling
-        // subdomain); which one a server reads differs, so none is used.
-        tracing::warn!(namespace = %at.namespace, notebook = %at.name, "refused: two session cookies");
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Two console sessions",
-            "this request carries two berth_console_session cookies; log out (/logout) and log in again",
-        );
-    }
-    let (who, by) = match authenticate(&console, &method, &uri, &headers).await {
-        Ok(found) => (found.caller.identity, found.by),
-        Err(answer) => {
-            tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, status = answer.status().as_u16(), "refused: not authenticated");
-            return answer;
+    let websocket = forward::is_websocket(&headers);
+    let (who, by, origin) = match console.notebook_domain() {
+        None => match on_the_consoles_origin(&console, &at, &method, &uri, &headers).await {
+            Ok((who, by)) => (who, by, console.origin().to_owned()),
+            Err(answer) => return answer,
+        },
+        Some(domain) => {
+            let host = notebook_origin::request_host(&headers, &uri).unwrap_or_default();
+            match domain.label_of(host) {
+                Some(label) => {
+                    let own = berth_api::notebook_host::label(&at.namespace, &at.name);
+                    if !label.is_some_and(|l| l.eq_ignore_ascii_case(&own)) {
+                        tracing::info!(host, namespace = %at.namespace, notebook = %at.name, "refused: another notebook's host");
+                        return page(
+                            StatusCode::NOT_FOUND,
+                            "Not this notebook's host",
+                            "each notebook is served at a host of its own; this is not that of this path",
+                        );
+                    }
+                    if raw.strip_prefix(at.prefix().as_str()) == Some(handoff::CONSUME) {
+                        return handoff::consume(&console, domain, &at, &uri, &headers);
+                    }
+                    match on_a_notebook_host(&console, domain, &at, &method, &uri, &headers).await {
+                        Ok((who, by)) => (who, by, domain.origin(&at.namespace, &at.name)),
+                        Err(answer) => return answer,
+                    }
+                }
+                None if bearer(&headers).is_some() => {
+                    // No ambient authority: a bearer caller may still use the console's origin.
+                    match authenticate(&console, &method, &uri, &headers).await {
+                        Ok(found) => (found.caller.identity, found.by, console.origin().to_owned()),
+                        Err(answer) => return answer,
+                    }
+                }
+                None if matches!(method, Method::GET | Method::HEAD) && !websocket => {
+                    // status.url and old links: the notebook's own host (which hands off).
+                    let rest = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                    return redirect(&format!("{}{rest}", domain.origin(&at.namespace, &at.name)));
+                }
+                None => {
+                    tracing::info!(namespace = %at.namespace, notebook = %at.name, %method, websocket, "refused: a browser's notebook request on the console's origin");
+                    return page(
+                        StatusCode::FORBIDDEN,
+                        "Notebooks have hosts of their own",
+                        "this console serves each notebook at a host of its own; open it there",
+                    );
+                }
+            }
         }
     };
-    let websocket = forward::is_websocket(request.headers());
     if websocket {
-        let origin = request
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        // Browsers always send Origin on a WebSocket; a session cookie without it is not a
-        // browser of ours. Token callers (no cookie) may omit it, but not send another.
-        let ok = match origin {
-            Some(origin) => origin == console.origin(),
+        let sent = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        // Browsers always send Origin on a WebSocket; a cookie without it is not a browser of
+        // ours. Token callers (no cookie) may omit it, but not send another.
+        let ok = match sent {
+            Some(sent) => sent == origin,
             None => by == By::Token,
         };
         if !ok {
-            tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, origin = ?origin, "refused: WebSocket from another origin");
+            tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, origin = ?sent, "refused: WebSocket from another origin");
             return page(
                 StatusCode::FORBIDDEN,
                 "Cross-site WebSocket refused",
-                "a WebSocket to a notebook must come from the console's own pages",
+                "a WebSocket to a notebook must come from the notebook's own pages",
             );
         }
     }
@@ -517,7 +685,13 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
             .into_iter()
             .find(|p| projects::view::namespace(p) == at.namespace)
             .and_then(|p| p.metadata.name.clone());
-        return stopped_page(&at, phase, project.as_deref());
+        // On a notebook's own host, the console's pages are on the console's origin.
+        let pages = if origin == console.origin() {
+            ""
+        } else {
+            console.origin()
+        };
+        return stopped_page(&at, phase, project.as_deref(), pages);
     }
     // Where: the address of the Service Berth made for this very Notebook, never a DNS name
     // (upstream.rs says why).

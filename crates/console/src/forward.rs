@@ -106,9 +106,8 @@ pub fn notebook_may_set(set_cookie: &[u8], prefix: &str) -> bool {
         return false; // no name: a nameless cookie
     };
     let (name, value) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
-    let console = [session::SESSION_COOKIE, session::LOGIN_COOKIE];
     if name.is_empty()
-        || console.iter().any(|c| {
+        || session::CONSOLE_COOKIES.iter().any(|c| {
             name.eq_ignore_ascii_case(c.as_bytes())
                 || value
                     .get(..c.len())

@@ -201,6 +201,10 @@ pub(crate) async fn logout(
     let ended =
         session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.end_session(id));
     let clear = session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, console.secure);
+    if let Some(id) = session::cookie(&headers, SESSION_COOKIE) {
+        // Its notebook hosts' sessions end with it (they are checked against it anyway).
+        console.notebook_sessions().end_for(id);
+    }
     if let Some(session) = &ended {
         tracing::info!(user = %session.identity.username, "logged out");
     }

@@ -51,6 +51,12 @@ struct Args {
     /// user's own bearer token, to an API server that trusts the identity provider).
     #[arg(long, env = "BERTH_CONSOLE_ACT_AS", value_enum, default_value_t = ActAs::Impersonate)]
     act_as: ActAs,
+    /// Serve each notebook at an origin of its own, `<label>.<domain>` (scheme and port of
+    /// --public-url; a wildcard DNS record and certificate `*.<domain>`), after a login hand-off
+    /// through the console. Without it every notebook shares the console's origin, and a
+    /// notebook's scripts can act as its visitors on the console's pages: set it in production.
+    #[arg(long, env = "BERTH_CONSOLE_NOTEBOOK_DOMAIN")]
+    notebook_domain: Option<String>,
 }
 
 #[tokio::main]
@@ -106,12 +112,25 @@ async fn main() -> anyhow::Result<()> {
                 .context("the client for users' tokens")?,
         ),
     };
-    let console = Console::with_acting(Config { public_url, oidc }, kube, acting)?;
+    if args.notebook_domain.is_none() {
+        tracing::warn!(
+            "no --notebook-domain: every notebook is served on the console's own origin, where a notebook's JavaScript runs with its visitor's console session (it can read and post the console's pages as them); set --notebook-domain in production (docs/console.md, \"An origin per notebook\")"
+        );
+    }
+    let console = Console::with_acting(
+        Config {
+            public_url,
+            oidc,
+            notebook_domain: args.notebook_domain.clone(),
+        },
+        kube,
+        acting,
+    )?;
     console.watch_projects();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, origin = console.origin(), act_as = %args.act_as, "berth-console serving");
+    tracing::info!(listen = %args.listen, origin = console.origin(), act_as = %args.act_as, notebook_domain = ?args.notebook_domain, "berth-console serving");
     berth_console::serve::serve(
         listener,
         router(console),

@@ -22,6 +22,16 @@ use crate::kube_auth::Identity;
 pub const SESSION_COOKIE: &str = "berth_console_session";
 /// The cookie of a login in progress.
 pub const LOGIN_COOKIE: &str = "berth_console_login";
+/// Every cookie of the console and of its notebook hosts (crate::notebook_origin): Jupyter never
+/// sees them, and a notebook's answer may not set them.
+pub const CONSOLE_COOKIES: [&str; 6] = [
+    SESSION_COOKIE,
+    LOGIN_COOKIE,
+    crate::notebook_origin::NOTEBOOK_COOKIE,
+    crate::notebook_origin::NOTEBOOK_COOKIE_HOST,
+    crate::notebook_origin::STATE_COOKIE,
+    crate::notebook_origin::STATE_COOKIE_HOST,
+];
 /// How long a session lives at most.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a login may take.
@@ -249,7 +259,7 @@ pub fn without_console_cookies(headers: &axum::http::HeaderMap) -> Option<String
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            name != SESSION_COOKIE && name != LOGIN_COOKIE
+            !CONSOLE_COOKIES.contains(&name)
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))

@@ -34,6 +34,7 @@ fn unreachable_cluster() -> kube::Client {
 fn console(user: &str, groups: &[&str]) -> Arc<Console> {
     let console = Console::new(
         Config {
+            notebook_domain: None,
             public_url: "https://console.example".into(),
             oidc: Some(OidcSettings {
                 issuer: "http://127.0.0.1:9/realms/t".into(),

@@ -116,6 +116,7 @@ fn console(idp: &Idp) -> Arc<Console> {
         kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
     Console::new(
         Config {
+            notebook_domain: None,
             public_url: "https://console.example".into(),
             oidc: Some(OidcSettings {
                 issuer: idp.issuer.clone(),

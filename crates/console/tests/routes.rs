@@ -68,6 +68,7 @@ async fn console(oidc: bool) -> Arc<Console> {
         Config {
             public_url: "https://console.example".into(),
             oidc,
+            notebook_domain: None,
         },
         unreachable_cluster(),
     )

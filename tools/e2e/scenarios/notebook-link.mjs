@@ -1,12 +1,28 @@
 // A link to a notebook the user may not open: the console sends the browser to log in, brings it
-// back to that very path after the login (the `next` of /login), and answers 403 with a page that
-// names the user and what they may not do, never a token.
+// back after the login (the `next` of /login), and answers 403 with a page that names the user and
+// what they may not do, never a token. With --notebook-domain (the dev console's nb.localhost) the
+// link goes through the notebook's own host to the console's hand-off (/notebook-handoff for that
+// notebook), which is where the login brings the browser back and the 403 is; without it, to the
+// very path.
 
 import { pageText } from '../harness.mjs';
 import { onLoginForm, submit } from './login.mjs';
 
 /** A notebook path in a namespace nobody is a member of (none exists: the answer is the same). */
-const PATH = '/notebook/berth-e2e-elsewhere/lab/lab';
+const NAMESPACE = 'berth-e2e-elsewhere';
+const PATH = `/notebook/${NAMESPACE}/lab/lab`;
+
+/** Whether `url` (on the console's origin) is the notebook's path, or the hand-off for it. */
+function backAtTheNotebook(url) {
+  if (url.pathname === PATH) return true;
+  const q = url.searchParams;
+  return (
+    url.pathname === '/notebook-handoff' &&
+    q.get('namespace') === NAMESPACE &&
+    q.get('name') === 'lab' &&
+    q.get('next') === PATH
+  );
+}
 
 export default {
   name: 'notebook-link',
@@ -21,12 +37,12 @@ export default {
       t.check(new URL(page.url()).origin !== origin, `the login form is the console's: ${page.url()}`);
     });
 
-    await t.step('log in: back at the same notebook path', async (page) => {
+    await t.step('log in: back at the same notebook path (or its hand-off)', async (page) => {
       await submit(page, t.config.user, t.config.password);
       await page.waitForURL((url) => url.origin === origin);
       t.check(
-        new URL(page.url()).pathname === PATH,
-        `after the login the browser is at ${page.url()}, not ${PATH}`,
+        backAtTheNotebook(new URL(page.url())),
+        `after the login the browser is at ${page.url()}, not ${PATH} or its hand-off`,
       );
     });
 

@@ -200,6 +200,7 @@ pub fn values_schema(platform_settings_crd: &str) -> Result<String> {
             "enabled": boolean("Whether the chart deploys the console."),
             "publicURL": string("The URL browsers reach the console at; its origin is the only one WebSockets may come from, and https makes its cookies Secure. Required when enabled."),
             "logLevel": string("The log filter (RUST_LOG)."),
+            "notebookDomain": string("Serve each notebook at an origin of its own, <label>.<notebookDomain> (the scheme and port of publicURL; needs a wildcard DNS record and certificate *.<notebookDomain> routed to the console). Empty: every notebook shares the console's origin, where a notebook's scripts can act as its visitors on the console's pages; set it in production (docs/console.md)."),
             "actAs": json!({"type": "string", "enum": ["impersonate", "token"], "description": "How the console's pages act as the user: impersonate (the console's ServiceAccount may impersonate users and groups: deploy/rbac/31-console-impersonate.yaml is installed) or token (the user's own ID token, to an API server that trusts the identity provider; no impersonation power)."}),
             "oidc": object("Browser login through the identity provider (OIDC code flow with PKCE).", json!({
                 "issuer": string("The issuer URL (Keycloak: <url>/realms/<realm>); empty: bearer tokens only."),

@@ -24,6 +24,7 @@ use tower::ServiceExt as _;
 
 use crate::project::{create, wait_ready};
 
+mod origin;
 mod workloads;
 use crate::support::{eventually, unique, with_operator};
 
@@ -130,10 +131,16 @@ fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
 
 /// A console acting by impersonation through the admin client, its Project cache started.
 async fn console(admin: &kube::Client) -> Result<Arc<Console>> {
+    console_with(admin, None).await
+}
+
+/// [`console`] with `--notebook-domain` `notebook_domain`.
+async fn console_with(admin: &kube::Client, notebook_domain: Option<&str>) -> Result<Arc<Console>> {
     let console = Console::new(
         Config {
             public_url: "https://console.example".into(),
             oidc: None,
+            notebook_domain: notebook_domain.map(str::to_owned),
         },
         admin.clone(),
     )?;
@@ -624,6 +631,7 @@ async fn token_mode_forwards_the_callers_own_token_and_the_api_server_decides() 
         Config {
             public_url: "https://console.example".into(),
             oidc: None,
+            notebook_domain: None,
         },
         admin.clone(),
         Acting::new(ActAs::Token, bare),

@@ -7,8 +7,9 @@
 //! The `login` scenario logs a realm user in through Keycloak's own login form (the console's
 //! code flow with PKCE), finds their name on `/`, logs out, and is asked to log in again; a wrong
 //! password and an unknown user stay on Keycloak's page with its error. `notebook-link` opens a
-//! notebook's link without a session, logs in, comes back to that path and gets 403 naming the
-//! user (a member of nothing). This test also checks what the browser cannot see: after `login`,
+//! notebook's link without a session (the console runs with `--notebook-domain nb.localhost`, so
+//! the link goes through the notebook's own host to the console's hand-off), logs in, comes back
+//! to that hand-off and gets 403 naming the user (a member of nothing). This test also checks what the browser cannot see: after `login`,
 //! Keycloak holds no session of the user any more (the logout ended it there too), and after
 //! both, a screenshot of every page visited is on disk.
 //!
@@ -139,6 +140,8 @@ async fn start_console(
     let args = [
         format!("--listen=127.0.0.1:{port}"),
         format!("--public-url={public}"),
+        // Notebooks on hosts of their own (*.localhost is loopback to Chromium).
+        "--notebook-domain=nb.localhost".to_owned(),
         format!("--oidc-issuer={issuer}"),
         format!("--oidc-client-id={CLIENT_ID}"),
         format!("--oidc-client-secret-file={}", secret_file.display()),

@@ -211,6 +211,10 @@ pub fn notebook_pod(notebook: &str) -> String {
     format!("{notebook}-0")
 }
 
+/// The DNS label of a notebook's own origin, `<label>.<console --notebook-domain>`:
+/// `<readable>-<100-bit hash>`, made in berth-api (the console depends on it, not on this crate).
+pub use berth_api::notebook_host::label as notebook_host_label;
+
 /// The path JupyterLab answers under, its base URL (Kubeflow's `NB_PREFIX`):
 /// `/notebook/<namespace>/<notebook>/`.
 pub fn notebook_path(namespace: &str, notebook: &str) -> String {

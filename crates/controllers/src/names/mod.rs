@@ -31,6 +31,7 @@
 //! | notebook home volume | `<notebook>-home` ([`kube::notebook_home`]) | label only: it outlives the Notebook |
 //! | notebook data volume | `<notebook>-<volume>` ([`kube::notebook_volume`]) | labels only: it outlives the Notebook |
 //! | notebook path | `/notebook/<namespace>/<notebook>/` ([`kube::notebook_path`]) | - |
+//! | notebook host (console) | `<readable>-<100-bit hash>.<notebook domain>` ([`kube::notebook_host_label`]) | - |
 //! | model host | `<model>.<namespace>.<domain>` ([`host`]) | status.hostname, first claimant |
 
 pub mod host;
