@@ -165,3 +165,32 @@ export async function postFromPage(page, path, fields) {
     return { status: answer.status, text: await answer.text() };
   }, { path, fields });
 }
+
+/**
+ * The SHA-256 (base64) of the public key of the certificate `url` (https) serves, after Node
+ * has verified it against the CA in `caFile`: what Chromium's
+ * `--ignore-certificate-errors-spki-list` takes, so that the browser accepts exactly that
+ * server's certificate (the dev platform's Keycloak, whose CA is the platform's own) and no other.
+ */
+export async function verifiedSpki(url, caFile) {
+  const { connect } = await import('node:tls');
+  const { readFileSync } = await import('node:fs');
+  const { X509Certificate, createHash } = await import('node:crypto');
+  const at = new URL(url);
+  const raw = await new Promise((resolve, reject) => {
+    const socket = connect({
+      host: at.hostname,
+      port: Number(at.port || 443),
+      servername: /^[\d.]+$/.test(at.hostname) ? undefined : at.hostname,
+      ca: readFileSync(caFile),
+      rejectUnauthorized: true,
+    }, () => {
+      const cert = socket.getPeerCertificate();
+      socket.end();
+      resolve(cert.raw);
+    });
+    socket.on('error', reject);
+  });
+  const spki = new X509Certificate(raw).publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64');
+}

@@ -15,6 +15,10 @@
 //   BERTH_E2E_PLACEMENT     the platform walks' inputs (owner, member, viewer, outsider; see
 //                           platform.mjs); `cargo xtask dev --smoke` sets them. With them,
 //                           BERTH_E2E_USER and BERTH_E2E_PASSWORD default to the owner's account.
+//   BERTH_E2E_IDP_URL, BERTH_E2E_IDP_CA_FILE  an https identity provider whose certificate a CA
+//                           of the platform's own signed (the dev platform's Keycloak): its
+//                           certificate is verified against that CA here, and Chromium accepts
+//                           that one certificate (by its public key's hash)
 // The platform walks are not run unless named (they need a whole platform); after them, the
 // project the owner made is deleted (as the platform admin).
 // Exit status: 0 when every scenario passed, 1 when one failed, 2 on bad input.
@@ -24,7 +28,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { launch, runAll } from './harness.mjs';
-import { kubectl, platformConfig } from './platform.mjs';
+import { kubectl, platformConfig, verifiedSpki } from './platform.mjs';
 import login from './scenarios/login.mjs';
 import member from './scenarios/member.mjs';
 import notebookLink from './scenarios/notebook-link.mjs';
@@ -70,6 +74,10 @@ const config = {
 };
 
 const ALL = [...SCENARIOS, ...WALKS];
+if (process.env.BERTH_E2E_IDP_URL && process.env.BERTH_E2E_IDP_CA_FILE) {
+  config.trustedSpki = [await verifiedSpki(process.env.BERTH_E2E_IDP_URL, process.env.BERTH_E2E_IDP_CA_FILE)];
+}
+
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !ALL.some((s) => s.name === w));
 if (unknown.length) {

@@ -221,13 +221,14 @@ pub async fn grant_project_creator(client: &kube::Client) -> Result<()> {
 }
 
 /// The environment of the browser walks (tools/e2e/platform.mjs) against this console
-/// with the sample accounts: `kubeconfig` is the platform admin's (the walks check objects with
+/// with the sample accounts and Keycloak's CA: `kubeconfig` is the platform admin's (the walks check objects with
 /// kubectl), `placement` the annotations that put the owner's new project's pods on the real
 /// node; screenshots go under `<dir>/e2e-artifacts`.
 ///
 /// Errors: an account the walks need is not among the samples'.
 pub fn walk_env(
     realm: &Realm,
+    keycloak: &Keycloak,
     dir: &Path,
     kubeconfig: &Path,
     placement: &std::collections::BTreeMap<String, String>,
@@ -251,8 +252,16 @@ pub fn walk_env(
     let sample = serde_json::json!({
         "project": SAMPLE_PROJECT, "notebook": SAMPLE_NOTEBOOK, "model": SAMPLE_MODEL,
     });
+    // Keycloak's certificate is signed by a CA of its own: the walks verify it with that CA
+    // and let Chromium accept that one certificate (tools/e2e/run.mjs).
+    let issuer = keycloak
+        .https_issuer(REALM)
+        .context("Keycloak serves no HTTPS")?;
+    let ca = keycloak.ca_path().context("Keycloak has no CA file")?;
     Ok(vec![
         ("BERTH_E2E_CONSOLE_URL", realm.console_url.clone()),
+        ("BERTH_E2E_IDP_URL", issuer),
+        ("BERTH_E2E_IDP_CA_FILE", ca.display().to_string()),
         ("BERTH_E2E_ACCOUNTS", accounts.to_string()),
         ("BERTH_E2E_SAMPLE", sample.to_string()),
         ("BERTH_E2E_KUBECONFIG", kubeconfig.display().to_string()),

@@ -202,6 +202,7 @@ async fn dev(args: Args) -> Result<()> {
     console::explain(&realm, &dev_dir);
     let walk_env = console::walk_env(
         &realm,
+        &keycloak,
         &dev_dir,
         &kubeconfig,
         &realnode::namespace_placement(),

@@ -57,7 +57,7 @@ export default {
     for (const [what, path, fields, role, verb] of [
       ['stop the notebook', `/projects/${project}/notebooks/${notebook}`, { action: 'stop' }, 'editor or owner', 'patch'],
       ['delete the model', `/projects/${project}/models/${model}`, { action: 'delete' }, 'editor or owner', 'delete'],
-      ['make themselves an owner', `/projects/${project}/members`, { action: 'add', kind: 'User', name: who.user, role: 'owner' }, 'owner', 'patch'],
+      ['make themselves an owner', `/projects/${project}/members`, { action: 'role', kind: 'User', name: who.user, role: 'owner' }, 'owner', 'patch'],
     ]) {
       await t.step(`a forged POST to ${what} is refused by the API server`, async (page) => {
         await open(t, page, `/projects/${project}`);
