@@ -20,7 +20,7 @@
 //                           certificate is verified against that CA here, and Chromium accepts
 //                           that one certificate (by its public key's hash)
 // The platform walks are not run unless named (they need a whole platform); after them, the
-// project the owner made is deleted (as the platform admin).
+// project the owner made is deleted with the Delete policy (as the platform admin).
 // Exit status: 0 when every scenario passed, 1 when one failed, 2 on bad input.
 
 import { existsSync } from 'node:fs';
@@ -97,8 +97,13 @@ try {
 } finally {
   await browser.close();
   if (chosen.includes(owner) && platform?.kubeconfig) {
-    // The owner's project goes (its namespace with it), so that the next run starts clean.
+    // The owner's project goes with its namespace, bucket and client (the Delete policy: the
+    // platform's default, Retain, would keep them), so that the next run starts clean.
     try {
+      const found = kubectl({ config }, ['get', 'project', platform.project, '--ignore-not-found', '-o', 'name']);
+      if (found.trim()) {
+        kubectl({ config }, ['patch', 'project', platform.project, '--type=merge', '-p', '{"spec":{"deletionPolicy":"Delete"}}']);
+      }
       kubectl({ config }, ['delete', 'project', platform.project, '--ignore-not-found', '--wait=false']);
       console.log(`[e2e] deleted Project ${platform.project} (the owner's walk)`);
     } catch (e) {
