@@ -108,6 +108,7 @@ export async function logIn(t, page, who) {
   }
   await page.locator('#username').waitFor({ state: 'visible' });
   check(new URL(page.url()).origin !== origin, `the login form is the console's own: ${page.url()}`);
+  await t.shot(`keycloak login form for ${who.user}`, page);
   await submit(page, who.user, who.password);
   await page.waitForURL((url) => url.origin === origin);
   await page.waitForLoadState('load');

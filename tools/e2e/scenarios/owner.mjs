@@ -34,6 +34,7 @@ export default {
       await page.getByRole('link', { name: 'New project' }).click();
       await page.waitForURL(/\/projects\/new$/);
       await page.getByLabel('Name').fill(project);
+      await t.shot('the new project form, filled');
       await page.getByRole('button', { name: 'Create' }).click();
       // htmx swaps in the page the POST's 303 leads to (the address may stay the form's). The
       // project's own RBAC (its ClusterRole naming the owners) is made by the operator a
@@ -102,6 +103,7 @@ export default {
           if ((await input.count()) > 0 && (await input.inputValue()) === '') await input.fill(value);
         }
       }
+      await t.shot('the spawner form, filled');
       await form.getByRole('button', { name: 'Start a notebook' }).click();
       await page.locator(`#nb-${NOTEBOOK}`).waitFor();
       const errors = await page.locator('main .error').count();
