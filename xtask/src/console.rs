@@ -194,6 +194,8 @@ pub const CREATORS_BINDING: &str = "berth-dev-project-creators";
 const WALK_MEMBER: &str = "analyst@example.com";
 /// The Keycloak group the owner's walk adds (editors of the sample project).
 const WALK_GROUP: &str = "risk-engineers";
+/// A sample account as [`Realm::accounts`] holds it: e-mail, password, Keycloak groups.
+type SampleAccount = (String, String, Vec<String>);
 /// The sample project's notebook and model the viewer and the outsider walk to.
 const SAMPLE_NOTEBOOK: &str = "lab";
 const SAMPLE_MODEL: &str = "fraud-scorer";
@@ -233,20 +235,19 @@ pub fn walk_env(
     kubeconfig: &Path,
     placement: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<(&'static str, String)>> {
-    let find = |pick: &dyn Fn(&(String, String, Vec<String>)) -> bool, what: &str| {
-        realm
-            .accounts
-            .iter()
-            .find(|a| pick(a))
+    let account = |found: Option<&SampleAccount>, what: &str| {
+        found
             .map(|(email, password, _)| serde_json::json!({"user": email, "password": password}))
             .with_context(|| format!("the samples give no {what} account"))
     };
+    let all = &realm.accounts;
+    let by_email = |email: &str| all.iter().find(|a| a.0 == email);
     let accounts = serde_json::json!({
-        "owner": find(&|a| a.0 == PROJECT_CREATOR, PROJECT_CREATOR)?,
-        "member": find(&|a| a.0 == WALK_MEMBER, WALK_MEMBER)?,
-        "viewer": find(&|a| a.0 == WALK_MEMBER, WALK_MEMBER)?,
-        "groupMember": find(&|a| a.2.iter().any(|g| g == WALK_GROUP), WALK_GROUP)?,
-        "outsider": find(&|a| a.0.starts_with("outsider@"), "outsider")?,
+        "owner": account(by_email(PROJECT_CREATOR), PROJECT_CREATOR)?,
+        "member": account(by_email(WALK_MEMBER), WALK_MEMBER)?,
+        "viewer": account(by_email(WALK_MEMBER), WALK_MEMBER)?,
+        "groupMember": account(all.iter().find(|a| a.2.iter().any(|g| g == WALK_GROUP)), WALK_GROUP)?,
+        "outsider": account(all.iter().find(|a| a.0.starts_with("outsider@")), "outsider")?,
         "group": WALK_GROUP,
     });
     let sample = serde_json::json!({
