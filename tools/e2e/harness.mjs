@@ -100,7 +100,13 @@ export async function launch(config) {
     headless: true,
     chromiumSandbox: config.sandbox,
     // The tests' own loopback services, never a proxy from the environment.
-    args: ['--no-proxy-server', '--disable-dev-shm-usage'],
+    args: [
+      '--no-proxy-server',
+      '--disable-dev-shm-usage',
+      // The identity provider's certificate, verified against its CA by run.mjs, where the
+      // platform has a CA of its own (BERTH_E2E_IDP_CA_FILE).
+      ...(config.trustedSpki?.length ? [`--ignore-certificate-errors-spki-list=${config.trustedSpki.join(',')}`] : []),
+    ],
   });
 }
 

@@ -185,3 +185,146 @@ pub async fn smoke_check(keycloak: &Keycloak, realm: &Realm) -> Result<()> {
     );
     Ok(())
 }
+
+/// The sample account that may create projects on the dev platform (ClusterRoleBinding
+/// [`CREATORS_BINDING`] to `berth-project-creator`): the owner of the browser walks.
+pub const PROJECT_CREATOR: &str = "data.scientist@example.com";
+/// The ClusterRoleBinding that lets [`PROJECT_CREATOR`] create projects.
+pub const CREATORS_BINDING: &str = "berth-dev-project-creators";
+/// The member the owner's walk adds by e-mail (a viewer of the sample project).
+const WALK_MEMBER: &str = "analyst@example.com";
+/// The Keycloak group the owner's walk adds (editors of the sample project).
+const WALK_GROUP: &str = "risk-engineers";
+/// A sample account as [`Realm::accounts`] holds it: e-mail, password, Keycloak groups.
+type SampleAccount = (String, String, Vec<String>);
+/// The sample project's notebook and model the viewer and the outsider walk to.
+const SAMPLE_NOTEBOOK: &str = "lab";
+const SAMPLE_MODEL: &str = "fraud-scorer";
+
+/// Lets [`PROJECT_CREATOR`] create projects, as a platform team grants it (docs/console.md,
+/// "New project").
+pub async fn grant_project_creator(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use kube::api::{Api, Patch, PatchParams};
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": CREATORS_BINDING},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "berth-project-creator"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROJECT_CREATOR}],
+    });
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(
+            CREATORS_BINDING,
+            &PatchParams::apply("berth-dev").force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .context("binding berth-project-creator")?;
+    Ok(())
+}
+
+/// The environment of the browser walks (tools/e2e/platform.mjs) against this console
+/// with the sample accounts and Keycloak's CA: `kubeconfig` is the platform admin's (the walks check objects with
+/// kubectl), `placement` the annotations that put the owner's new project's pods on the real
+/// node; screenshots go under `<dir>/e2e-artifacts`.
+///
+/// Errors: an account the walks need is not among the samples'.
+pub fn walk_env(
+    realm: &Realm,
+    keycloak: &Keycloak,
+    dir: &Path,
+    kubeconfig: &Path,
+    placement: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(&'static str, String)>> {
+    let account = |found: Option<&SampleAccount>, what: &str| {
+        found
+            .map(|(email, password, _)| serde_json::json!({"user": email, "password": password}))
+            .with_context(|| format!("the samples give no {what} account"))
+    };
+    let all = &realm.accounts;
+    let by_email = |email: &str| all.iter().find(|a| a.0 == email);
+    let accounts = serde_json::json!({
+        "owner": account(by_email(PROJECT_CREATOR), PROJECT_CREATOR)?,
+        "member": account(by_email(WALK_MEMBER), WALK_MEMBER)?,
+        "viewer": account(by_email(WALK_MEMBER), WALK_MEMBER)?,
+        "groupMember": account(all.iter().find(|a| a.2.iter().any(|g| g == WALK_GROUP)), WALK_GROUP)?,
+        "outsider": account(all.iter().find(|a| a.0.starts_with("outsider@")), "outsider")?,
+        "group": WALK_GROUP,
+    });
+    let sample = serde_json::json!({
+        "project": SAMPLE_PROJECT, "notebook": SAMPLE_NOTEBOOK, "model": SAMPLE_MODEL,
+    });
+    // Keycloak's certificate is signed by a CA of its own: the walks verify it with that CA
+    // and let Chromium accept that one certificate (tools/e2e/run.mjs).
+    let issuer = keycloak
+        .https_issuer(REALM)
+        .context("Keycloak serves no HTTPS")?;
+    let ca = keycloak.ca_path().context("Keycloak has no CA file")?;
+    Ok(vec![
+        ("BERTH_E2E_CONSOLE_URL", realm.console_url.clone()),
+        ("BERTH_E2E_IDP_URL", issuer),
+        ("BERTH_E2E_IDP_CA_FILE", ca.display().to_string()),
+        ("BERTH_E2E_ACCOUNTS", accounts.to_string()),
+        ("BERTH_E2E_SAMPLE", sample.to_string()),
+        ("BERTH_E2E_KUBECONFIG", kubeconfig.display().to_string()),
+        ("BERTH_E2E_PLACEMENT", serde_json::to_string(placement)?),
+        (
+            "BERTH_E2E_ARTIFACTS",
+            dir.join("e2e-artifacts").display().to_string(),
+        ),
+    ])
+}
+
+/// The walks, run by hand against the running platform: [`walk_env`] written to `<dir>/e2e.env`
+/// (owner-only: it holds the sample passwords), and the command printed.
+pub fn explain_walks(env: &[(&'static str, String)], dir: &Path) -> Result<()> {
+    let mut text = String::new();
+    for (key, value) in env {
+        ensure!(!value.contains('\''), "{key} holds a quote");
+        text.push_str(&format!("export {key}='{value}'\n"));
+    }
+    let file = dir.join("e2e.env");
+    crate::dev::write_private(&file, &text)?;
+    eprintln!(
+        "The browser walks (owner, member, viewer, outsider; docs/development.md, \"Browser tests\"):"
+    );
+    eprintln!();
+    eprintln!(
+        "    (. {} && tools/e2e/install.sh >/dev/null && BERTH_CHROMIUM=$(tools/chromium.sh) node tools/e2e/run.mjs owner member viewer outsider)",
+        file.display()
+    );
+    eprintln!();
+    Ok(())
+}
+
+/// For `--smoke`: the browser walks (tools/e2e: `owner`, `member`, `viewer`,
+/// `outsider`) with the environment [`walk_env`] gives.
+///
+/// Errors: Chromium or playwright-core missing, a walk failed.
+pub async fn walks(env: Vec<(&'static str, String)>, dir: &Path) -> Result<()> {
+    let begin = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let prepared = crate::e2e::prepare()?;
+        Command::new("node")
+            .current_dir(repo_root())
+            .arg(prepared.dir.join("run.mjs"))
+            .args(["owner", "member", "viewer", "outsider"])
+            .env("BERTH_CHROMIUM", &prepared.chromium)
+            .envs(env)
+            .status()
+            .context("running node (Node 20 or newer) tools/e2e/run.mjs")
+    })
+    .await??;
+    let artifacts = dir.join("e2e-artifacts");
+    ensure!(
+        status.success(),
+        "the browser walks failed ({status}); screenshots in {}",
+        artifacts.display()
+    );
+    eprintln!(
+        "    the browser walks (owner, member, viewer, outsider) passed in {:.1} s; screenshots in {}",
+        begin.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+    Ok(())
+}

@@ -152,6 +152,12 @@ async fn dev(args: Args) -> Result<()> {
     for name in &applied {
         eprintln!("    applied {name}");
     }
+    console::grant_project_creator(&client).await?;
+    eprintln!(
+        "    {} may create projects (ClusterRoleBinding {})",
+        console::PROJECT_CREATOR,
+        console::CREATORS_BINDING
+    );
 
     step(
         8,
@@ -194,6 +200,14 @@ async fn dev(args: Args) -> Result<()> {
     providers::explain(&garage, &keycloak);
     providers::explain_console(&keycloak, &realm, &console_secret);
     console::explain(&realm, &dev_dir);
+    let walk_env = console::walk_env(
+        &realm,
+        &keycloak,
+        &dev_dir,
+        &kubeconfig,
+        &realnode::namespace_placement(),
+    )?;
+    console::explain_walks(&walk_env, &dev_dir)?;
     eprintln!("Operator log: kubectl -n berth-system logs deployment/berth-operator");
     eprintln!(
         "Change a setting: edit {} and run {} upgrade berth charts/berth -n berth-system -f {}",
@@ -210,7 +224,10 @@ async fn dev(args: Args) -> Result<()> {
                 Ok(()) => match predict(&client).await {
                     Ok(_) => match notebooks::smoke_check(&cluster, &notebook).await {
                         Ok(()) => match providers::smoke_login(&cluster, &keycloak, &realm).await {
-                            Ok(()) => console::smoke_check(&keycloak, &realm).await,
+                            Ok(()) => match console::smoke_check(&keycloak, &realm).await {
+                                Ok(()) => console::walks(walk_env, &dev_dir).await,
+                                Err(e) => Err(e),
+                            },
                             Err(e) => Err(e),
                         },
                         Err(e) => Err(e),
@@ -241,12 +258,13 @@ async fn dev(args: Args) -> Result<()> {
     drop(keycloak);
     let _ = std::fs::remove_file(&kubeconfig);
     let _ = std::fs::remove_file(&console_secret);
+    let _ = std::fs::remove_file(dev_dir.join("e2e.env"));
     eprintln!("stopped.");
     outcome
 }
 
 /// Writes `contents` to `path`, readable by its owner only (a secret).
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);
