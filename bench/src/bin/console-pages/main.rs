@@ -8,11 +8,15 @@
 //! `deploy/`: the release operator under its own ServiceAccount onboards `--projects` Projects,
 //! then the release `berth-console` runs as production runs it: under its ServiceAccount
 //! (deploy/rbac/30-console.yaml) in impersonate mode (31-console-impersonate.yaml). Callers
-//! present bearer tokens the API server issued (TokenRequest for two ServiceAccounts of
+//! present bearer tokens the API server issued (TokenRequest for ServiceAccounts of
 //! `bench-users`, as `kubectl create token` gives), which the console checks with a TokenReview
-//! and then acts as, by impersonation; no identity provider is needed. The two callers:
-//! - `member`: a ServiceAccount member (editor or viewer) of `--member-of` projects;
-//! - `admin`: bound to `berth-platform-admin`, sees every project.
+//! and then acts as, by impersonation; no identity provider is needed. The callers:
+//! - `member-<k>` (`--projects / --member-of` of them): a ServiceAccount member (editor or
+//!   viewer) of `--member-of` projects each;
+//! - `admin-<k>` (as many): bound to `berth-platform-admin`, see every project.
+//!
+//! Successive loads of a case are different users' (`--users` limits how many), so the
+//! console's 5 s memory of a user's answers rarely serves them.
 //!
 //! Two phases, interleaved `--rounds` times: `idle` (every Project Ready, the operator's
 //! reconcile counter still) and `busy` (the operator onboards `--busy-projects` new Projects of
