@@ -32,7 +32,7 @@ mod machine;
 mod measure;
 mod setup;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -149,7 +149,7 @@ async fn wait_leading(admin: &kube::Client, pid: u32) -> Result<()> {
 }
 
 /// Starts the console on a free port under its ServiceAccount, in impersonate mode; its base URL.
-async fn start_console(plane: &ControlPlane, binary: &PathBuf) -> Result<(Process, String)> {
+async fn start_console(plane: &ControlPlane, binary: &Path) -> Result<(Process, String)> {
     let kubeconfig = plane.dir().join("console.kubeconfig");
     plane
         .cluster()

@@ -149,7 +149,7 @@ pub fn project(batch: usize, index: usize, users: usize, members: usize) -> Resu
     members.push(json!({"kind": "Group", "name": "ml-platform", "role": "viewer"}));
     if batch == 0 {
         members.push(json!({"kind": "ServiceAccount", "name": format!("{USERS_NS}/{MEMBER}-{}", index % users),
-                            "role": if index % 2 == 0 { "editor" } else { "viewer" }}));
+                            "role": if index.is_multiple_of(2) { "editor" } else { "viewer" }}));
     } else {
         members.push(
             json!({"kind": "User", "name": format!("extra-{index}@example.com"), "role": "viewer"}),
