@@ -4,6 +4,10 @@
 //! ServiceAccount). Nothing from it is shown: each candidate is then read as the user, and a
 //! project the user cannot `get` is not shown.
 //!
+//! It also remembers, for [`ACCESS_TTL`], the API server's answers about a user and a project
+//! (their own GET of it, and SelfSubjectAccessReviews made as them), and forgets those about a
+//! project as soon as the watch sees that project change.
+//!
 //! The index maps each member key to its projects. It is rebuilt from the store, at most once per
 //! lookup, after the watch saw a change (a flag set by the watch loop); a rebuild of 1,000
 //! projects × 50 members is a few milliseconds, a lookup a few hash probes.
@@ -37,8 +41,65 @@ pub const ACCESS_TTL: Duration = crate::kube_auth::REVIEW_TTL;
 /// Answers kept at most (all dropped when full, after the expired ones).
 pub const MAX_ACCESS: usize = 100_000;
 
-/// (user, groups, project).
-type AccessKey = (String, Vec<String>, String);
+/// A question the API server answered about a user and a project.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Question {
+    /// May (user, groups) GET the project (their own metadata GET)?
+    Get { user: String, groups: Vec<String> },
+    /// A SelfSubjectAccessReview as `who` for `verb`.
+    Review { who: Identity, verb: String },
+}
+
+/// Remembered answers, by project (`None`: about all projects, such as `list`), so that a
+/// change of one project forgets its answers in one step.
+#[derive(Default)]
+struct Answers {
+    by_project: HashMap<Option<String>, HashMap<Question, (bool, Instant)>>,
+    count: usize,
+}
+
+impl Answers {
+    fn get(&self, project: Option<&str>, question: &Question) -> Option<bool> {
+        self.by_project
+            .get(&project.map(str::to_owned))?
+            .get(question)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(allowed, _)| *allowed)
+    }
+
+    /// Keeps `allowed` for [`ACCESS_TTL`]; at most [`MAX_ACCESS`] answers (the expired ones
+    /// dropped first when full, then all).
+    fn put(&mut self, project: Option<&str>, question: Question, allowed: bool) {
+        let now = Instant::now();
+        if self.count >= MAX_ACCESS {
+            for answers in self.by_project.values_mut() {
+                answers.retain(|_, (_, until)| *until > now);
+            }
+            self.by_project.retain(|_, answers| !answers.is_empty());
+            self.count = self.by_project.values().map(HashMap::len).sum();
+            if self.count >= MAX_ACCESS {
+                self.by_project.clear();
+                self.count = 0;
+            }
+        }
+        let answers = self
+            .by_project
+            .entry(project.map(str::to_owned))
+            .or_default();
+        if answers
+            .insert(question, (allowed, now + ACCESS_TTL))
+            .is_none()
+        {
+            self.count += 1;
+        }
+    }
+
+    fn forget(&mut self, project: &str) {
+        if let Some(gone) = self.by_project.remove(&Some(project.to_owned())) {
+            self.count -= gone.len();
+        }
+    }
+}
 
 /// The cache.
 #[derive(Default)]
@@ -46,8 +107,23 @@ pub struct ProjectCache {
     store: OnceLock<reflector::Store<Project>>,
     dirty: AtomicBool,
     index: RwLock<Arc<Index>>,
-    /// (user, groups, project) → (may get it, until).
-    access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
+    answers: Mutex<Answers>,
+}
+
+/// A GET as `who` is made with their name and groups only (impersonation sends no more; a token
+/// names the same identity each time).
+fn get_question(who: &Identity) -> Question {
+    Question::Get {
+        user: who.username.clone(),
+        groups: who.groups.clone(),
+    }
+}
+
+fn review_question(who: &Identity, verb: &str) -> Question {
+    Question::Review {
+        who: who.clone(),
+        verb: verb.to_owned(),
+    }
 }
 
 /// The keys under which `project` is found.
@@ -103,16 +179,16 @@ impl ProjectCache {
         let stream = reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
             .touched_objects();
-        // A change of any Project (its members, say) forgets every remembered access answer of
-        // that project's users soonest: simply all of them.
+        // A change of a Project (its members, say, or the status the operator writes once their
+        // RoleBindings are made) forgets every remembered answer about that project. Only about
+        // that one: a change of one project says nothing of access to another, and forgetting
+        // all of them on every event made every page ask again while the operator was busy.
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => {
+                Ok(project) => {
                     self.dirty.store(true, Ordering::Release);
-                    if let Ok(mut access) = self.access.lock() {
-                        access.clear();
-                    }
+                    self.forget(project.metadata.name.as_deref().unwrap_or_default());
                 }
                 Err(e) => tracing::warn!(error = %e, "watching Projects"),
             }
@@ -147,32 +223,42 @@ impl ProjectCache {
         self.index.read().map(|i| i.clone()).unwrap_or_default()
     }
 
+    /// Forgets every remembered answer about project `name`.
+    fn forget(&self, name: &str) {
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.forget(name);
+        }
+    }
+
+    fn known(&self, project: Option<&str>, question: &Question) -> Option<bool> {
+        self.answers.lock().ok()?.get(project, question)
+    }
+
+    fn remember(&self, project: Option<&str>, question: Question, allowed: bool) {
+        if let Ok(mut answers) = self.answers.lock() {
+            answers.put(project, question, allowed);
+        }
+    }
+
     /// Whether `who` could get project `name` a moment ago (their own GET), if known.
     pub fn known_access(&self, who: &Identity, name: &str) -> Option<bool> {
-        let access = self.access.lock().ok()?;
-        let key = (who.username.clone(), who.groups.clone(), name.to_owned());
-        access
-            .get(&key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(allowed, _)| *allowed)
+        self.known(Some(name), &get_question(who))
     }
 
     /// Remembers for [`ACCESS_TTL`] whether `who` could get project `name`.
     pub fn remember_access(&self, who: &Identity, name: &str, allowed: bool) {
-        let Ok(mut access) = self.access.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        if access.len() >= MAX_ACCESS {
-            access.retain(|_, (_, until)| *until > now);
-            if access.len() >= MAX_ACCESS {
-                access.clear();
-            }
-        }
-        access.insert(
-            (who.username.clone(), who.groups.clone(), name.to_owned()),
-            (allowed, now + ACCESS_TTL),
-        );
+        self.remember(Some(name), get_question(who), allowed);
+    }
+
+    /// The answer of a SelfSubjectAccessReview as `who` for `verb` on project `name` (all
+    /// projects: `None`) a moment ago, if known.
+    pub fn known_review(&self, who: &Identity, verb: &str, name: Option<&str>) -> Option<bool> {
+        self.known(name, &review_question(who, verb))
+    }
+
+    /// Remembers for [`ACCESS_TTL`] a SelfSubjectAccessReview's answer.
+    pub fn remember_review(&self, who: &Identity, verb: &str, name: Option<&str>, allowed: bool) {
+        self.remember(name, review_question(who, verb), allowed);
     }
 
     /// Every cached Project (for a caller who may list them all).
@@ -272,5 +358,61 @@ mod tests {
         assert_eq!(cache.known_access(&ada, "p"), Some(true));
         assert_eq!(cache.known_access(&ada, "q"), None);
         assert_eq!(cache.known_access(&same_name_other_groups, "p"), None);
+    }
+
+    #[test]
+    fn answers_are_bounded() {
+        let mut answers = Answers::default();
+        for i in 0..MAX_ACCESS + 10 {
+            answers.put(
+                Some(&format!("p{i}")),
+                get_question(&Identity::default()),
+                true,
+            );
+        }
+        assert!(answers.count <= MAX_ACCESS);
+        assert_eq!(
+            answers.count,
+            answers.by_project.values().map(HashMap::len).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn a_project_change_forgets_the_answers_about_that_project_only() {
+        let cache = ProjectCache::default();
+        let ada = Identity {
+            username: "ada@example.com".into(),
+            ..Default::default()
+        };
+        cache.remember_access(&ada, "p", true);
+        cache.remember_access(&ada, "q", true);
+        cache.remember_review(&ada, "patch", Some("p"), true);
+        cache.remember_review(&ada, "patch", Some("q"), false);
+        cache.remember_review(&ada, "list", None, false);
+        cache.forget("p");
+        assert_eq!(cache.known_access(&ada, "p"), None);
+        assert_eq!(cache.known_review(&ada, "patch", Some("p")), None);
+        assert_eq!(cache.known_access(&ada, "q"), Some(true));
+        assert_eq!(cache.known_review(&ada, "patch", Some("q")), Some(false));
+        assert_eq!(cache.known_review(&ada, "list", None), Some(false));
+    }
+
+    #[test]
+    fn reviews_are_per_identity_verb_and_project() {
+        let cache = ProjectCache::default();
+        let ada = Identity {
+            username: "ada@example.com".into(),
+            groups: vec!["ml".into()],
+            ..Default::default()
+        };
+        let other_uid = Identity {
+            uid: Some("2".into()),
+            ..ada.clone()
+        };
+        cache.remember_review(&ada, "patch", Some("p"), true);
+        assert_eq!(cache.known_review(&ada, "patch", Some("p")), Some(true));
+        assert_eq!(cache.known_review(&ada, "get", Some("p")), None);
+        assert_eq!(cache.known_review(&ada, "patch", None), None);
+        assert_eq!(cache.known_review(&other_uid, "patch", Some("p")), None);
     }
 }

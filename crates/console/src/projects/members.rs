@@ -234,6 +234,7 @@ pub async fn change(
             Ok(next) => next,
             Err(why) => {
                 return show(
+                    &console,
                     &ctx,
                     &name,
                     Refusal {
@@ -270,6 +271,7 @@ pub async fn change(
         "the owner role of that project",
     );
     show(
+        &console,
         &ctx,
         &name,
         Refusal {

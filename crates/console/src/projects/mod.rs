@@ -105,6 +105,11 @@ impl Ctx {
 /// Whether the caller may `verb` Projects (`name`: that one), by a SelfSubjectAccessReview as
 /// the caller. `false` when the API server does not answer.
 pub(crate) async fn may(client: &kube::Client, verb: &str, name: Option<&str>) -> bool {
+    review(client, verb, name).await.unwrap_or(false)
+}
+
+/// The SelfSubjectAccessReview of [`may`]; `Err` when the API server does not answer.
+async fn review(client: &kube::Client, verb: &str, name: Option<&str>) -> Result<bool, ()> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
@@ -122,11 +127,29 @@ pub(crate) async fn may(client: &kube::Client, verb: &str, name: Option<&str>) -
         .create(&PostParams::default(), &review)
         .await
     {
-        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+        Ok(answer) => Ok(answer.status.is_some_and(|s| s.allowed)),
         Err(e) => {
             tracing::warn!(error = %e, verb, "a SelfSubjectAccessReview failed");
-            false
+            Err(())
         }
+    }
+}
+
+/// [`may`] for the caller of `ctx`, its answer remembered for
+/// [`cache::ACCESS_TTL`] (and forgotten at once when the watch sees project `name` change), as
+/// the notebook proxy remembers its SubjectAccessReviews ([`crate::kube_auth::REVIEW_TTL`]). A
+/// failed review (`false`) is not remembered.
+pub(crate) async fn may_as(console: &Console, ctx: &Ctx, verb: &str, name: Option<&str>) -> bool {
+    let who = &ctx.caller.identity;
+    if let Some(known) = console.projects.known_review(who, verb, name) {
+        return known;
+    }
+    match review(&ctx.client, verb, name).await {
+        Ok(allowed) => {
+            console.projects.remember_review(who, verb, name, allowed);
+            allowed
+        }
+        Err(()) => false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! or as a ServiceAccount), found in the console's cache, each then read **as the user** (a
 //! metadata GET, concurrently, at most [`CONCURRENT_READS`] at once, the answer remembered for
 //! [`super::cache::ACCESS_TTL`]); a project the user cannot `get` is not shown. A user who may
-//! `list projects` (a platform admin; a SelfSubjectAccessReview as the user) sees all of them.
+//! `list projects` (a platform admin; a SelfSubjectAccessReview as the user, remembered like the
+//! GETs) sees all of them.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use kube::api::Api;
 use crate::app::Console;
 use crate::layout::{Layout, render};
 use crate::projects::view::{self, Bar};
-use crate::projects::{context, may};
+use crate::projects::{context, may_as};
 
 /// Per-project reads as the user in flight at once.
 pub const CONCURRENT_READS: usize = 32;
@@ -70,8 +71,8 @@ pub async fn page(State(console): State<Arc<Console>>, request: Request) -> Resp
         Err(answer) => return answer,
     };
     let (all, can_create) = futures::join!(
-        may(&ctx.client, "list", None),
-        may(&ctx.client, "create", None)
+        may_as(&console, &ctx, "list", None),
+        may_as(&console, &ctx, "create", None)
     );
     let mut layout = ctx.layout.clone();
     layout.can_create = can_create;

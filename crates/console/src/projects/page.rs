@@ -16,12 +16,12 @@ use berth_api::Project;
 use berth_api::project::Role;
 use k8s_openapi::api::core::v1::{Event, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::Api;
+use kube::api::{Api, ObjectList};
 
 use crate::app::Console;
 use crate::layout::{Layout, render};
 use crate::projects::view::{self, Bar};
-use crate::projects::{Ctx, api_error, context, may};
+use crate::projects::{Ctx, api_error, context, may_as};
 
 /// Events shown at most.
 pub const EVENTS: usize = 20;
@@ -251,9 +251,60 @@ fn unreadable(e: &kube::Error, what: &str, who_may: &str) -> String {
     }
 }
 
+/// The namespace's RoleBindings, ResourceQuotas and Events, listed as the user, concurrently.
+async fn reads(
+    client: &kube::Client,
+    namespace: &str,
+) -> (
+    kube::Result<ObjectList<RoleBinding>>,
+    kube::Result<ObjectList<ResourceQuota>>,
+    kube::Result<ObjectList<Event>>,
+) {
+    let list = crate::workloads::bounded_list();
+    let role_bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+    let quotas_api = Api::<ResourceQuota>::namespaced(client.clone(), namespace);
+    let events_api = Api::<Event>::namespaced(client.clone(), namespace);
+    futures::join!(
+        role_bindings.list(&list),
+        quotas_api.list(&list),
+        events_api.list(&list),
+    )
+}
+
 /// The page of project `name` for `ctx`, with `refusal` shown above it.
-pub(crate) async fn show(ctx: &Ctx, name: &str, refusal: Refusal) -> Response<Body> {
-    let project = match Api::<Project>::all(ctx.client.clone()).get(name).await {
+///
+/// One round trip where the cache knows the project: the GET of the project as the user, the
+/// two SelfSubjectAccessReviews and the namespace's three lists (the namespace the console's
+/// cache names for it) all start together. Nothing of the lists is shown unless that GET
+/// succeeds and its namespace is the one listed; otherwise they are listed again for it.
+pub(crate) async fn show(
+    console: &Console,
+    ctx: &Ctx,
+    name: &str,
+    refusal: Refusal,
+) -> Response<Body> {
+    let guess = console
+        .projects
+        .get(name)
+        .map(|p| view::namespace(&p))
+        .filter(|ns| !ns.is_empty());
+    let get = Api::<Project>::all(ctx.client.clone());
+    let reviews = futures::future::join(
+        may_as(console, ctx, "patch", Some(name)),
+        may_as(console, ctx, "create", None),
+    );
+    let (project, (can_edit, can_create), early) = match &guess {
+        Some(namespace) => {
+            let (project, reviews, lists) =
+                futures::join!(get.get(name), reviews, reads(&ctx.client, namespace));
+            (project, reviews, Some((namespace, lists)))
+        }
+        None => {
+            let (project, reviews) = futures::join!(get.get(name), reviews);
+            (project, reviews, None)
+        }
+    };
+    let project = match project {
         Ok(project) => project,
         Err(e) => {
             let (status, title, lines) = api_error(
@@ -266,17 +317,10 @@ pub(crate) async fn show(ctx: &Ctx, name: &str, refusal: Refusal) -> Response<Bo
         }
     };
     let namespace = view::namespace(&project);
-    let list = crate::workloads::bounded_list();
-    let role_bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
-    let quotas_api = Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace);
-    let events_api = Api::<Event>::namespaced(ctx.client.clone(), &namespace);
-    let (can_edit, can_create, access, quota, recent) = futures::join!(
-        may(&ctx.client, "patch", Some(name)),
-        may(&ctx.client, "create", None),
-        role_bindings.list(&list),
-        quotas_api.list(&list),
-        events_api.list(&list),
-    );
+    let (access, quota, recent) = match early {
+        Some((listed, lists)) if *listed == namespace => lists,
+        _ => reads(&ctx.client, &namespace).await,
+    };
     let mut layout = ctx.layout.clone();
     layout.can_create = can_create;
     let page = ProjectPage {
@@ -338,5 +382,5 @@ pub async fn page(
             vec!["There is no project of that name.".into()],
         );
     }
-    show(&ctx, &name, Refusal::default()).await
+    show(&console, &ctx, &name, Refusal::default()).await
 }
