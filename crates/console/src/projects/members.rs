@@ -242,6 +242,7 @@ pub async fn change(
                         error: why,
                         hint: String::new(),
                         form_name: form.name.clone(),
+                        just_created: false,
                     },
                 )
                 .await;
@@ -279,6 +280,7 @@ pub async fn change(
             error: format!("{title}. {}", lines.join(" ")),
             hint: String::new(),
             form_name: form.name.clone(),
+            just_created: false,
         },
     )
     .await

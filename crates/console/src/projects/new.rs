@@ -214,7 +214,10 @@ pub async fn create(State(console): State<Arc<Console>>, request: Request) -> Re
     {
         Ok(_) => {
             tracing::info!(user = %ctx.caller.identity.username, project = %name, "project created");
-            redirect_after_post(&format!("/projects/{name}"))
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            redirect_after_post(&format!("/projects/{name}?created={now}"))
         }
         Err(e) => {
             tracing::info!(user = %ctx.caller.identity.username, project = %name, error = %e, "project creation refused");

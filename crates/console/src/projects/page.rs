@@ -93,6 +93,24 @@ pub struct Refusal {
     pub error: String,
     pub hint: String,
     pub form_name: String,
+    /// The caller created the project moments ago (see [`just_created`]).
+    pub just_created: bool,
+}
+
+/// How long after *New project* a refused read of the project is taken for the operator not
+/// having granted the creator's role yet, in seconds.
+const SETTING_UP_SECONDS: u64 = 60;
+
+/// Whether the query (`?created=<unix seconds>`, set by the *New project* handler's redirect)
+/// says the project was created within [`SETTING_UP_SECONDS`]. Anyone may write the query: it
+/// only changes the words of a refusal the API server made, never what is shown.
+fn just_created(query: Option<&str>, now: u64) -> bool {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("created="))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .any(|at| at <= now && now - at <= SETTING_UP_SECONDS)
 }
 
 fn members(project: &Project) -> Vec<MemberGroup> {
@@ -306,6 +324,23 @@ pub(crate) async fn show(
     };
     let project = match project {
         Ok(project) => project,
+        Err(kube::Error::Api(status)) if status.code == 403 && refusal.just_created => {
+            // The operator binds the creator's role a moment after the Project exists.
+            let mut answer = ctx.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("Project {name} is being set up"),
+                vec![
+                    "Your role in it is granted in a few seconds, once the operator has made the project's roles: reload this page in a moment.".into(),
+                ],
+            );
+            answer
+                .headers_mut()
+                .insert("refresh", axum::http::HeaderValue::from_static("2"));
+            answer
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("2"));
+            return answer;
+        }
         Err(e) => {
             let (status, title, lines) = api_error(
                 ctx,
@@ -382,5 +417,31 @@ pub async fn page(
             vec!["There is no project of that name.".into()],
         );
     }
-    show(&console, &ctx, &name, Refusal::default()).await
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let refusal = Refusal {
+        just_created: just_created(request.uri().query(), now),
+        ..Refusal::default()
+    };
+    show(&console, &ctx, &name, refusal).await
+}
+
+#[cfg(test)]
+mod setting_up_tests {
+    use super::just_created;
+
+    #[test]
+    fn only_a_recent_creation_time_counts() {
+        assert!(just_created(Some("created=1000"), 1000));
+        assert!(just_created(Some("x=1&created=990"), 1050));
+        assert!(
+            !just_created(Some("created=900"), 1000),
+            "older than a minute"
+        );
+        assert!(!just_created(Some("created=2000"), 1000), "in the future");
+        assert!(!just_created(Some("created=abc"), 1000));
+        assert!(!just_created(Some("created"), 1000));
+        assert!(!just_created(None, 1000));
+    }
 }
