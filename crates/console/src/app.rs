@@ -36,7 +36,7 @@ use crate::oidc::{Oidc, OidcSettings};
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
 use crate::projects::cache::ProjectCache;
-use crate::session::{self, SESSION_COOKIE, Session, Store};
+use crate::session::{self, Session, Store};
 use crate::upstream;
 use crate::{
     assets, handoff, layout, login, models_pages, notebook_page, notebooks_pages, oidc, projects,
@@ -324,7 +324,7 @@ pub(crate) async fn authenticate(
         }
         None => {}
     }
-    if session::cookie_count(headers, SESSION_COOKIE) > 1 {
+    if session::cookie_count(headers, session::session_cookie(console.secure)) > 1 {
         // Two session cookies: one may have been planted (a notebook's script can set one for a
         // narrower path, such as /projects, beside the HttpOnly one); which one a server reads
         // differs, so none is used, for the pages as for the notebooks.
@@ -335,7 +335,7 @@ pub(crate) async fn authenticate(
             "this request carries two berth_console_session cookies; log out (/logout) and log in again",
         ));
     }
-    if let Some(id) = session::cookie(headers, SESSION_COOKIE)
+    if let Some(id) = session::cookie(headers, session::session_cookie(console.secure))
         && let Some(session) = console.store.session(id)
         && let Some(session) = fresh(console, id, session).await
     {
@@ -485,7 +485,7 @@ async fn on_the_consoles_origin(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Result<(Identity, By), Response<Body>> {
-    if session::cookie_count(headers, SESSION_COOKIE) > 1 {
+    if session::cookie_count(headers, session::session_cookie(console.secure)) > 1 {
         // Two session cookies: one may have been planted (a notebook's script, a sibling
         // subdomain); which one a server reads differs, so none is used.
         tracing::warn!(namespace = %at.namespace, notebook = %at.name, "refused: two session cookies");
@@ -615,6 +615,26 @@ async fn notebook(State(console): State<Arc<Console>>, request: Request) -> Resp
             }
         }
     };
+    if headers.contains_key("service-worker") {
+        // A worker a notebook's script registers would stay in its visitors' browsers after its
+        // author lost access, and serve their page the next time anyone opens the notebook.
+        // Browsers send `Service-Worker: script` on registration and on every update check.
+        tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, "refused: a service worker script");
+        return page(
+            StatusCode::FORBIDDEN,
+            "No service workers",
+            "a notebook may not install a service worker: it would outlive its author's access",
+        );
+    }
+    if by == By::Session && !websocket && !matches!(method, Method::GET | Method::HEAD) {
+        // Notebook hosts are one site: another notebook's page may send a form here with this
+        // host's cookie (SameSite=Lax does not stop same-site requests). Jupyter checks its own
+        // XSRF token, but an image of the team's own may not: only this host's pages may write.
+        if let Err(crate::csrf::Refused(why)) = crate::csrf::same_site(&headers, &origin) {
+            tracing::warn!(user = %who.username, namespace = %at.namespace, notebook = %at.name, %method, "refused: {why}");
+            return page(StatusCode::FORBIDDEN, "Cross-site request refused", why);
+        }
+    }
     if websocket {
         let sent = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         // Browsers always send Origin on a WebSocket; a cookie without it is not a browser of

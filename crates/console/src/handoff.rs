@@ -32,7 +32,7 @@ use crate::notebook_origin::{
 };
 use crate::pages::{escape, html, page};
 use crate::path::{self, NotebookPath};
-use crate::session::{self, SESSION_COOKIE};
+use crate::session;
 
 /// The path under a notebook's prefix where its host takes a ticket.
 pub const CONSUME: &str = "_berth/handoff";
@@ -160,7 +160,7 @@ pub(crate) async fn handoff(
         .next
         .filter(|n| next_ok(n, &at))
         .unwrap_or_else(|| at.prefix());
-    if session::cookie_count(&headers, SESSION_COOKIE) > 1 {
+    if session::cookie_count(&headers, session::session_cookie(console.secure)) > 1 {
         return page(
             StatusCode::BAD_REQUEST,
             "Two console sessions",
@@ -168,7 +168,7 @@ pub(crate) async fn handoff(
         );
     }
     let mut found = None;
-    if let Some(id) = session::cookie(&headers, SESSION_COOKIE)
+    if let Some(id) = session::cookie(&headers, session::session_cookie(console.secure))
         && let Some(kept) = console.store().session(id)
         && let Some(kept) = fresh(&console, id, kept).await
     {

@@ -14,7 +14,7 @@ use crate::app::{Console, busy, redirect, unavailable, with_cookie};
 use crate::oidc;
 use crate::pages::{escape, html, page};
 use crate::path;
-use crate::session::{self, LOGIN_COOKIE, Login, SESSION_COOKIE, Session};
+use crate::session::{self, Login, Session};
 
 #[derive(Deserialize)]
 pub(crate) struct LoginQuery {
@@ -71,7 +71,12 @@ pub(crate) async fn login(
     }
     with_cookie(
         redirect(&url),
-        &session::set_cookie(LOGIN_COOKIE, &id, session::LOGIN_TTL, console.secure),
+        &session::set_cookie(
+            session::login_cookie(console.secure),
+            &id,
+            session::LOGIN_TTL,
+            console.secure,
+        ),
     )
 }
 
@@ -109,9 +114,18 @@ pub(crate) async fn callback(
             "no --oidc-issuer",
         );
     };
-    let clear_login = session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO, console.secure);
-    let Some(login) =
-        session::cookie(&headers, LOGIN_COOKIE).and_then(|id| console.store.take_login(id))
+    let clear_login = session::set_cookie(
+        session::login_cookie(console.secure),
+        "",
+        Duration::ZERO,
+        console.secure,
+    );
+    // Exactly one login cookie: a second may have been planted (over http, or by an old
+    // browser) to finish the attacker's login in this browser.
+    let login_cookie = session::login_cookie(console.secure);
+    let Some(login) = session::cookie(&headers, login_cookie)
+        .filter(|_| session::cookie_count(&headers, login_cookie) == 1)
+        .and_then(|id| console.store.take_login(id))
     else {
         return with_cookie(
             login_failed("this login was not started by this browser, or took too long"),
@@ -189,7 +203,12 @@ pub(crate) async fn callback(
     let response = with_cookie(redirect(&login.return_to), &clear_login);
     with_cookie(
         response,
-        &session::set_cookie(SESSION_COOKIE, &id, ttl, console.secure),
+        &session::set_cookie(
+            session::session_cookie(console.secure),
+            &id,
+            ttl,
+            console.secure,
+        ),
     )
 }
 
@@ -198,10 +217,15 @@ pub(crate) async fn logout(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let ended =
-        session::cookie(&headers, SESSION_COOKIE).and_then(|id| console.store.end_session(id));
-    let clear = session::set_cookie(SESSION_COOKIE, "", Duration::ZERO, console.secure);
-    if let Some(id) = session::cookie(&headers, SESSION_COOKIE) {
+    let ended = session::cookie(&headers, session::session_cookie(console.secure))
+        .and_then(|id| console.store.end_session(id));
+    let clear = session::set_cookie(
+        session::session_cookie(console.secure),
+        "",
+        Duration::ZERO,
+        console.secure,
+    );
+    if let Some(id) = session::cookie(&headers, session::session_cookie(console.secure)) {
         // Its notebook hosts' sessions end with it (they are checked against it anyway).
         console.notebook_sessions().end_for(id);
     }

@@ -37,13 +37,17 @@ impl NotebookDomain {
             !suffix.is_empty() && suffix.len() <= 253 && suffix.split('.').all(path::is_dns_label),
             "--notebook-domain {suffix:?} must be a DNS name such as nb.example.com"
         );
+        let console_host = public_url
+            .host_str()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         anyhow::ensure!(
-            public_url
-                .host_str()
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-                != Some(&suffix),
+            console_host != suffix,
             "--notebook-domain must not be the console's own host: each notebook gets a host under it"
+        );
+        anyhow::ensure!(
+            !console_host.ends_with(&format!(".{suffix}")),
+            "--notebook-domain {suffix} must not contain the console's host {console_host}: the console would be taken for a notebook's host"
         );
         Ok(Self {
             suffix,
@@ -131,6 +135,10 @@ pub const STATE_TTL: Duration = Duration::from_secs(600);
 pub const MAX_TICKETS: usize = 10_000;
 /// Notebook sessions kept at most.
 pub const MAX_NOTEBOOK_SESSIONS: usize = 100_000;
+/// Live tickets one console session may hold (its oldest is dropped for a new one).
+pub const MAX_TICKETS_PER_SESSION: usize = 16;
+/// Notebook sessions one console session may hold (one of them is dropped for a new one).
+pub const MAX_NOTEBOOK_SESSIONS_PER_SESSION: usize = 64;
 
 /// A hand-off ticket: made on the console's origin for a logged-in user allowed to open the
 /// notebook, used once on the notebook's host.
@@ -185,6 +193,19 @@ impl Tickets {
     pub fn issue(&self, ticket: Ticket) -> Option<String> {
         let id = crate::session::random_id().ok()?;
         let mut map = self.map.lock().ok()?;
+        // One console session holds at most a few: its oldest goes first, so one user cannot
+        // fill the store that every user's hand-off needs.
+        let mut own: Vec<(Instant, String)> = map
+            .iter()
+            .filter(|(_, t)| t.session == ticket.session)
+            .map(|(id, t)| (t.until, id.clone()))
+            .collect();
+        if own.len() >= MAX_TICKETS_PER_SESSION {
+            own.sort();
+            for (_, old) in own.iter().take(own.len() + 1 - MAX_TICKETS_PER_SESSION) {
+                map.remove(old);
+            }
+        }
         if map.len() >= self.max {
             let now = Instant::now();
             map.retain(|_, t| t.until > now);
@@ -254,6 +275,27 @@ impl NotebookSessions {
     pub fn start(&self, session: NotebookSession) -> Option<String> {
         let id = crate::session::random_id().ok()?;
         let mut map = self.map.lock().ok()?;
+        // A new hand-off to the same notebook replaces the console session's earlier one, and
+        // one console session holds at most [`MAX_NOTEBOOK_SESSIONS_PER_SESSION`] notebooks: one
+        // user cannot fill the store that every user's hand-off needs.
+        map.retain(|_, s| {
+            !(s.session == session.session
+                && s.namespace == session.namespace
+                && s.name == session.name)
+        });
+        let own: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| s.session == session.session)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if own.len() >= MAX_NOTEBOOK_SESSIONS_PER_SESSION {
+            for old in own
+                .iter()
+                .take(own.len() + 1 - MAX_NOTEBOOK_SESSIONS_PER_SESSION)
+            {
+                map.remove(old);
+            }
+        }
         if map.len() >= self.max {
             let now = Instant::now();
             map.retain(|_, s| s.until > now);
@@ -333,9 +375,57 @@ mod tests {
             "nb_x.example",
             "https://nb.example",
             "console.example",
+            // The console's host under it would be taken for a notebook's.
+            "example",
         ] {
             assert!(NotebookDomain::new(bad, &url).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_console_session_cannot_fill_the_stores() {
+        let later = Instant::now() + TICKET_TTL;
+        let tickets = Tickets::with_limit(MAX_TICKETS_PER_SESSION + 1);
+        // Issued one after another, as the hand-off does: each lives a little longer.
+        let ids: Vec<String> = (0..3 * MAX_TICKETS_PER_SESSION as u64)
+            .map(|i| {
+                let until = later + Duration::from_millis(i);
+                tickets.issue(ticket(until)).unwrap()
+            })
+            .collect();
+        // Another session still gets one, and the first session keeps its newest.
+        let other = Ticket {
+            session: "other".into(),
+            ..ticket(later)
+        };
+        let id = tickets.issue(other).unwrap();
+        assert!(tickets.take(&id, "a", "b", Some("st")).is_ok());
+        assert!(
+            tickets
+                .take(ids.last().unwrap(), "a", "b", Some("st"))
+                .is_ok()
+        );
+
+        let sessions = NotebookSessions::with_limit(MAX_NOTEBOOK_SESSIONS_PER_SESSION + 1);
+        let session = |session: &str, name: String| NotebookSession {
+            session: session.into(),
+            namespace: "a".into(),
+            name,
+            until: later,
+        };
+        // The same notebook again replaces the earlier one.
+        let first = sessions.start(session("s", "b".into())).unwrap();
+        let again = sessions.start(session("s", "b".into())).unwrap();
+        assert!(sessions.get(&first, "a", "b").is_none());
+        assert!(sessions.get(&again, "a", "b").is_some());
+        for i in 0..3 * MAX_NOTEBOOK_SESSIONS_PER_SESSION {
+            sessions.start(session("s", format!("n{i}"))).unwrap();
+        }
+        let theirs = sessions.start(session("other", "b".into())).unwrap();
+        assert!(sessions.get(&theirs, "a", "b").is_some());
+        let last = format!("n{}", 3 * MAX_NOTEBOOK_SESSIONS_PER_SESSION - 1);
+        let newest = sessions.start(session("s", last.clone())).unwrap();
+        assert!(sessions.get(&newest, "a", &last).is_some());
     }
 
     fn ticket(until: Instant) -> Ticket {
@@ -389,7 +479,14 @@ mod tests {
         let tickets = Tickets::with_limit(1);
         let later = Instant::now() + TICKET_TTL;
         assert!(tickets.issue(ticket(later)).is_some());
-        assert!(tickets.issue(ticket(later)).is_none());
+        let another = Ticket {
+            session: "t".into(),
+            ..ticket(later)
+        };
+        assert!(
+            tickets.issue(another).is_none(),
+            "full of another session's live ticket"
+        );
         let sessions = NotebookSessions::with_limit(1);
         let s = NotebookSession {
             session: "s".into(),
@@ -398,7 +495,14 @@ mod tests {
             until: later,
         };
         let id = sessions.start(s.clone()).unwrap();
-        assert!(sessions.start(s.clone()).is_none());
+        let another = NotebookSession {
+            session: "t".into(),
+            ..s.clone()
+        };
+        assert!(
+            sessions.start(another).is_none(),
+            "full of another session's"
+        );
         assert_eq!(sessions.get(&id, "a", "b"), Some(s));
         assert_eq!(sessions.get(&id, "a", "c"), None, "another notebook");
         sessions.end_for("s");

@@ -18,20 +18,45 @@ use base64::Engine as _;
 
 use crate::kube_auth::Identity;
 
-/// The session cookie's name.
+/// The session cookie's name over http ([`session_cookie`]).
 pub const SESSION_COOKIE: &str = "berth_console_session";
-/// The cookie of a login in progress.
+/// ... and over https: a `__Host-` cookie, which browsers take only from the console's own host
+/// (`Secure`, `Path=/`, no `Domain`), so a notebook's script on a sibling host cannot plant one.
+pub const SESSION_COOKIE_HOST: &str = "__Host-berth_console_session";
+/// The cookie of a login in progress over http ([`login_cookie`]).
 pub const LOGIN_COOKIE: &str = "berth_console_login";
+/// ... and over https.
+pub const LOGIN_COOKIE_HOST: &str = "__Host-berth_console_login";
 /// Every cookie of the console and of its notebook hosts (crate::notebook_origin): Jupyter never
 /// sees them, and a notebook's answer may not set them.
-pub const CONSOLE_COOKIES: [&str; 6] = [
+pub const CONSOLE_COOKIES: [&str; 8] = [
     SESSION_COOKIE,
+    SESSION_COOKIE_HOST,
     LOGIN_COOKIE,
+    LOGIN_COOKIE_HOST,
     crate::notebook_origin::NOTEBOOK_COOKIE,
     crate::notebook_origin::NOTEBOOK_COOKIE_HOST,
     crate::notebook_origin::STATE_COOKIE,
     crate::notebook_origin::STATE_COOKIE_HOST,
 ];
+/// The session cookie's name: [`SESSION_COOKIE_HOST`] when the console is served over https.
+pub fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        SESSION_COOKIE_HOST
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The login cookie's name: [`LOGIN_COOKIE_HOST`] when the console is served over https.
+pub fn login_cookie(secure: bool) -> &'static str {
+    if secure {
+        LOGIN_COOKIE_HOST
+    } else {
+        LOGIN_COOKIE
+    }
+}
+
 /// How long a session lives at most.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a login may take.

@@ -147,7 +147,11 @@ async fn a_notebook_host_serves_only_its_own_notebook() {
     ] {
         let r = send(
             &c,
-            browser(&h, path, Some(&format!("berth_console_session={SESSION}"))),
+            browser(
+                &h,
+                path,
+                Some(&format!("__Host-berth_console_session={SESSION}")),
+            ),
         )
         .await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{h}{path}");
@@ -207,7 +211,7 @@ async fn a_browser_without_a_notebook_cookie_goes_to_the_hand_off() {
         browser(
             &host("a", "b"),
             "/notebook/a/b/lab",
-            Some(&format!("berth_console_session={SESSION}")),
+            Some(&format!("__Host-berth_console_session={SESSION}")),
         ),
     )
     .await;
@@ -249,7 +253,7 @@ async fn the_hand_off_needs_a_console_session_and_asks_the_api_server() {
         browser(
             "console.example",
             &path,
-            Some(&format!("berth_console_session={SESSION}")),
+            Some(&format!("__Host-berth_console_session={SESSION}")),
         ),
     )
     .await;
@@ -264,7 +268,7 @@ async fn the_hand_off_needs_a_console_session_and_asks_the_api_server() {
             browser(
                 "console.example",
                 bad,
-                Some(&format!("berth_console_session={SESSION}")),
+                Some(&format!("__Host-berth_console_session={SESSION}")),
             ),
         )
         .await;
@@ -433,7 +437,7 @@ async fn a_notebook_cookie_works_on_its_host_only_and_ends_with_the_console_sess
         browser(
             "console.example",
             "/logout",
-            Some(&format!("berth_console_session={SESSION}")),
+            Some(&format!("__Host-berth_console_session={SESSION}")),
         ),
     )
     .await;
@@ -447,7 +451,10 @@ async fn a_notebook_cookie_works_on_its_host_only_and_ends_with_the_console_sess
 async fn the_consoles_origin_sends_browsers_to_the_notebooks_host() {
     let c = console();
     let own = format!("https://{}", host("a", "b"));
-    for cookie in [Some(format!("berth_console_session={SESSION}")), None] {
+    for cookie in [
+        Some(format!("__Host-berth_console_session={SESSION}")),
+        None,
+    ] {
         let r = send(
             &c,
             browser(
@@ -469,7 +476,10 @@ async fn the_consoles_origin_sends_browsers_to_the_notebooks_host() {
     ] {
         let r = r
             .header(header::HOST, "console.example")
-            .header(header::COOKIE, format!("berth_console_session={SESSION}"))
+            .header(
+                header::COOKIE,
+                format!("__Host-berth_console_session={SESSION}"),
+            )
             .body(Body::empty())
             .unwrap();
         assert_eq!(send(&c, r).await.status(), StatusCode::FORBIDDEN);
@@ -531,7 +541,10 @@ async fn the_consoles_posts_refuse_a_notebook_hosts_same_site_requests() {
         let r = Request::post("/projects/team-a/members")
             .header(header::HOST, "console.example")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::COOKIE, format!("berth_console_session={SESSION}"))
+            .header(
+                header::COOKIE,
+                format!("__Host-berth_console_session={SESSION}"),
+            )
             .header(header::ORIGIN, origin)
             .header("sec-fetch-site", site)
             .body(Body::from(format!(
@@ -541,4 +554,107 @@ async fn the_consoles_posts_refuse_a_notebook_hosts_same_site_requests() {
         let r = send(&c, r).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{site} {origin}");
     }
+}
+
+#[tokio::test]
+async fn a_notebook_host_refuses_service_workers_and_other_pages_writes() {
+    let c = console();
+    let cookie = signed_in(&c).await;
+    let nb = host("a", "b");
+    let request = |method: &str, site: &str, origin: &str, extra: Option<(&str, &str)>| {
+        let mut r = Request::builder()
+            .method(method)
+            .uri("/notebook/a/b/api/contents/x")
+            .header(header::HOST, &nb)
+            .header(header::COOKIE, &cookie)
+            .header("sec-fetch-site", site)
+            .header(header::ORIGIN, origin);
+        if let Some((k, v)) = extra {
+            r = r.header(k, v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let own = format!("https://{nb}");
+    // A service worker's script (registration or update check): refused.
+    let r = send(
+        &c,
+        request(
+            "GET",
+            "same-origin",
+            &own,
+            Some(("service-worker", "script")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Another notebook's page (same site, another origin) or another site may not write here
+    // with this host's cookie; the refusal comes before any API call.
+    let other = format!("https://{}", host("a", "c"));
+    for (method, site, origin) in [
+        ("POST", "same-site", other.as_str()),
+        ("PUT", "same-site", other.as_str()),
+        ("DELETE", "cross-site", "https://evil.example"),
+        ("POST", "same-origin", other.as_str()),
+    ] {
+        let r = send(&c, request(method, site, origin, None)).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "{method} {site} {origin}"
+        );
+    }
+    // The notebook's own pages may: the request gets as far as the API server (503 here).
+    let r = send(&c, request("POST", "same-origin", &own, None)).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn over_https_the_consoles_cookies_are_host_only_by_name() {
+    let c = console();
+    // A cookie a sibling host's script could plant (no `__Host-` prefix) is no session.
+    let planted = Request::get("/")
+        .header(header::HOST, "console.example")
+        .header(header::ACCEPT, "text/html")
+        .header(header::COOKIE, format!("berth_console_session={SESSION}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&c, planted).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(location(&r).contains("/login"), "{}", location(&r));
+    // A callback with two login cookies is refused, even when one is a real pending login.
+    c.store()
+        .put_login(
+            "pending".into(),
+            berth_console::session::Login {
+                state: "s".into(),
+                nonce: "n".into(),
+                verifier: "v".into(),
+                return_to: "/".into(),
+                until: Instant::now() + Duration::from_secs(60),
+            },
+        )
+        .unwrap();
+    let login = "__Host-berth_console_login=pending".to_owned();
+    let callback = Request::get("/oauth2/callback?code=c&state=s")
+        .header(header::HOST, "console.example")
+        .header(
+            header::COOKIE,
+            format!("{login}; __Host-berth_console_login=planted"),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&c, callback).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("not started by this browser"));
+    // The same login with its one cookie gets past that check (and fails later, at the
+    // identity provider nothing listens for here).
+    let alone = Request::get("/oauth2/callback?code=c&state=s")
+        .header(header::HOST, "console.example")
+        .header(header::COOKIE, login)
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&c, alone).await;
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    assert!(!String::from_utf8_lossy(&body).contains("not started by this browser"));
 }

@@ -83,7 +83,7 @@ async fn text(response: axum::http::Response<Body>) -> String {
 }
 
 fn cookie() -> String {
-    format!("berth_console_session={SESSION}")
+    format!("__Host-berth_console_session={SESSION}")
 }
 
 fn post(uri: &str) -> axum::http::request::Builder {
@@ -149,7 +149,7 @@ async fn without_credentials_browsers_go_to_login_and_api_clients_get_401() {
         let response = send(
             &c,
             Request::post(path)
-                .header(header::COOKIE, "berth_console_session=forged")
+                .header(header::COOKIE, "__Host-berth_console_session=forged")
                 .body(Body::from(format!("csrf={CSRF}")))
                 .unwrap(),
         )
@@ -466,7 +466,7 @@ async fn htmx_is_served_immutable_and_pages_allow_only_the_consoles_scripts() {
 #[tokio::test]
 async fn two_session_cookies_are_refused_on_the_pages_too() {
     let console = console("ds@example.com", &[]);
-    let two = format!("berth_console_session=planted; {}", cookie());
+    let two = format!("__Host-berth_console_session=planted; {}", cookie());
     for uri in ["/", "/projects/vision", "/projects/vision/notebooks"] {
         let response = send(
             &console,

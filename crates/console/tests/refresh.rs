@@ -159,7 +159,7 @@ async fn home(console: &Arc<Console>) -> StatusCode {
     router(console.clone())
         .oneshot(
             Request::get("/")
-                .header(header::COOKIE, "berth_console_session=sid")
+                .header(header::COOKIE, "__Host-berth_console_session=sid")
                 .body(Body::empty())
                 .unwrap(),
         )

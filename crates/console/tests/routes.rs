@@ -116,10 +116,10 @@ async fn bad_paths_are_refused_before_anything_else() {
 async fn two_session_cookies_are_refused_before_anything_else() {
     let c = console(true).await;
     for cookies in [
-        vec!["berth_console_session=a; berth_console_session=b"],
+        vec!["__Host-berth_console_session=a; __Host-berth_console_session=b"],
         vec![
-            "_xsrf=1; berth_console_session=a",
-            " berth_console_session =b",
+            "_xsrf=1; __Host-berth_console_session=a",
+            " __Host-berth_console_session =b",
         ],
     ] {
         let mut request = get("/notebook/team-a/lab/api/status");
@@ -206,7 +206,7 @@ fn login_cookie(response: &axum::http::Response<Body>) -> String {
         .get_all(header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("berth_console_login="))
+        .find(|v| v.starts_with("__Host-berth_console_login="))
         .and_then(|v| v.split(';').next())
         .unwrap()
         .to_owned()
@@ -291,7 +291,7 @@ async fn logout_clears_the_cookie_and_health_needs_nothing() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(set.starts_with("berth_console_session=;") && set.contains("Max-Age=0"));
+    assert!(set.starts_with("__Host-berth_console_session=;") && set.contains("Max-Age=0"));
     let health = send(&c, get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(health.status(), StatusCode::OK);
 }

@@ -63,7 +63,7 @@ impl Browser {
             .map_err(|_| anyhow::anyhow!("the session store is full"))?;
         Ok(Self {
             console: console.clone(),
-            cookie: format!("berth_console_session={id}"),
+            cookie: format!("__Host-berth_console_session={id}"),
             csrf,
         })
     }
