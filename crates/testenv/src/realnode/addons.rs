@@ -381,9 +381,10 @@ async fn wait_available(
             return Ok(());
         }
         if Instant::now() >= deadline {
+            let why = pod_states(client, namespace, name).await;
             return Err(Error::Timeout {
                 what: format!(
-                    "{namespace}/{name} on the real node to be available (pod logs under {})",
+                    "{namespace}/{name} on the real node to be available (pod logs under {}; {why})",
                     paths::POD_LOGS
                 ),
                 seconds: timeout.as_secs(),
@@ -391,4 +392,80 @@ async fn wait_available(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What the pods of `namespace`/`name` (by its `k8s-app` or `app` label) and their namespace's
+/// latest warnings say, in one line: the pod logs are gone once the node stops, so a timeout
+/// must carry its reason.
+async fn pod_states(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use kube::api::ListParams;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut found = Vec::new();
+    for selector in ["k8s-app=kube-dns".to_owned(), format!("app={name}")] {
+        if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+            for pod in list.items.into_iter().filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(name))
+            }) {
+                let status = pod.status.unwrap_or_default();
+                let containers: Vec<String> = status
+                    .container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| {
+                        let state = c.state.unwrap_or_default();
+                        let what = match (state.waiting, state.terminated, state.running) {
+                            (Some(w), _, _) => format!(
+                                "waiting {} {}",
+                                w.reason.unwrap_or_default(),
+                                w.message.unwrap_or_default()
+                            ),
+                            (_, Some(t), _) => format!(
+                                "terminated {} {}",
+                                t.reason.unwrap_or_default(),
+                                t.exit_code
+                            ),
+                            (_, _, Some(_)) => format!("running, ready {}", c.ready),
+                            _ => "no state".to_owned(),
+                        };
+                        format!("{} {what} (restarts {})", c.name, c.restart_count)
+                    })
+                    .collect();
+                found.push(format!(
+                    "pod {} {} on {}: {}",
+                    pod.metadata.name.unwrap_or_default(),
+                    status.phase.unwrap_or_default(),
+                    pod.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                    containers.join(", ")
+                ));
+            }
+        }
+        if !found.is_empty() {
+            break;
+        }
+    }
+    if found.is_empty() {
+        found.push("no pod".to_owned());
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    if let Ok(list) = events.list(&ListParams::default()).await {
+        let mut warnings: Vec<Event> = list
+            .items
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .collect();
+        warnings.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+        for e in warnings.iter().rev().take(3) {
+            found.push(format!(
+                "event {} {}: {}",
+                e.involved_object.name.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                e.message.clone().unwrap_or_default()
+            ));
+        }
+    }
+    found.join("; ")
 }
