@@ -61,6 +61,7 @@ class Scenario {
     context.setDefaultNavigationTimeout(ACTION_TIMEOUT_MS);
     this.contexts.push(context);
     const page = await context.newPage();
+    retryOnNetworkChange(page);
     this.page = page;
     return page;
   }
@@ -144,4 +145,26 @@ export async function runAll(browser, scenarios, config) {
     }
   }
   return failures;
+}
+
+/**
+ * Makes `page.goto` and `page.reload` try again (up to 3 times) when Chromium aborts them with
+ * `net::ERR_NETWORK_CHANGED`: on Linux it watches netlink, and the real node adding or removing a
+ * pod's veth (a notebook stopping) counts as a network change for requests in flight. Any
+ * other error, and a fourth one, is the walk's failure.
+ */
+function retryOnNetworkChange(page) {
+  for (const name of ['goto', 'reload']) {
+    const original = page[name].bind(page);
+    page[name] = async (...args) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await original(...args);
+        } catch (e) {
+          if (attempt >= 4 || !String(e?.message).includes('ERR_NETWORK_CHANGED')) throw e;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    };
+  }
 }
