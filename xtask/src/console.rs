@@ -13,7 +13,7 @@ use berth_services::Keycloak;
 use berth_testenv::Cluster;
 use berth_testenv::Process;
 
-use crate::providers::{CONSOLE_CLIENT, REALM, Realm};
+use crate::providers::{CONSOLE_CLIENT, REALM, Realm, SampleLogin};
 use crate::repo_root;
 
 /// The sample project every sample account but the outsider is a member of.
@@ -131,7 +131,7 @@ pub fn explain(realm: &Realm, dir: &Path) {
 /// For `--smoke`: each sample account's own ID token, sent to the console as a bearer token,
 /// shows the sample project on *My projects* to its members and not to the outsider, whose
 /// direct URL to the project's page is refused; a browser without a session is sent to log in.
-pub async fn smoke_check(keycloak: &Keycloak, realm: &Realm) -> Result<()> {
+pub async fn smoke_check(realm: &Realm, logins: &[SampleLogin]) -> Result<()> {
     let http = client()?;
     let home = format!("{}/", realm.console_url);
     let anonymous = http.get(&home).header("accept", "text/html").send().await?;
@@ -140,17 +140,7 @@ pub async fn smoke_check(keycloak: &Keycloak, realm: &Realm) -> Result<()> {
         "the console answered {} to a browser without a session, not a redirect to log in",
         anonymous.status()
     );
-    for (email, password, _) in &realm.accounts {
-        let tokens = keycloak
-            .log_in(
-                REALM,
-                &realm.console,
-                &realm.console_secret,
-                email,
-                password,
-            )
-            .await
-            .with_context(|| format!("logging {email} in"))?;
+    for (email, _, tokens) in logins {
         let page = |path: &str| {
             http.get(format!("{}{path}", realm.console_url))
                 .bearer_auth(&tokens.id_token)
@@ -181,7 +171,7 @@ pub async fn smoke_check(keycloak: &Keycloak, realm: &Realm) -> Result<()> {
     }
     eprintln!(
         "    the console (token mode) showed {SAMPLE_PROJECT} to its {} members' own ID tokens and refused the outsider",
-        realm.accounts.len().saturating_sub(1)
+        logins.len().saturating_sub(1)
     );
     Ok(())
 }

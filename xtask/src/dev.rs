@@ -219,25 +219,17 @@ async fn dev(args: Args) -> Result<()> {
     eprintln!("Real node's logs: {}", node.logs().display());
 
     let outcome = if args.smoke {
-        match smoke_check(&cluster, &applied).await {
-            Ok(()) => match models::smoke_check(&client).await {
-                Ok(()) => match predict(&client).await {
-                    Ok(_) => match notebooks::smoke_check(&cluster, &notebook).await {
-                        Ok(()) => match providers::smoke_login(&cluster, &keycloak, &realm).await {
-                            Ok(()) => match console::smoke_check(&keycloak, &realm).await {
-                                Ok(()) => console::walks(walk_env, &dev_dir).await,
-                                Err(e) => Err(e),
-                            },
-                            Err(e) => Err(e),
-                        },
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+        async {
+            smoke_check(&cluster, &applied).await?;
+            models::smoke_check(&client).await?;
+            predict(&client).await?;
+            notebooks::smoke_check(&cluster, &notebook).await?;
+            let logins = providers::sample_logins(&keycloak, &realm).await?;
+            providers::smoke_login(&cluster, &logins).await?;
+            console::smoke_check(&realm, &logins).await?;
+            console::walks(walk_env, &dev_dir).await
         }
+        .await
     } else {
         if let Err(e) = predict(&client).await {
             eprintln!("(the sample model does not answer yet: {e:#})");

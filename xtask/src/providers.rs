@@ -221,14 +221,13 @@ pub fn explain(garage: &Garage, keycloak: &Keycloak) {
     eprintln!();
 }
 
-/// For `--smoke`: each sample account logs in through Keycloak's form for the console's client
-/// and its ID token is, to the API server (a SelfSubjectReview), that e-mail in its groups.
-pub async fn smoke_login(
-    cluster: &berth_testenv::Cluster,
-    keycloak: &Keycloak,
-    realm: &Realm,
-) -> Result<()> {
-    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+/// One sample account logged in through Keycloak's form for the console's client: its e-mail,
+/// its Keycloak groups and its tokens.
+pub type SampleLogin = (String, Vec<String>, berth_services::Tokens);
+
+/// For `--smoke`: every sample account logs in once (the checks below share the tokens).
+pub async fn sample_logins(keycloak: &Keycloak, realm: &Realm) -> Result<Vec<SampleLogin>> {
+    let mut logins = Vec::with_capacity(realm.accounts.len());
     for (email, password, groups) in &realm.accounts {
         let tokens = keycloak
             .log_in(
@@ -240,8 +239,18 @@ pub async fn smoke_login(
             )
             .await
             .with_context(|| format!("logging {email} in"))?;
+        logins.push((email.clone(), groups.clone(), tokens));
+    }
+    Ok(logins)
+}
+
+/// For `--smoke`: each sample account's ID token (from [`sample_logins`]) is, to the API server
+/// (a SelfSubjectReview), that e-mail in its groups.
+pub async fn smoke_login(cluster: &berth_testenv::Cluster, logins: &[SampleLogin]) -> Result<()> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    for (email, groups, tokens) in logins {
         let mut config = cluster.config().await?;
-        config.auth_info.token = Some(tokens.id_token.into());
+        config.auth_info.token = Some(tokens.id_token.clone().into());
         let reviews: Api<SelfSubjectReview> = Api::all(kube::Client::try_from(config)?);
         let user = reviews
             .create(&Default::default(), &SelfSubjectReview::default())
@@ -262,7 +271,7 @@ pub async fn smoke_login(
     }
     eprintln!(
         "    {} sample accounts logged in through Keycloak; the API server takes each one's ID token as their e-mail and groups",
-        realm.accounts.len()
+        logins.len()
     );
     Ok(())
 }
