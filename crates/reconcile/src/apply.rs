@@ -310,8 +310,8 @@ pub async fn apply_all(
         }
         let key = item.key();
         let hash = hash_of(&want);
-        let live_version = live.as_ref().and_then(|l| l.resource_version.clone());
-        if written.in_flight(&key, hash, live_version.as_deref()) {
+        let live_version = live.as_ref().and_then(|l| l.resource_version.as_deref());
+        if written.in_flight(&key, hash, live_version) {
             report.in_flight += 1;
             continue;
         }
@@ -354,22 +354,22 @@ pub async fn apply_all(
         }
         let key = (
             kind.resource.kind.clone(),
-            object.namespace.clone(),
-            object.name.clone(),
+            object.namespace().map(str::to_owned),
+            object.name().to_owned(),
         );
         if wanted.contains(&key) {
             continue;
         }
-        let api = kind.api(client, object.namespace.as_deref());
+        let api = kind.api(client, object.namespace());
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        let what = match &object.namespace {
-            Some(ns) => format!("{}/{ns}/{}", kind.resource.kind, object.name),
-            None => format!("{}/{}", kind.resource.kind, object.name),
+        let what = match object.namespace() {
+            Some(ns) => format!("{}/{ns}/{}", kind.resource.kind, object.name()),
+            None => format!("{}/{}", kind.resource.kind, object.name()),
         };
-        match api.delete(&object.name, &params).await {
+        match api.delete(object.name(), &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => {
@@ -377,8 +377,8 @@ pub async fn apply_all(
                 warn!(object = %what, error = %error.log_text(), "could not prune; the other children are handled regardless");
                 report.failed.push(ChildFailure {
                     kind: kind.resource.kind.clone(),
-                    namespace: object.namespace.clone(),
-                    name: object.name.clone(),
+                    namespace: object.namespace().map(str::to_owned),
+                    name: object.name().to_owned(),
                     pruning: true,
                     error,
                 });

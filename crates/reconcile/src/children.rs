@@ -3,8 +3,9 @@
 //! Every child carries `app.kubernetes.io/managed-by=berth`, so one label-selected watch per kind
 //! keeps a cache of all of them. Controllers compare desired objects with the cache instead of
 //! reading from the API server, and the same watches wake the owner's reconcile on any change.
-//! The cache keeps each object as compact JSON text plus the few fields looked up often, not as a
-//! tree of values: at thousands of Projects that is most of the operator's memory.
+//! The cache keeps each object as compact JSON text, compressed against a sibling of its kind
+//! ([`crate::packed`]), plus the few fields looked up often, not as a tree of values: at thousands
+//! of Projects that is most of the operator's memory.
 //!
 //! The cache holds only what the controllers read ([`Projection`]): never managed fields, the
 //! last-applied annotation or annotations Berth does not set, never a pod's spec, and never the
@@ -14,7 +15,7 @@
 //! creates, not what tenants do.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -26,6 +27,8 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use berth_api::labels::{MANAGED_BY, MANAGED_BY_VALUE};
+
+use crate::packed::{Packed, Packer};
 
 /// A kind of child: where it lives and whether stale ones are deleted.
 #[derive(Clone, Debug)]
@@ -45,7 +48,8 @@ pub struct ChildKind {
 
 /// What the cache keeps of each object of a kind. Every projection drops `managedFields`, the
 /// `kubectl.kubernetes.io/last-applied-configuration` annotation and the annotations outside
-/// `berth.dev/` (Berth sets no others on its children, and compares what it sets).
+/// `berth.dev/` (Berth sets no others on its children, and compares what it sets); all but
+/// [`Projection::Status`] drop the object's own `uid` and `creationTimestamp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Projection {
     /// The object as applied and compared: spec, data, status.
@@ -72,6 +76,12 @@ impl Projection {
         };
         if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             meta.remove("managedFields");
+            if self != Projection::Status {
+                // Never read from the cache (owners are known by the ownerReference's or the
+                // owner label's uid, not the child's), and never part of what is applied.
+                meta.remove("uid");
+                meta.remove("creationTimestamp");
+            }
             if let Some(annotations) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
                 annotations.retain(|key, _| {
                     key != LAST_APPLIED
@@ -145,9 +155,9 @@ impl ChildKind {
 /// labels was a third of the cache's memory (heaptrack, docs/benchmarks.md).
 #[derive(Debug)]
 pub struct CachedObject {
-    pub namespace: Option<String>,
-    pub name: String,
-    pub resource_version: Option<String>,
+    /// Namespace and name, shared with the cache's indexes (one copy per child, not three).
+    key: Arc<Key>,
+    pub resource_version: Option<Box<str>>,
     pub deleting: bool,
     /// Fields of the object are owned by a non-apply write of Berth's field manager (a plain
     /// create, or a write by an older Berth): server-side apply cannot remove those, so the
@@ -159,8 +169,9 @@ pub struct CachedObject {
     owner_uid_label: Option<Box<str>>,
     /// The value of the cache's index label (the owner's name), if any.
     index_value: Option<Box<str>>,
-    /// The object as JSON, trimmed by its kind's [`Projection`].
-    json: Box<str>,
+    /// The object as JSON, trimmed by its kind's [`Projection`], compressed against its kind's
+    /// dictionary ([`crate::packed`]).
+    json: Packed,
 }
 
 /// The part of a cached object's metadata read back from its JSON.
@@ -182,7 +193,12 @@ struct WithMetadata {
 impl CachedObject {
     /// The cached form of `object`, trimmed for `kind`; `index` is the label whose value names
     /// the object's owner in its cache.
-    fn from_object(kind: &ChildKind, object: &DynamicObject, index: &str) -> Option<Self> {
+    fn from_object(
+        kind: &ChildKind,
+        object: &DynamicObject,
+        index: &str,
+        packer: &mut Packer,
+    ) -> Option<Self> {
         let updated_by_berth = object.managed_fields().iter().any(|entry| {
             entry.manager.as_deref() == Some(crate::apply::FIELD_MANAGER)
                 && entry.operation.as_deref() == Some("Update")
@@ -202,9 +218,8 @@ impl CachedObject {
         let json = serde_json::to_string(&value).ok()?;
         let label = |key: &str| object.labels().get(key).map(|v| v.as_str().into());
         Some(Self {
-            namespace: object.namespace(),
-            name: object.name_any(),
-            resource_version: object.resource_version(),
+            key: Arc::new(Key::of(object)),
+            resource_version: object.metadata.resource_version.as_deref().map(Into::into),
             deleting: object.metadata.deletion_timestamp.is_some(),
             updated_by_berth,
             controller_uid: object
@@ -214,8 +229,18 @@ impl CachedObject {
                 .map(|r| r.uid.as_str().into()),
             owner_uid_label: label(berth_api::labels::OWNER_UID),
             index_value: label(index),
-            json: json.into_boxed_str(),
+            json: packer.pack(json),
         })
+    }
+
+    /// The object's namespace; `None` for a cluster-scoped object.
+    pub fn namespace(&self) -> Option<&str> {
+        self.key.namespace.as_deref()
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.key.name
     }
 
     /// The object's labels (parsed from the cached JSON on each call).
@@ -229,19 +254,21 @@ impl CachedObject {
     }
 
     fn metadata_part(&self) -> MetadataPart {
-        serde_json::from_str::<WithMetadata>(&self.json)
+        self.json
+            .text()
+            .and_then(|json| serde_json::from_str::<WithMetadata>(&json).ok())
             .map(|w| w.metadata)
             .unwrap_or_default()
     }
 
     /// The object as a JSON value.
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.json).unwrap_or_default()
+        self.parse().unwrap_or_default()
     }
 
     /// The object as a typed Kubernetes object.
     pub fn parse<T: DeserializeOwned>(&self) -> Option<T> {
-        serde_json::from_str(&self.json).ok()
+        serde_json::from_str(&self.json.text()?).ok()
     }
 
     /// Whether `uid` is this object's controller: through a controller ownerReference, or, for
@@ -252,7 +279,21 @@ impl CachedObject {
     }
 }
 
-type Key = (Option<String>, String);
+/// A child's namespace (`None` when cluster-scoped) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    namespace: Option<Box<str>>,
+    name: Box<str>,
+}
+
+impl Key {
+    fn of(object: &DynamicObject) -> Self {
+        Self {
+            namespace: object.metadata.namespace.as_deref().map(Into::into),
+            name: object.metadata.name.as_deref().unwrap_or_default().into(),
+        }
+    }
+}
 
 /// The label children are indexed by unless a controller names another: the owning Project.
 const DEFAULT_INDEX_LABEL: &str = berth_api::labels::PROJECT;
@@ -261,8 +302,8 @@ const DEFAULT_INDEX_LABEL: &str = berth_api::labels::PROJECT;
 struct Objects {
     /// The label whose value names a child's owner.
     index: &'static str,
-    by_key: HashMap<Key, Arc<CachedObject>>,
-    by_owner: HashMap<String, std::collections::HashSet<Key>>,
+    by_key: HashMap<Arc<Key>, Arc<CachedObject>>,
+    by_owner: HashMap<Box<str>, std::collections::HashSet<Arc<Key>>>,
 }
 
 impl Objects {
@@ -274,15 +315,16 @@ impl Objects {
         }
     }
 
-    fn insert(&mut self, key: Key, object: Arc<CachedObject>) {
+    fn insert(&mut self, object: CachedObject) {
+        let key = object.key.clone();
         self.remove(&key);
         if let Some(owner) = object.index_value.as_deref() {
             self.by_owner
-                .entry(owner.to_owned())
+                .entry(owner.into())
                 .or_default()
                 .insert(key.clone());
         }
-        self.by_key.insert(key, object);
+        self.by_key.insert(key, Arc::new(object));
     }
 
     fn remove(&mut self, key: &Key) {
@@ -304,23 +346,26 @@ struct KindCache {
     objects: RwLock<Objects>,
     /// Objects of a relist in progress, swapped in when it completes.
     relisting: RwLock<Objects>,
+    /// Compresses the kind's cached JSON (see [`crate::packed`]).
+    packer: Mutex<Packer>,
     ready: watch::Sender<bool>,
 }
 
 impl KindCache {
     fn apply(&self, event: &watcher::Event<DynamicObject>) {
-        let key = |o: &DynamicObject| (o.namespace(), o.name_any());
         match event {
             watcher::Event::Apply(o) => {
                 if let Ok(mut objects) = self.objects.write()
-                    && let Some(cached) = CachedObject::from_object(&self.kind, o, objects.index)
+                    && let Ok(mut packer) = self.packer.lock()
+                    && let Some(cached) =
+                        CachedObject::from_object(&self.kind, o, objects.index, &mut packer)
                 {
-                    objects.insert(key(o), Arc::new(cached));
+                    objects.insert(cached);
                 }
             }
             watcher::Event::Delete(o) => {
                 if let Ok(mut objects) = self.objects.write() {
-                    objects.remove(&key(o));
+                    objects.remove(&Key::of(o));
                 }
             }
             watcher::Event::Init => {
@@ -330,9 +375,11 @@ impl KindCache {
             }
             watcher::Event::InitApply(o) => {
                 if let Ok(mut relisting) = self.relisting.write()
-                    && let Some(cached) = CachedObject::from_object(&self.kind, o, relisting.index)
+                    && let Ok(mut packer) = self.packer.lock()
+                    && let Some(cached) =
+                        CachedObject::from_object(&self.kind, o, relisting.index, &mut packer)
                 {
-                    relisting.insert(key(o), Arc::new(cached));
+                    relisting.insert(cached);
                 }
             }
             watcher::Event::InitDone => {
@@ -419,6 +466,7 @@ impl ChildCache {
                     kind: kind.clone(),
                     objects: RwLock::new(Objects::new(index_label)),
                     relisting: RwLock::new(Objects::new(index_label)),
+                    packer: Mutex::new(Packer::default()),
                     ready: watch::channel(false).0,
                 })
                 .collect(),
@@ -474,18 +522,11 @@ impl ChildCache {
         name: &str,
     ) -> Option<Arc<CachedObject>> {
         self.of_kind(resource).find_map(|cache| {
-            let namespace = if cache.kind.namespaced {
-                namespace.map(str::to_owned)
-            } else {
-                None
+            let key = Key {
+                namespace: namespace.filter(|_| cache.kind.namespaced).map(Into::into),
+                name: name.into(),
             };
-            cache
-                .objects
-                .read()
-                .ok()?
-                .by_key
-                .get(&(namespace, name.to_owned()))
-                .cloned()
+            cache.objects.read().ok()?.by_key.get(&key).cloned()
         })
     }
 
@@ -518,14 +559,15 @@ impl ChildCache {
         self.len() == 0
     }
 
-    /// The size of the cached JSON, in bytes: what the caches cost beyond their indexes.
+    /// The size of the cached JSON as kept (compressed), in bytes: what the caches cost beyond
+    /// their indexes.
     pub fn json_bytes(&self) -> usize {
         self.watches
             .iter()
             .map(|c| {
                 c.objects
                     .read()
-                    .map(|o| o.by_key.values().map(|v| v.json.len()).sum::<usize>())
+                    .map(|o| o.by_key.values().map(|v| v.json.size()).sum::<usize>())
                     .unwrap_or(0)
             })
             .sum()
@@ -559,7 +601,7 @@ mod tests {
 
     fn cached(kind: &ChildKind, value: serde_json::Value) -> serde_json::Value {
         let object: DynamicObject = serde_json::from_value(value).unwrap();
-        CachedObject::from_object(kind, &object, DEFAULT_INDEX_LABEL)
+        CachedObject::from_object(kind, &object, DEFAULT_INDEX_LABEL, &mut Packer::default())
             .unwrap()
             .value()
     }
@@ -570,7 +612,7 @@ mod tests {
         let got = cached(
             &kind,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-                "name": "a", "namespace": "n",
+                "name": "a", "namespace": "n", "uid": "u-1", "creationTimestamp": "2026-11-30T00:00:00Z",
                 "annotations": {"berth.dev/desired-hash": "1", "big": "x".repeat(10_000), LAST_APPLIED: "{}"},
                 "managedFields": [{"manager": "berth-operator", "operation": "Apply"}],
             }, "data": {"k": "v"}}),
@@ -580,6 +622,8 @@ mod tests {
             json!({"berth.dev/desired-hash": "1"})
         );
         assert!(got["metadata"].get("managedFields").is_none());
+        assert!(got["metadata"].get("uid").is_none());
+        assert!(got["metadata"].get("creationTimestamp").is_none());
         assert_eq!(got["data"], json!({"k": "v"}));
     }
 
@@ -631,9 +675,10 @@ mod tests {
             "name": "c", "namespace": "n", "labels": {"a": "b"},
         }, "data": {"k": "v"}}))
         .unwrap();
-        let cached = CachedObject::from_object(&kind, &listed, DEFAULT_INDEX_LABEL)
-            .unwrap()
-            .value();
+        let cached =
+            CachedObject::from_object(&kind, &listed, DEFAULT_INDEX_LABEL, &mut Packer::default())
+                .unwrap()
+                .value();
         let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}}, "data": {"k": "v"}});
         assert!(crate::compare::contains(&cached, &desired), "{cached}");
@@ -650,7 +695,7 @@ mod tests {
             "managedFields": [{"manager": crate::apply::FIELD_MANAGER, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}}],
         }})).unwrap();
         assert!(
-            CachedObject::from_object(&kind, &object, DEFAULT_INDEX_LABEL)
+            CachedObject::from_object(&kind, &object, DEFAULT_INDEX_LABEL, &mut Packer::default())
                 .unwrap()
                 .updated_by_berth
         );
@@ -672,7 +717,13 @@ mod tests {
             json!({"berth.dev/project": "p", berth_api::labels::OWNER_UID: "u1"}),
             json!([owner("u2", false), owner("u3", true)]),
         );
-        let cached = CachedObject::from_object(&kind, &labelled, DEFAULT_INDEX_LABEL).unwrap();
+        let cached = CachedObject::from_object(
+            &kind,
+            &labelled,
+            DEFAULT_INDEX_LABEL,
+            &mut Packer::default(),
+        )
+        .unwrap();
         assert_eq!(
             cached.labels().get("berth.dev/project").map(String::as_str),
             Some("p")
@@ -685,13 +736,20 @@ mod tests {
         assert!(!cached.controlled_by("u2"));
         assert!(!cached.controlled_by("p"));
         let bare = object(json!({}), json!([]));
-        let cached = CachedObject::from_object(&kind, &bare, DEFAULT_INDEX_LABEL).unwrap();
+        let cached =
+            CachedObject::from_object(&kind, &bare, DEFAULT_INDEX_LABEL, &mut Packer::default())
+                .unwrap();
         assert!(cached.labels().is_empty() && cached.owner_references().is_empty());
         assert_eq!(cached.index_value, None);
         assert!(!cached.controlled_by(""));
         // Indexed by another label: its value, not the project's.
-        let cached =
-            CachedObject::from_object(&kind, &labelled, berth_api::labels::OWNER_UID).unwrap();
+        let cached = CachedObject::from_object(
+            &kind,
+            &labelled,
+            berth_api::labels::OWNER_UID,
+            &mut Packer::default(),
+        )
+        .unwrap();
         assert_eq!(cached.index_value.as_deref(), Some("u1"));
     }
 }

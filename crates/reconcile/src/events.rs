@@ -13,9 +13,15 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
 /// Publishes Events for one controller.
+///
+/// Each Event is published by a fresh [`Recorder`]: kube's recorder keeps every Event it
+/// published for 6 minutes to count repeats into a series, which at 1,000 Projects onboarding was
+/// 3.3 MiB of the operator's heap (heaptrack, docs/benchmarks.md). Berth publishes an Event only
+/// when a condition changes status, so a series would seldom count more than one.
 #[derive(Clone)]
 pub struct Announcer {
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
 }
 
 impl Announcer {
@@ -24,9 +30,7 @@ impl Announcer {
             controller: controller.to_owned(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self {
-            recorder: Recorder::new(client, reporter),
-        }
+        Self { client, reporter }
     }
 
     /// One Event for the conditions whose status differs between `before` and `after` (a new
@@ -86,7 +90,8 @@ impl Announcer {
             action: "Reconcile".to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&event, reference).await {
             warn!(error = %e, reason, "could not publish an event");
         }
     }

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod error;
 pub mod events;
 pub mod metrics;
+mod packed;
 pub mod runner;
 pub mod status;
 

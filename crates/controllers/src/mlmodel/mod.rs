@@ -240,7 +240,7 @@ fn owned<T: serde::de::DeserializeOwned>(
         .into_iter()
         .filter(|(k, o)| {
             k.resource.kind == kind.resource.kind
-                && o.namespace == namespace
+                && o.namespace() == namespace.as_deref()
                 && !o.deleting
                 && (kind.resource.kind == "Pod" || o.controlled_by(&uid))
         })
@@ -598,17 +598,17 @@ async fn cleanup(model: &MLModel, ctx: &Context) -> Result<(Action, usize), Erro
     for (kind, object) in ctx.children.owned_by(&model.name_any()) {
         if !kind.prune
             || object.deleting
-            || object.namespace != namespace
+            || object.namespace() != namespace.as_deref()
             || !object.controlled_by(&uid)
         {
             continue;
         }
-        let api = kind.api(&ctx.client, object.namespace.as_deref());
+        let api = kind.api(&ctx.client, object.namespace());
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match api.delete(&object.name, &params).await {
+        match api.delete(object.name(), &params).await {
             Ok(_) => writes += 1,
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(e.into()),

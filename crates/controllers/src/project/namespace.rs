@@ -255,12 +255,12 @@ pub async fn retain(
         if !object.controlled_by(uid) {
             continue;
         }
-        let ns = object.namespace.as_deref();
+        let ns = object.namespace();
         let member_binding =
-            kind.resource.kind == "RoleBinding" && !object.name.starts_with(&account_binding(""));
+            kind.resource.kind == "RoleBinding" && !object.name().starts_with(&account_binding(""));
         if member_binding {
             let api = kind.api(&ctx.client, ns);
-            match api.delete(&object.name, &DeleteParams::default()).await {
+            match api.delete(object.name(), &DeleteParams::default()).await {
                 Ok(_) => changed += 1,
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -271,7 +271,7 @@ pub async fn retain(
             ctx,
             &kind,
             ns,
-            &object.name,
+            object.name(),
             &object.owner_references(),
             uid,
         )

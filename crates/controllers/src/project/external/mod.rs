@@ -213,7 +213,7 @@ impl External {
             credential_id: get(CREDENTIAL_ID_ANNOTATION),
             fingerprint: get(FINGERPRINT_ANNOTATION),
             rotation: get(ROTATION_ANNOTATION),
-            resource_version: live.resource_version.clone(),
+            resource_version: live.resource_version.as_deref().map(str::to_owned),
             legacy_owner: legacy.then(|| {
                 owner_references
                     .into_iter()
