@@ -38,6 +38,7 @@ pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
     let (queue, inbox) = tokio::sync::mpsc::unbounded_channel::<Project>();
     // Its connection is open before the clock starts, as the operator's are.
     client.apiserver_version().await?;
+    let env = project_build::environment(&client).await;
 
     let from = now();
     let start = Instant::now();
@@ -63,9 +64,10 @@ pub async fn run(n: usize, repeat: usize, args: &Args) -> Result<Run> {
         inbox.recv().await.map(|p| (p, inbox))
     })
     .map(|created| {
-        let (client, settings, params) = (client.clone(), settings.clone(), params.clone());
+        let (client, settings, params, env) =
+            (client.clone(), settings.clone(), params.clone(), &env);
         async move {
-            for child in project_build::children(&created, &settings, &client)? {
+            for child in project_build::children(&created, &settings, env, &client)? {
                 child
                     .api
                     .patch(

@@ -129,7 +129,9 @@ fn equivalent(
     // Berth builds for a stored Project (its owner references need the uid).
     let mut stored = project(name)?;
     stored.metadata.uid = Some("00000000-0000-4000-8000-000000000000".to_owned());
-    let children = project_build::children(&stored, settings, client)?;
+    // Only the quota and the namespace's labels are read, which the environment does not change.
+    let env = berth_controllers::project::build::Environment::default();
+    let children = project_build::children(&stored, settings, &env, client)?;
     let kind = |k: &str| {
         children
             .iter()
