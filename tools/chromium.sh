@@ -12,11 +12,14 @@
 #   BERTH_CACHE=/path          where the cache lives (default ~/.cache/berth)
 #
 # The pin is Debian's exact revision. bookworm-security replaces Chromium every few weeks and the
-# mirror keeps only the newest, so on a fresh machine an old pin stops being downloadable: the
-# script then says what apt offers, and the pin below is bumped (a cached copy keeps working).
-# Running `apt-get update` needs root (or sudo); it runs only when apt does not know the pin.
+# mirror keeps only the newest, so on a fresh machine an old pin stops being downloadable. Then
+# the script takes the newest revision apt offers of the pin's major version (the one the pinned
+# playwright-core was tried with), says so on stderr with the line to bump the pin to, and caches
+# it under that revision; with no such revision it fails and says what apt offers. A cached copy
+# keeps working either way. Running `apt-get update` needs root (or sudo); it runs only when apt
+# does not offer the pin.
 set -euo pipefail
-CHROMIUM_VERSION=156.0.8078.108-1~deb12u1
+CHROMIUM_VERSION=156.0.8078.114-1~deb12u1
 # Bump when the way Chromium is unpacked or wrapped changes, to force a refetch.
 recipe=1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,31 +28,52 @@ source "$here/lib.sh"
 sudo=()
 [ "$(id -u)" = 0 ] || sudo=(sudo)
 
-# The packages (name=version) `apt-get install` of the pin would add to or change on this machine:
-# "Inst NAME [OLD] (NEW ...)" lines, OLD only for an upgrade.
+# The packages (name=version) `apt-get install` of revision $1 would add to or change on this
+# machine: "Inst NAME [OLD] (NEW ...)" lines, OLD only for an upgrade.
 simulate() {
   apt-get install --simulate -qq --no-install-recommends \
-    "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION" 2>/dev/null |
+    "chromium=$1" "chromium-common=$1" 2>/dev/null |
     awk '/^Inst / { for (i = 3; i <= NF; i++) if ($i ~ /^\(/) { v = substr($i, 2); print $2 "=" v; break } }'
 }
 
-# Whether apt knows the pinned revision of both packages.
-known() {
-  apt-cache show "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION" >/dev/null 2>&1
+# The revisions apt offers of package $1, newest first. (`apt-cache show NAME=VERSION` is no
+# test: it succeeds, printing nothing, for a version apt does not have.)
+offered() {
+  apt-cache madison "$1" 2>/dev/null | awk -F'|' '{ gsub(/ /, "", $2); print $2 }'
 }
 
-fetch_chromium() {
-  local dir=$1 packages
-  if ! known; then
-    log chromium "apt does not know chromium $CHROMIUM_VERSION: apt-get update"
+# Whether apt offers revision $1 of both packages.
+known() {
+  offered chromium | grep -qxF "$1" && offered chromium-common | grep -qxF "$1"
+}
+
+# The revision to fetch: the pin, or else the newest offered of the pin's major version.
+resolve() {
+  if ! known "$CHROMIUM_VERSION"; then
+    log chromium "apt does not offer chromium $CHROMIUM_VERSION: apt-get update"
     "${sudo[@]}" apt-get update -qq >&2
   fi
-  if ! known; then
-    log chromium "apt offers no chromium $CHROMIUM_VERSION (offers: $(apt-cache madison chromium | awk -F'|' '{print $2}' | tr -d ' ' | paste -sd' ')); bump CHROMIUM_VERSION in tools/chromium.sh"
-    return 1
+  if known "$CHROMIUM_VERSION"; then
+    echo "$CHROMIUM_VERSION"
+    return
   fi
+  local major=${CHROMIUM_VERSION%%.*} candidate
+  for candidate in $(offered chromium); do
+    if [ "${candidate%%.*}" = "$major" ] && known "$candidate"; then
+      log chromium "WARNING: Debian no longer offers chromium $CHROMIUM_VERSION (its security suite keeps only the newest); using $candidate, the newest of major $major. Pin it: CHROMIUM_VERSION=$candidate in tools/chromium.sh"
+      echo "$candidate"
+      return
+    fi
+  done
+  log chromium "apt offers no chromium $CHROMIUM_VERSION nor another of major $major (offers: $(offered chromium | paste -sd' ')); bump CHROMIUM_VERSION in tools/chromium.sh (and check tools/e2e's playwright-core against it)"
+  return 1
+}
+
+# Fetches revision $version (resolve) into $1.
+fetch_chromium() {
+  local dir=$1 packages
   # Chromium itself always (even where the system has it installed), and what the system lacks.
-  packages=$( (printf '%s\n' "chromium=$CHROMIUM_VERSION" "chromium-common=$CHROMIUM_VERSION"; simulate) | sort -u)
+  packages=$( (printf '%s\n' "chromium=$version" "chromium-common=$version"; simulate "$version") | sort -u)
   local count
   count=$(wc -l <<<"$packages")
   log chromium "  downloading $count packages (chromium, chromium-common and what this machine lacks of their dependencies)"
@@ -84,7 +108,7 @@ EOF
   mkdir -p "$dir/bin"
   cat >"$dir/bin/chromium" <<EOF
 #!/bin/sh
-# Debian's Chromium $CHROMIUM_VERSION unpacked by tools/chromium.sh (not installed).
+# Debian's Chromium $version unpacked by tools/chromium.sh (not installed).
 export LD_LIBRARY_PATH="$libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 export FONTCONFIG_FILE="$dir/etc/fonts.conf"
 exec "$dir/root/usr/lib/chromium/chromium" "\$@"
@@ -103,12 +127,24 @@ EOF
   fi
 }
 
-key=$(cache_key "$recipe $CHROMIUM_VERSION $(uname -m)")
-if [ -x "$cache/chromium-$key/bin/chromium" ] && ! "$cache/chromium-$key/bin/chromium" --headless --no-sandbox --version >/dev/null 2>&1; then
-  # The machine changed under the cached copy (a library it relied on was removed): fetch again.
-  log chromium "the cached Chromium no longer starts here; fetching it again"
-  rm -rf "$cache/chromium-$key"
+# A cached copy that still starts, of the pin or of the revision used in its place.
+usable() {
+  [ -x "$cache/chromium-$1/bin/chromium" ] && "$cache/chromium-$1/bin/chromium" --headless --no-sandbox --version >/dev/null 2>&1
+}
+key_of() { cache_key "$recipe $1 $(uname -m)"; }
+version=$CHROMIUM_VERSION
+if ! usable "$(key_of "$version")"; then
+  if [ -x "$cache/chromium-$(key_of "$version")/bin/chromium" ]; then
+    # The machine changed under the cached copy (a library it relied on was removed): fetch again.
+    log chromium "the cached Chromium no longer starts here; fetching it again"
+    rm -rf "$cache/chromium-$(key_of "$version")"
+  fi
+  version=$(resolve)
+  if [ "$version" != "$CHROMIUM_VERSION" ] && [ -x "$cache/chromium-$(key_of "$version")/bin/chromium" ] && ! usable "$(key_of "$version")"; then
+    log chromium "the cached Chromium $version no longer starts here; fetching it again"
+    rm -rf "$cache/chromium-$(key_of "$version")"
+  fi
 fi
-cached_build chromium chromium "$key" "bin/chromium" fetch_chromium
+cached_build chromium chromium "$(key_of "$version")" "bin/chromium" fetch_chromium
 log chromium "$("$built_dir/bin/chromium" --headless --no-sandbox --version 2>/dev/null)"
 echo "$built_dir/bin/chromium"
