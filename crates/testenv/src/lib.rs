@@ -116,6 +116,9 @@ pub struct RealNodeCluster {
     pub images: realnode::Images,
     /// How long the node took from its start to Ready, when this process started it.
     pub node_started_in: Option<std::time::Duration>,
+    /// Where the node's processes log (kubelet, kube-proxy, kube-router, containerd), when this
+    /// process started the node.
+    pub node_logs: Option<std::path::PathBuf>,
 }
 
 static SHARED_REAL: OnceLock<Result<RealNodeCluster, String>> = OnceLock::new();
@@ -195,6 +198,7 @@ fn shared_real_node_with(install_berth: bool) -> Result<&'static RealNodeCluster
                             cluster,
                             images: realnode::Images::locate()?,
                             node_started_in: None,
+                            node_logs: None,
                         })
                     }
                     None => {
@@ -207,6 +211,7 @@ fn shared_real_node_with(install_berth: bool) -> Result<&'static RealNodeCluster
                             cluster: control_plane.cluster().clone(),
                             images: node.images().clone(),
                             node_started_in: Some(node.started_in()),
+                            node_logs: Some(node.logs().to_path_buf()),
                         };
                         if let Ok(mut guard) = SHARED_REAL_PARTS.lock() {
                             *guard = Some((node, control_plane));

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -21,7 +22,9 @@ use berth_api::mlmodel::{MLModel, Phase};
 use berth_testenv::realnode::NODE_NAME;
 
 use crate::platform::platform;
-use crate::support::{Env, env, eventually, place_on_real_node, unique};
+use crate::support::{
+    Env, ServiceTimeline, env, eventually, node_log_tail, place_on_real_node, unique,
+};
 
 /// The pinned `onnx` package the model server's tests and `cargo xtask dev` use.
 const ONNX_VERSION: &str = "1.20.1";
@@ -311,19 +314,20 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
     .context("inference through the ClusterIP")?;
     ensure!(first == v1, "answered by {first}, expected {v1}");
 
-    // An update while a client sends requests without pause.
+    // An update while a client sends requests without pause, and a record of what the Service's
+    // endpoints and pods did meanwhile, to print should a request be lost.
+    let timeline = ServiceTimeline::start(client, &ns, "scorer", "berth.dev/component=server");
     let stop = Arc::new(AtomicBool::new(false));
     let client_task = {
         let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut answers: Vec<Result<String, String>> = Vec::new();
+            let mut answers: Vec<(Timestamp, Result<String, String>)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let started = k8s_openapi::jiff::Timestamp::now();
-                answers.push(
-                    infer(&http, &url)
-                        .await
-                        .map_err(|e| format!("at {started}: {e:#}")),
-                );
+                let started = Timestamp::now();
+                let answer = infer(&http, &url)
+                    .await
+                    .map_err(|e| format!("at {started}: {e:#}"));
+                answers.push((started, answer));
             }
             answers
         })
@@ -363,7 +367,9 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
     // And on, past the old pods' last seconds, until the new version has answered for a while.
     tokio::time::sleep(Duration::from_secs(8)).await;
     stop.store(true, Ordering::Relaxed);
-    let answers = client_task.await?;
+    let timed = client_task.await?;
+    let timeline = timeline.stop();
+    let answers: Vec<&Result<String, String>> = timed.iter().map(|(_, a)| a).collect();
     let failures: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
     let by_v1 = answers
         .iter()
@@ -373,11 +379,25 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
         .iter()
         .filter(|a| a.as_deref() == Ok(v2.as_str()))
         .count();
+    let last_v1 = timed
+        .iter()
+        .rev()
+        .find(|(_, a)| a.as_deref() == Ok(v1.as_str()));
+    let first_v2 = timed.iter().find(|(_, a)| a.as_deref() == Ok(v2.as_str()));
     eprintln!(
-        "zero-downtime update {v1} -> {v2}: {} requests, {} failed, {by_v1} answered by {v1}, {by_v2} by {v2}",
+        "zero-downtime update {v1} -> {v2}: {} requests, {} failed, {by_v1} answered by {v1} (the last at {:?}), {by_v2} by {v2} (the first at {:?})",
         answers.len(),
-        failures.len()
+        failures.len(),
+        last_v1.map(|(t, _)| t.to_string()),
+        first_v2.map(|(t, _)| t.to_string()),
     );
+    if !failures.is_empty() {
+        eprintln!(
+            "what the Service's endpoints and pods did:\n{}\nkube-proxy's last lines:\n{}",
+            timeline.join("\n"),
+            node_log_tail(&env, "kube-proxy", 60)
+        );
+    }
     ensure!(
         failures.is_empty(),
         "{} requests failed: {failures:#?}",

@@ -376,3 +376,154 @@ pub(crate) async fn ready_project(
     )
     .await
 }
+
+/// A record, with times, of what a Service's EndpointSlices and the pods behind it did while a
+/// test's client called it: each change of a slice (every address with its `ready`, `serving`
+/// and `terminating` conditions) and of a pod (address, Ready, deletion, phase). Printed beside
+/// failed requests it tells where a lost request went: to an address the slices no longer listed
+/// (the node's rules lagged: kube-proxy) or to one they still listed while its pod was gone (the
+/// slices lagged: the EndpointSlice controller).
+pub struct ServiceTimeline {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServiceTimeline {
+    /// Starts watching the slices of Service `service` and the pods matching `pod_selector`.
+    pub fn start(client: &Client, namespace: &str, service: &str, pod_selector: &str) -> Self {
+        use futures::StreamExt;
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use kube::runtime::watcher;
+
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let slices = watcher::watcher(
+            Api::<EndpointSlice>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}")),
+        )
+        .map(|event| event.map(|e| Change::of(e, describe_slice)));
+        let pods = watcher::watcher(
+            Api::<Pod>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(pod_selector),
+        )
+        .map(|event| event.map(|e| Change::of(e, describe_pod)));
+        let record = lines.clone();
+        let task = tokio::spawn(async move {
+            let mut last: BTreeMap<String, String> = BTreeMap::new();
+            let mut events = std::pin::pin!(futures::stream::select(slices, pods));
+            while let Some(event) = events.next().await {
+                let line = match event {
+                    Ok(Some(Change::Seen(key, text))) => (key, text),
+                    Ok(Some(Change::Gone(key))) => (key.clone(), format!("{key} deleted")),
+                    Ok(None) => continue,
+                    Err(e) => ("watch".to_owned(), format!("watch error: {e}")),
+                };
+                let (key, text) = line;
+                if last.get(&key) == Some(&text) {
+                    continue;
+                }
+                last.insert(key, text.clone());
+                if let Ok(mut lines) = record.lock() {
+                    lines.push(format!("{} {text}", k8s_openapi::jiff::Timestamp::now()));
+                }
+            }
+        });
+        Self { lines, task }
+    }
+
+    /// Stops watching; returns what was seen, one line a change, oldest first.
+    pub fn stop(self) -> Vec<String> {
+        self.task.abort();
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// A watch event that says something: an object (its key) as it is now (its description), or gone.
+enum Change {
+    Seen(String, String),
+    Gone(String),
+}
+
+impl Change {
+    fn of<K>(
+        event: kube::runtime::watcher::Event<K>,
+        describe: fn(&K) -> (String, String),
+    ) -> Option<Self> {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Apply(o) | Event::InitApply(o) => {
+                let (key, text) = describe(&o);
+                Some(Change::Seen(key, text))
+            }
+            Event::Delete(o) => Some(Change::Gone(describe(&o).0)),
+            Event::Init | Event::InitDone => None,
+        }
+    }
+}
+
+/// (`slice NAME`, every address with its ready/serving/terminating conditions as 1, 0 or -).
+fn describe_slice(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> (String, String) {
+    let key = format!("slice {}", slice.name_any());
+    let flag = |v: Option<bool>| match v {
+        Some(true) => "1",
+        Some(false) => "0",
+        None => "-",
+    };
+    let addresses = slice
+        .endpoints
+        .iter()
+        .flatten()
+        .map(|e| {
+            let c = e.conditions.clone().unwrap_or_default();
+            format!(
+                "{} r{}s{}t{}",
+                e.addresses.join(","),
+                flag(c.ready),
+                flag(c.serving),
+                flag(c.terminating)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    (
+        key.clone(),
+        format!("{key}: [{addresses}] (ready/serving/terminating)"),
+    )
+}
+
+/// (`pod NAME`, its address, phase, Ready and whether it is being deleted).
+fn describe_pod(pod: &Pod) -> (String, String) {
+    let key = format!("pod {}", pod.name_any());
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let deleting = if pod.metadata.deletion_timestamp.is_some() {
+        " deleting"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{key}: {} {} ready={ready}{deleting}",
+        status.pod_ip.unwrap_or_else(|| "-".into()),
+        status.phase.unwrap_or_default()
+    );
+    (key, text)
+}
+
+/// The last `lines` lines of a node component's log (`kubelet`, `kube-proxy`, `kube-router`,
+/// `containerd`), or why there are none (a cluster this process did not start).
+pub fn node_log_tail(env: &Env, component: &str, lines: usize) -> String {
+    let Some(dir) = &env.shared.node_logs else {
+        return format!("({component}'s log: the node was not started by this process)");
+    };
+    let path = dir.join(format!("{component}.log"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}

@@ -371,7 +371,9 @@ impl RealNode {
             &binaries.path("kube-proxy"),
             &[
                 format!("--config={}", file("kube-proxy.json")),
-                "--v=1".into(),
+                // 2: each sync of the rules with its time ("SyncProxyRules complete"), which
+                // the serving tests print when a request is lost.
+                "--v=2".into(),
             ],
             &env,
             &log("kube-proxy"),
