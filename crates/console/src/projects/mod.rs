@@ -146,7 +146,14 @@ pub(crate) async fn may_as(console: &Console, ctx: &Ctx, verb: &str, name: Optio
     }
     match review(&ctx.client, verb, name).await {
         Ok(allowed) => {
-            console.projects.remember_review(who, verb, name, allowed);
+            // Only a yes is remembered: a no turns into a yes when the operator binds a role
+            // (a new project's owner, a member just added), and neither the Project nor
+            // anything else the cache watches changes then, so a remembered no would hide
+            // the forms the caller now may use. A yes taken away shows a form for at most the
+            // memory's seconds; the API server refuses its action anyway.
+            if allowed {
+                console.projects.remember_review(who, verb, name, allowed);
+            }
             allowed
         }
         Err(()) => false,

@@ -77,6 +77,10 @@ pub struct ProjectPage {
     pub conditions: Vec<Cond>,
     pub members: Vec<MemberGroup>,
     pub can_edit: bool,
+    /// Moments after *New project*, the operator has not yet reconciled it (no conditions) or
+    /// not yet bound the owner's role (the spec names the caller owner, the API server does not
+    /// let them change it): the page says so and reloads itself every 2 s.
+    pub setting_up: bool,
     pub roles: Vec<String>,
     /// The add form's name, kept after a refusal.
     pub form_name: String,
@@ -111,6 +115,15 @@ fn just_created(query: Option<&str>, now: u64) -> bool {
         .filter_map(|pair| pair.strip_prefix("created="))
         .filter_map(|v| v.parse::<u64>().ok())
         .any(|at| at <= now && now - at <= SETTING_UP_SECONDS)
+}
+
+/// Whether a project's page is shown before the operator finished setting it up for its
+/// creator: not reconciled yet (no conditions), or the spec names the caller owner while the API
+/// server does not yet let them change it (their role is not bound yet). Only within the creation
+/// window the *New project* redirect carries (`just_created`), so a project the operator never
+/// reconciles does not keep a page reloading.
+fn setting_up(just_created: bool, reconciled: bool, role: &str, can_edit: bool) -> bool {
+    just_created && (!reconciled || (role == "owner" && !can_edit))
 }
 
 fn members(project: &Project) -> Vec<MemberGroup> {
@@ -358,12 +371,18 @@ pub(crate) async fn show(
     };
     let mut layout = ctx.layout.clone();
     layout.can_create = can_create;
+    let role = view::role_of(&project, &ctx.caller.identity)
+        .map_or("", view::role_name)
+        .to_owned();
+    let reconciled = project
+        .status
+        .as_ref()
+        .is_some_and(|s| !s.conditions.is_empty());
+    let setting_up = setting_up(refusal.just_created, reconciled, &role, can_edit);
     let page = ProjectPage {
         layout,
         name: name.to_owned(),
-        role: view::role_of(&project, &ctx.caller.identity)
-            .map_or("", view::role_name)
-            .to_owned(),
+        role,
         error: refusal.error,
         error_hint: refusal.hint,
         conditions: project
@@ -383,6 +402,7 @@ pub(crate) async fn show(
             .unwrap_or_default(),
         members: members(&project),
         can_edit,
+        setting_up,
         roles: vec!["owner".into(), "editor".into(), "viewer".into()],
         form_name: refusal.form_name,
         access: access
@@ -397,7 +417,13 @@ pub(crate) async fn show(
             .map_err(|e| unreadable(&e, "the events", "a role in the project")),
         namespace,
     };
-    render(refusal.status.unwrap_or(StatusCode::OK), &page)
+    let mut answer = render(refusal.status.unwrap_or(StatusCode::OK), &page);
+    if setting_up {
+        answer
+            .headers_mut()
+            .insert("refresh", axum::http::HeaderValue::from_static("2"));
+    }
+    answer
 }
 
 /// `GET /projects/<name>`.
@@ -429,7 +455,26 @@ pub async fn page(
 
 #[cfg(test)]
 mod setting_up_tests {
-    use super::just_created;
+    use super::{just_created, setting_up};
+
+    #[test]
+    fn a_new_project_reloads_until_reconciled_and_its_owner_may_change_it() {
+        assert!(setting_up(true, false, "owner", false), "not reconciled");
+        assert!(setting_up(true, false, "owner", true), "not reconciled");
+        assert!(
+            setting_up(true, true, "owner", false),
+            "reconciled, but the owner's role is not bound yet"
+        );
+        assert!(!setting_up(true, true, "owner", true), "set up");
+        assert!(
+            !setting_up(true, true, "editor", false),
+            "an editor may not change the project: nothing to wait for"
+        );
+        assert!(
+            !setting_up(false, false, "owner", false),
+            "outside the creation window the page never reloads"
+        );
+    }
 
     #[test]
     fn only_a_recent_creation_time_counts() {
