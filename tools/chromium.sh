@@ -127,23 +127,24 @@ EOF
   fi
 }
 
-# A cached copy that still starts, of the pin or of the revision used in its place.
-usable() {
-  [ -x "$cache/chromium-$1/bin/chromium" ] && "$cache/chromium-$1/bin/chromium" --headless --no-sandbox --version >/dev/null 2>&1
-}
 key_of() { cache_key "$recipe $1 $(uname -m)"; }
+
+# Whether the cached copy of revision $1 starts. A copy that no longer does (the machine changed
+# under it: a library it relied on was removed) is removed, to be fetched again.
+cached_starts() {
+  local bin=$cache/chromium-$(key_of "$1")/bin/chromium
+  [ -x "$bin" ] || return 1
+  "$bin" --headless --no-sandbox --version >/dev/null 2>&1 && return 0
+  log chromium "the cached Chromium $1 no longer starts here; fetching it again"
+  rm -rf "$cache/chromium-$(key_of "$1")"
+  return 1
+}
+
+# The pin when cached (no apt at all); else what resolve picks, cached or not.
 version=$CHROMIUM_VERSION
-if ! usable "$(key_of "$version")"; then
-  if [ -x "$cache/chromium-$(key_of "$version")/bin/chromium" ]; then
-    # The machine changed under the cached copy (a library it relied on was removed): fetch again.
-    log chromium "the cached Chromium no longer starts here; fetching it again"
-    rm -rf "$cache/chromium-$(key_of "$version")"
-  fi
+if ! cached_starts "$version"; then
   version=$(resolve)
-  if [ "$version" != "$CHROMIUM_VERSION" ] && [ -x "$cache/chromium-$(key_of "$version")/bin/chromium" ] && ! usable "$(key_of "$version")"; then
-    log chromium "the cached Chromium $version no longer starts here; fetching it again"
-    rm -rf "$cache/chromium-$(key_of "$version")"
-  fi
+  [ "$version" = "$CHROMIUM_VERSION" ] || cached_starts "$version" || true
 fi
 cached_build chromium chromium "$(key_of "$version")" "bin/chromium" fetch_chromium
 log chromium "$("$built_dir/bin/chromium" --headless --no-sandbox --version 2>/dev/null)"

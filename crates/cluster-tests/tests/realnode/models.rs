@@ -136,6 +136,76 @@ pub(crate) async fn infer(http: &reqwest::Client, url: &str) -> Result<String> {
         .to_owned())
 }
 
+/// Answers of a [`Steady`] client: when each request started, and the version that answered or
+/// the error (which names its start time).
+pub(crate) type Answers = Vec<(Timestamp, Result<String, String>)>;
+
+/// A client that sends inferences through a Service without pause until stopped, and a record
+/// of what the Service's endpoints and pods did meanwhile (printed should a request be lost).
+pub(crate) struct Steady {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Answers>,
+    timeline: ServiceTimeline,
+}
+
+impl Steady {
+    /// Starts sending to `url`, the ClusterIP of Service `service` (named as its model) in `ns`.
+    pub(crate) fn start(
+        env: &Env,
+        http: &reqwest::Client,
+        url: &str,
+        ns: &str,
+        service: &str,
+    ) -> Self {
+        let timeline = ServiceTimeline::start(
+            &env.client,
+            ns,
+            service,
+            &format!("berth.dev/component=server,berth.dev/model={service}"),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (http, url, stop) = (http.clone(), url.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Answers::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Timestamp::now();
+                    let answer = infer(&http, &url)
+                        .await
+                        .map_err(|e| format!("at {started}: {e:#}"));
+                    answers.push((started, answer));
+                }
+                answers
+            })
+        };
+        Self {
+            stop,
+            task,
+            timeline,
+        }
+    }
+
+    /// Stops the client; returns every answer. When a request failed, prints the failures,
+    /// each change of the Service's EndpointSlices and pods, and kube-proxy's last lines.
+    pub(crate) async fn stop(self, env: &Env, what: &str) -> Result<Answers> {
+        self.stop.store(true, Ordering::Relaxed);
+        let answers = self.task.await?;
+        let timeline = self.timeline.stop();
+        let failures: Vec<&String> = answers
+            .iter()
+            .filter_map(|(_, a)| a.as_ref().err())
+            .collect();
+        if !failures.is_empty() {
+            eprintln!(
+                "{what}: failed requests: {failures:#?}\nwhat the Service's endpoints and pods did:\n{}\nkube-proxy's last lines:\n{}",
+                timeline.join("\n"),
+                node_log_tail(env, "kube-proxy", 60)
+            );
+        }
+        Ok(answers)
+    }
+}
+
 async fn model_status(
     models: &Api<MLModel>,
     name: &str,
@@ -314,24 +384,8 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
     .context("inference through the ClusterIP")?;
     ensure!(first == v1, "answered by {first}, expected {v1}");
 
-    // An update while a client sends requests without pause, and a record of what the Service's
-    // endpoints and pods did meanwhile, to print should a request be lost.
-    let timeline = ServiceTimeline::start(client, &ns, "scorer", "berth.dev/component=server");
-    let stop = Arc::new(AtomicBool::new(false));
-    let client_task = {
-        let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut answers: Vec<(Timestamp, Result<String, String>)> = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Timestamp::now();
-                let answer = infer(&http, &url)
-                    .await
-                    .map_err(|e| format!("at {started}: {e:#}"));
-                answers.push((started, answer));
-            }
-            answers
-        })
-    };
+    // An update while a client sends requests without pause.
+    let steady = Steady::start(&env, &http, &url, &ns, "scorer");
     let v2_uri = format!("s3://{bucket}/models/v2/model.onnx");
     models
         .patch(
@@ -366,9 +420,7 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
     .await?;
     // And on, past the old pods' last seconds, until the new version has answered for a while.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    stop.store(true, Ordering::Relaxed);
-    let timed = client_task.await?;
-    let timeline = timeline.stop();
+    let timed = steady.stop(&env, "zero-downtime update").await?;
     let answers: Vec<&Result<String, String>> = timed.iter().map(|(_, a)| a).collect();
     let failures: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
     let by_v1 = answers
@@ -391,13 +443,6 @@ async fn a_model_is_fetched_served_and_updated_on_the_real_node() -> Result<()> 
         last_v1.map(|(t, _)| t.to_string()),
         first_v2.map(|(t, _)| t.to_string()),
     );
-    if !failures.is_empty() {
-        eprintln!(
-            "what the Service's endpoints and pods did:\n{}\nkube-proxy's last lines:\n{}",
-            timeline.join("\n"),
-            node_log_tail(&env, "kube-proxy", 60)
-        );
-    }
     ensure!(
         failures.is_empty(),
         "{} requests failed: {failures:#?}",

@@ -3,8 +3,6 @@
 //! Service's ClusterIP (each on a fresh connection, so kube-proxy picks an endpoint for each),
 //! then a promote and a roll back while a client sends requests without pause, losing none.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -17,73 +15,26 @@ use serde_json::json;
 
 use berth_api::mlmodel::MLModel;
 
-use crate::models::{create_project, infer, make_models, project_s3, until_ready_on};
+use crate::models::{Steady, create_project, infer, make_models, project_s3, until_ready_on};
 use crate::platform::platform;
-use crate::support::{
-    Env, ServiceTimeline, env, eventually, node_log_tail, place_on_real_node, unique,
-};
+use crate::support::{Env, env, eventually, place_on_real_node, unique};
 
 /// Requests for the split, and how far the canary's share may be from its weight.
 const SPLIT_REQUESTS: usize = 2_000;
 const TOLERANCE_PERCENT: f64 = 5.0;
 
-/// A client that sends requests without pause until stopped, and a record of what the Service's
-/// endpoints and pods did meanwhile.
-struct Steady {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Result<String, String>>>,
-    timeline: ServiceTimeline,
-}
-
-fn steady_client(env: &Env, http: reqwest::Client, url: String, ns: &str, service: &str) -> Steady {
-    let stop = Arc::new(AtomicBool::new(false));
-    let timeline = ServiceTimeline::start(
-        &env.client,
-        ns,
-        service,
-        &format!("berth.dev/component=server,berth.dev/model={service}"),
-    );
-    let task = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = k8s_openapi::jiff::Timestamp::now();
-                answers.push(
-                    infer(&http, &url)
-                        .await
-                        .map_err(|e| format!("at {started}: {e:#}")),
-                );
-            }
-            answers
-        })
-    };
-    Steady {
-        stop,
-        task,
-        timeline,
-    }
-}
-
-/// Stops the client and checks that no request failed (printing what the endpoints, the pods and
-/// kube-proxy did when one did); returns how many it sent.
+/// Stops `steady` and checks that no request failed; returns how many it sent.
 async fn no_request_lost(env: &Env, what: &str, steady: Steady) -> Result<usize> {
-    steady.stop.store(true, Ordering::Relaxed);
-    let answers = steady.task.await?;
-    let timeline = steady.timeline.stop();
-    let failures: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    let answers = steady.stop(env, what).await?;
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|(_, a)| a.as_ref().err())
+        .collect();
     eprintln!(
         "{what}: {} requests, {} failed",
         answers.len(),
         failures.len()
     );
-    if !failures.is_empty() {
-        eprintln!(
-            "{what}: failed requests: {failures:#?}\nwhat the Service's endpoints and pods did:\n{}\nkube-proxy's last lines:\n{}",
-            timeline.join("\n"),
-            node_log_tail(env, "kube-proxy", 60)
-        );
-    }
     ensure!(
         failures.is_empty(),
         "{what}: {} of {} requests failed, first: {:?}",
@@ -262,7 +213,7 @@ async fn a_canary_takes_its_share_and_promote_and_roll_back_lose_nothing() -> Re
     );
 
     // Promote while a client sends: the canary's source becomes the model's.
-    let steady = steady_client(&env, http.clone(), url.clone(), &ns, "ranker");
+    let steady = Steady::start(&env, &http, &url, &ns, "ranker");
     models
         .patch(
             "ranker",
@@ -314,7 +265,7 @@ async fn a_canary_takes_its_share_and_promote_and_roll_back_lose_nothing() -> Re
     )
     .await?;
     until_endpoints(client, &ns, "ranker", 5).await?;
-    let steady = steady_client(&env, http.clone(), url.clone(), &ns, "ranker");
+    let steady = Steady::start(&env, &http, &url, &ns, "ranker");
     tokio::time::sleep(Duration::from_secs(2)).await;
     models
         .patch(
