@@ -22,8 +22,7 @@ const SAMPLE_PROJECT: &str = "fraud-detection";
 /// Builds `berth-console` (debug, the workspace's target directory) and returns its path.
 fn binary() -> Result<PathBuf> {
     let root = repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo()
         .current_dir(&root)
         .args([
             "build",

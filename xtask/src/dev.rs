@@ -5,7 +5,6 @@
 //! Ctrl-C, then stops it all and puts the host back as it was.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -427,8 +426,7 @@ pub struct Built {
 }
 
 pub fn build_operator(root: &Path) -> Result<Built> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo()
         .current_dir(root)
         .args([
             "build",

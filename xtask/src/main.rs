@@ -81,6 +81,40 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A `cargo` command (`$CARGO`, as `cargo run` set it, else `cargo` on PATH) without the variables
+/// `cargo run` gave xtask for its own crate (CARGO_MANIFEST_DIR=<clone>/xtask, CARGO_PKG_*, …).
+/// Build scripts that read one take it into their fingerprint (ring's reads CARGO_MANIFEST_DIR), so
+/// with them every build xtask starts would rebuild ring and all that depends on it after a plain
+/// `cargo build`, `cargo clippy` or `cargo test` from a shell, and the other way round; and an image
+/// build would differ per clone. Every cargo that xtask runs starts here.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if is_crate_variable(&key) {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
+}
+
+/// A variable cargo sets for the crate it compiles or runs (the Cargo Book, "Environment variables
+/// Cargo sets for crates"), as opposed to one that configures cargo.
+fn is_crate_variable(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
 /// Builds (or finds in the cache) the pinned control-plane binaries; returns their directory.
 pub fn build_control_plane() -> Result<PathBuf> {
     run_build_script("tools/build.sh")
@@ -145,7 +179,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     let built = dev::build_operator(&repo_root())?;
     let images = images::build(&images::default_out())?;
     eprintln!("==> [4/4] cargo test --workspace");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo()
         .current_dir(repo_root())
         .arg("test")
         .args(workspace_unless_packages(cargo_args))
@@ -170,4 +204,30 @@ fn test(cargo_args: &[String]) -> Result<()> {
         bail!("tests failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_variables_are_told_from_cargo_settings() {
+        for key in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "OUT_DIR",
+        ] {
+            assert!(is_crate_variable(key), "{key}");
+        }
+        for key in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_TERM_COLOR",
+            "CARGO",
+            "PATH",
+        ] {
+            assert!(!is_crate_variable(key), "{key}");
+        }
+    }
 }

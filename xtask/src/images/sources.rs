@@ -73,7 +73,6 @@ pub struct RustBinaries {
 /// sources by relative path, so no build path ends up in the binaries, and the RUSTFLAGS are the
 /// same for every clone (they are part of cargo's fingerprint).
 pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .arg("-vV")
         .output()
@@ -104,18 +103,7 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
         format!("--remap-path-prefix={}=/target", target.display()),
     ]
     .join("\u{1f}");
-    let mut command = Command::new(cargo);
-    // `cargo run` gave xtask the variables cargo sets for a crate (CARGO_MANIFEST_DIR=<clone>/xtask,
-    // CARGO_PKG_*, …). Build scripts that read one (ring's reads CARGO_MANIFEST_DIR) would see the
-    // clone's path in their fingerprint, and every clone would rebuild them and all that depends
-    // on them.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if is_crate_variable(&key) {
-            command.env_remove(key.as_ref());
-        }
-    }
-    let status = command
+    let status = crate::cargo()
         .current_dir(repo_root())
         .args(["build", "--locked", "--profile", "image"])
         .args(["--package", "berth-model-server"])
@@ -147,23 +135,6 @@ pub fn rust_binaries(work: &Path) -> Result<RustBinaries> {
     };
     drop(lock);
     Ok(binaries)
-}
-
-/// A variable cargo sets for the crate it compiles or runs (the Cargo Book, "Environment variables
-/// Cargo sets for crates"), as opposed to one that configures cargo.
-fn is_crate_variable(key: &str) -> bool {
-    key.starts_with("CARGO_PKG_")
-        || matches!(
-            key,
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_TARGET_TMPDIR"
-                | "CARGO_RUSTC_CURRENT_DIR"
-                | "OUT_DIR"
-        )
 }
 
 /// Runs a pinned tools/ build script (cached under BERTH_CACHE); its output directory.
@@ -271,27 +242,6 @@ mod tests {
         );
         let missing = parse_ldd("\tlibfoo.so.1 => not found\n").unwrap_err();
         assert!(missing.to_string().contains("libfoo"), "{missing}");
-    }
-
-    #[test]
-    fn crate_variables_are_told_from_cargo_settings() {
-        for key in [
-            "CARGO_MANIFEST_DIR",
-            "CARGO_PKG_NAME",
-            "CARGO_PKG_VERSION_MAJOR",
-            "OUT_DIR",
-        ] {
-            assert!(is_crate_variable(key), "{key}");
-        }
-        for key in [
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "CARGO_TERM_COLOR",
-            "CARGO",
-            "PATH",
-        ] {
-            assert!(!is_crate_variable(key), "{key}");
-        }
     }
 
     #[test]
