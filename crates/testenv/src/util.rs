@@ -14,20 +14,74 @@ pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// Free loopback ports, all distinct: every listener is held until all are chosen.
+/// Free loopback ports for servers this process is about to start, all distinct.
+///
+/// A port is chosen at random *below* the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default), from 16384 up, checked
+/// free by binding it, and never handed out twice by one process. Binding port 0 instead, as this
+/// did before, returns an ephemeral port and frees it at once: until the server binds it, any
+/// outgoing connection on the machine may take it as its local port, or another test's `bind(0)`
+/// may get it, and the server then fails with "address already in use" (kwok did, in a CI run).
+/// Below the ephemeral range neither can happen; a port another process bound in between is still
+/// possible, but no longer the usual case.
+///
+/// Errors: an I/O error when no port is free after 2,000 tries per port.
 pub fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const LOWEST: u16 = 16384;
+    let highest = ephemeral_start().saturating_sub(1).max(LOWEST + 1024);
+    let span = u32::from(highest - LOWEST) + 1;
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut listeners = Vec::with_capacity(N);
     let mut ports = [0u16; N];
     for port in &mut ports {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| Error::io("finding a free loopback port", e))?;
-        *port = listener
-            .local_addr()
-            .map_err(|e| Error::io("finding a free loopback port", e))?
-            .port();
-        listeners.push(listener);
+        let mut tries = 0;
+        *port = loop {
+            tries += 1;
+            if tries > 2000 {
+                return Err(Error::io(
+                    "finding a free loopback port",
+                    std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("no free port in {LOWEST}-{highest} after 2000 tries"),
+                    ),
+                ));
+            }
+            let candidate =
+                u16::try_from(u32::from(LOWEST) + random_u32()? % span).unwrap_or(LOWEST);
+            if given.contains(&candidate) {
+                continue;
+            }
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", candidate)) {
+                listeners.push(listener);
+                break candidate;
+            }
+        };
+        given.insert(*port);
     }
     Ok(ports)
+}
+
+/// The first port of the kernel's ephemeral range (outgoing connections' and `bind(0)`'s local
+/// ports); 32768, Linux's default, when it cannot be read.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A random u32 from the kernel.
+fn random_u32() -> Result<u32, Error> {
+    let mut buf = [0u8; 4];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(u32::from_le_bytes(buf))
 }
 
 /// `bytes` random bytes from the kernel, as lowercase hex.
@@ -111,5 +165,30 @@ fn sweep_stale_runs(root: &Path) {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() -> Result<(), Error> {
+        let start = ephemeral_start();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let ports: [u16; 6] = free_ports()?;
+            for port in ports {
+                assert!(
+                    (16384..start).contains(&port),
+                    "{port} (ephemeral from {start})"
+                );
+                assert!(seen.insert(port), "{port} handed out twice");
+                // Free when handed out: a server can bind it.
+                TcpListener::bind(("127.0.0.1", port))
+                    .map_err(|e| Error::io(format!("binding {port}"), e))?;
+            }
+        }
+        Ok(())
     }
 }
