@@ -16,9 +16,11 @@ pub fn repo_root() -> &'static Path {
 
 /// Free loopback ports for servers this process is about to start, all distinct.
 ///
-/// A port is chosen at random *below* the kernel's ephemeral range
-/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default), from 16384 up, checked
-/// free by binding it, and never handed out twice by one process. Binding port 0 instead, as this
+/// A port is chosen at random from 16384 to 29999: below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default, read) and below
+/// Kubernetes' NodePort range (30000-32767, which kube-proxy on the real node captures on every
+/// local address, loopback included); checked free by binding it, and never handed out twice by
+/// one process. Binding port 0 instead, as this
 /// did before, returns an ephemeral port and frees it at once: until the server binds it, any
 /// outgoing connection on the machine may take it as its local port, or another test's `bind(0)`
 /// may get it, and the server then fails with "address already in use" (kwok did, in a CI run).
@@ -31,7 +33,10 @@ pub fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
     use std::sync::Mutex;
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     const LOWEST: u16 = 16384;
-    let highest = ephemeral_start().saturating_sub(1).max(LOWEST + 1024);
+    const BELOW_NODE_PORTS: u16 = 29999;
+    let highest = ephemeral_start()
+        .saturating_sub(1)
+        .clamp(LOWEST + 1024, BELOW_NODE_PORTS);
     let span = u32::from(highest - LOWEST) + 1;
     let mut given = GIVEN
         .lock()
