@@ -20,10 +20,10 @@ pub fn repo_root() -> &'static Path {
 /// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default, read) and below
 /// Kubernetes' NodePort range (30000-32767, which kube-proxy on the real node captures on every
 /// local address, loopback included); checked free by binding it, and never handed out twice by
-/// one process. Binding port 0 instead, as this
-/// did before, returns an ephemeral port and frees it at once: until the server binds it, any
-/// outgoing connection on the machine may take it as its local port, or another test's `bind(0)`
-/// may get it, and the server then fails with "address already in use" (kwok did, in a CI run).
+/// one process. Binding port 0 instead, as this did before, returns an ephemeral port and frees
+/// it at once: until the server binds it, any outgoing connection on the machine may take it as
+/// its local port, or another test's `bind(0)` may get it, and the server then fails with
+/// "address already in use" (kwok did, in a CI run).
 /// Below the ephemeral range neither can happen; a port another process bound in between is still
 /// possible, but no longer the usual case.
 ///
@@ -83,18 +83,21 @@ fn ephemeral_start() -> u16 {
 /// A random u32 from the kernel.
 fn random_u32() -> Result<u32, Error> {
     let mut buf = [0u8; 4];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    fill_random(&mut buf)?;
     Ok(u32::from_le_bytes(buf))
+}
+
+/// Fills `buf` from /dev/urandom.
+fn fill_random(buf: &mut [u8]) -> Result<(), Error> {
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| Error::io("reading /dev/urandom", e))
 }
 
 /// `bytes` random bytes from the kernel, as lowercase hex.
 pub fn random_hex(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    fill_random(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
